@@ -1,0 +1,1020 @@
+"""The resizable dispatch queue: fetchq's core.
+
+Jobs go in with a priority (lower first, FIFO within a priority) and,
+optionally, a lane key.  A *width* caps how many run at once, an optional
+*rate* caps launches per second, and each lane may have its own width, rate
+and hold.  Everything can be changed while jobs run.  See the README for a
+walk-through; the design notes below are for people changing this file.
+
+Design notes
+------------
+*Pending jobs* live in heaps of entries ``(priority, seq, job)`` with lazy
+deletion: an entry is live only while ``job._entry is entry`` and the job is
+pending, so cancel and reprioritize are O(1) (they just make the old entry
+stale) and a compaction pass drops stale entries when they pile up.
+
+Jobs without a key sit in the *main heap* directly.  Each lane keeps its own
+heap; while a lane can launch (it is *open*), its best job (``lane.rep``) also
+has its entry in the main heap.  The dispatch loop pops the main heap: a job
+whose lane turns out to be full, held or out of tokens closes that lane (its
+jobs leave the main heap) and the loop goes on to the next best job, so a
+blocked lane never blocks the others.  A closed lane reopens when one of its
+jobs finishes or at its wake time.
+
+One timer serves every delayed thing: retry waits, lane wake times, the global
+rate and hold.  The dispatch loop is the hot path: with no lanes, rate,
+observers or retries in use it costs a heap push/pop, a state change and the
+function call; a ``put()`` that can launch at once skips the heap entirely.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections.abc import Callable
+from inspect import iscoroutine
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, QueueOverflow
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from fetchq.errors import JobCancelled, JobFailed, QueueStopped, Throttled
+from fetchq.events import (
+    Event,
+    JobFinished,
+    JobLaunched,
+    JobQueued,
+    Observer,
+    RateChanged,
+    WidthChanged,
+)
+from fetchq.job import Job, JobState, Outcome
+from fetchq.lanes import Lane, LaneInfo
+from fetchq.ratelimit import EPSILON, TokenBucket, check_rate
+from fetchq.retry import DEFAULT_RETRY, RetryPolicy
+
+__all__ = ["ResizableDispatchQueue"]
+
+_PENDING = JobState.PENDING
+_UNDERWAY = JobState.UNDERWAY
+_RETRYING = JobState.RETRYING
+_CANCELLED = JobState.CANCELLED
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+
+# Stale heap entries are swept out once there are this many and they make up
+# half the heap: rare enough to cost nothing, often enough to bound memory.
+_COMPACT_AT = 4096
+
+log = Logger()
+
+
+class _JobDeferred(Deferred[Job]):
+    """The Deferred ``put()`` returns; knows its job so it can cancel it."""
+
+    job: Job
+    queue: ResizableDispatchQueue
+
+
+def _check_width(width: object, what: str = "width") -> int:
+    if isinstance(width, bool) or not isinstance(width, int):
+        raise ValueError(f"{what} must be a non-negative integer, not {width!r}")
+    if width < 0:
+        raise ValueError(f"{what} must be a non-negative integer, not {width!r}")
+    return width
+
+
+def _check_priority(priority: object) -> None:
+    if priority.__class__ is int:
+        return
+    if isinstance(priority, bool) or not isinstance(priority, (int, float)):
+        raise TypeError(f"priority must be an int or float, not {priority!r}")
+    if math.isnan(priority):
+        raise ValueError("priority must not be NaN")
+
+
+class ResizableDispatchQueue:
+    """Run ``func(arg)`` for each job put in, at most ``width`` at a time.
+
+    Args:
+        func: the one-argument function that processes a job.  It may return
+            a value, a Deferred or a coroutine, or raise.
+        width: how many jobs may be underway at once (0 launches nothing).
+        size: most jobs that may be pending; ``put()`` beyond raises
+            ``twisted.internet.defer.QueueOverflow``.  None = unbounded.
+        clock: where time comes from (an ``IReactorTime``); the global
+            reactor if None.
+        rate: most launches per second across the queue (None = unlimited).
+        burst: launches the rate allows back to back after a quiet spell.
+        lane_width: default width of each lane (None = no per-lane cap).
+        lane_rate: default launch rate of each lane (None = unlimited).
+        lane_burst: burst for ``lane_rate``.
+        retry: the :class:`~fetchq.retry.RetryPolicy` (default: only
+            ``RetryAfter``/``Throttled`` retry, up to 5 attempts).
+        rng: the random source for backoff jitter (for tests).
+
+    Raises:
+        ValueError: for a negative or non-integer width, or a bad rate.
+    """
+
+    def __init__(
+        self,
+        func: Callable[[Any], Any],
+        width: int = 0,
+        size: int | None = None,
+        *,
+        clock: IReactorTime | None = None,
+        rate: float | None = None,
+        burst: int = 1,
+        lane_width: int | None = None,
+        lane_rate: float | None = None,
+        lane_burst: int = 1,
+        retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not callable(func):
+            raise TypeError(f"func must be callable, not {func!r}")
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor  # type: ignore[assignment]
+        assert clock is not None
+        self._func = func
+        self._width = _check_width(width)
+        if size is not None:
+            _check_width(size, "size")
+        self._size = size
+        self._clock = clock
+        self._seconds = clock.seconds
+        self._retry = DEFAULT_RETRY if retry is None else retry
+        self._rng = random.Random() if rng is None else rng
+        self._seq = itertools.count()
+        self._canceller = self._cancel_deferred
+
+        self._heap: list[tuple[Any, int, Job]] = []
+        self._underway: dict[Job, Deferred[Any] | None] = {}
+        self._npending = 0  # pending + retrying
+        self._nwaiting = 0  # retrying
+        self._garbage = 0  # stale entries left in the main heap (estimate)
+        self._delayed: list[tuple[float, int, Job]] = []
+        self._observers: tuple[Observer, ...] = ()
+
+        self._lanes: dict[Any, Lane] = {}
+        self._sleepers: list[tuple[float, int, Lane]] = []
+        self._lane_width_default = (
+            None if lane_width is None else _check_width(lane_width, "lane_width")
+        )
+        check_rate(lane_rate, lane_burst)
+        self._lane_rate_default: tuple[float | None, int] = (lane_rate, lane_burst)
+        self._lane_width_overrides: dict[Any, int | None] = {}
+        self._lane_rate_overrides: dict[Any, tuple[float | None, int]] = {}
+
+        check_rate(rate, burst)
+        self._bucket = None if rate is None else TokenBucket(rate, burst, 0.0)
+        if self._bucket is not None:
+            self._bucket.stamp = self._seconds()
+        self._hold_until = 0.0
+        self._timer: IDelayedCall | None = None
+
+        self._paused = False
+        self._stopped = False
+        self._dispatching = False
+        self._fast = True  # put() may launch without touching the heap
+        self._drain_waiters: list[Deferred[None]] = []
+        self._stop_waiters: list[Deferred[list[Job]]] = []
+        self._stop_result: list[Job] | None = None
+        self._cancelled_underway: list[Job] = []
+        self._refresh_fast()
+
+    # ------------------------------------------------------------------
+    # Putting jobs in
+
+    def put(
+        self,
+        jobarg: Any,
+        priority: float = 0,
+        key: Any = None,
+        job_id: Any = None,
+    ) -> Deferred[Job]:
+        """Queue a job.
+
+        Args:
+            jobarg: the argument ``func`` will be called with.
+            priority: lower runs first; FIFO among equal priorities.
+            key: the job's lane (a host, a sender, an endpoint), or None.
+            job_id: the caller's stable identity for the job, or None.
+
+        Returns:
+            A Deferred that fires with the finished :class:`~fetchq.job.Job`,
+            or errbacks with :class:`~fetchq.errors.JobFailed` /
+            :class:`~fetchq.errors.JobCancelled` (``.job`` carries the job).
+            Cancelling it cancels the job.
+
+        Raises:
+            QueueStopped: once ``stop()`` has been called.
+            QueueOverflow: if ``size`` jobs are already pending.
+            TypeError: if ``priority`` is not a number.
+        """
+        return self._put(jobarg, priority, key, job_id, 0)
+
+    def requeue(self, job: Job) -> Deferred[Job]:
+        """Queue again a job returned by ``stop()``, ``clear()`` or a pickle.
+
+        A new job is made with the old one's argument, priority, key, id and
+        attempt count; its Deferred is returned as from ``put()``.
+        """
+        return self._put(job.arg, job.priority, job.key, job.id, job.attempts)
+
+    def _put(
+        self, arg: Any, priority: Any, key: Any, job_id: Any, attempts: int
+    ) -> Deferred[Job]:
+        if self._stopped:
+            raise QueueStopped("put() on a stopped queue")
+        _check_priority(priority)
+        if self._size is not None and self._npending >= self._size:
+            raise QueueOverflow()
+        now = self._seconds()
+        job = Job(arg, priority, next(self._seq), key, job_id, now, attempts)
+        d = _JobDeferred(self._canceller)
+        d.job = job
+        d.queue = self
+        job._d = d
+        if self._observers:
+            self._emit(JobQueued(job, now))
+        if (
+            key is None
+            and self._fast
+            and not self._heap
+            and len(self._underway) < self._width
+        ):
+            self._launch(job, now)
+        else:
+            self._enqueue(job, now)
+            self._dispatch()
+        return d
+
+    def _enqueue(self, job: Job, now: float) -> None:
+        """Make a pending job launchable: into the main heap or its lane."""
+        self._npending += 1
+        entry = job._entry
+        key = job.key
+        if key is None:
+            _heappush(self._heap, entry)
+            return
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._new_lane(key, now)
+        _heappush(lane.heap, entry)
+        lane.npending += 1
+        if lane.open:
+            rep = lane.rep
+            if rep is None or entry < rep._entry:
+                lane.rep = job
+                _heappush(self._heap, entry)
+
+    # ------------------------------------------------------------------
+    # The dispatch loop
+
+    def _dispatch(self) -> None:
+        """Launch the best launchable jobs while there is room."""
+        if self._dispatching or self._paused or self._stopped:
+            return
+        self._dispatching = True
+        try:
+            heap = self._heap
+            underway = self._underway
+            while heap and len(underway) < self._width:
+                now = self._seconds()
+                if not self._fast and not self._gate_open(now):
+                    break
+                entry = heap[0]
+                job = entry[2]
+                if job._entry is not entry or job.state is not _PENDING:
+                    _heappop(heap)
+                    continue
+                key = job.key
+                _heappop(heap)
+                if key is not None:
+                    lane = self._lanes[key]
+                    if lane.rep is not job:
+                        continue
+                    wait = self._lane_wait(lane, now)
+                    if wait != 0.0:
+                        self._close(lane, now, wait)
+                        continue
+                    self._take_from_lane(lane, entry)
+                if self._bucket is not None:
+                    self._bucket.take()
+                self._npending -= 1
+                self._launch(job, now)
+            if not heap:
+                self._garbage = 0
+        finally:
+            self._dispatching = False
+
+    def _gate_open(self, now: float) -> bool:
+        """Queue-wide hold and rate: may anything launch at ``now``?"""
+        if self._hold_until:
+            if self._hold_until > now + EPSILON:
+                self._wake_at(self._hold_until)
+                return False
+            self._hold_until = 0.0
+            self._refresh_fast()
+        bucket = self._bucket
+        if bucket is not None and not bucket.ready(now):
+            self._wake_at(now + bucket.wait(now))
+            return False
+        return True
+
+    def _launch(self, job: Job, now: float) -> None:
+        job.state = _UNDERWAY
+        job.launched_at = now
+        job.attempts += 1
+        self._underway[job] = None
+        if self._observers:
+            self._emit(JobLaunched(job, now))
+        try:
+            result = self._func(job.arg)
+        except Exception:
+            self._attempt_failed(Failure(), job)
+            return
+        if not isinstance(result, Deferred):
+            if not iscoroutine(result):
+                self._attempt_succeeded(result, job)
+                return
+            result = Deferred.fromCoroutine(result)
+        if job in self._underway:
+            self._underway[job] = result
+        result.addCallbacks(
+            self._attempt_succeeded,
+            self._attempt_failed,
+            callbackArgs=(job,),
+            errbackArgs=(job,),
+        )
+
+    # ------------------------------------------------------------------
+    # Jobs ending
+
+    def _attempt_succeeded(self, result: Any, job: Job) -> None:
+        if isinstance(result, Failure):
+            return self._attempt_failed(result, job)
+        now = self._seconds()
+        del self._underway[job]
+        job.stopped_at = now
+        if job.key is not None:
+            self._lane_release(job.key, now)
+        if job.state is _CANCELLED:
+            self._fire_cancelled(job, now)
+        else:
+            job.state = JobState.SUCCEEDED
+            job._outcome = result
+            if self._observers:
+                self._emit(JobFinished(job, Outcome.OK, job.latency, now))
+            d = job._d
+            job._d = None
+            assert d is not None
+            d.callback(job)
+        self._slot_freed()
+        return None
+
+    def _attempt_failed(self, failure: Failure, job: Job) -> None:
+        now = self._seconds()
+        del self._underway[job]
+        job.stopped_at = now
+        key = job.key
+        if job.state is _CANCELLED:
+            if key is not None:
+                self._lane_release(key, now)
+            self._fire_cancelled(job, now)
+            self._slot_freed()
+            return None
+        job._outcome = failure
+        delay = self._retry.delay_for(failure, job.attempts, self._rng)
+        if delay is None:
+            if key is not None:
+                self._lane_release(key, now)
+            job.state = JobState.FAILED
+            if self._observers:
+                self._emit(JobFinished(job, Outcome.FAILED, job.latency, now))
+            d = job._d
+            job._d = None
+            assert d is not None
+            d.errback(Failure(JobFailed(job)))
+        else:
+            throttled = isinstance(failure.value, Throttled)
+            if throttled:
+                self.hold(delay, key)
+            if key is not None:
+                self._lane_release(key, now)
+            job.state = _RETRYING
+            job.not_before = now + delay
+            self._npending += 1
+            self._nwaiting += 1
+            _heappush(self._delayed, (job.not_before, next(self._seq), job))
+            self._wake_at(job.not_before)
+            if self._observers:
+                outcome = Outcome.THROTTLED if throttled else Outcome.RETRIED
+                self._emit(JobFinished(job, outcome, job.latency, now))
+        self._slot_freed()
+        return None
+
+    def _fire_cancelled(self, job: Job, now: float) -> None:
+        """Errback a cancelled job's Deferred, once."""
+        d = job._d
+        if d is None:
+            return
+        job._d = None
+        job.state = _CANCELLED
+        job.stopped_at = now
+        if not isinstance(job._outcome, Failure):
+            job._outcome = Failure(CancelledError())
+        if self._observers:
+            latency = None if job.launched_at is None else now - job.launched_at
+            self._emit(JobFinished(job, Outcome.CANCELLED, latency, now))
+        d.errback(Failure(JobCancelled(job)))
+
+    def _slot_freed(self) -> None:
+        if not self._underway:
+            if self._drain_waiters:
+                waiters, self._drain_waiters = self._drain_waiters, []
+                for waiter in waiters:
+                    waiter.callback(None)
+            if self._stopped:
+                self._finish_stop()
+                return
+        self._dispatch()
+
+    # ------------------------------------------------------------------
+    # Cancelling
+
+    def _cancel_deferred(self, d: Deferred[Job]) -> None:
+        """The canceller of every Deferred ``put()`` returns."""
+        assert isinstance(d, _JobDeferred)
+        job = d.job
+        if job._d is not d:
+            return  # detached by stop()/clear(): Twisted errbacks it plainly
+        state = job.state
+        now = self._seconds()
+        if state is _PENDING or state is _RETRYING:
+            self._unqueue(job, now)
+            self._fire_cancelled(job, now)
+        elif state is _UNDERWAY:
+            job.state = _CANCELLED
+            running = self._underway.get(job)
+            if running is not None:
+                running.cancel()
+            # If the work ignored the cancel, the caller still hears at once;
+            # the slot stays taken until the work really ends.
+            self._fire_cancelled(job, now)
+
+    def _unqueue(self, job: Job, now: float) -> None:
+        """Account for a pending or retrying job leaving; its entries go stale."""
+        state = job.state
+        job.state = _CANCELLED  # every entry of the job is stale from now on
+        self._npending -= 1
+        if state is _RETRYING:
+            self._nwaiting -= 1
+            return
+        key = job.key
+        if key is None:
+            self._garbage += 1
+            self._maybe_compact()
+            return
+        lane = self._lanes[key]
+        lane.npending -= 1
+        if lane.rep is job:
+            self._push_rep(lane)
+            self._garbage += 1
+        if len(lane.heap) > 2 * lane.npending + 64:
+            lane.heap[:] = [e for e in lane.heap if _live(e)]
+            heapq.heapify(lane.heap)
+        self._lane_changed(lane, now)
+
+    def _maybe_compact(self) -> None:
+        heap = self._heap
+        if self._garbage > _COMPACT_AT and 2 * self._garbage > len(heap):
+            lanes = self._lanes
+            heap[:] = [
+                e
+                for e in heap
+                if _live(e) and (e[2].key is None or lanes[e[2].key].rep is e[2])
+            ]
+            heapq.heapify(heap)
+            self._garbage = 0
+
+    def clear(self, cancel_pending: bool = True) -> list[Job]:
+        """Remove every pending (and retrying) job.
+
+        Args:
+            cancel_pending: errback their Deferreds with ``JobCancelled``
+                (the default); if False they are dropped and never fire.
+
+        Returns:
+            The removed jobs, in dispatch order (re-queueable).
+        """
+        if not cancel_pending:
+            return self._detach_pending()
+        jobs = self.pending()
+        for job in jobs:
+            job.cancel()
+        return jobs
+
+    clearQueue = clear  # txrdq's name
+
+    def _detach_pending(self) -> list[Job]:
+        jobs = self.pending()
+        for job in jobs:
+            job._d = None
+            job._entry = (job.priority, 0, job)  # every old entry is now stale
+        self._heap.clear()
+        self._delayed.clear()
+        self._npending = self._nwaiting = self._garbage = 0
+        now = self._seconds()
+        for lane in list(self._lanes.values()):
+            lane.heap.clear()
+            lane.npending = 0
+            lane.rep = None
+            self._lane_changed(lane, now)
+        return jobs
+
+    # ------------------------------------------------------------------
+    # Width, rate, pause, stop
+
+    @property
+    def width(self) -> int:
+        """How many jobs may be underway at once; settable (see setWidth)."""
+        return self._width
+
+    @width.setter
+    def width(self, width: int) -> None:
+        self.setWidth(width)
+
+    def setWidth(self, width: int) -> None:
+        """Change the width at any moment.
+
+        Widening launches pending jobs at once; narrowing interrupts nothing
+        and takes effect as underway jobs finish.  While paused the new width
+        is kept for ``resume()``.
+
+        Raises:
+            ValueError: if ``width`` is negative or not an integer.
+        """
+        width = _check_width(width)
+        old, self._width = self._width, width
+        if self._observers and old != width:
+            self._emit(WidthChanged(old, width))
+        if width > old:
+            self._dispatch()
+
+    @property
+    def rate(self) -> float | None:
+        """Most launches per second (None = unlimited); settable."""
+        return None if self._bucket is None else self._bucket.rate
+
+    @rate.setter
+    def rate(self, rate: float | None) -> None:
+        self.set_rate(rate, 1 if self._bucket is None else self._bucket.burst)
+
+    def set_rate(self, rate: float | None, burst: int = 1) -> None:
+        """Change the queue-wide launch rate (None = unlimited) and burst."""
+        check_rate(rate, burst)
+        old = self.rate
+        now = self._seconds()
+        if rate is None:
+            self._bucket = None
+        elif self._bucket is None:
+            self._bucket = TokenBucket(rate, burst, now)
+        else:
+            self._bucket.configure(rate, burst, now)
+        self._refresh_fast()
+        if self._observers:
+            self._emit(RateChanged(old, rate, burst))
+        self._dispatch()
+
+    def hold(self, seconds: float, key: Any = None) -> float:
+        """Launch nothing for ``seconds``: from the lane ``key``, or from the
+        whole queue if ``key`` is None.  Holds only ever extend.
+
+        Returns:
+            The clock time the hold ends.
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"seconds must be a number, not {seconds!r}")
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be >= 0, not {seconds!r}")
+        now = self._seconds()
+        until = now + seconds
+        if key is None:
+            self._hold_until = max(self._hold_until, until)
+            self._refresh_fast()
+            self._wake_at(self._hold_until)
+            return self._hold_until
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._new_lane(key, now)
+        lane.hold_until = max(lane.hold_until, until)
+        self._close(lane, now, lane.hold_until - now)
+        return lane.hold_until
+
+    def pause(self) -> Deferred[None]:
+        """Stop launching jobs.
+
+        Returns:
+            A Deferred that fires (with None) once no job is underway.
+        """
+        self._paused = True
+        self._refresh_fast()
+        return self._when_drained()
+
+    def resume(self, width: int | None = None) -> None:
+        """Start launching again, with the width as it was, or ``width``.
+
+        Raises:
+            QueueStopped: if the queue has been stopped.
+        """
+        if self._stopped:
+            raise QueueStopped("resume() on a stopped queue")
+        if width is not None:
+            self.setWidth(width)
+        self._paused = False
+        self._refresh_fast()
+        self._dispatch()
+
+    @property
+    def paused(self) -> bool:
+        """True between ``pause()`` and ``resume()``."""
+        return self._paused
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` has been called."""
+        return self._stopped
+
+    def stop(self, cancel_underway: bool = False) -> Deferred[list[Job]]:
+        """Stop for good: launch nothing more, refuse new jobs.
+
+        Args:
+            cancel_underway: cancel underway jobs instead of waiting for them;
+                they are then returned along with the pending ones.
+
+        Returns:
+            A Deferred that fires, once nothing is underway, with the jobs not
+            processed (pending and retrying, in dispatch order).  They pickle,
+            and ``requeue()`` puts them into a new queue.  Their own ``put()``
+            Deferreds are let go and never fire.
+        """
+        d: Deferred[list[Job]] = Deferred()
+        if self._stop_result is not None:
+            d.callback(list(self._stop_result))
+            return d
+        self._stopped = True
+        self._refresh_fast()
+        self._stop_waiters.append(d)
+        if cancel_underway:
+            for job in list(self._underway):
+                if job.state is _UNDERWAY:
+                    self._cancelled_underway.append(job)
+                    job.cancel()
+        if not self._underway:
+            self._finish_stop()
+        return d
+
+    def _finish_stop(self) -> None:
+        if self._stop_result is not None:
+            return
+        jobs = self._cancelled_underway + self._detach_pending()
+        self._cancelled_underway = []
+        self._stop_result = jobs
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._sleepers.clear()
+        waiters, self._stop_waiters = self._stop_waiters, []
+        for waiter in waiters:
+            waiter.callback(list(jobs))
+
+    def _when_drained(self) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        if self._underway:
+            self._drain_waiters.append(d)
+        else:
+            d.callback(None)
+        return d
+
+    def _refresh_fast(self) -> None:
+        self._fast = not (
+            self._paused
+            or self._stopped
+            or self._bucket is not None
+            or self._hold_until
+        )
+
+    # ------------------------------------------------------------------
+    # Admin views and reprioritising
+
+    def pending(self) -> list[Job]:
+        """A copy of the pending jobs in dispatch order: jobs that can run by
+        (priority, arrival), then jobs waiting to retry by their retry time."""
+        heap = self._heap
+        if not self._lanes and not self._nwaiting and len(heap) == self._npending:
+            entries = sorted(heap)
+        else:
+            entries = [e for e in heap if e[2].key is None and _live(e)]
+            for lane in self._lanes.values():
+                entries.extend([e for e in lane.heap if _live(e)])
+            entries.sort()
+        jobs = [e[2] for e in entries]
+        if self._nwaiting:
+            waiting = [e for e in self._delayed if _waiting(e)]
+            waiting.sort()
+            jobs.extend([e[2] for e in waiting])
+        return jobs
+
+    def underway(self) -> list[Job]:
+        """A copy of the jobs underway, in launch order."""
+        return list(self._underway)
+
+    def size(self) -> tuple[int, int]:
+        """``(underway, pending)`` counts; pending includes retrying jobs."""
+        return len(self._underway), self._npending
+
+    def __len__(self) -> int:
+        return self._npending
+
+    def lanes(self) -> list[LaneInfo]:
+        """A snapshot of every lane that currently exists."""
+        return [lane.info() for lane in self._lanes.values()]
+
+    def reprioritize(self, job: Job, priority: float) -> None:
+        """Give a pending (or retrying) job a new priority; it goes to the
+        back of its new priority class.
+
+        Raises:
+            RuntimeError: if the job is not pending (underway or finished).
+            KeyError: if the job is not in this queue.
+        """
+        _check_priority(priority)
+        state = job.state
+        if state is not _PENDING and state is not _RETRYING:
+            raise RuntimeError(
+                f"cannot reprioritize a job that is {state.value}: {job!r}"
+            )
+        d = job._d
+        if not isinstance(d, _JobDeferred) or d.queue is not self:
+            raise KeyError(job)
+        entry = (priority, next(self._seq), job)
+        job._entry = entry
+        if state is _RETRYING:
+            return
+        key = job.key
+        if key is None:
+            _heappush(self._heap, entry)
+            self._garbage += 1
+            self._maybe_compact()
+            return
+        lane = self._lanes[key]
+        _heappush(lane.heap, entry)
+        if lane.open:
+            rep = lane.rep
+            if rep is job:
+                self._push_rep(lane)
+            elif rep is None or entry < rep._entry:
+                lane.rep = job
+                _heappush(self._heap, entry)
+
+    # ------------------------------------------------------------------
+    # Lanes
+
+    @property
+    def lane_width(self) -> int | None:
+        """The default width of lanes without their own (None = no cap)."""
+        return self._lane_width_default
+
+    def set_lane_width(self, key: Any, width: int | None) -> None:
+        """Set lane ``key``'s width, or the default for all lanes if ``key``
+        is None.  ``width`` None lifts the cap (for a key: back to default)."""
+        if width is not None:
+            _check_width(width, "lane width")
+        if key is None:
+            old = self._lane_width_default
+            self._lane_width_default = width
+            targets = [
+                lane
+                for k, lane in self._lanes.items()
+                if k not in self._lane_width_overrides
+            ]
+        else:
+            old = self._lane_width_overrides.get(key, self._lane_width_default)
+            if width is None:
+                self._lane_width_overrides.pop(key, None)
+                width = self._lane_width_default
+            else:
+                self._lane_width_overrides[key] = width
+            lane = self._lanes.get(key)
+            targets = [] if lane is None else [lane]
+        now = self._seconds()
+        for lane in targets:
+            lane.width = width
+            self._lane_changed(lane, now)
+        if self._observers and old != width:
+            self._emit(WidthChanged(old, width, lane=True, key=key))
+        self._dispatch()
+
+    def set_lane_rate(self, key: Any, rate: float | None, burst: int = 1) -> None:
+        """Set lane ``key``'s launch rate, or the default for all lanes if
+        ``key`` is None.  ``rate`` None removes the limit."""
+        check_rate(rate, burst)
+        if key is None:
+            old = self._lane_rate_default[0]
+            self._lane_rate_default = (rate, burst)
+            targets = [
+                lane
+                for k, lane in self._lanes.items()
+                if k not in self._lane_rate_overrides
+            ]
+        else:
+            old = self._lane_rate_overrides.get(key, self._lane_rate_default)[0]
+            self._lane_rate_overrides[key] = (rate, burst)
+            lane = self._lanes.get(key)
+            targets = [] if lane is None else [lane]
+        now = self._seconds()
+        for lane in targets:
+            if rate is None:
+                lane.bucket = None
+            elif lane.bucket is None:
+                lane.bucket = TokenBucket(rate, burst, now)
+            else:
+                lane.bucket.configure(rate, burst, now)
+            self._lane_changed(lane, now)
+        if self._observers:
+            self._emit(RateChanged(old, rate, burst, lane=True, key=key))
+        self._dispatch()
+
+    def _new_lane(self, key: Any, now: float) -> Lane:
+        width = self._lane_width_overrides.get(key, self._lane_width_default)
+        rate, burst = self._lane_rate_overrides.get(key, self._lane_rate_default)
+        bucket = None if rate is None else TokenBucket(rate, burst, now)
+        lane = self._lanes[key] = Lane(key, width, bucket)
+        return lane
+
+    def _lane_wait(self, lane: Lane, now: float) -> float | None:
+        """0.0 if the lane may launch now; else seconds until it may (a hold
+        or its rate), or None if it waits for one of its jobs to finish."""
+        if lane.hold_until > now + EPSILON:
+            return lane.hold_until - now
+        if lane.width is not None and lane.underway >= lane.width:
+            return None
+        bucket = lane.bucket
+        if bucket is not None and not bucket.ready(now):
+            return bucket.wait(now)
+        return 0.0
+
+    def _take_from_lane(self, lane: Lane, entry: tuple[Any, int, Job]) -> None:
+        """The lane's rep is launching: take it off the lane's heap."""
+        heap = lane.heap
+        while _heappop(heap) is not entry:
+            pass  # everything above the rep is stale
+        lane.npending -= 1
+        lane.underway += 1
+        if lane.bucket is not None:
+            lane.bucket.take()
+        if lane.width is not None and lane.underway >= lane.width:
+            lane.open = False
+            lane.rep = None
+        else:
+            self._push_rep(lane)
+
+    def _push_rep(self, lane: Lane) -> None:
+        """Make the lane's best live job its representative in the main heap."""
+        heap = lane.heap
+        while heap:
+            entry = heap[0]
+            if _live(entry):
+                lane.rep = entry[2]
+                _heappush(self._heap, entry)
+                return
+            _heappop(heap)
+        lane.rep = None
+
+    def _close(self, lane: Lane, now: float, wait: float | None) -> None:
+        """The lane cannot launch: take it out of the main heap until it can."""
+        lane.open = False
+        lane.rep = None
+        if wait is not None:
+            self._sleep(lane, now + wait)
+
+    def _sleep(self, lane: Lane, when: float) -> None:
+        if lane.wake_at is not None and lane.wake_at <= when:
+            return
+        lane.wake_at = when
+        _heappush(self._sleepers, (when, next(self._seq), lane))
+        self._wake_at(when)
+
+    def _lane_release(self, key: Any, now: float) -> None:
+        lane = self._lanes[key]
+        lane.underway -= 1
+        self._lane_changed(lane, now)
+
+    def _lane_changed(self, lane: Lane, now: float) -> None:
+        """Something that may unblock or idle the lane happened."""
+        if not lane.open:
+            wait = self._lane_wait(lane, now)
+            if wait == 0.0:
+                lane.open = True
+                self._push_rep(lane)
+            elif wait is not None:
+                self._sleep(lane, now + wait)
+        if lane.npending == 0 and lane.underway == 0:
+            self._settle(lane, now)
+
+    def _settle(self, lane: Lane, now: float) -> None:
+        """Drop an idle lane unless a hold or a refilling bucket needs it."""
+        if lane.hold_until > now + EPSILON:
+            self._sleep(lane, lane.hold_until)
+            return
+        bucket = lane.bucket
+        if bucket is not None:
+            refill = bucket.full_in(now)
+            if refill > EPSILON:
+                self._sleep(lane, now + refill)
+                return
+        if self._lanes.get(lane.key) is lane:
+            del self._lanes[lane.key]
+        lane.wake_at = None
+
+    # ------------------------------------------------------------------
+    # The one timer
+
+    def _wake_at(self, when: float) -> None:
+        timer = self._timer
+        if timer is not None:
+            if timer.getTime() <= when + EPSILON:
+                return
+            timer.cancel()
+        delay = max(0.0, when - self._seconds())
+        self._timer = self._clock.callLater(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self._seconds()
+        due = now + EPSILON
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= due:
+            when, _, job = _heappop(delayed)
+            if job.state is _RETRYING and job.not_before == when:
+                job.state = _PENDING
+                job.not_before = None
+                job._entry = (job.priority, next(self._seq), job)
+                self._npending -= 1
+                self._nwaiting -= 1
+                self._enqueue(job, now)
+        sleepers = self._sleepers
+        while sleepers and sleepers[0][0] <= due:
+            when, _, lane = _heappop(sleepers)
+            if lane.wake_at == when and self._lanes.get(lane.key) is lane:
+                lane.wake_at = None
+                self._lane_changed(lane, now)
+        self._dispatch()
+        if self._stopped and self._stop_result is not None:
+            return
+        nexts = [q[0][0] for q in (delayed, sleepers) if q]
+        if nexts:
+            self._wake_at(min(nexts))
+
+    # ------------------------------------------------------------------
+    # Observers
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer(event)`` for every event from now on.
+
+        Returns:
+            A function that unsubscribes the observer.
+        """
+        self._observers = (*self._observers, observer)
+
+        def unsubscribe() -> None:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+        return unsubscribe
+
+    def _emit(self, event: Event) -> None:
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:
+                log.failure("fetchq observer {observer!r} failed", observer=observer)
+
+
+def _live(entry: tuple[Any, int, Job]) -> bool:
+    job = entry[2]
+    return job._entry is entry and job.state is _PENDING
+
+
+def _waiting(entry: tuple[float, int, Job]) -> bool:
+    job = entry[2]
+    return job.state is _RETRYING and job.not_before == entry[0]
+
