@@ -209,7 +209,7 @@ class Job:
             state["result"] = self._outcome
         elif isinstance(self._outcome, Failure):
             failure = self._outcome
-            failure.cleanFailure()
+            failure.cleanFailure()  # type: ignore[no-untyped-call]
             state["failure"] = failure
         return state
 

@@ -35,10 +35,9 @@ import math
 import random
 from collections.abc import Callable
 from inspect import iscoroutine
-from typing import Any
+from typing import Any, Protocol, cast
 
-from twisted.internet.defer import CancelledError, Deferred, QueueOverflow
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import Deferred, QueueOverflow
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -71,6 +70,29 @@ _heappop = heapq.heappop
 _COMPACT_AT = 4096
 
 log = Logger()
+
+
+class DelayedCallLike(Protocol):
+    """What fetchq uses of a ``twisted.internet.base.DelayedCall``."""
+
+    def getTime(self) -> float: ...
+
+    def cancel(self) -> None: ...
+
+
+class ClockLike(Protocol):
+    """What fetchq uses of an ``IReactorTime``: the reactor or a ``task.Clock``."""
+
+    def seconds(self) -> float: ...
+
+    def callLater(
+        self, delay: float, callable: Callable[..., object], *args: object
+    ) -> DelayedCallLike: ...
+
+
+def _failure(exc: BaseException | None = None) -> Failure:
+    """A Failure of ``exc``, or of the exception being handled."""
+    return Failure(exc)  # type: ignore[no-untyped-call]
 
 
 class _JobDeferred(Deferred[Job]):
@@ -127,7 +149,7 @@ class ResizableDispatchQueue:
         width: int = 0,
         size: int | None = None,
         *,
-        clock: IReactorTime | None = None,
+        clock: ClockLike | None = None,
         rate: float | None = None,
         burst: int = 1,
         lane_width: int | None = None,
@@ -141,8 +163,7 @@ class ResizableDispatchQueue:
         if clock is None:
             from twisted.internet import reactor
 
-            clock = reactor  # type: ignore[assignment]
-        assert clock is not None
+            clock = cast(ClockLike, reactor)
         self._func = func
         self._width = _check_width(width)
         if size is not None:
@@ -178,7 +199,7 @@ class ResizableDispatchQueue:
         if self._bucket is not None:
             self._bucket.stamp = self._seconds()
         self._hold_until = 0.0
-        self._timer: IDelayedCall | None = None
+        self._timer: DelayedCallLike | None = None
 
         self._paused = False
         self._stopped = False
@@ -234,7 +255,8 @@ class ResizableDispatchQueue:
     ) -> Deferred[Job]:
         if self._stopped:
             raise QueueStopped("put() on a stopped queue")
-        _check_priority(priority)
+        if priority.__class__ is not int:
+            _check_priority(priority)
         if self._size is not None and self._npending >= self._size:
             raise QueueOverflow()
         now = self._seconds()
@@ -254,7 +276,8 @@ class ResizableDispatchQueue:
             self._launch(job, now)
         else:
             self._enqueue(job, now)
-            self._dispatch()
+            if len(self._underway) < self._width:
+                self._dispatch()
         return d
 
     def _enqueue(self, job: Job, now: float) -> None:
@@ -340,13 +363,20 @@ class ResizableDispatchQueue:
         try:
             result = self._func(job.arg)
         except Exception:
-            self._attempt_failed(Failure(), job)
+            self._attempt_failed(_failure(), job)
             return
         if not isinstance(result, Deferred):
             if not iscoroutine(result):
                 self._attempt_succeeded(result, job)
                 return
             result = Deferred.fromCoroutine(result)
+        elif result.called and not result.paused:
+            # Already fired with a value: take it, as Twisted's own chaining
+            # does, rather than pay for a callback chain.
+            value = result.result
+            if not isinstance(value, (Failure, Deferred)):
+                self._attempt_succeeded(value, job)
+                return
         if job in self._underway:
             self._underway[job] = result
         result.addCallbacks(
@@ -403,7 +433,7 @@ class ResizableDispatchQueue:
             d = job._d
             job._d = None
             assert d is not None
-            d.errback(Failure(JobFailed(job)))
+            d.errback(_failure(JobFailed(job)))
         else:
             throttled = isinstance(failure.value, Throttled)
             if throttled:
@@ -430,12 +460,13 @@ class ResizableDispatchQueue:
         job._d = None
         job.state = _CANCELLED
         job.stopped_at = now
+        failure = _failure(JobCancelled(job))
         if not isinstance(job._outcome, Failure):
-            job._outcome = Failure(CancelledError())
+            job._outcome = failure
         if self._observers:
             latency = None if job.launched_at is None else now - job.launched_at
             self._emit(JobFinished(job, Outcome.CANCELLED, latency, now))
-        d.errback(Failure(JobCancelled(job)))
+        d.errback(failure)
 
     def _slot_freed(self) -> None:
         if not self._underway:
@@ -446,7 +477,8 @@ class ResizableDispatchQueue:
             if self._stopped:
                 self._finish_stop()
                 return
-        self._dispatch()
+        if self._heap:
+            self._dispatch()
 
     # ------------------------------------------------------------------
     # Cancelling
@@ -720,14 +752,23 @@ class ResizableDispatchQueue:
         """A copy of the pending jobs in dispatch order: jobs that can run by
         (priority, arrival), then jobs waiting to retry by their retry time."""
         heap = self._heap
-        if not self._lanes and not self._nwaiting and len(heap) == self._npending:
+        pending = _PENDING
+        if not self._lanes:
             entries = sorted(heap)
+            if len(heap) == self._npending - self._nwaiting:
+                jobs = [e[2] for e in entries]  # no stale entries to skip
+            else:
+                # Filter after sorting: jobs are then visited roughly in the
+                # order they were made, which is kind to the CPU cache.
+                jobs = [
+                    e[2] for e in entries if e[2]._entry is e and e[2].state is pending
+                ]
         else:
             entries = [e for e in heap if e[2].key is None and _live(e)]
             for lane in self._lanes.values():
                 entries.extend([e for e in lane.heap if _live(e)])
             entries.sort()
-        jobs = [e[2] for e in entries]
+            jobs = [e[2] for e in entries]
         if self._nwaiting:
             waiting = [e for e in self._delayed if _waiting(e)]
             waiting.sort()
@@ -1017,4 +1058,3 @@ def _live(entry: tuple[Any, int, Job]) -> bool:
 def _waiting(entry: tuple[float, int, Job]) -> bool:
     job = entry[2]
     return job.state is _RETRYING and job.not_before == entry[0]
-

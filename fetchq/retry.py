@@ -21,7 +21,9 @@ from fetchq.errors import RetryAfter
 __all__ = ["DEFAULT_RETRY", "RetryPolicy"]
 
 
-def _positive_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+def _positive_int(
+    instance: object, attribute: attrs.Attribute[int], value: int
+) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{attribute.name} must be an integer >= 1, not {value!r}")
 
@@ -58,7 +60,7 @@ class RetryPolicy:
         """Whether this failure, by itself, calls for another attempt."""
         if isinstance(failure.value, RetryAfter):
             return True
-        if self.retry_on and failure.check(*self.retry_on) is not None:
+        if self.retry_on and failure.check(*self.retry_on) is not None:  # type: ignore[no-untyped-call]
             return True
         return self.retry_if is not None and bool(self.retry_if(failure))
 

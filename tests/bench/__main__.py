@@ -1,0 +1,10 @@
+"""Run every benchmark: ``python -m tests.bench`` (``make bench``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+for module in ("tests.bench.bench_dispatch", "tests.bench.bench_memory"):
+    print(f"## {module}\n", flush=True)
+    subprocess.run([sys.executable, "-m", module, *sys.argv[1:]], check=True)
