@@ -195,9 +195,9 @@ class ResizableDispatchQueue:
         self._lane_rate_overrides: dict[Any, tuple[float | None, int]] = {}
 
         check_rate(rate, burst)
-        self._bucket = None if rate is None else TokenBucket(rate, burst, 0.0)
-        if self._bucket is not None:
-            self._bucket.stamp = self._seconds()
+        self._bucket = (
+            None if rate is None else TokenBucket(rate, burst, clock.seconds())
+        )
         self._hold_until = 0.0
         self._timer: DelayedCallLike | None = None
 
@@ -296,6 +296,8 @@ class ResizableDispatchQueue:
         if lane.open:
             rep = lane.rep
             if rep is None or entry < rep._entry:
+                if rep is not None:
+                    self._garbage += 1  # the old rep's main-heap entry
                 lane.rep = job
                 _heappush(self._heap, entry)
 
@@ -521,10 +523,13 @@ class ResizableDispatchQueue:
         if lane.rep is job:
             self._push_rep(lane)
             self._garbage += 1
+        self._lane_compact(lane)
+        self._lane_changed(lane, now)
+
+    def _lane_compact(self, lane: Lane) -> None:
         if len(lane.heap) > 2 * lane.npending + 64:
             lane.heap[:] = [e for e in lane.heap if _live(e)]
             heapq.heapify(lane.heap)
-        self._lane_changed(lane, now)
 
     def _maybe_compact(self) -> None:
         heap = self._heap
@@ -822,10 +827,15 @@ class ResizableDispatchQueue:
         if lane.open:
             rep = lane.rep
             if rep is job:
+                self._garbage += 1
                 self._push_rep(lane)
             elif rep is None or entry < rep._entry:
+                if rep is not None:
+                    self._garbage += 1
                 lane.rep = job
                 _heappush(self._heap, entry)
+        self._lane_compact(lane)
+        self._maybe_compact()
 
     # ------------------------------------------------------------------
     # Lanes
@@ -1019,6 +1029,9 @@ class ResizableDispatchQueue:
             if lane.wake_at == when and self._lanes.get(lane.key) is lane:
                 lane.wake_at = None
                 self._lane_changed(lane, now)
+        if self._hold_until and self._hold_until <= due:
+            self._hold_until = 0.0
+            self._refresh_fast()
         self._dispatch()
         if self._stopped and self._stop_result is not None:
             return
