@@ -40,7 +40,7 @@ class FakeSMSProvider:
         self.sent = 0
 
     def send_sms(self, job: tuple[int, str]) -> defer.Deferred[str]:
-        number, message = job
+        number, _message = job
         delay = self.rng.uniform(0.02, 0.12)
         if self.rng.random() < 1 / 40:
             return task.deferLater(self.reactor, delay, self._fail, number)
