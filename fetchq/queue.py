@@ -257,7 +257,13 @@ class ResizableDispatchQueue:
             raise QueueStopped("put() on a stopped queue")
         if priority.__class__ is not int:
             _check_priority(priority)
-        if self._size is not None and self._npending >= self._size:
+        at_once = (
+            key is None
+            and self._fast
+            and not self._heap
+            and len(self._underway) < self._width
+        )
+        if not at_once and self._size is not None and self._npending >= self._size:
             raise QueueOverflow()
         now = self._seconds()
         job = Job(arg, priority, next(self._seq), key, job_id, now, attempts)
@@ -267,12 +273,7 @@ class ResizableDispatchQueue:
         job._d = d
         if self._observers:
             self._emit(JobQueued(job, now))
-        if (
-            key is None
-            and self._fast
-            and not self._heap
-            and len(self._underway) < self._width
-        ):
+        if at_once:
             self._launch(job, now)
         else:
             self._enqueue(job, now)
@@ -387,6 +388,8 @@ class ResizableDispatchQueue:
             callbackArgs=(job,),
             errbackArgs=(job,),
         )
+        if job.state is _CANCELLED and job in self._underway:
+            result.cancel()  # the function cancelled its own job before returning
 
     # ------------------------------------------------------------------
     # Jobs ending
@@ -700,9 +703,11 @@ class ResizableDispatchQueue:
 
         Returns:
             A Deferred that fires, once nothing is underway, with the jobs not
-            processed (pending and retrying, in dispatch order).  They pickle,
-            and ``requeue()`` puts them into a new queue.  Their own ``put()``
-            Deferreds are let go and never fire.
+            processed: any cancelled underway jobs first, then the pending and
+            retrying ones in dispatch order.  They pickle, and ``requeue()``
+            puts them into a new queue.  The pending jobs' ``put()`` Deferreds
+            are let go and never fire; cancelled underway jobs' Deferreds
+            errback with ``JobCancelled`` as any cancellation does.
         """
         d: Deferred[list[Job]] = Deferred()
         if self._stop_result is not None:
