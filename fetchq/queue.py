@@ -428,6 +428,12 @@ class ResizableDispatchQueue:
             self._slot_freed()
             return None
         job._outcome = failure
+        error = failure.value
+        throttled = isinstance(error, Throttled)
+        if isinstance(error, Throttled):
+            # The remote side asked for a pause: honour it even when this job
+            # has no attempts left, so the lane's other jobs wait too.
+            self.hold(error.delay, key)
         delay = self._retry.delay_for(failure, job.attempts, self._rng)
         if delay is None:
             if key is not None:
@@ -440,9 +446,6 @@ class ResizableDispatchQueue:
             assert d is not None
             d.errback(_failure(JobFailed(job)))
         else:
-            throttled = isinstance(failure.value, Throttled)
-            if throttled:
-                self.hold(delay, key)
             if key is not None:
                 self._lane_release(key, now)
             job.state = _RETRYING
@@ -457,19 +460,23 @@ class ResizableDispatchQueue:
         self._slot_freed()
         return None
 
-    def _fire_cancelled(self, job: Job, now: float) -> None:
-        """Errback a cancelled job's Deferred, once."""
+    def _fire_cancelled(self, job: Job, now: float, underway: bool = True) -> None:
+        """Errback a cancelled job's Deferred, once.  ``underway``: whether an
+        attempt was running (else the event's latency is None)."""
         d = job._d
         if d is None:
             return
         job._d = None
         job.state = _CANCELLED
-        job.stopped_at = now
+        if underway or job.launched_at is None:
+            job.stopped_at = now  # else keep the last attempt's, for latency
         failure = _failure(JobCancelled(job))
         if not isinstance(job._outcome, Failure):
             job._outcome = failure
         if self._observers:
-            latency = None if job.launched_at is None else now - job.launched_at
+            latency = None
+            if underway and job.launched_at is not None:
+                latency = now - job.launched_at
             self._emit(JobFinished(job, Outcome.CANCELLED, latency, now))
         d.errback(failure)
 
@@ -498,7 +505,7 @@ class ResizableDispatchQueue:
         now = self._seconds()
         if state is _PENDING or state is _RETRYING:
             self._unqueue(job, now)
-            self._fire_cancelled(job, now)
+            self._fire_cancelled(job, now, underway=False)
         elif state is _UNDERWAY:
             job.state = _CANCELLED
             running = self._underway.get(job)

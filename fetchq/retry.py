@@ -31,7 +31,11 @@ def _positive_int(
 def _non_negative(
     instance: object, attribute: attrs.Attribute[float], value: float
 ) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value >= 0  # also refuses NaN
+    ):
         raise ValueError(f"{attribute.name} must be a number >= 0, not {value!r}")
 
 
