@@ -37,7 +37,7 @@ from collections.abc import Callable
 from inspect import iscoroutine
 from typing import Any, Protocol, cast
 
-from twisted.internet.defer import Deferred, QueueOverflow
+from twisted.internet.defer import CancelledError, Deferred, QueueOverflow
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -271,12 +271,14 @@ class ResizableDispatchQueue:
         d.job = job
         d.queue = self
         job._d = d
-        if self._observers:
-            self._emit(JobQueued(job, now))
-        if at_once:
+        if at_once and not self._observers:
             self._launch(job, now)
         else:
+            # Queued before observers hear of it, so whatever they do (cancel
+            # it, pause the queue) goes through the ordinary paths.
             self._enqueue(job, now)
+            if self._observers:
+                self._emit(JobQueued(job, now))
             if len(self._underway) < self._width:
                 self._dispatch()
         return d
@@ -343,7 +345,9 @@ class ResizableDispatchQueue:
             self._dispatching = False
 
     def _gate_open(self, now: float) -> bool:
-        """Queue-wide hold and rate: may anything launch at ``now``?"""
+        """Pause, stop, queue-wide hold and rate: may anything launch now?"""
+        if self._paused or self._stopped:
+            return False  # paused or stopped by a job or observer mid-pass
         if self._hold_until:
             if self._hold_until > now + EPSILON:
                 self._wake_at(self._hold_until)
@@ -363,6 +367,9 @@ class ResizableDispatchQueue:
         self._underway[job] = None
         if self._observers:
             self._emit(JobLaunched(job, now))
+            if job.state is not _UNDERWAY:  # an observer cancelled it
+                self._attempt_failed(_failure(CancelledError()), job)
+                return
         try:
             result = self._func(job.arg)
         except Exception:
@@ -655,6 +662,8 @@ class ResizableDispatchQueue:
             raise ValueError(f"seconds must be >= 0, not {seconds!r}")
         now = self._seconds()
         until = now + seconds
+        if seconds <= EPSILON:
+            return until  # nothing to hold
         if key is None:
             self._hold_until = max(self._hold_until, until)
             self._refresh_fast()
@@ -1062,8 +1071,19 @@ class ResizableDispatchQueue:
         """
         self._observers = (*self._observers, observer)
 
+        done = False
+
         def unsubscribe() -> None:
-            self._observers = tuple(o for o in self._observers if o is not observer)
+            nonlocal done
+            if done:
+                return
+            done = True
+            observers = list(self._observers)
+            for i, subscribed in enumerate(observers):
+                if subscribed is observer:
+                    del observers[i]  # just this subscription
+                    self._observers = tuple(observers)
+                    return
 
         return unsubscribe
 
