@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import math
 import random
 from collections.abc import Callable
 from inspect import iscoroutine
@@ -41,6 +40,7 @@ from twisted.internet.defer import CancelledError, Deferred, QueueOverflow
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from fetchq._validate import check_priority, check_width
 from fetchq.errors import JobCancelled, JobFailed, QueueStopped, Throttled
 from fetchq.events import (
     Event,
@@ -52,7 +52,7 @@ from fetchq.events import (
     WidthChanged,
 )
 from fetchq.job import Job, JobState, Outcome
-from fetchq.lanes import Lane, LaneInfo
+from fetchq.lanes import Lane, LaneScheduling, live
 from fetchq.ratelimit import EPSILON, TokenBucket, check_rate
 from fetchq.retry import DEFAULT_RETRY, RetryPolicy
 
@@ -102,24 +102,7 @@ class _JobDeferred(Deferred[Job]):
     queue: ResizableDispatchQueue
 
 
-def _check_width(width: object, what: str = "width") -> int:
-    if isinstance(width, bool) or not isinstance(width, int):
-        raise ValueError(f"{what} must be a non-negative integer, not {width!r}")
-    if width < 0:
-        raise ValueError(f"{what} must be a non-negative integer, not {width!r}")
-    return width
-
-
-def _check_priority(priority: object) -> None:
-    if priority.__class__ is int:
-        return
-    if isinstance(priority, bool) or not isinstance(priority, (int, float)):
-        raise TypeError(f"priority must be an int or float, not {priority!r}")
-    if math.isnan(priority):
-        raise ValueError("priority must not be NaN")
-
-
-class ResizableDispatchQueue:
+class ResizableDispatchQueue(LaneScheduling):
     """Run ``func(arg)`` for each job put in, at most ``width`` at a time.
 
     Args:
@@ -165,9 +148,9 @@ class ResizableDispatchQueue:
 
             clock = cast(ClockLike, reactor)
         self._func = func
-        self._width = _check_width(width)
+        self._width = check_width(width)
         if size is not None:
-            _check_width(size, "size")
+            check_width(size, "size")
         self._size = size
         self._clock = clock
         self._seconds = clock.seconds
@@ -187,7 +170,7 @@ class ResizableDispatchQueue:
         self._lanes: dict[Any, Lane] = {}
         self._sleepers: list[tuple[float, int, Lane]] = []
         self._lane_width_default = (
-            None if lane_width is None else _check_width(lane_width, "lane_width")
+            None if lane_width is None else check_width(lane_width, "lane_width")
         )
         check_rate(lane_rate, lane_burst)
         self._lane_rate_default: tuple[float | None, int] = (lane_rate, lane_burst)
@@ -256,7 +239,7 @@ class ResizableDispatchQueue:
         if self._stopped:
             raise QueueStopped("put() on a stopped queue")
         if priority.__class__ is not int:
-            _check_priority(priority)
+            check_priority(priority)
         at_once = (
             key is None
             and self._fast
@@ -543,11 +526,6 @@ class ResizableDispatchQueue:
         self._lane_compact(lane)
         self._lane_changed(lane, now)
 
-    def _lane_compact(self, lane: Lane) -> None:
-        if len(lane.heap) > 2 * lane.npending + 64:
-            lane.heap[:] = [e for e in lane.heap if _live(e)]
-            heapq.heapify(lane.heap)
-
     def _maybe_compact(self) -> None:
         heap = self._heap
         if self._garbage > _COMPACT_AT and 2 * self._garbage > len(heap):
@@ -555,7 +533,7 @@ class ResizableDispatchQueue:
             heap[:] = [
                 e
                 for e in heap
-                if _live(e) and (e[2].key is None or lanes[e[2].key].rep is e[2])
+                if live(e) and (e[2].key is None or lanes[e[2].key].rep is e[2])
             ]
             heapq.heapify(heap)
             self._garbage = 0
@@ -617,7 +595,7 @@ class ResizableDispatchQueue:
         Raises:
             ValueError: if ``width`` is negative or not an integer.
         """
-        width = _check_width(width)
+        width = check_width(width)
         old, self._width = self._width, width
         if self._observers and old != width:
             self._emit(WidthChanged(old, width))
@@ -790,9 +768,9 @@ class ResizableDispatchQueue:
                     e[2] for e in entries if e[2]._entry is e and e[2].state is pending
                 ]
         else:
-            entries = [e for e in heap if e[2].key is None and _live(e)]
+            entries = [e for e in heap if e[2].key is None and live(e)]
             for lane in self._lanes.values():
-                entries.extend([e for e in lane.heap if _live(e)])
+                entries.extend([e for e in lane.heap if live(e)])
             entries.sort()
             jobs = [e[2] for e in entries]
         if self._nwaiting:
@@ -812,10 +790,6 @@ class ResizableDispatchQueue:
     def __len__(self) -> int:
         return self._npending
 
-    def lanes(self) -> list[LaneInfo]:
-        """A snapshot of every lane that currently exists."""
-        return [lane.info() for lane in self._lanes.values()]
-
     def reprioritize(self, job: Job, priority: float) -> None:
         """Give a pending (or retrying) job a new priority; it goes to the
         back of its new priority class.
@@ -824,7 +798,7 @@ class ResizableDispatchQueue:
             RuntimeError: if the job is not pending (underway or finished).
             KeyError: if the job is not in this queue.
         """
-        _check_priority(priority)
+        check_priority(priority)
         state = job.state
         if state is not _PENDING and state is not _RETRYING:
             raise RuntimeError(
@@ -857,166 +831,6 @@ class ResizableDispatchQueue:
                 _heappush(self._heap, entry)
         self._lane_compact(lane)
         self._maybe_compact()
-
-    # ------------------------------------------------------------------
-    # Lanes
-
-    @property
-    def lane_width(self) -> int | None:
-        """The default width of lanes without their own (None = no cap)."""
-        return self._lane_width_default
-
-    def set_lane_width(self, key: Any, width: int | None) -> None:
-        """Set lane ``key``'s width, or the default for all lanes if ``key``
-        is None.  ``width`` None lifts the cap (for a key: back to default)."""
-        if width is not None:
-            _check_width(width, "lane width")
-        if key is None:
-            old = self._lane_width_default
-            self._lane_width_default = width
-            targets = [
-                lane
-                for k, lane in self._lanes.items()
-                if k not in self._lane_width_overrides
-            ]
-        else:
-            old = self._lane_width_overrides.get(key, self._lane_width_default)
-            if width is None:
-                self._lane_width_overrides.pop(key, None)
-                width = self._lane_width_default
-            else:
-                self._lane_width_overrides[key] = width
-            lane = self._lanes.get(key)
-            targets = [] if lane is None else [lane]
-        now = self._seconds()
-        for lane in targets:
-            lane.width = width
-            self._lane_changed(lane, now)
-        if self._observers and old != width:
-            self._emit(WidthChanged(old, width, lane=True, key=key))
-        self._dispatch()
-
-    def set_lane_rate(self, key: Any, rate: float | None, burst: int = 1) -> None:
-        """Set lane ``key``'s launch rate, or the default for all lanes if
-        ``key`` is None.  ``rate`` None removes the limit."""
-        check_rate(rate, burst)
-        if key is None:
-            old = self._lane_rate_default[0]
-            self._lane_rate_default = (rate, burst)
-            targets = [
-                lane
-                for k, lane in self._lanes.items()
-                if k not in self._lane_rate_overrides
-            ]
-        else:
-            old = self._lane_rate_overrides.get(key, self._lane_rate_default)[0]
-            self._lane_rate_overrides[key] = (rate, burst)
-            lane = self._lanes.get(key)
-            targets = [] if lane is None else [lane]
-        now = self._seconds()
-        for lane in targets:
-            if rate is None:
-                lane.bucket = None
-            elif lane.bucket is None:
-                lane.bucket = TokenBucket(rate, burst, now)
-            else:
-                lane.bucket.configure(rate, burst, now)
-            self._lane_changed(lane, now)
-        if self._observers:
-            self._emit(RateChanged(old, rate, burst, lane=True, key=key))
-        self._dispatch()
-
-    def _new_lane(self, key: Any, now: float) -> Lane:
-        width = self._lane_width_overrides.get(key, self._lane_width_default)
-        rate, burst = self._lane_rate_overrides.get(key, self._lane_rate_default)
-        bucket = None if rate is None else TokenBucket(rate, burst, now)
-        lane = self._lanes[key] = Lane(key, width, bucket)
-        return lane
-
-    def _lane_wait(self, lane: Lane, now: float) -> float | None:
-        """0.0 if the lane may launch now; else seconds until it may (a hold
-        or its rate), or None if it waits for one of its jobs to finish."""
-        if lane.hold_until > now + EPSILON:
-            return lane.hold_until - now
-        if lane.width is not None and lane.underway >= lane.width:
-            return None
-        bucket = lane.bucket
-        if bucket is not None and not bucket.ready(now):
-            return bucket.wait(now)
-        return 0.0
-
-    def _take_from_lane(self, lane: Lane, entry: tuple[Any, int, Job]) -> None:
-        """The lane's rep is launching: take it off the lane's heap."""
-        heap = lane.heap
-        while _heappop(heap) is not entry:
-            pass  # everything above the rep is stale
-        lane.npending -= 1
-        lane.underway += 1
-        if lane.bucket is not None:
-            lane.bucket.take()
-        if lane.width is not None and lane.underway >= lane.width:
-            lane.open = False
-            lane.rep = None
-        else:
-            self._push_rep(lane)
-
-    def _push_rep(self, lane: Lane) -> None:
-        """Make the lane's best live job its representative in the main heap."""
-        heap = lane.heap
-        while heap:
-            entry = heap[0]
-            if _live(entry):
-                lane.rep = entry[2]
-                _heappush(self._heap, entry)
-                return
-            _heappop(heap)
-        lane.rep = None
-
-    def _close(self, lane: Lane, now: float, wait: float | None) -> None:
-        """The lane cannot launch: take it out of the main heap until it can."""
-        lane.open = False
-        lane.rep = None
-        if wait is not None:
-            self._sleep(lane, now + wait)
-
-    def _sleep(self, lane: Lane, when: float) -> None:
-        if lane.wake_at is not None and lane.wake_at <= when:
-            return
-        lane.wake_at = when
-        _heappush(self._sleepers, (when, next(self._seq), lane))
-        self._wake_at(when)
-
-    def _lane_release(self, key: Any, now: float) -> None:
-        lane = self._lanes[key]
-        lane.underway -= 1
-        self._lane_changed(lane, now)
-
-    def _lane_changed(self, lane: Lane, now: float) -> None:
-        """Something that may unblock or idle the lane happened."""
-        if not lane.open:
-            wait = self._lane_wait(lane, now)
-            if wait == 0.0:
-                lane.open = True
-                self._push_rep(lane)
-            elif wait is not None:
-                self._sleep(lane, now + wait)
-        if lane.npending == 0 and lane.underway == 0:
-            self._settle(lane, now)
-
-    def _settle(self, lane: Lane, now: float) -> None:
-        """Drop an idle lane unless a hold or a refilling bucket needs it."""
-        if lane.hold_until > now + EPSILON:
-            self._sleep(lane, lane.hold_until)
-            return
-        bucket = lane.bucket
-        if bucket is not None:
-            refill = bucket.full_in(now)
-            if refill > EPSILON:
-                self._sleep(lane, now + refill)
-                return
-        if self._lanes.get(lane.key) is lane:
-            del self._lanes[lane.key]
-        lane.wake_at = None
 
     # ------------------------------------------------------------------
     # The one timer
@@ -1093,11 +907,6 @@ class ResizableDispatchQueue:
                 observer(event)
             except Exception:
                 log.failure("fetchq observer {observer!r} failed", observer=observer)
-
-
-def _live(entry: tuple[Any, int, Job]) -> bool:
-    job = entry[2]
-    return job._entry is entry and job.state is _PENDING
 
 
 def _waiting(entry: tuple[float, int, Job]) -> bool:

@@ -10,6 +10,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+import fetchq.events
+import fetchq.lanes
 import fetchq.queue
 from fetchq import (
     Job,
@@ -629,13 +631,15 @@ class ObserverBehaviourTests(EventTestCase):
             "WidthChanged",
             "RateChanged",
         ):
-            real = getattr(fetchq.queue, name)
+            real = getattr(fetchq.events, name)
 
             def wrapper(*a: Any, _real: Any = real, _n: str = name, **k: Any) -> Any:
                 counts[_n] += 1
                 return _real(*a, **k)
 
-            self.patch(fetchq.queue, name, wrapper)
+            for module in (fetchq.queue, fetchq.lanes):  # every module emitting
+                if hasattr(module, name):
+                    self.patch(module, name, wrapper)
 
         clock = Clock()
         worker = ScriptedWorker(clock)
