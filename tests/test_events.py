@@ -30,6 +30,7 @@ from fetchq import (
     WidthChanged,
 )
 from fetchq.job import TRANSITIONS
+from tests._clock import advance_to
 
 
 class FlakyError(Exception):
@@ -42,18 +43,6 @@ class FatalError(Exception):
 
 class BoomError(Exception):
     """Raised by a broken observer."""
-
-
-def advance_to(clock: Clock, when: float) -> None:
-    """Run ``clock`` up to ``when``, firing every call at its own time."""
-    while True:
-        due = [c.getTime() for c in clock.getDelayedCalls() if c.getTime() <= when]
-        if not due:
-            break
-        clock.rightNow = max(clock.rightNow, min(due))
-        clock.advance(0)
-    clock.rightNow = max(clock.rightNow, when)
-    clock.advance(0)
 
 
 HANG = object()

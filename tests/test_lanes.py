@@ -9,18 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from fetchq import JobCancelled, LaneInfo, ResizableDispatchQueue
-
-
-def advance_to(clock: Clock, when: float) -> None:
-    """Run ``clock`` up to ``when``, firing every call at its own time."""
-    while True:
-        due = [c.getTime() for c in clock.getDelayedCalls() if c.getTime() <= when]
-        if not due:
-            break
-        clock.rightNow = max(clock.rightNow, min(due))
-        clock.advance(0)
-    clock.rightNow = max(clock.rightNow, when)
-    clock.advance(0)
+from tests._clock import advance_to
 
 
 class Worker:

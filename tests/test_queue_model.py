@@ -31,6 +31,7 @@ from fetchq import (
     RetryPolicy,
     Throttled,
 )
+from tests._clock import GuardedClock
 
 KEYS = st.sampled_from([None, "a", "b"])
 LANE_KEYS = st.sampled_from(["a", "b"])
@@ -338,28 +339,6 @@ class QueueModelTests(SynchronousTestCase):
 
 class FlakyError(Exception):
     """A failure the timed machine's retry policy retries."""
-
-
-class SpinningError(Exception):
-    """Raised when the queue schedules timers without end (a spin)."""
-
-
-class GuardedClock(Clock):
-    """A Clock that refuses to schedule more than ``limit`` calls between two
-    resets, so a timer that re-arms itself forever fails the test instead of
-    hanging it."""
-
-    limit = 2000
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scheduled = 0
-
-    def callLater(self, delay: float, f: Any, *args: Any, **kw: Any) -> Any:
-        self.scheduled += 1
-        if self.scheduled > self.limit:
-            raise SpinningError(f"{self.scheduled} calls scheduled in one step")
-        return super().callLater(delay, f, *args, **kw)
 
 
 BEHAVIOURS = st.sampled_from(

@@ -11,23 +11,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fetchq import QueueStopped, RateChanged, ResizableDispatchQueue
 from fetchq.ratelimit import TokenBucket, check_rate
+from tests._clock import GuardedClock, advance_to
 
 BAD_RATES: list[Any] = [0, 0.0, -1, -0.5, math.inf, -math.inf, math.nan, "2", True]
 BAD_BURSTS: list[Any] = [0, -1, 1.5, "2", True, None]
-
-
-def advance_to(clock: Clock, when: float) -> None:
-    """Run ``clock`` up to ``when``, firing every call at its own scheduled time
-    (so a launch made by a timer is recorded at the time the timer was set for,
-    not at the end of one big ``advance``)."""
-    while True:
-        due = [c.getTime() for c in clock.getDelayedCalls() if c.getTime() <= when]
-        if not due:
-            break
-        clock.rightNow = max(clock.rightNow, min(due))
-        clock.advance(0)
-    clock.rightNow = max(clock.rightNow, when)
-    clock.advance(0)
 
 
 class Worker:
@@ -60,27 +47,6 @@ class Worker:
     def args(self) -> list[Any]:
         """Launched args, in launch order."""
         return [a for a, _ in self.launches]
-
-
-class SpinningError(Exception):
-    """The queue kept re-arming its timer."""
-
-
-class CountingClock(Clock):
-    """A Clock that counts callLater calls (to catch a spinning timer), and
-    raises once there are absurdly many, so a spin fails instead of hanging."""
-
-    limit = 10_000
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scheduled = 0
-
-    def callLater(self, delay: float, f: Any, *args: Any, **kw: Any) -> Any:
-        self.scheduled += 1
-        if self.scheduled > self.limit:
-            raise SpinningError(f"{self.scheduled} calls scheduled")
-        return super().callLater(delay, f, *args, **kw)
 
 
 # ---------------------------------------------------------------------------
@@ -220,8 +186,8 @@ class QueueRateTests(SynchronousTestCase):
 
     def make(
         self, width: int = 10, duration: float | None = None, **kw: Any
-    ) -> tuple[ResizableDispatchQueue, Worker, CountingClock]:
-        clock = CountingClock()
+    ) -> tuple[ResizableDispatchQueue, Worker, GuardedClock]:
+        clock = GuardedClock()
         worker = Worker(clock, duration)
         q = ResizableDispatchQueue(worker, width, clock=clock, **kw)
         return q, worker, clock

@@ -21,6 +21,7 @@ from fetchq import (
     Throttled,
 )
 from fetchq.retry import DEFAULT_RETRY
+from tests._clock import advance_to
 
 
 class FlakyError(Exception):
@@ -33,18 +34,6 @@ class FatalError(Exception):
 
 class SubFlakyError(FlakyError):
     """A subclass of a retryable type."""
-
-
-def advance_to(clock: Clock, when: float) -> None:
-    """Run ``clock`` up to ``when``, firing every call at its own time."""
-    while True:
-        due = [c.getTime() for c in clock.getDelayedCalls() if c.getTime() <= when]
-        if not due:
-            break
-        clock.rightNow = max(clock.rightNow, min(due))
-        clock.advance(0)
-    clock.rightNow = max(clock.rightNow, when)
-    clock.advance(0)
 
 
 class Worker:
