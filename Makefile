@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/queue_demo.py
 
-test: unit lint typecheck
+test: lint typecheck unit
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest
