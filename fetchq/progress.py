@@ -1,0 +1,210 @@
+"""Watching a run: counts, rate, ETA and a final summary, from queue events.
+
+:class:`RunStats` is a queue observer that keeps counts by outcome and status,
+bytes, and a latency histogram (constant memory, about 2% resolution), and
+writes the closing summary.  :class:`ProgressDisplay` shows it live: a rich
+progress bar on a terminal, or one plain line every few seconds when the
+output is piped, so logs stay clean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fetchq.events import Event, JobFinished, JobLaunched, JobQueued
+from fetchq.job import Outcome
+
+__all__ = ["LatencyHistogram", "ProgressDisplay", "RunStats"]
+
+
+class LatencyHistogram:
+    """Latencies in logarithmic buckets (each 2% wide): percentiles within
+    about 2%, in memory that does not grow with the number of samples."""
+
+    _STEP = math.log(1.02)
+    _FLOOR = 1e-6
+
+    def __init__(self) -> None:
+        self.buckets: Counter[int] = Counter()
+        self.count = 0
+
+    def add(self, seconds: float) -> None:
+        """Record one latency."""
+        index = int(math.log(max(seconds, self._FLOOR) / self._FLOOR) / self._STEP)
+        self.buckets[index] += 1
+        self.count += 1
+
+    def percentile(self, p: float) -> float | None:
+        """The ``p``-th percentile (0-100) in seconds, or None if empty."""
+        if not self.count:
+            return None
+        rank = max(1, math.ceil(self.count * p / 100.0))
+        seen = 0
+        for index in sorted(self.buckets):
+            seen += self.buckets[index]
+            if seen >= rank:
+                return self._FLOOR * math.exp((index + 0.5) * self._STEP)
+        raise AssertionError("unreachable: ranks never exceed the count")
+
+
+def _status_of(event: JobFinished) -> int | None:
+    """An HTTP-like status from the job's result or error, if it has one."""
+    job = event.job
+    source: Any = job.result
+    if source is None and job.failure is not None:
+        source = job.failure.value
+    status = getattr(source, "status", None)
+    return status if isinstance(status, int) else None
+
+
+class RunStats:
+    """A queue observer that tallies a run.
+
+    Args:
+        clock: provides ``seconds()``.
+        total: how many jobs the run expects, if known (for the ETA).
+    """
+
+    def __init__(self, clock: Any, total: int | None = None) -> None:
+        self.clock = clock
+        self.started = clock.seconds()
+        self.total = total
+        self.queued = 0
+        self.underway = 0
+        self.retrying = 0
+        self.outcomes: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.bytes = 0
+        self.latency = LatencyHistogram()
+
+    @property
+    def done(self) -> int:
+        """Jobs finished for good (ok, failed or cancelled)."""
+        o = self.outcomes
+        return o["ok"] + o["failed"] + o["cancelled"]
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, JobLaunched):
+            self.underway += 1
+            if event.job.attempts > 1:
+                self.retrying -= 1
+        elif isinstance(event, JobFinished):
+            self._finished(event)
+        elif isinstance(event, JobQueued):
+            self.queued += 1
+
+    def _finished(self, event: JobFinished) -> None:
+        outcome = event.outcome
+        if event.latency is not None:
+            self.underway -= 1
+            self.latency.add(event.latency)
+        if outcome in (Outcome.RETRIED, Outcome.THROTTLED):
+            self.retrying += 1
+        elif event.job.attempts > 1 and event.latency is None:
+            self.retrying -= 1  # cancelled while waiting to retry
+        self.outcomes[outcome.value] += 1
+        status = _status_of(event)
+        if status is not None:
+            self.statuses[status] += 1
+        size = getattr(event.job.result, "bytes", None)
+        if isinstance(size, int):
+            self.bytes += size
+
+    def rate(self) -> float:
+        """Jobs finished for good per second so far."""
+        elapsed = self.clock.seconds() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        """One line of progress, for logs."""
+        o = self.outcomes
+        total = f"/{self.total}" if self.total is not None else ""
+        return (
+            f"done {self.done}{total}: ok {o['ok']}, failed {o['failed']}, "
+            f"retrying {self.retrying}, underway {self.underway}, "
+            f"{self.rate():.1f}/s"
+        )
+
+    def summary(self) -> str:
+        """The closing summary: counts by outcome and status, latency
+        percentiles, bytes and elapsed time."""
+        elapsed = self.clock.seconds() - self.started
+        lines = [f"finished {self.done} jobs in {elapsed:.1f}s ({self.rate():.1f}/s)"]
+        lines.append(
+            "outcomes: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
+        )
+        if self.statuses:
+            lines.append(
+                "statuses: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items()))
+            )
+        if self.latency.count:
+            p = self.latency.percentile
+            lines.append(
+                "latency: "
+                + ", ".join(f"p{q} {1000 * (p(q) or 0.0):.0f}ms" for q in (50, 90, 99))
+                + f", max {1000 * (p(100) or 0.0):.0f}ms"
+            )
+        if self.bytes:
+            lines.append(f"bytes: {self.bytes:,}")
+        return "\n".join(lines)
+
+
+class ProgressDisplay:
+    """Shows a :class:`RunStats` while a run goes on.
+
+    On a terminal, a rich progress bar refreshed by rich; otherwise a plain
+    :meth:`RunStats.line` every ``every`` seconds, driven by :meth:`tick`
+    (call it from a ``LoopingCall``).
+
+    Args:
+        stats: what to show.
+        stream: where to write (default stderr).
+        every: seconds between plain lines when not on a terminal.
+    """
+
+    def __init__(
+        self, stats: RunStats, stream: IO[str] | None = None, every: float = 5.0
+    ) -> None:
+        self.stats = stats
+        self.console = Console(file=stream, stderr=stream is None)
+        self.every = every
+        self._last_line = stats.clock.seconds()
+        self._progress: Progress | None = None
+        self._task: Any = None
+        if self.console.is_terminal:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._task = self._progress.add_task("fetchq", total=stats.total, detail="")
+            self._progress.start()
+
+    def tick(self) -> None:
+        """Refresh the display (rich) or print a line if it is time (plain)."""
+        if self._progress is not None:
+            self._progress.update(
+                self._task, completed=self.stats.done, detail=self.stats.line()
+            )
+            return
+        now = self.stats.clock.seconds()
+        if now - self._last_line >= self.every:
+            self._last_line = now
+            self.console.print(self.stats.line(), highlight=False)
+
+    def close(self) -> None:
+        """Stop the live display and print the summary."""
+        if self._progress is not None:
+            self.tick()
+            self._progress.stop()
+        self.console.print(self.stats.summary(), highlight=False)
