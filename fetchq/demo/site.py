@@ -69,6 +69,7 @@ def page_body(number: int, size: int) -> bytes:
     room = max(0, size - len(head) - len(tail))
     return head + (filler * (room // len(filler) + 1))[:room] + tail
 
+
 class _Bucket:
     __slots__ = ("stamp", "tokens")
 
