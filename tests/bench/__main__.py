@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-for module in ("tests.bench.bench_dispatch", "tests.bench.bench_memory"):
+for module in (
+    "tests.bench.bench_dispatch",
+    "tests.bench.bench_memory",
+    "tests.bench.bench_store",
+):
     print(f"## {module}\n", flush=True)
     subprocess.run([sys.executable, "-m", module, *sys.argv[1:]], check=True)

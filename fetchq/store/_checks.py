@@ -1,0 +1,46 @@
+"""Argument checks shared by the stores: misuse fails at the call, with a
+message that names the bad value."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["check_ack", "check_claim", "check_id", "check_limit", "check_time"]
+
+
+def check_time(value: float, what: str = "now") -> None:
+    """Refuse a NaN time (every comparison with it would be false)."""
+    if value != value:
+        raise ValueError(f"{what} must not be NaN")
+
+
+def check_limit(limit: object, what: str = "limit") -> None:
+    """Refuse anything but a non-negative int."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"{what} must be a non-negative integer, not {limit!r}")
+
+
+def check_claim(limit: int, now: float, lease: float) -> None:
+    """Check ``claim()``'s arguments."""
+    check_limit(limit)
+    check_time(now)
+    if not lease > 0:
+        raise ValueError(f"lease must be > 0 seconds, not {lease!r}")
+    if math.isinf(now):
+        raise ValueError(f"now must be finite, not {now!r}")
+
+
+def check_ack(outcome: object, record: object, now: float) -> None:
+    """Check ``ack()``'s arguments."""
+    if not isinstance(outcome, str) or not outcome:
+        raise ValueError(f"outcome must be a non-empty str, not {outcome!r}")
+    if record is not None and not isinstance(record, dict):
+        raise TypeError(f"record must be a dict or None, not {record!r}")
+    check_time(now)
+
+
+def check_id(item_id: Any) -> None:
+    """Refuse an id that is not a str (it could never match an item)."""
+    if not isinstance(item_id, str):
+        raise TypeError(f"item id must be a str, not {item_id!r}")

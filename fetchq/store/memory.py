@@ -1,0 +1,336 @@
+"""The in-memory store: plain dicts and heaps, gone when the process ends.
+
+The default for programmatic use.  Arguments and records are kept as given
+(not copied, not serialised), so they may be any Python object; only a
+durable store needs them to be JSON.
+
+Design notes
+------------
+Pending items that are available sit in a heap of ``(priority, seq, tick,
+slot)`` entries; items waiting for their ``not_before`` sit in a heap keyed
+by that time, and claimed items in a heap keyed by their lease's end.  All
+three use lazy deletion: an entry is live only while the item is still in the
+state (and at the time) the entry was made for, so ack, requeue and release
+never search a heap.  ``claim()`` first moves the waiting items whose time
+has come and the claimed items whose lease expired into the available heap,
+then pops it: O(log n) per item.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from fetchq.store._checks import check_ack, check_claim, check_id, check_limit
+from fetchq.store._checks import check_time as _check_time
+from fetchq.store.base import (
+    Claimed,
+    Counts,
+    Item,
+    ItemState,
+    NewItem,
+    Record,
+)
+
+__all__ = ["MemoryStore"]
+
+_READY = 0  # pending, available now
+_DELAYED = 1  # pending, waiting for not_before
+_CLAIMED = 2
+_DONE = 3
+
+_STATES = {
+    _READY: ItemState.PENDING,
+    _DELAYED: ItemState.PENDING,
+    _CLAIMED: ItemState.CLAIMED,
+    _DONE: ItemState.DONE,
+}
+
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+
+
+class _Slot:
+    """One item's mutable state."""
+
+    __slots__ = (
+        "arg",
+        "attempts",
+        "done_at",
+        "id",
+        "key",
+        "lease_until",
+        "not_before",
+        "outcome",
+        "priority",
+        "ready_entry",
+        "record",
+        "record_seq",
+        "seq",
+        "state",
+    )
+
+    def __init__(self, item: NewItem, seq: int) -> None:
+        self.id = item.id
+        self.arg = item.arg
+        self.priority = item.priority
+        self.key = item.key
+        self.seq = seq
+        self.state = _READY
+        self.attempts = 0
+        self.not_before: float | None = None
+        self.lease_until: float | None = None
+        self.outcome: str | None = None
+        self.record: dict[str, Any] | None = None
+        self.record_seq: int | None = None
+        self.done_at: float | None = None
+        self.ready_entry: tuple[Any, int, int, _Slot] | None = None
+
+
+class MemoryStore:
+    """A :class:`~fetchq.store.base.Store` in plain Python objects.
+
+    Nothing survives the process; ``flush()`` does nothing.  Every operation
+    is O(log n) in the number of items, except ``release()`` (O(claimed)).
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, _Slot] = {}
+        self._ready: list[tuple[Any, int, int, _Slot]] = []
+        self._delayed: list[tuple[float, int, _Slot]] = []
+        self._leases: list[tuple[float, int, _Slot]] = []
+        self._records: list[Record] = []
+        self._seq = itertools.count(1)
+        self._tick = itertools.count()
+        self._n_ready = 0
+        self._n_delayed = 0
+        self._n_claimed = 0
+        self._done: dict[str, int] = {}
+        self._meta: dict[str, Any] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore {'closed' if self._closed else repr(self.counts())}>"
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this store is closed")
+
+    def _make_ready(self, slot: _Slot) -> None:
+        slot.state = _READY
+        entry = (slot.priority, slot.seq, next(self._tick), slot)
+        slot.ready_entry = entry
+        _heappush(self._ready, entry)
+        self._n_ready += 1
+
+    def _leave(self, slot: _Slot) -> None:
+        """Take ``slot`` out of its current (not done) state's count."""
+        state = slot.state
+        if state == _READY:
+            self._n_ready -= 1
+            slot.ready_entry = None
+        elif state == _DELAYED:
+            self._n_delayed -= 1
+        else:
+            self._n_claimed -= 1
+            slot.lease_until = None
+
+    # ------------------------------------------------------------------
+    # The Store protocol
+
+    def add(self, items: Iterable[NewItem]) -> int:
+        """Insert ``items`` as pending; known ids are skipped.  Returns how
+        many were new (see :meth:`fetchq.store.base.Store.add`)."""
+        self._check_open()
+        known = self._items
+        seq = self._seq
+        added = 0
+        for item in items:
+            if item.id in known:
+                continue
+            slot = _Slot(item, next(seq))
+            known[item.id] = slot
+            self._make_ready(slot)
+            added += 1
+        return added
+
+    def claim(self, limit: int, now: float, lease: float) -> list[Claimed]:
+        """Take up to ``limit`` available items for ``lease`` seconds (see
+        :meth:`fetchq.store.base.Store.claim`)."""
+        check_claim(limit, now, lease)
+        self._check_open()
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            when, _, slot = _heappop(delayed)
+            if slot.state == _DELAYED and slot.not_before == when:
+                self._n_delayed -= 1
+                self._make_ready(slot)
+        leases = self._leases
+        while leases and leases[0][0] <= now:
+            when, _, slot = _heappop(leases)
+            if slot.state == _CLAIMED and slot.lease_until == when:
+                self._n_claimed -= 1
+                slot.lease_until = None
+                self._make_ready(slot)
+        ready = self._ready
+        until = now + lease
+        tick = self._tick
+        claimed: list[Claimed] = []
+        while len(claimed) < limit and ready:
+            entry = _heappop(ready)
+            slot = entry[3]
+            if slot.ready_entry is not entry:
+                continue
+            slot.ready_entry = None
+            slot.state = _CLAIMED
+            slot.attempts += 1
+            slot.not_before = None
+            slot.lease_until = until
+            _heappush(leases, (until, next(tick), slot))
+            claimed.append(
+                Claimed(slot.id, slot.arg, slot.priority, slot.key, slot.attempts)
+            )
+        self._n_ready -= len(claimed)
+        self._n_claimed += len(claimed)
+        return claimed
+
+    def _slot(self, item_id: str) -> _Slot:
+        check_id(item_id)
+        self._check_open()
+        try:
+            return self._items[item_id]
+        except KeyError:
+            raise KeyError(item_id) from None
+
+    def ack(
+        self,
+        item_id: str,
+        outcome: str,
+        record: dict[str, Any] | None,
+        now: float,
+    ) -> bool:
+        """Finish an item for good; False if it was already done (see
+        :meth:`fetchq.store.base.Store.ack`)."""
+        check_ack(outcome, record, now)
+        slot = self._slot(item_id)
+        if slot.state == _DONE:
+            return False
+        self._leave(slot)
+        slot.state = _DONE
+        slot.not_before = None
+        slot.outcome = outcome
+        slot.record = record
+        slot.done_at = now
+        seq = len(self._records) + 1
+        slot.record_seq = seq
+        self._records.append(Record(seq, item_id, outcome, record))
+        self._done[outcome] = self._done.get(outcome, 0) + 1
+        return True
+
+    def requeue(self, item_id: str, not_before: float | None, now: float) -> bool:
+        """Back to pending, available from ``not_before``; False if done (see
+        :meth:`fetchq.store.base.Store.requeue`)."""
+        _check_time(now)
+        if not_before is not None:
+            _check_time(not_before, "not_before")
+        slot = self._slot(item_id)
+        state = slot.state
+        if state == _DONE:
+            return False
+        if not_before is None or not_before <= now:
+            if state != _READY:
+                self._leave(slot)
+                self._make_ready(slot)
+        else:
+            self._leave(slot)
+            slot.state = _DELAYED
+            self._n_delayed += 1
+            _heappush(self._delayed, (not_before, next(self._tick), slot))
+        slot.not_before = not_before
+        return True
+
+    def release(self, now: float) -> int:
+        """Every claimed item back to pending; returns how many (see
+        :meth:`fetchq.store.base.Store.release`)."""
+        _check_time(now)
+        self._check_open()
+        moved = 0
+        for when, _, slot in self._leases:
+            if slot.state == _CLAIMED and slot.lease_until == when:
+                self._leave(slot)
+                self._make_ready(slot)
+                moved += 1
+        self._leases = []
+        return moved
+
+    def counts(self) -> Counts:
+        """How many items are pending, claimed and done (by outcome)."""
+        self._check_open()
+        return Counts(self._n_ready + self._n_delayed, self._n_claimed, self._done)
+
+    def records(self, after_seq: int = 0, limit: int = 1000) -> list[Record]:
+        """Records with ``seq > after_seq``, in ack order, at most ``limit``."""
+        check_limit(after_seq, "after_seq")
+        check_limit(limit)
+        self._check_open()
+        return self._records[after_seq : after_seq + limit]
+
+    def get(self, item_id: str) -> Item | None:
+        """Everything known of one item, or None."""
+        check_id(item_id)
+        self._check_open()
+        slot = self._items.get(item_id)
+        if slot is None:
+            return None
+        return Item(
+            id=slot.id,
+            arg=slot.arg,
+            priority=slot.priority,
+            key=slot.key,
+            state=_STATES[slot.state],
+            attempts=slot.attempts,
+            not_before=slot.not_before,
+            lease_until=slot.lease_until,
+            outcome=slot.outcome,
+            record=slot.record,
+            record_seq=slot.record_seq,
+            done_at=slot.done_at,
+        )
+
+    def meta_get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, else ``default``."""
+        self._check_open()
+        value = self._meta.get(key)
+        return default if value is None else json.loads(value)
+
+    def meta_set(self, key: str, value: Any) -> None:
+        """Keep a JSON-serialisable ``value`` under ``key`` (checked, like a
+        durable store would, so the two behave alike)."""
+        if not isinstance(key, str):
+            raise TypeError(f"meta key must be a str, not {key!r}")
+        self._check_open()
+        self._meta[key] = json.dumps(value, allow_nan=False)
+
+    def flush(self) -> None:
+        """Nothing to do: an in-memory store has nothing to commit."""
+        self._check_open()
+
+    def close(self) -> None:
+        """Drop everything; later calls (but ``close()``) raise RuntimeError."""
+        if self._closed:
+            return
+        self._closed = True
+        self._items.clear()
+        self._ready.clear()
+        self._delayed.clear()
+        self._leases.clear()
+        self._records.clear()
