@@ -1,0 +1,157 @@
+"""The ``fetchq`` command.
+
+::
+
+    fetchq validate RECIPE [RECIPE ...]
+
+Exit status: 0 when everything asked for succeeded, 2 for problems (a bad
+recipe, a usage error, an unexpected error), 130 on Ctrl-C.  Problems are
+printed on stderr, one line each (``path:LINE:COL: message`` for recipes);
+the user never sees a traceback.
+
+Each subcommand is a pair of functions listed in :data:`COMMANDS`: one adds
+its parser (and sets ``handler``), the other runs it and returns the exit
+status.  ``run`` and ``demo`` will be added there; until then they are not
+offered at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+__all__ = ["COMMANDS", "main"]
+
+OK = 0
+PROBLEMS = 2
+INTERRUPTED = 130
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _add_validate(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    parser = commands.add_parser(
+        "validate",
+        help="check recipes without running them",
+        description=(
+            "Check each recipe: its YAML, every key and value, and that its "
+            "input file exists.  Prints one line per recipe that is ok (on "
+            "stdout) and one line per problem (on stderr); exits 2 if any "
+            "recipe has a problem."
+        ),
+    )
+    parser.add_argument("recipes", nargs="+", metavar="RECIPE", help="a YAML recipe")
+    parser.set_defaults(handler=validate)
+
+
+def validate(
+    args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """``fetchq validate``: check each recipe named in ``args.recipes``."""
+    from fetchq.recipe import RecipeError, load_recipe
+
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    status = OK
+    for name in args.recipes:
+        try:
+            recipe = load_recipe(name)
+            line = f"{name}: ok ({summary(recipe)})"
+        except RecipeError as exc:
+            for problem in exc.problems:
+                print(_one_line(str(problem)), file=err)
+            status = PROBLEMS
+        except Exception as exc:  # a bug: still one located line, no traceback
+            print(
+                _one_line(f"{name}:1:1: internal error: {type(exc).__name__}: {exc}"),
+                file=err,
+            )
+            status = PROBLEMS
+        else:
+            print(line, file=out)
+    return status
+
+
+def summary(recipe: object) -> str:
+    """What ``validate`` says about a good recipe, after ``ok``."""
+    from fetchq.recipe import FetchRecipe, format_rate
+
+    if not isinstance(recipe, FetchRecipe):  # pragma: no cover - one kind so far
+        return f"kind {getattr(recipe, 'kind', '?')}"
+    here = recipe.source.parent
+    size = recipe.input.path.stat().st_size
+    queue = recipe.queue
+    parts = [
+        f"kind {recipe.kind}",
+        f"input {size} bytes of {recipe.input.format}",
+        f"output {os.path.relpath(recipe.output.path, here)}",
+        f"width {queue.width}",
+    ]
+    if queue.rate is not None:
+        parts.append(f"rate {format_rate(queue.rate)}")
+    lane = queue.per_host
+    if lane.width is not None:
+        parts.append(f"per host width {lane.width}")
+    if lane.rate is not None:
+        parts.append(f"per host rate {format_rate(lane.rate)}")
+    return ", ".join(parts)
+
+
+COMMANDS: list[
+    Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
+] = [
+    _add_validate,
+]
+"""Functions that each add one subcommand; ``run`` and ``demo`` go here."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand in :data:`COMMANDS`."""
+    from fetchq import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fetchq",
+        description="Slow remote work at a controlled pace, on Twisted.",
+    )
+    parser.add_argument("--version", action="version", version=f"fetchq {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fetchq`` command with ``argv`` (default: ``sys.argv[1:]``) and
+    return its exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else PROBLEMS
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_usage(sys.stderr)
+        print(
+            "fetchq: error: a command is required (see fetchq --help)", file=sys.stderr
+        )
+        return PROBLEMS
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("fetchq: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as exc:  # never a traceback: one line, and a non-zero exit
+        print(
+            _one_line(f"fetchq: internal error: {type(exc).__name__}: {exc}"),
+            file=sys.stderr,
+        )
+        return PROBLEMS

@@ -1,0 +1,71 @@
+"""YAML recipes: batch jobs described in a file, checked into typed values.
+
+::
+
+    from fetchq.recipe import RecipeError, load_recipe
+
+    try:
+        recipe = load_recipe("recipes/fetch-urls.yaml")
+    except RecipeError as exc:
+        for problem in exc.problems:  # one located line each
+            print(problem)
+    else:
+        queue = ResizableDispatchQueue(fetch, **recipe.queue.queue_kwargs())
+
+Only this package knows YAML; the core never imports it.  The keys are
+documented in the README's recipe reference, generated from
+:mod:`fetchq.recipe.schema`.
+"""
+
+from fetchq.recipe.env import Secret, reveal
+from fetchq.recipe.errors import Problem, RecipeError
+from fetchq.recipe.loader import load_recipe, parse_recipe
+from fetchq.recipe.model import (
+    FetchRecipe,
+    FetchSpec,
+    InputSpec,
+    LaneSpec,
+    OutputSpec,
+    QueueKwargs,
+    QueueSpec,
+    Recipe,
+    RetrySpec,
+    SaveBodiesSpec,
+    StateSpec,
+    StatusSet,
+)
+from fetchq.recipe.units import (
+    format_duration,
+    format_rate,
+    format_size,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
+
+__all__ = [
+    "FetchRecipe",
+    "FetchSpec",
+    "InputSpec",
+    "LaneSpec",
+    "OutputSpec",
+    "Problem",
+    "QueueKwargs",
+    "QueueSpec",
+    "Recipe",
+    "RecipeError",
+    "RetrySpec",
+    "SaveBodiesSpec",
+    "Secret",
+    "StateSpec",
+    "StatusSet",
+    "format_duration",
+    "format_rate",
+    "format_size",
+    "load_recipe",
+    "parse_duration",
+    "parse_rate",
+    "parse_recipe",
+    "parse_size",
+    "reveal",
+]

@@ -1,0 +1,515 @@
+"""Converters: YAML nodes to typed values, with located, precise messages.
+
+A converter takes a YAML node, a :class:`Context` and the key's dotted path,
+and returns the typed value or raises :class:`Invalid`.  A converter that can
+find several problems in one value (a mapping of headers, a list of
+statuses) reports them through the context and carries on.  Each converter
+also says, in words, what it accepts (:attr:`Conv.doc`), for the reference.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from fetchq.recipe.env import EnvError, Secret, expand
+from fetchq.recipe.errors import Problem
+from fetchq.recipe.model import StatusSet
+from fetchq.recipe.units import format_duration, parse_duration, parse_rate, parse_size
+
+__all__ = [
+    "Context",
+    "Conv",
+    "Invalid",
+    "boolean",
+    "choice",
+    "describe",
+    "duration",
+    "integer",
+    "is_null",
+    "join",
+    "method",
+    "path",
+    "rate",
+    "secret_text",
+    "size",
+    "statuses",
+    "string_map",
+    "text",
+]
+
+_NULL = "tag:yaml.org,2002:null"
+_STR = "tag:yaml.org,2002:str"
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_METHOD = re.compile(r"[A-Z][A-Z0-9_-]*")
+_STATUS_CLASS = re.compile(r"([1-5])xx", re.IGNORECASE)
+_STATUS_RANGE = re.compile(r"(\d{3})\s*-\s*(\d{3})")
+_SENSITIVE = ("auth", "cookie", "token", "secret", "password", "key", "session")
+
+
+class Invalid(Exception):
+    """A value is wrong.
+
+    Args:
+        message: what is wrong (the loader prefixes the key's dotted path).
+        node: the node to point at, if not the value's own node.
+    """
+
+    def __init__(self, message: str, node: Node | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.node = node
+
+
+@attrs.define
+class Context:
+    """What converters and checks need while one recipe is loaded.
+
+    Attributes:
+        path: the recipe file as the user named it (for problems).
+        base: the recipe's directory (absolute), for relative paths.
+        environ: where ``${NAME}`` references are looked up.
+        problems: everything found wrong so far.
+        nodes: the value node of every key given, by dotted path.
+        keys: the key node of every key given, by dotted path.
+    """
+
+    path: str
+    base: Path
+    environ: Mapping[str, str]
+    problems: list[Problem] = attrs.Factory(list)
+    nodes: dict[str, Node] = attrs.Factory(dict)
+    keys: dict[str, Node] = attrs.Factory(dict)
+    constructor: SafeConstructor = attrs.Factory(SafeConstructor)
+
+    def report(self, node: Node | None, message: str) -> None:
+        """Record a problem at ``node`` (the top of the file if None)."""
+        line = column = 1
+        if node is not None:
+            line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        self.problems.append(Problem(self.path, line, column, message))
+
+    def given(self, where: str) -> bool:
+        """Whether the recipe itself holds the key at dotted path ``where``."""
+        return where in self.nodes
+
+    def locate(self, *paths: str) -> Node | None:
+        """The value node of the first of ``paths`` given in the recipe, or
+        else of the nearest given section enclosing the first."""
+        for where in paths:
+            if where in self.nodes:
+                return self.nodes[where]
+        where = paths[0]
+        while "." in where:
+            where = where.rsplit(".", 1)[0]
+            if where in self.nodes:
+                return self.nodes[where]
+        return None
+
+    def scalar(self, node: Node, expected: str) -> object:
+        """The Python value of a scalar node.
+
+        Raises:
+            Invalid: for a list or mapping (``expected ..., got a list``) or a
+                value YAML cannot build (an unknown ``!tag``).
+        """
+        if not isinstance(node, ScalarNode):
+            raise Invalid(f"expected {expected}, got {describe(node)}")
+        try:
+            return self.constructor.construct_object(node)
+        except yaml.constructor.ConstructorError:
+            raise Invalid(
+                f"the YAML tag {_short_tag(node.tag)!r} is not allowed in a recipe"
+            ) from None
+        except (yaml.YAMLError, ValueError, TypeError):
+            raise Invalid(
+                f"expected {expected}, got {node.value!r} tagged "
+                f"{_short_tag(node.tag)!r}"
+            ) from None
+
+
+def _short_tag(tag: str) -> str:
+    prefix = "tag:yaml.org,2002:"
+    return "!!" + tag[len(prefix) :] if tag.startswith(prefix) else tag
+
+
+def describe(node: Node) -> str:
+    """A short description of a value for ``got ...`` messages."""
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    if node.tag == _NULL:
+        return "nothing" if node.value in ("", "~") else str(node.value)
+    text = str(node.value)
+    if node.tag == _STR:
+        text = repr(text)
+    return text if len(text) <= 50 else text[:47] + "..."
+
+
+def join(where: str, name: str) -> str:
+    """The dotted path of key ``name`` in the section at ``where``."""
+    return f"{where}.{name}" if where else name
+
+
+def is_null(node: Node) -> bool:
+    """Whether ``node`` is YAML's null (``~``, ``null`` or nothing at all)."""
+    return isinstance(node, ScalarNode) and node.tag == _NULL
+
+
+# ---------------------------------------------------------------------------
+# Converters
+
+
+Convert = Callable[[Node, Context, str], Any]
+
+
+@attrs.frozen
+class Conv:
+    """A converter and, in words, the type it accepts (for the reference)."""
+
+    doc: str
+    func: Convert
+
+    def __call__(self, node: Node, ctx: Context, where: str) -> Any:
+        return self.func(node, ctx, where)
+
+
+def integer(minimum: int, *, nullable: bool = False, none: str = "") -> Conv:
+    """An integer of at least ``minimum`` (or null, meaning ``none``)."""
+
+    def convert(node: Node, ctx: Context, where: str) -> int | None:
+        if nullable and is_null(node):
+            return None
+        value = ctx.scalar(node, "an integer")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"expected an integer, got {describe(node)}")
+        if value < minimum:
+            raise Invalid(f"must be at least {minimum}, got {value}")
+        return value
+
+    doc = f"integer ≥ {minimum}" + (f", or null ({none})" if nullable else "")
+    return Conv(doc, convert)
+
+
+def boolean() -> Conv:
+    """``true`` or ``false``."""
+
+    def convert(node: Node, ctx: Context, where: str) -> bool:
+        value = ctx.scalar(node, "true or false")
+        if not isinstance(value, bool):
+            raise Invalid(f"expected true or false, got {describe(node)}")
+        return value
+
+    return Conv("true or false", convert)
+
+
+def choice(*options: str, nullable: bool = False) -> Conv:
+    """One of ``options``, with a "did you mean" for a near miss."""
+    listed = ", ".join(options[:-1]) + " or " + options[-1]
+
+    def convert(node: Node, ctx: Context, where: str) -> str | None:
+        if nullable and is_null(node):
+            return None
+        value = ctx.scalar(node, f"one of {listed}")
+        if value not in options:
+            hint = ""
+            if isinstance(value, str):
+                close = difflib.get_close_matches(value, options, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise Invalid(f"expected {listed}, got {describe(node)}{hint}")
+        return str(value)
+
+    return Conv(" | ".join(f"`{option}`" for option in options), convert)
+
+
+def text(*, nullable: bool = False) -> Conv:
+    """A non-empty string (or null)."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str | None:
+        if nullable and is_null(node):
+            return None
+        value = ctx.scalar(node, "a string")
+        if not isinstance(value, str):
+            raise Invalid(f"expected a string, got {describe(node)}")
+        if not value.strip():
+            raise Invalid("must not be empty")
+        return value
+
+    return Conv("string" + (" or null" if nullable else ""), convert)
+
+
+def path(*, existing_file: bool = False) -> Conv:
+    """A path relative to the recipe's directory, made absolute."""
+
+    def convert(node: Node, ctx: Context, where: str) -> Path:
+        raw = ctx.scalar(node, "a path")
+        if not isinstance(raw, str):
+            raise Invalid(f"expected a path, got {describe(node)}")
+        if not raw.strip():
+            raise Invalid("must not be empty")
+        if "\0" in raw:
+            raise Invalid("a path cannot hold a NUL character")
+        full = Path(os.path.normpath(ctx.base / raw))
+        if existing_file:
+            if not full.exists():
+                raise Invalid(
+                    f"file not found: {raw!r} (relative to the recipe's directory)"
+                )
+            if not full.is_file():
+                raise Invalid(f"{raw!r} is not a file")
+        return full
+
+    doc = "path to an existing file" if existing_file else "path"
+    return Conv(doc, convert)
+
+
+def duration(*, positive: bool) -> Conv:
+    """A duration (``10s``, ``250ms``, ``2m``, ``1h``; a bare number is
+    seconds), in seconds."""
+
+    def convert(node: Node, ctx: Context, where: str) -> float:
+        value = ctx.scalar(node, "a duration such as 10s or 250ms")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise Invalid(
+                f"expected a duration such as 10s or 250ms, got {describe(node)}"
+            )
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        if positive and seconds <= 0:
+            raise Invalid(f"must be more than 0, got {format_duration(seconds)}")
+        return seconds
+
+    return Conv(
+        "duration (`10s`, `250ms`, `2m`, `1h`, `1m30s`; a bare number is seconds)",
+        convert,
+    )
+
+
+def size() -> Conv:
+    """A size in bytes (``10MB``, ``512KiB``; a bare number is bytes), > 0."""
+
+    def convert(node: Node, ctx: Context, where: str) -> int:
+        value = ctx.scalar(node, "a size such as 10MB or 512KiB")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise Invalid(
+                f"expected a size such as 10MB or 512KiB, got {describe(node)}"
+            )
+        try:
+            count = parse_size(value)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        if count <= 0:
+            raise Invalid("must be more than 0 bytes")
+        return count
+
+    return Conv(
+        "size (`10MB` = 10,000,000 bytes, `512KiB` = 524,288 bytes; "
+        "a bare number is bytes)",
+        convert,
+    )
+
+
+def rate() -> Conv:
+    """Launches per second from ``50/s``, ``600/min``...; null: unlimited."""
+
+    def convert(node: Node, ctx: Context, where: str) -> float | None:
+        if is_null(node):
+            return None
+        value = ctx.scalar(node, "a rate such as 50/s or 600/min")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise Invalid(
+                f"expected a rate such as 50/s or 600/min, got {describe(node)}"
+            )
+        try:
+            return parse_rate(value)
+        except ValueError as exc:
+            hint = "; write null for no limit" if _is_zero_rate(value) else ""
+            raise Invalid(f"{exc}{hint}") from None
+
+    return Conv(
+        "rate (`50/s`, `600/min`, `3600/h`; a bare number is per second), "
+        "or null (unlimited)",
+        convert,
+    )
+
+
+def _is_zero_rate(value: str | float) -> bool:
+    """Whether ``value`` is a rate of zero (``0``, ``"0/s"``)."""
+    text = str(value).split("/", 1)[0].strip()
+    try:
+        return float(text) == 0
+    except ValueError:
+        return False
+
+
+def method() -> Conv:
+    """An HTTP method, upper-cased."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str:
+        value = ctx.scalar(node, "an HTTP method such as GET or POST")
+        if not isinstance(value, str) or not _METHOD.fullmatch(value.upper()):
+            raise Invalid(
+                f"expected an HTTP method such as GET or POST, got {describe(node)}"
+            )
+        return value.upper()
+
+    return Conv("HTTP method", convert)
+
+
+def _sensitive(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SENSITIVE)
+
+
+def _secret_text(
+    node: Node, ctx: Context, *, sensitive: bool, header: bool
+) -> str | Secret:
+    """A string in which ``${NAME}`` expands; a Secret if anything expanded or
+    ``sensitive``.  Messages never show the expanded value."""
+    value = ctx.scalar(node, "a string")
+    if (
+        value is None
+        or isinstance(value, bool)
+        or not isinstance(value, (str, int, float))
+    ):
+        raise Invalid(f"expected a string, got {describe(node)}")
+    raw = value if isinstance(value, str) else str(node.value)
+    try:
+        expanded, used = expand(raw, ctx.environ)
+    except EnvError as exc:
+        raise Invalid(str(exc)) from None
+    if header and any(char in expanded for char in "\r\n\0"):
+        after = ""
+        if used:
+            after = " after expanding " + ", ".join(f"${{{name}}}" for name in used)
+        raise Invalid(f"the value has a line break or NUL character{after}")
+    if used or sensitive:
+        return Secret(expanded, used)
+    return expanded
+
+
+def secret_text() -> Conv:
+    """A string in which ``${NAME}`` expands, or null."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str | Secret | None:
+        if is_null(node):
+            return None
+        return _secret_text(node, ctx, sensitive=False, header=False)
+
+    return Conv("string (`${NAME}` expands), or null", convert)
+
+
+def string_map(what: str) -> Conv:
+    """A mapping of header or parameter names to strings; ``${NAME}`` expands.
+    Each entry is checked on its own, so every bad one is reported."""
+    header = what == "header"
+
+    def convert(node: Node, ctx: Context, where: str) -> dict[str, str | Secret]:
+        if is_null(node):
+            return {}
+        if not isinstance(node, MappingNode):
+            raise Invalid(
+                f"expected a mapping of {what} names to values, got {describe(node)}"
+            )
+        result: dict[str, str | Secret] = {}
+        names: set[str] = set()
+        seen: dict[str, str] = {}  # header names by lower case
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode) or is_null(key_node):
+                ctx.report(
+                    key_node,
+                    f"{where}: expected a {what} name, got {describe(key_node)}",
+                )
+                continue
+            name = str(key_node.value)
+            here = f"{where}.{name}"
+            if name in names:
+                continue  # an exact duplicate: the loader reports those
+            names.add(name)
+            if header and not _TOKEN.fullmatch(name):
+                ctx.report(key_node, f"{where}: {name!r} is not a valid header name")
+                continue
+            if header and name.lower() in seen:
+                ctx.report(
+                    key_node,
+                    f"{here}: header {seen[name.lower()]!r} is already given "
+                    "(header names are case-insensitive)",
+                )
+                continue
+            seen[name.lower()] = name
+            try:
+                result[name] = _secret_text(
+                    value_node, ctx, sensitive=_sensitive(name), header=header
+                )
+            except Invalid as exc:
+                ctx.report(exc.node or value_node, f"{here}: {exc.message}")
+        return result
+
+    return Conv(f"mapping of {what} name to string (`${{NAME}}` expands)", convert)
+
+
+def _status_set(node: Node, ctx: Context) -> set[int]:
+    expected = "a status such as 404, a class such as 5xx or a range such as 500-504"
+    value = ctx.scalar(node, expected)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 100 <= value <= 599:
+            raise Invalid(f"{value} is not an HTTP status (100-599)")
+        return {value}
+    if isinstance(value, str):
+        match = _STATUS_CLASS.fullmatch(value.strip())
+        if match:
+            first = int(match.group(1)) * 100
+            return set(range(first, first + 100))
+        match = _STATUS_RANGE.fullmatch(value.strip())
+        if match:
+            low, high = int(match.group(1)), int(match.group(2))
+            for status in (low, high):
+                if not 100 <= status <= 599:
+                    raise Invalid(f"{status} is not an HTTP status (100-599)")
+            if low > high:
+                raise Invalid(f"the range {value!r} is empty ({low} > {high})")
+            return set(range(low, high + 1))
+    raise Invalid(f"expected {expected}, got {describe(node)}")
+
+
+def statuses(*, nonempty: bool = False) -> Conv:
+    """A list of HTTP statuses: ``404``, classes ``5xx``, ranges ``500-504``."""
+
+    def convert(node: Node, ctx: Context, where: str) -> StatusSet:
+        if isinstance(node, SequenceNode):
+            items = [
+                (f"{where}[{index}]", item) for index, item in enumerate(node.value)
+            ]
+        elif is_null(node):
+            items = []
+        elif isinstance(node, ScalarNode):
+            items = [(where, node)]
+        else:
+            raise Invalid(
+                f"expected a list of statuses such as [200, 3xx], got {describe(node)}"
+            )
+        result: set[int] = set()
+        failed = False
+        for here, item in items:
+            try:
+                result |= _status_set(item, ctx)
+            except Invalid as exc:
+                ctx.report(item, f"{here}: {exc.message}")
+                failed = True
+        if nonempty and not result and not failed:
+            raise Invalid("must list at least one status")
+        return StatusSet(result)
+
+    return Conv("list of statuses (`404`, `5xx`, `500-504`)", convert)

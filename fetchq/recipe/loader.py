@@ -1,0 +1,332 @@
+"""Read a YAML recipe into typed configuration, or say everything wrong with it.
+
+The YAML is *composed*, not loaded: every node keeps its line and column, so
+each problem can point at its place.  A first pass finds duplicate keys
+(which PyYAML would silently resolve to the last one); then the schema
+(:mod:`fetchq.recipe.schema`) is walked, converting every key and collecting
+every problem; then checks that span several keys run; and only a recipe with
+no problem at all is built into its typed value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from fetchq.recipe.convert import Context, Invalid, describe, is_null, join
+from fetchq.recipe.errors import Problem, RecipeError
+from fetchq.recipe.model import Recipe
+from fetchq.recipe.schema import COMMON, KINDS, Key, Section, all_paths
+
+__all__ = ["load_recipe", "parse_recipe"]
+
+_MAX_DEPTH = 50
+
+
+def load_recipe(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> Recipe:
+    """Load and check the recipe file at ``path``.
+
+    Relative paths inside it are relative to its directory; ``${NAME}``
+    references are expanded from ``environ`` (default: ``os.environ``).
+
+    Raises:
+        RecipeError: listing every problem found, each located as
+            ``path:LINE:COL``; ``path`` is shown as given here.
+    """
+    shown = os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise RecipeError(
+            [Problem(shown, 1, 1, f"cannot read the recipe: {reason.lower()}")]
+        ) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise RecipeError(
+            [Problem(shown, line, column, "the recipe is not UTF-8 text")]
+        ) from None
+    return parse_recipe(text, shown, environ=environ)
+
+
+def parse_recipe(
+    text: str,
+    path: str | os.PathLike[str] = "<recipe>",
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Recipe:
+    """Check recipe ``text`` as if read from the file ``path``.
+
+    ``path`` is used in messages and as the base of relative paths (its
+    directory; the current directory for ``"<recipe>"``).
+
+    Raises:
+        RecipeError: listing every problem found.
+    """
+    shown = os.fspath(path)
+    ctx = Context(
+        path=shown,
+        base=Path(shown).absolute().parent,
+        environ=os.environ if environ is None else environ,
+    )
+    root = _compose(text, ctx)
+    if root is None:
+        raise RecipeError(ctx.problems)
+    _find_duplicates(root, "", ctx, set(), 0)
+    schema, lenient = _schema_for(root)
+    checks: list[tuple[Section, dict[str, Any], str]] = []
+    values = _walk(schema, root, root, "", ctx, checks, lenient=lenient)
+    for section, section_values, where in checks:
+        if section.check is not None:
+            section.check(section_values, ctx, where)
+    if ctx.problems:
+        problems = sorted(ctx.problems, key=lambda p: (p.line, p.column))
+        raise RecipeError(problems)
+    values["source"] = Path(shown).absolute()
+    recipe: Recipe = _build(schema, values)
+    return recipe
+
+
+def _compose(text: str, ctx: Context) -> MappingNode | None:
+    """The top-level mapping node, or None after reporting why not."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = _one_line(exc.problem or exc.context or "")
+        if exc.context and exc.problem:
+            context = _one_line(exc.context)
+            start = exc.context_mark
+            if start is not None and mark is not None and start.line != mark.line:
+                context += f" (from line {start.line + 1})"
+            message = f"{context}, {message}"
+        message = f"YAML syntax error: {message}"
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        ctx.problems.append(Problem(ctx.path, line, column, message))
+        return None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        ctx.problems.append(
+            Problem(
+                ctx.path,
+                line,
+                column,
+                f"the character U+{code:04X} is not allowed in YAML",
+            )
+        )
+        return None
+    except RecursionError:
+        ctx.problems.append(Problem(ctx.path, 1, 1, "the YAML is nested too deeply"))
+        return None
+    except yaml.YAMLError as exc:
+        ctx.problems.append(Problem(ctx.path, 1, 1, _one_line(f"YAML error: {exc}")))
+        return None
+    if root is None or is_null(root):
+        ctx.problems.append(
+            Problem(
+                ctx.path,
+                1,
+                1,
+                "the recipe is empty; expected a mapping with kind, input and output",
+            )
+        )
+        return None
+    if not isinstance(root, MappingNode):
+        ctx.report(
+            root,
+            "expected a mapping of keys such as kind, input and output at the "
+            f"top level, got {describe(root)}",
+        )
+        return None
+    return root
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _find_duplicates(
+    node: Node, where: str, ctx: Context, seen: set[int], depth: int
+) -> None:
+    """Report every key given twice in one mapping, anywhere in the file."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if depth > _MAX_DEPTH:
+        shown = re.sub(r"(\[\d+\])+", "[...]", where)
+        ctx.report(node, f"{shown}: nested more than {_MAX_DEPTH} levels deep")
+        return
+    if isinstance(node, MappingNode):
+        first: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, ScalarNode):
+                name = str(key_node.value)
+                here = join(where, name)
+                if name in first:
+                    ctx.report(
+                        key_node,
+                        f"{here}: duplicate key (first given at line "
+                        f"{first[name].start_mark.line + 1})",
+                    )
+                else:
+                    first[name] = key_node
+                _find_duplicates(value_node, here, ctx, seen, depth + 1)
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            _find_duplicates(item, f"{where}[{index}]", ctx, seen, depth + 1)
+
+
+def _schema_for(root: MappingNode) -> tuple[Section, bool]:
+    """The schema for the recipe's kind; with no known kind, the keys all
+    kinds share (other keys are not reported: they may belong to the kind)."""
+    for key_node, value_node in root.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == "kind":
+            if isinstance(value_node, ScalarNode) and value_node.value in KINDS:
+                return KINDS[str(value_node.value)], False
+            break
+    return COMMON, True
+
+
+def _walk(
+    section: Section,
+    node: MappingNode | None,
+    anchor: Node,
+    where: str,
+    ctx: Context,
+    checks: list[tuple[Section, dict[str, Any], str]],
+    *,
+    lenient: bool = False,
+) -> dict[str, Any]:
+    """Convert the keys of ``section`` found in ``node`` (None: none given).
+
+    Problems go to ``ctx``; a key whose value is wrong is left out of the
+    result.  ``anchor`` is where a missing key is reported.
+    """
+    pairs: dict[str, tuple[Node, Node]] = {}
+    for key_node, value_node in node.value if node is not None else ():
+        if not isinstance(key_node, ScalarNode) or is_null(key_node):
+            ctx.report(
+                key_node, _at(where, f"expected a key name, got {describe(key_node)}")
+            )
+            continue
+        pairs.setdefault(str(key_node.value), (key_node, value_node))
+
+    if not lenient:
+        for name, (key_node, _value) in pairs.items():
+            if section.field(name) is None:
+                ctx.report(key_node, _unknown(name, section, where))
+
+    values: dict[str, Any] = {}
+    for field in section.fields:
+        here = join(where, field.name)
+        given = pairs.get(field.name)
+        if given is not None:
+            key_node, value_node = given
+            ctx.keys[here] = key_node
+            ctx.nodes[here] = value_node
+        if isinstance(field, Section):
+            if given is None or is_null(given[1]):
+                if field.required and given is None:
+                    ctx.report(
+                        anchor, _at(where, f"missing required key '{field.name}'")
+                    )
+                    continue
+                if field.optional:
+                    values[field.name] = None
+                    continue
+                sub_anchor = anchor if given is None else given[0]
+                values[field.name] = _walk(field, None, sub_anchor, here, ctx, checks)
+            elif not isinstance(given[1], MappingNode):
+                ctx.report(
+                    given[1], f"{here}: expected a mapping, got {describe(given[1])}"
+                )
+            else:
+                values[field.name] = _walk(field, given[1], given[1], here, ctx, checks)
+        elif given is not None:
+            _convert(field, given[1], here, ctx, values)
+        elif field.required:
+            ctx.report(anchor, _at(where, f"missing required key '{field.name}'"))
+        else:
+            default = field.default_node()
+            if default is None:
+                values[field.name] = None
+            else:
+                _convert(field, default, here, ctx, values)
+    checks.append((section, values, where))
+    return values
+
+
+def _convert(
+    key: Key, node: Node, where: str, ctx: Context, values: dict[str, Any]
+) -> None:
+    try:
+        values[key.name] = key.conv(node, ctx, where)
+    except Invalid as exc:
+        ctx.report(exc.node or node, f"{where}: {exc.message}")
+
+
+def _at(where: str, message: str) -> str:
+    return f"{where}: {message}" if where else message
+
+
+def _unknown(name: str, section: Section, where: str) -> str:
+    """ "unknown key" with the likeliest key meant: a near miss in this
+    section, or the same name in another section."""
+    here = join(where, name)
+    if name == "<<":
+        return f"{here}: YAML merge keys ('<<') are not supported in recipes"
+    names = [field.name for field in section.fields]
+    close = _suggest(name, names)
+    if close:
+        return f"{here}: unknown key; did you mean '{close}'?"
+    elsewhere = sorted(
+        {
+            other
+            for schema in KINDS.values()
+            for other in all_paths(schema)
+            if other.rsplit(".", 1)[-1] == name and other != here
+        },
+        key=lambda other: (len(other), other),
+    )
+    if elsewhere:
+        return f"{here}: unknown key; did you mean '{elsewhere[0]}'?"
+    return f"{here}: unknown key; expected one of: {', '.join(names)}"
+
+
+def _suggest(name: str, names: list[str]) -> str | None:
+    """The name in ``names`` most like ``name``: a near miss in spelling, or
+    one that begins with the other (``throttle`` for ``throttle_statuses``)."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.65)
+    if close:
+        return close[0]
+    lowered = name.lower()
+    for candidate in names:
+        shorter = min(lowered, candidate, key=len)
+        if len(shorter) >= 4 and (
+            candidate.startswith(lowered) or lowered.startswith(candidate)
+        ):
+            return candidate
+    return None
+
+
+def _build(section: Section, values: dict[str, Any]) -> Any:
+    """The typed value of a section whose keys all converted."""
+    built = dict(values)
+    for field in section.fields:
+        if isinstance(field, Section) and built.get(field.name) is not None:
+            built[field.name] = _build(field, built[field.name])
+    return section.build(**built)

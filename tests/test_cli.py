@@ -1,0 +1,196 @@
+"""Tests for the ``fetchq`` command (:mod:`fetchq.cli`)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+import fetchq.recipe
+from fetchq import __version__, cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+kind: fetch
+input:
+  path: urls.txt
+output:
+  path: out.jsonl
+queue:
+  width: 4
+  rate: 600/min
+  per_host:
+    rate: 1/s
+"""
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    """``main(argv)`` in this process: (status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = cli.main(list(argv))
+    return status, out.getvalue(), err.getvalue()
+
+
+def run_module(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """``python -m fetchq ARGV...`` with this checkout first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "fetchq", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env,
+    )
+
+
+class ValidateTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="fetchq-cli-"))
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        (self.dir / "urls.txt").write_text("https://example.com/\n" * 3)
+        self.good = self.dir / "good.yaml"
+        self.good.write_text(GOOD)
+        self.bad = self.dir / "bad.yaml"
+        self.bad.write_text(GOOD.replace("width: 4", "width: four"))
+
+    def test_ok(self) -> None:
+        """A good recipe prints one ``ok`` line on stdout with its kind, input
+        size and pace, nothing on stderr, and exits 0."""
+        status, out, err = run("validate", str(self.good))
+        self.assertEqual(
+            out,
+            f"{self.good}: ok (kind fetch, input 63 bytes of lines, output out.jsonl, "
+            "width 4, rate 10/s, per host width 8, per host rate 1/s)\n",
+        )
+        self.assertEqual((status, err), (0, ""))
+
+    def test_problems(self) -> None:
+        """A bad recipe prints its located problems on stderr, nothing on
+        stdout, and exits 2."""
+        status, out, err = run("validate", str(self.bad))
+        self.assertEqual(
+            err, f"{self.bad}:7:10: queue.width: expected an integer, got 'four'\n"
+        )
+        self.assertEqual((status, out), (2, ""))
+
+    def test_several_recipes(self) -> None:
+        """Every recipe named is checked; one bad recipe makes the exit
+        status 2 while the good ones are still reported ok."""
+        status, out, err = run("validate", str(self.bad), str(self.good))
+        self.assertEqual(status, 2)
+        self.assertIn(f"{self.good}: ok (", out)
+        self.assertIn(f"{self.bad}:7:10: ", err)
+
+    def test_path_shown_as_given(self) -> None:
+        """Problems name the recipe as it was given on the command line."""
+        result = run_module("validate", "bad.yaml", cwd=self.dir)
+        self.assertEqual(
+            result.stderr,
+            "bad.yaml:7:10: queue.width: expected an integer, got 'four'\n",
+        )
+        self.assertEqual(result.returncode, 2)
+
+    def test_missing_recipe(self) -> None:
+        """A recipe file that does not exist is one located line, exit 2."""
+        missing = self.dir / "nope.yaml"
+        status, out, err = run("validate", str(missing))
+        self.assertEqual(
+            err, f"{missing}:1:1: cannot read the recipe: no such file or directory\n"
+        )
+        self.assertEqual((status, out), (2, ""))
+
+    def test_unexpected_error_in_loader(self) -> None:
+        """A bug while loading one recipe is one line naming the recipe and
+        the error, exit 2, no traceback; the other recipes are still checked."""
+
+        def broken(path: Any, **kwargs: Any) -> Any:
+            if str(path) == str(self.bad):
+                raise RuntimeError("boom\nsecond line")
+            return real(path, **kwargs)
+
+        real = fetchq.recipe.load_recipe
+        self.patch(fetchq.recipe, "load_recipe", broken)
+        status, out, err = run("validate", str(self.bad), str(self.good))
+        self.assertEqual(
+            err, f"{self.bad}:1:1: internal error: RuntimeError: boom second line\n"
+        )
+        self.assertIn(f"{self.good}: ok (", out)
+        self.assertEqual(status, 2)
+
+    def test_unexpected_error_in_command(self) -> None:
+        """A bug anywhere in a command is one line on stderr and exit 2."""
+
+        def broken(args: Any) -> int:
+            raise KeyError("oops")
+
+        self.patch(cli, "validate", broken)
+        status, out, err = run("validate", str(self.good))
+        self.assertEqual(err, "fetchq: internal error: KeyError: 'oops'\n")
+        self.assertEqual((status, out), (2, ""))
+
+    def test_interrupted(self) -> None:
+        """Ctrl-C during a command exits 130 with a one-line note."""
+
+        def interrupted(args: Any) -> int:
+            raise KeyboardInterrupt
+
+        self.patch(cli, "validate", interrupted)
+        status, _out, err = run("validate", str(self.good))
+        self.assertEqual((status, err), (130, "fetchq: interrupted\n"))
+
+
+class CommandLineTests(SynchronousTestCase):
+    def test_no_command(self) -> None:
+        """``fetchq`` alone prints usage and a one-line error, exit 2."""
+        status, out, err = run()
+        self.assertEqual(status, 2)
+        self.assertEqual(out, "")
+        self.assertIn("usage: fetchq", err)
+        self.assertIn("a command is required", err)
+
+    def test_usage_error(self) -> None:
+        """``fetchq validate`` without a recipe is a usage error: exit 2."""
+        status, _out, err = run("validate")
+        self.assertEqual(status, 2)
+        self.assertIn("the following arguments are required: RECIPE", err)
+
+    def test_only_real_commands_are_offered(self) -> None:
+        """``run`` and ``demo`` are not registered until they work: asking for
+        them is a usage error, and --help lists only validate."""
+        status, _out, err = run("run", "recipes/fetch-urls.yaml")
+        self.assertEqual(status, 2)
+        self.assertIn("invalid choice: 'run'", err)
+        status, out, _err = run("--help")
+        self.assertEqual(status, 0)
+        self.assertIn("validate", out)
+        self.assertNotIn("demo", out)
+
+    def test_version(self) -> None:
+        """``fetchq --version`` prints the package version and exits 0."""
+        status, out, _err = run("--version")
+        self.assertEqual((status, out), (0, f"fetchq {__version__}\n"))
+
+    def test_python_dash_m(self) -> None:
+        """``python -m fetchq`` is the same command, with its exit status."""
+        result = run_module("validate", "no-such-recipe.yaml")
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(
+            result.stderr,
+            "no-such-recipe.yaml:1:1: cannot read the recipe: "
+            "no such file or directory\n",
+        )
+        self.assertEqual(run_module("--version").stdout, f"fetchq {__version__}\n")
