@@ -1,0 +1,97 @@
+"""The URL fetcher adapter: fetch URLs as fetchq jobs, politely and safely.
+
+::
+
+    from twisted.internet import reactor
+    from fetchq import ResizableDispatchQueue
+    from fetchq.fetch import (
+        BadURL, FetchConfig, Fetcher, check_url, fetch_retry_policy, host_key,
+    )
+
+    fetcher = Fetcher(FetchConfig(body_timeout=30.0), reactor, pool_size=20)
+    queue = ResizableDispatchQueue(
+        fetcher, 20, retry=fetch_retry_policy(), clock=reactor, lane_width=4
+    )
+    for line in urls:
+        try:
+            check_url(line)                # before queueing: bad input is
+        except BadURL as e:                # recorded, not crashed on
+            record(line, error=e.name, message=str(e))
+        else:
+            queue.put(line, key=host_key(line))
+
+**Lanes.** Put each job with ``key=host_key(url)``: the queue's per-lane
+width and rate then apply per host, and a throttle answer (429/503,
+:class:`HTTPThrottled`, a ``fetchq.Throttled``) holds that host's lane for the
+server's Retry-After while other hosts go on.
+
+**Outcomes.** A job ends with a :class:`FetchResult` or one of the named
+errors of :mod:`fetchq.fetch.errors` (each has ``.name`` and a short message).
+:func:`fetch_retry_policy` retries connection errors, timeouts and retry
+statuses; Retry-After answers retry after the server's delay.
+
+**Limits.** Timeouts for connecting, for the response headers and for the
+whole body; a body size cap counted on decoded bytes; redirects followed by
+hand, each hop checked; optionally no private addresses, checked when the
+name is resolved.  Gzip bodies are decoded, counted and hashed decoded, and
+inflated in 64 KiB steps, so a gzip bomb stops at the limit.  Cookies are
+neither kept nor sent.  IPv6-literal and underscore hosts are refused as
+``BadURL``: treq cannot encode them (hyperlink issue #68).
+"""
+
+from fetchq.fetch.addresses import EndpointFactory, GuardedEndpoint, forbidden_kind
+from fetchq.fetch.config import DEFAULT_USER_AGENT, FetchConfig
+from fetchq.fetch.errors import (
+    BadURL,
+    BodyTimeout,
+    BodyTooLarge,
+    ConnectionFailed,
+    ConnectTimeout,
+    ContentDecodingError,
+    FetchError,
+    FetchTimeout,
+    ForbiddenAddress,
+    HeadersTimeout,
+    HTTPRetryAfter,
+    HTTPStatusError,
+    HTTPThrottled,
+    RetryableStatus,
+    SaveError,
+    TooManyRedirects,
+    TruncatedBody,
+)
+from fetchq.fetch.fetcher import RETRYABLE, Fetcher, FetchResult, fetch_retry_policy
+from fetchq.fetch.urls import DEFAULT_SCHEMES, check_url, host_key, parse_retry_after
+
+__all__ = [
+    "DEFAULT_SCHEMES",
+    "DEFAULT_USER_AGENT",
+    "RETRYABLE",
+    "BadURL",
+    "BodyTimeout",
+    "BodyTooLarge",
+    "ConnectTimeout",
+    "ConnectionFailed",
+    "ContentDecodingError",
+    "EndpointFactory",
+    "FetchConfig",
+    "FetchError",
+    "FetchResult",
+    "FetchTimeout",
+    "Fetcher",
+    "ForbiddenAddress",
+    "GuardedEndpoint",
+    "HTTPRetryAfter",
+    "HTTPStatusError",
+    "HTTPThrottled",
+    "HeadersTimeout",
+    "RetryableStatus",
+    "SaveError",
+    "TooManyRedirects",
+    "TruncatedBody",
+    "check_url",
+    "fetch_retry_policy",
+    "forbidden_kind",
+    "host_key",
+    "parse_retry_after",
+]

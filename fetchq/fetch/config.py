@@ -1,0 +1,216 @@
+"""What a fetch does: one frozen, validated configuration value."""
+
+from __future__ import annotations
+
+import math
+import os
+import string
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import attrs
+
+import fetchq
+from fetchq.fetch.urls import DEFAULT_SCHEMES
+
+__all__ = ["DEFAULT_USER_AGENT", "FetchConfig"]
+
+DEFAULT_USER_AGENT = f"fetchq/{fetchq.__version__}"
+"""The User-Agent sent unless the configured headers name another."""
+
+_TOKEN = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
+_Pairs = tuple[tuple[str, str], ...]
+
+
+def _pairs(value: Mapping[str, str] | Iterable[tuple[str, str]], what: str) -> _Pairs:
+    items = value.items() if isinstance(value, Mapping) else value
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise ValueError(f"{what} must be a mapping or name/value pairs, not {value!r}")
+    pairs = []
+    for item in items:
+        try:
+            name, text = item
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be name/value pairs, not {item!r}") from None
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise ValueError(f"{what} names and values must be text: {item!r}")
+        pairs.append((name, text))
+    return tuple(pairs)
+
+
+def _headers(value: Mapping[str, str] | Iterable[tuple[str, str]]) -> _Pairs:
+    pairs = _pairs(value, "headers")
+    for name, text in pairs:
+        if not name or not set(name) <= _TOKEN:
+            raise ValueError(f"bad header name {name!r}")
+        if "\r" in text or "\n" in text:
+            raise ValueError(f"header {name!r} has a line break in its value")
+    if not any(name.lower() == "user-agent" for name, _ in pairs):
+        pairs = (("User-Agent", DEFAULT_USER_AGENT), *pairs)
+    return pairs
+
+
+def _params(value: Mapping[str, str] | Iterable[tuple[str, str]]) -> _Pairs:
+    return _pairs(value, "params")
+
+
+def _method(value: str) -> str:
+    if not isinstance(value, str) or not value or not set(value) <= _TOKEN:
+        raise ValueError(f"bad HTTP method {value!r}")
+    return value.upper()
+
+
+def _statuses(value: Iterable[int]) -> frozenset[int]:
+    if not isinstance(value, Iterable):
+        raise ValueError(f"statuses must be a collection of integers, not {value!r}")
+    statuses = frozenset(value)
+    for status in statuses:
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise ValueError(f"HTTP status must be an integer, not {status!r}")
+        if not 100 <= status <= 599:
+            raise ValueError(f"HTTP status {status} is not in 100-599")
+    return statuses
+
+
+def _schemes(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError(f"allowed_schemes must be a tuple of schemes, not {value!r}")
+    schemes = tuple(s.lower() if isinstance(s, str) else s for s in value)
+    if not schemes:
+        raise ValueError("allowed_schemes must not be empty")
+    for scheme in schemes:
+        if scheme not in DEFAULT_SCHEMES:
+            raise ValueError(f"unsupported scheme {scheme!r} (only http, https)")
+    return schemes
+
+
+def _save_dir(value: str | os.PathLike[str] | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"save_dir must be a path or None, not {value!r}")
+    return os.fspath(value)
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value < math.inf
+    ):
+        raise ValueError(f"{attribute.name} must be a number > 0, not {value!r}")
+
+
+def _non_negative(
+    instance: object, attribute: attrs.Attribute[Any], value: Any
+) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < math.inf
+    ):
+        raise ValueError(f"{attribute.name} must be a number >= 0, not {value!r}")
+
+
+def _count(minimum: int) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(
+                f"{attribute.name} must be an integer >= {minimum}, not {value!r}"
+            )
+
+    return check
+
+
+def _body(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, bytes):
+        raise ValueError(f"body must be bytes or None, not {type(value).__name__}")
+
+
+def _bool(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{attribute.name} must be True or False, not {value!r}")
+
+
+def _save_name(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in ("sha256", "id"):
+        raise ValueError(f"save_name must be 'sha256' or 'id', not {value!r}")
+
+
+@attrs.frozen
+class FetchConfig:
+    """How to fetch: request, limits, which statuses mean what, where bodies go.
+
+    Every value is checked at construction; a bad one raises ``ValueError``
+    naming the field.  Change a value with ``attrs.evolve(config, ...)``.
+
+    Args:
+        method: the HTTP method (upper-cased).
+        headers: request headers, a mapping or name/value pairs; a
+            ``User-Agent: fetchq/<version>`` is added unless one is given.
+        params: query parameters added to every job's URL (not to redirects).
+        body: the request body, or None.
+        connect_timeout: seconds to establish a connection (each address).
+        headers_timeout: seconds from sending the request to the response
+            headers (connecting included).
+        body_timeout: seconds from the headers to the *whole* body, so a
+            stalled or trickling body times out too.
+        max_body: most body bytes, counted decoded while streaming; a larger
+            Content-Length is refused before reading, and the connection is
+            dropped once the limit is passed.
+        max_redirects: redirects followed, each checked like the first URL
+            (0: a redirect fails with ``TooManyRedirects``).
+        allowed_schemes: schemes that may be fetched, first URL or redirect.
+        allow_private: if False, refuse private, loopback, link-local,
+            multicast, reserved, unspecified and other non-public addresses,
+            checked on the resolved addresses of every connection.
+        ok_statuses: statuses that make a result (others put here, say 404,
+            are results too; a redirect status put here is not followed).
+        retry_statuses: statuses retried with backoff (``RetryableStatus``) or
+            after their Retry-After (``HTTPRetryAfter``).
+        throttle_statuses: statuses that mean "slow down" (``HTTPThrottled``):
+            retried after Retry-After, holding the host's lane meanwhile.
+        max_retry_after: the cap on a server's Retry-After, in seconds.
+        default_retry_after: the delay of a throttle without Retry-After.
+        save_dir: a directory to save bodies in, or None to only hash them.
+        save_name: ``"sha256"`` (content-addressed) or ``"id"`` (the job id;
+            the sha256 when the job has none).
+    """
+
+    method: str = attrs.field(default="GET", converter=_method)
+    headers: _Pairs = attrs.field(default=(), converter=_headers)
+    params: _Pairs = attrs.field(default=(), converter=_params)
+    body: bytes | None = attrs.field(default=None, validator=_body)
+    connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+    headers_timeout: float = attrs.field(default=30.0, validator=_positive)
+    body_timeout: float = attrs.field(default=60.0, validator=_positive)
+    max_body: int = attrs.field(default=10 * 1024 * 1024, validator=_count(1))
+    max_redirects: int = attrs.field(default=5, validator=_count(0))
+    allowed_schemes: tuple[str, ...] = attrs.field(
+        default=DEFAULT_SCHEMES, converter=_schemes
+    )
+    allow_private: bool = attrs.field(default=True, validator=_bool)
+    ok_statuses: frozenset[int] = attrs.field(
+        default=frozenset(range(200, 300)), converter=_statuses
+    )
+    retry_statuses: frozenset[int] = attrs.field(
+        default=frozenset({408, 429, 500, 502, 503, 504}), converter=_statuses
+    )
+    throttle_statuses: frozenset[int] = attrs.field(
+        default=frozenset({429, 503}), converter=_statuses
+    )
+    max_retry_after: float = attrs.field(default=300.0, validator=_non_negative)
+    default_retry_after: float = attrs.field(default=1.0, validator=_non_negative)
+    save_dir: str | None = attrs.field(default=None, converter=_save_dir)
+    save_name: Literal["sha256", "id"] = attrs.field(
+        default="sha256", validator=_save_name
+    )
+
+    def __attrs_post_init__(self) -> None:
+        clash = self.ok_statuses & (self.retry_statuses | self.throttle_statuses)
+        if clash:
+            raise ValueError(
+                f"statuses both ok and retried: {', '.join(map(str, sorted(clash)))}"
+            )
+        if self.save_dir is not None and not os.path.isdir(self.save_dir):
+            raise ValueError(f"save_dir {self.save_dir!r} is not a directory")

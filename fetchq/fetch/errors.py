@@ -1,0 +1,249 @@
+"""How a fetch can end other than with a result: one named class per outcome.
+
+::
+
+    FetchqError                          fetchq's root (fetchq.errors)
+    ├── FetchError                       base of every fetch outcome below
+    │   ├── BadURL (also ValueError)     malformed URL, scheme not allowed, no host
+    │   ├── ForbiddenAddress             host resolved only to refused addresses
+    │   ├── ConnectionFailed             refused, reset, DNS failure, lost early
+    │   │   └── TruncatedBody            the connection died before the body ended
+    │   ├── FetchTimeout                 a deadline passed
+    │   │   ├── ConnectTimeout           ...while connecting
+    │   │   ├── HeadersTimeout           ...before the response headers
+    │   │   └── BodyTimeout              ...before the whole body arrived
+    │   ├── BodyTooLarge                 more than ``max_body`` bytes (decoded)
+    │   ├── ContentDecodingError         a gzip body that does not decode
+    │   ├── SaveError                    the body could not be written to save_dir
+    │   ├── TooManyRedirects             more than ``max_redirects`` hops
+    │   ├── HTTPStatusError              a status that is neither ok nor retried
+    │   │   └── RetryableStatus          a retry status without Retry-After
+    │   ├── HTTPRetryAfter (RetryAfter)  a retry status with Retry-After
+    │   └── HTTPThrottled (Throttled)    a throttle status (429/503): holds the lane
+    └── RetryAfter ── Throttled          (fetchq.errors)
+
+Every class has a stable :attr:`FetchError.name` (its class name) for output
+records and a short message.  :class:`HTTPRetryAfter` and
+:class:`HTTPThrottled` are :class:`fetchq.RetryAfter` / :class:`fetchq.Throttled`
+too, so the queue retries them after the server's delay, and a throttle also
+holds the job's lane (its host) for that long.
+"""
+
+from __future__ import annotations
+
+from fetchq.errors import FetchqError, RetryAfter, Throttled
+
+__all__ = [
+    "BadURL",
+    "BodyTimeout",
+    "BodyTooLarge",
+    "ConnectTimeout",
+    "ConnectionFailed",
+    "ContentDecodingError",
+    "FetchError",
+    "FetchTimeout",
+    "ForbiddenAddress",
+    "HTTPRetryAfter",
+    "HTTPStatusError",
+    "HTTPThrottled",
+    "HeadersTimeout",
+    "RetryableStatus",
+    "SaveError",
+    "TooManyRedirects",
+    "TruncatedBody",
+]
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class FetchError(FetchqError):
+    """Base class of every way a fetch can fail."""
+
+    @property
+    def name(self) -> str:
+        """The class name, stable across releases, for output records."""
+        return type(self).__name__
+
+
+class BadURL(FetchError, ValueError):
+    """A URL that cannot be fetched: empty, unparseable, no scheme, a scheme
+    not allowed, no host, a bad port.
+
+    Args:
+        reason: what is wrong, naming the bad part.
+        url: the URL as given.
+    """
+
+    def __init__(self, reason: str, url: object = "") -> None:
+        super().__init__(reason, url)
+        self.reason = reason
+        self.url = url
+
+    def __str__(self) -> str:
+        if self.url in ("", None):
+            return self.reason
+        return f"{self.reason}: {_short(repr(self.url))}"
+
+
+class ForbiddenAddress(FetchError):
+    """``allow_private=False`` and the host resolved to no permitted address.
+
+    Args:
+        host: the host name from the URL.
+        address: the (first) refused address.
+        kind: why it was refused (``"loopback"``, ``"private"``, ...).
+    """
+
+    def __init__(self, host: str, address: str, kind: str) -> None:
+        super().__init__(host, address, kind)
+        self.host = host
+        self.address = address
+        self.kind = kind
+
+    def __str__(self) -> str:
+        where = "" if self.host == self.address else f" for {self.host!r}"
+        return f"refused {self.kind} address {self.address}{where}"
+
+
+class ConnectionFailed(FetchError):
+    """The connection could not be made or broke: refused, reset, DNS lookup
+    failed, closed before the response.  Retryable with
+    :func:`~fetchq.fetch.fetch_retry_policy`."""
+
+
+class TruncatedBody(ConnectionFailed):
+    """The connection ended before the body did (fewer bytes than the
+    Content-Length said, or a broken chunked encoding)."""
+
+
+class ContentDecodingError(FetchError):
+    """The body claimed a content encoding (gzip) that did not decode."""
+
+
+class SaveError(FetchError):
+    """The body could not be written to ``save_dir`` (full disk, no
+    permission); the message carries the operating system's reason."""
+
+
+class FetchTimeout(FetchError):
+    """A deadline passed.  Retryable with
+    :func:`~fetchq.fetch.fetch_retry_policy`.
+
+    Args:
+        seconds: the limit that was exceeded.
+    """
+
+    phase = "fetch"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return f"{self.phase} timed out after {self.seconds:g}s"
+
+
+class ConnectTimeout(FetchTimeout):
+    """No connection within ``connect_timeout``."""
+
+    phase = "connect"
+
+
+class HeadersTimeout(FetchTimeout):
+    """No response headers within ``headers_timeout`` of sending the request."""
+
+    phase = "response headers"
+
+
+class BodyTimeout(FetchTimeout):
+    """The whole body did not arrive within ``body_timeout`` of the headers,
+    whether it stalled or trickled."""
+
+    phase = "body"
+
+
+class BodyTooLarge(FetchError):
+    """The body (counted decoded) is bigger than ``max_body``; the connection
+    was dropped.
+
+    Args:
+        limit: ``max_body``.
+        declared: the Content-Length, when that alone gave it away.
+    """
+
+    def __init__(self, limit: int, declared: int | None = None) -> None:
+        super().__init__(limit, declared)
+        self.limit = limit
+        self.declared = declared
+
+    def __str__(self) -> str:
+        if self.declared is not None:
+            return f"Content-Length {self.declared} exceeds {self.limit} bytes"
+        return f"body exceeds {self.limit} bytes"
+
+
+class TooManyRedirects(FetchError):
+    """More than ``max_redirects`` redirects (a loop ends here too).
+
+    Args:
+        limit: ``max_redirects``.
+        location: where the redirect that was not followed pointed.
+    """
+
+    def __init__(self, limit: int, location: str) -> None:
+        super().__init__(limit, location)
+        self.limit = limit
+        self.location = location
+
+    def __str__(self) -> str:
+        return f"more than {self.limit} redirects (next: {_short(self.location)})"
+
+
+class HTTPStatusError(FetchError):
+    """The server answered with a status that counts as a failure (404, ...).
+
+    Args:
+        status: the HTTP status code.
+    """
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}"
+
+
+class RetryableStatus(HTTPStatusError):
+    """A retry status (408, 500, 502, 504 by default) with no Retry-After:
+    retried with backoff by :func:`~fetchq.fetch.fetch_retry_policy`."""
+
+
+class HTTPRetryAfter(RetryAfter, FetchError):
+    """A retry status that came with a Retry-After header: retried after that
+    delay (capped at ``max_retry_after``).
+
+    Args:
+        status: the HTTP status code.
+        delay: seconds to wait.
+    """
+
+    def __init__(self, status: int, delay: float) -> None:
+        super().__init__(delay, f"HTTP {status}")
+        self.status = status
+
+
+class HTTPThrottled(Throttled, FetchError):
+    """A throttle status (429, 503 by default): retried after Retry-After
+    (capped) or a default delay, and the job's lane is held meanwhile.
+
+    Args:
+        status: the HTTP status code.
+        delay: seconds to wait.
+    """
+
+    def __init__(self, status: int, delay: float) -> None:
+        super().__init__(delay, f"HTTP {status}")
+        self.status = status

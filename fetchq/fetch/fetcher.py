@@ -1,0 +1,423 @@
+"""The URL fetcher: a fetchq job function built on treq.
+
+One :class:`Fetcher` holds one persistent connection pool for all its
+requests.  It follows redirects itself, so every hop passes the same URL and
+address checks, and it reads bodies as streams (see :mod:`fetchq.fetch.body`).
+What comes back is a :class:`FetchResult`, or one of the named exceptions of
+:mod:`fetchq.fetch.errors`::
+
+    fetcher = Fetcher(FetchConfig(), reactor, pool_size=20)
+    queue = ResizableDispatchQueue(
+        fetcher, 20, retry=fetch_retry_policy(), clock=reactor, lane_width=4
+    )
+    queue.put(url, key=host_key(url))   # lanes by host: 429/503 hold the host
+
+Cookies are neither stored nor sent, so each job stands alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Mapping, Sequence
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+from hyperlink import DecodedURL
+from treq.client import HTTPClient
+from treq.cookies import IndexableCookieJar
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import (
+    ConnectError,
+    ConnectingCancelledError,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
+from twisted.internet.error import TimeoutError as ConnectTimeoutError
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    RequestTransmissionFailed,
+    ResponseNeverReceived,
+)
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IPolicyForHTTPS
+
+from fetchq.fetch.addresses import EndpointFactory
+from fetchq.fetch.body import BodySink, drop_body, read_body, reasons
+from fetchq.fetch.config import FetchConfig
+from fetchq.fetch.errors import (
+    BadURL,
+    ConnectionFailed,
+    ConnectTimeout,
+    FetchError,
+    FetchTimeout,
+    HeadersTimeout,
+    HTTPRetryAfter,
+    HTTPStatusError,
+    HTTPThrottled,
+    RetryableStatus,
+    SaveError,
+    TooManyRedirects,
+)
+from fetchq.fetch.urls import check_url, parse_retry_after
+from fetchq.retry import RetryPolicy
+
+__all__ = ["RETRYABLE", "FetchResult", "Fetcher", "fetch_retry_policy"]
+
+RETRYABLE: tuple[type[BaseException], ...] = (
+    ConnectionFailed,
+    FetchTimeout,
+    RetryableStatus,
+)
+"""The fetch errors retried with backoff (``RetryAfter`` ones always retry)."""
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization"})
+_DRAIN_LIMIT = 64 * 1024  # most bytes read from a non-ok body to reuse its connection
+
+
+def fetch_retry_policy(
+    max_attempts: int = 5, base_delay: float = 1.0, max_delay: float = 60.0
+) -> RetryPolicy:
+    """A retry policy for fetch jobs: connection errors, timeouts and
+    :class:`~fetchq.fetch.errors.RetryableStatus` retry with exponential
+    backoff and full jitter; ``HTTPRetryAfter``/``HTTPThrottled`` retry after
+    the server's delay; anything else fails at once.
+
+    Args:
+        max_attempts: most attempts per job (1 = no retries).
+        base_delay: backoff before the second attempt, before jitter (s).
+        max_delay: the backoff cap (s).
+    """
+    return RetryPolicy(
+        max_attempts=max_attempts,
+        base_delay=base_delay,
+        max_delay=max_delay,
+        retry_on=RETRYABLE,
+    )
+
+
+@attrs.frozen
+class FetchResult:
+    """A fetched URL.
+
+    Attributes:
+        url: the URL as given.
+        final_url: the URL (in URI form) whose response this is, after
+            redirects and with the configured query parameters.
+        status: the HTTP status code.
+        content_type: the Content-Type header, or None.
+        bytes: the body's size, decoded (gzip is decoded).
+        sha256: the hex SHA-256 of the decoded body.
+        body_path: where the body was saved, or None.
+        elapsed: seconds from the start of the fetch to the end of the body,
+            on the reactor's clock.
+        redirects: how many redirects were followed.
+    """
+
+    url: str
+    final_url: str
+    status: int
+    content_type: str | None
+    bytes: int
+    sha256: str
+    body_path: str | None
+    elapsed: float
+    redirects: int
+
+
+class Fetcher:
+    """Fetches URLs under a :class:`~fetchq.fetch.config.FetchConfig`;
+    callable as a fetchq job function.
+
+    Args:
+        config: what to fetch and the limits.
+        reactor: the reactor (``IReactorTCP``, ``IReactorTime``,
+            ``IReactorPluggableNameResolver``), also the clock of every
+            timeout and of ``elapsed``.
+        pool_size: persistent connections kept per host; use the queue's
+            width (Twisted's default keeps only 2).
+        tls_policy: an ``IPolicyForHTTPS`` for https (default: Twisted's
+            browser-like certificate checks).
+
+    Raises:
+        ValueError: if ``pool_size`` is not an integer >= 1.
+    """
+
+    def __init__(
+        self,
+        config: FetchConfig,
+        reactor: Any,
+        pool_size: int = 10,
+        *,
+        tls_policy: IPolicyForHTTPS | None = None,
+    ) -> None:
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int):
+            raise ValueError(f"pool_size must be an integer >= 1, not {pool_size!r}")
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be an integer >= 1, not {pool_size!r}")
+        self._config = config
+        self._clock = reactor
+        self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
+        self._pool.maxPersistentPerHost = pool_size
+        factory = EndpointFactory(
+            reactor, config.connect_timeout, config.allow_private, tls_policy
+        )
+        agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
+            reactor, factory, pool=self._pool
+        )
+        no_cookies = IndexableCookieJar(DefaultCookiePolicy(allowed_domains=[]))
+        self._client = HTTPClient(agent, cookiejar=no_cookies)
+
+    @property
+    def config(self) -> FetchConfig:
+        """The configuration this fetcher was made with."""
+        return self._config
+
+    @property
+    def pool(self) -> HTTPConnectionPool:
+        """The connection pool shared by every request."""
+        return self._pool
+
+    def close(self) -> Deferred[None]:
+        """Close the idle pooled connections (call when done, before the
+        reactor stops).  Returns a Deferred that fires once they are closed."""
+        d: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+        return d
+
+    def __call__(self, job_arg: object) -> Deferred[FetchResult]:
+        """Fetch as a queue job function.
+
+        Args:
+            job_arg: a URL, or a mapping with ``"url"`` and optional ``"id"``
+                (the id names the saved body when ``save_name="id"``).
+        """
+        if isinstance(job_arg, Mapping):
+            if "url" not in job_arg:
+                return _failed(BadURL("job argument has no 'url'", job_arg))
+            return self.fetch(job_arg["url"], job_arg.get("id"))
+        return self.fetch(job_arg)
+
+    def fetch(self, url: object, job_id: object = None) -> Deferred[FetchResult]:
+        """Fetch one URL.
+
+        Args:
+            url: the URL text (or a ``DecodedURL``).
+            job_id: the job's identity, for ``save_name="id"``.
+
+        Returns:
+            A Deferred firing with a :class:`FetchResult`, or failing with a
+            :class:`~fetchq.fetch.errors.FetchError` (throttles and
+            Retry-After answers are ``fetchq.Throttled``/``RetryAfter`` too).
+            Cancelling it closes the connection and cleans up.
+        """
+        return Deferred.fromCoroutine(self._fetch(url, job_id))
+
+    async def _fetch(self, url: object, job_id: object) -> FetchResult:
+        config = self._config
+        started = self._clock.seconds()
+        current = check_url(url, config.allowed_schemes)
+        for name, value in config.params:
+            current = current.add(name, value)
+        method, body, headers = config.method, config.body, config.headers
+        redirects = 0
+        while True:
+            response = await self._send(method, current, headers, body)
+            status: int = response.code
+            if status in config.ok_statuses:
+                break
+            location = _location(response) if status in _REDIRECTS else None
+            await self._drain(response)
+            if location is None:
+                raise self._status_error(status, response)
+            if redirects >= config.max_redirects:
+                raise TooManyRedirects(config.max_redirects, location)
+            redirects += 1
+            target = _redirect_target(current, location, config.allowed_schemes)
+            if _origin(target) != _origin(current):
+                headers = tuple(h for h in headers if h[0].lower() not in _SENSITIVE)
+            if (status == 303 and method != "HEAD") or (
+                status in (301, 302) and method == "POST"
+            ):
+                method, body = "GET", None
+            current = target
+        size, sha256, path = await self._save(response, job_id)
+        return FetchResult(
+            url=url if isinstance(url, str) else current.to_text(),
+            final_url=current.to_uri().to_text(),
+            status=status,
+            content_type=_header(response, b"content-type"),
+            bytes=size,
+            sha256=sha256,
+            body_path=path,
+            elapsed=self._clock.seconds() - started,
+            redirects=redirects,
+        )
+
+    async def _send(
+        self,
+        method: str,
+        url: DecodedURL,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | None,
+    ) -> Any:
+        """One request, up to its response headers, within headers_timeout."""
+        raw = Headers()
+        for name, value in headers:
+            raw.addRawHeader(name, value)
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            d.cancel()
+
+        d = self._client.request(
+            method,
+            url,
+            headers=raw,
+            data=body,
+            allow_redirects=False,
+            unbuffered=True,
+        )
+        timer = self._clock.callLater(self._config.headers_timeout, expire)
+        try:
+            return await d
+        except Exception as e:
+            raise self._request_error(e, expired) from None
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    def _request_error(self, error: Exception, expired: bool) -> Exception:
+        """The named error for a request that got no response headers."""
+        found = list(reasons(error))
+        if expired:
+            seconds = self._config.headers_timeout
+            if any(isinstance(e, ConnectingCancelledError) for e in found):
+                return ConnectTimeout(seconds)
+            return HeadersTimeout(seconds)
+        for e in found:
+            if isinstance(e, FetchError):
+                return e
+            if isinstance(e, (CancelledError, ConnectingCancelledError)):
+                return CancelledError()  # cancelled from outside: stay cancelled
+        for e in found:
+            if type(e).__module__.startswith("OpenSSL"):
+                return ConnectionFailed(f"TLS failed ({_short_tls(e)})")
+            if isinstance(e, ConnectTimeoutError):
+                return ConnectTimeout(self._config.connect_timeout)
+            if isinstance(e, DNSLookupError):
+                return ConnectionFailed(f"DNS lookup failed ({e})")
+            if isinstance(e, ConnectionRefusedError):
+                return ConnectionFailed("connection refused")
+            if isinstance(e, ConnectError):
+                return ConnectionFailed(f"cannot connect ({e})")
+        if isinstance(error, ResponseNeverReceived):
+            return ConnectionFailed("connection closed before the response")
+        if isinstance(error, RequestTransmissionFailed):
+            return ConnectionFailed("connection lost while sending the request")
+        inner = found[-1]
+        return ConnectionFailed(f"{type(inner).__name__}: {inner}".rstrip(": "))
+
+    async def _drain(self, response: Any) -> None:
+        """Read and discard a non-ok body so its connection can be reused; a
+        long, slow or broken one is dropped with its connection instead."""
+        config = self._config
+        limit = min(config.max_body, _DRAIN_LIMIT)
+        # On a FetchError the status stays the outcome; the reader has dropped
+        # the connection.
+        with contextlib.suppress(FetchError):
+            await read_body(response, None, limit, config.body_timeout, self._clock)
+
+    def _status_error(self, status: int, response: Any) -> Exception:
+        """The exception for a status that is not ok and not followed."""
+        config = self._config
+        if status not in config.throttle_statuses | config.retry_statuses:
+            return HTTPStatusError(status)
+        delay = parse_retry_after(
+            _header(response, b"retry-after"), self._clock.seconds()
+        )
+        if delay is not None:
+            delay = min(delay, config.max_retry_after)
+        if status in config.throttle_statuses:
+            default = min(config.default_retry_after, config.max_retry_after)
+            return HTTPThrottled(status, default if delay is None else delay)
+        if delay is None:
+            return RetryableStatus(status)
+        return HTTPRetryAfter(status, delay)
+
+    async def _save(self, response: Any, job_id: object) -> tuple[int, str, str | None]:
+        """Stream an ok body: its size, SHA-256 and saved path."""
+        config = self._config
+        try:
+            sink = BodySink(config.save_dir)
+        except OSError as e:
+            await drop_body(response, self._clock)
+            raise SaveError(f"cannot save body: {e}") from None
+        try:
+            size = await read_body(
+                response, sink, config.max_body, config.body_timeout, self._clock
+            )
+            sha256 = sink.sha256
+            path = sink.commit(self._file_name(sha256, job_id))
+        except OSError as e:
+            raise SaveError(f"cannot save body: {e}") from None
+        finally:
+            sink.discard()
+        return size, sha256, path
+
+    def _file_name(self, sha256: str, job_id: object) -> str:
+        """The saved body's file name: its SHA-256, or its job id made safe."""
+        if self._config.save_name != "id" or job_id is None:
+            return sha256
+        text = str(job_id)
+        name = quote(text, safe="-_.~@+=,")
+        if name.startswith(".") or not 0 < len(name) <= 200:
+            return "id-" + hashlib.sha256(text.encode()).hexdigest()
+        return name
+
+
+def _short_tls(error: BaseException) -> str:
+    """The reason of an OpenSSL error, e.g. "certificate verify failed"."""
+    details = error.args[0] if error.args else None
+    if isinstance(details, list) and details and isinstance(details[-1], tuple):
+        return str(details[-1][-1])
+    return str(error) or type(error).__name__
+
+
+def _failed(error: Exception) -> Deferred[FetchResult]:
+    d: Deferred[FetchResult] = Deferred()
+    d.errback(error)
+    return d
+
+
+def _header(response: Any, name: bytes) -> str | None:
+    values = response.headers.getRawHeaders(name)
+    return values[0].decode("latin-1") if values else None
+
+
+def _location(response: Any) -> str | None:
+    location = _header(response, b"location")
+    return location.strip() if location and location.strip() else None
+
+
+def _origin(url: DecodedURL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host.lower(), url.port)
+
+
+def _redirect_target(
+    current: DecodedURL, location: str, allowed_schemes: Sequence[str]
+) -> DecodedURL:
+    """Where a redirect points, checked like a first URL."""
+    try:
+        target = current.click(location)
+    except ValueError as e:
+        raise BadURL(f"redirect to an unparseable Location ({e})", location) from None
+    try:
+        return check_url(target.to_text(), allowed_schemes)
+    except BadURL as e:
+        raise BadURL(f"redirect: {e.reason}", location) from None
