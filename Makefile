@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/queue_demo.py
+	$(BIN)/fetchq demo
 
 test: lint typecheck unit
 

@@ -3,6 +3,8 @@
 ::
 
     fetchq validate RECIPE [RECIPE ...]
+    fetchq run RECIPE
+    fetchq demo [--pages N] [--dir DIR]
 
 Exit status: 0 when everything asked for succeeded, 2 for problems (a bad
 recipe, a usage error, an unexpected error), 130 on Ctrl-C.  Problems are
@@ -11,8 +13,7 @@ the user never sees a traceback.
 
 Each subcommand is a pair of functions listed in :data:`COMMANDS`: one adds
 its parser (and sets ``handler``), the other runs it and returns the exit
-status.  ``run`` and ``demo`` will be added there; until then they are not
-offered at all.
+status.  ``run`` also exits 130 (Ctrl-C) or 143 (SIGTERM) when interrupted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["COMMANDS", "main"]
 
@@ -106,12 +107,98 @@ def summary(recipe: object) -> str:
     return ", ".join(parts)
 
 
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run a recipe (resumes where an earlier run stopped)",
+        description=(
+            "Run a recipe: read its input, work through it at the recipe's "
+            "pace, write one output record per input row.  State is kept in "
+            "the recipe's state file, so running it again resumes."
+        ),
+    )
+    parser.add_argument("recipe", metavar="RECIPE", help="a YAML recipe")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``fetchq run``: run the recipe ``args.recipe`` to the end."""
+    from fetchq.recipe import RecipeError, load_recipe
+
+    try:
+        recipe = load_recipe(args.recipe)
+    except RecipeError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        return PROBLEMS
+    return _react(lambda reactor: _fetch_run(recipe, reactor))
+
+
+def _fetch_run(recipe: object, reactor: object) -> object:
+    from fetchq.run import FetchRun
+
+    return FetchRun(recipe, reactor, handle_signals=True).run()  # type: ignore[arg-type]
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "demo",
+        help="crawl the embedded demo site with recipes/demo.yaml",
+        description=(
+            "Start a local web site on 127.0.0.1 (latency that grows under "
+            "load, 429 with Retry-After, some 500s, 404s and slow bodies) and "
+            "crawl it with the demo recipe, showing progress and a summary."
+        ),
+    )
+    parser.add_argument("--pages", type=int, default=3000, help="URLs to crawl")
+    parser.add_argument(
+        "--dir", default=None, help="where to put the run (default: a temp dir)"
+    )
+    parser.set_defaults(handler=demo)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``fetchq demo``: the main job, against the embedded site."""
+    from fetchq.demo.run import demo_run
+
+    return _react(lambda reactor: demo_run(reactor, args.pages, args.dir))
+
+
+def _react(start: Callable[[object], object]) -> int:
+    """Run the reactor until the Deferred from ``start(reactor)`` fires; its
+    result is the exit status.  fetchq installs its own Ctrl-C/SIGTERM
+    handling, so Twisted's (which would exit 0) is off."""
+    from twisted.internet import defer
+    from twisted.internet import reactor as _reactor
+    from twisted.python.failure import Failure
+
+    reactor: Any = _reactor
+
+    outcome: list[object] = []
+
+    def go() -> None:
+        d = defer.maybeDeferred(start, reactor)
+        d.addBoth(outcome.append)
+        d.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(go)
+    reactor.run(installSignalHandlers=False)
+    result = outcome[0] if outcome else PROBLEMS
+    if isinstance(result, Failure):
+        error = result.value
+        print(_one_line(f"fetchq: {type(error).__name__}: {error}"), file=sys.stderr)
+        return PROBLEMS
+    return result if isinstance(result, int) else PROBLEMS
+
+
 COMMANDS: list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 ] = [
     _add_validate,
+    _add_run,
+    _add_demo,
 ]
-"""Functions that each add one subcommand; ``run`` and ``demo`` go here."""
+"""Functions that each add one subcommand."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -168,16 +168,20 @@ class CommandLineTests(SynchronousTestCase):
         self.assertEqual(status, 2)
         self.assertIn("the following arguments are required: RECIPE", err)
 
-    def test_only_real_commands_are_offered(self) -> None:
-        """``run`` and ``demo`` are not registered until they work: asking for
-        them is a usage error, and --help lists only validate."""
-        status, _out, err = run("run", "recipes/fetch-urls.yaml")
-        self.assertEqual(status, 2)
-        self.assertIn("invalid choice: 'run'", err)
+    def test_commands_offered(self) -> None:
+        """--help lists validate, run and demo; ``run`` with a broken recipe
+        prints its located problems and exits 2 without starting anything."""
         status, out, _err = run("--help")
         self.assertEqual(status, 0)
-        self.assertIn("validate", out)
-        self.assertNotIn("demo", out)
+        for command in ("validate", "run", "demo"):
+            self.assertIn(command, out)
+        broken = Path(self.mktemp())
+        broken.parent.mkdir(parents=True, exist_ok=True)
+        broken.write_text("kind: fetch\nqueue: {widht: 3}\n")
+        status, _out, err = run("run", str(broken))
+        self.assertEqual(status, 2)
+        self.assertIn(f"{broken}:2:9: queue.widht: unknown key", err)
+        self.assertNotIn("Traceback", err)
 
     def test_version(self) -> None:
         """``fetchq --version`` prints the package version and exits 0."""

@@ -24,7 +24,8 @@ class ExampleRecipeTests(SynchronousTestCase):
         every example and exits 0."""
         names = sorted(path.name for path in RECIPES.glob("*.yaml"))
         self.assertEqual(
-            names, ["fetch-jsonl.yaml", "fetch-urls.yaml", "polite-crawl.yaml"]
+            names,
+            ["demo.yaml", "fetch-jsonl.yaml", "fetch-urls.yaml", "polite-crawl.yaml"],
         )
         env = dict(os.environ, **ENV)
         env["PYTHONPATH"] = os.pathsep.join(
@@ -47,7 +48,7 @@ class ExampleRecipeTests(SynchronousTestCase):
         self.assertEqual(result.stderr, "")
         self.assertEqual(result.returncode, 0)
         lines = result.stdout.splitlines()
-        self.assertEqual(len(lines), 3)
+        self.assertEqual(len(lines), len(names))
         for name, line in zip(names, lines, strict=True):
             self.assertTrue(
                 line.startswith(f"recipes/{name}: ok (kind fetch, input "), line

@@ -88,6 +88,7 @@ class DemoSite(Resource):
     Attributes:
         inflight: requests being answered now.
         served: responses by status code.
+        requests: requests received per page number.
     """
 
     isLeaf = True
@@ -98,6 +99,7 @@ class DemoSite(Resource):
         self.behaviour = behaviour or SiteBehaviour()
         self.inflight = 0
         self.served: dict[int, int] = {}
+        self.requests: dict[int, int] = {}
         self._failed_once: set[int] = set()
         self._buckets: dict[str, _Bucket] = {}
 
@@ -137,6 +139,8 @@ class DemoSite(Resource):
         number = -1
         if len(path) == 2 and path[0] == "page" and path[1].isdigit():
             number = int(path[1])
+        if number >= 0:
+            self.requests[number] = self.requests.get(number, 0) + 1
         if not 0 <= number < b.pages or (number and number % b.missing_every == 0):
             return self._finish_now(request, 404, b"no such page\n")
         self.inflight += 1

@@ -1,0 +1,389 @@
+"""``fetchq run``: a recipe's input, through a durable store and the queue,
+to one output record per input row.
+
+The flow, and what makes it safe to kill at any moment::
+
+    input rows ──add──► store ──claim──► queue ──► fetcher
+                          ▲                          │
+                          └───────── ack(record) ◄───┘
+    every tick: store.flush() (commit), then append the newly committed
+    records to the output file.
+
+- The store is the truth.  A record reaches the output file only after the
+  commit that made it durable, so nothing shown as done is fetched again.
+- On start the output file is rebuilt from the store's records, so after a
+  crash (or kill -9) and a re-run every input row has exactly one record.
+  Jobs that were underway when the process died come back (at-least-once).
+- Input is read in batches only while the store holds few pending rows
+  (back-pressure): memory stays flat however long the input is.
+- Ctrl-C or SIGTERM stops launching and lets underway jobs finish (a second
+  Ctrl-C cancels them), commits, says how to resume, and exits 130 or 143.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from twisted.internet import defer, task
+from twisted.python.failure import Failure
+
+from fetchq.errors import JobCancelled, JobError
+from fetchq.fetch import BadURL, FetchConfig, Fetcher, check_url, fetch_retry_policy
+from fetchq.fetch import host_key as url_host
+from fetchq.inputs import InputRow, read_rows
+from fetchq.job import Job
+from fetchq.progress import ProgressDisplay, RunStats
+from fetchq.queue import ResizableDispatchQueue
+from fetchq.recipe import FetchRecipe
+from fetchq.recipe.env import reveal
+from fetchq.store import NewItem, SQLiteStore, Store
+
+__all__ = ["FetchRun", "fetch_config"]
+
+EXIT_OK = 0
+EXIT_INTERRUPTED: dict[int, int] = {int(signal.SIGINT): 130, int(signal.SIGTERM): 143}
+
+_META_INPUT_NEXT = "input.next_row"
+_META_INPUT_DONE = "input.done"
+
+
+def fetch_config(recipe: FetchRecipe) -> FetchConfig:
+    """The fetcher's configuration from a recipe's ``fetch`` section."""
+    spec = recipe.fetch
+    body = spec.body
+    return FetchConfig(
+        method=spec.method,
+        headers=spec.header_items(),
+        params=spec.param_items(),
+        body=None if body is None else reveal(body).encode(),
+        connect_timeout=spec.connect_timeout,
+        headers_timeout=spec.headers_timeout,
+        body_timeout=spec.body_timeout,
+        max_body=spec.max_body,
+        max_redirects=spec.max_redirects,
+        allow_private=spec.allow_private,
+        ok_statuses=spec.ok_statuses,
+        retry_statuses=spec.retry_statuses,
+        throttle_statuses=spec.throttle_statuses,
+        max_retry_after=recipe.retry.max_delay,
+        save_dir=None if spec.save_bodies is None else str(spec.save_bodies.dir),
+        save_name="sha256" if spec.save_bodies is None else spec.save_bodies.name,
+    )
+
+
+def _error(failure: Failure | None) -> dict[str, str] | None:
+    if failure is None:
+        return None
+    error = failure.value
+    return {"name": getattr(error, "name", type(error).__name__), "message": str(error)}
+
+
+class OutputFile:
+    """The run's JSONL output, written only from committed store records."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seq = 0
+        self._file: IO[str] | None = None
+
+    def rebuild(self, store: Store) -> int:
+        """Rewrite the file from every record in the store; how many."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        count = 0
+        with open(tmp, "w", encoding="utf-8") as f:
+            self.seq = 0
+            while batch := store.records(self.seq, 5000):
+                for record in batch:
+                    f.write(json.dumps(record.record, separators=(",", ":")) + "\n")
+                    self.seq = record.seq
+                    count += 1
+        os.replace(tmp, self.path)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        return count
+
+    def catch_up(self, store: Store) -> None:
+        """Append the records committed since the last call."""
+        assert self._file is not None
+        while batch := store.records(self.seq, 5000):
+            for record in batch:
+                self._file.write(
+                    json.dumps(record.record, separators=(",", ":")) + "\n"
+                )
+                self.seq = record.seq
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class FetchRun:
+    """One run (or resumed run) of a ``fetch`` recipe.
+
+    Args:
+        recipe: the loaded recipe.
+        reactor: the reactor (time, sockets, signals).
+        stream: where progress and the summary go (default stderr).
+        tick: seconds between commits/output/progress updates.
+        progress_every: seconds between plain progress lines when piped.
+        handle_signals: take over SIGINT/SIGTERM (the command does; a
+            program embedding a run calls :meth:`interrupt` itself).
+    """
+
+    def __init__(
+        self,
+        recipe: FetchRecipe,
+        reactor: Any,
+        stream: IO[str] | None = None,
+        tick: float = 0.2,
+        progress_every: float = 5.0,
+        handle_signals: bool = False,
+    ) -> None:
+        self.recipe = recipe
+        self.reactor = reactor
+        self.stream = stream
+        self.tick_seconds = tick
+        self.progress_every = progress_every
+        self.handle_signals = handle_signals
+        recipe.state.path.parent.mkdir(parents=True, exist_ok=True)
+        self.store: Store = SQLiteStore(
+            recipe.state.path, durability=recipe.state.durability
+        )
+        width = recipe.queue.width
+        self.fetcher = Fetcher(fetch_config(recipe), reactor, pool_size=width)
+        retry = recipe.retry
+        self.queue = ResizableDispatchQueue(
+            self.fetcher,
+            **recipe.queue.queue_kwargs(),
+            retry=fetch_retry_policy(
+                retry.max_attempts, retry.base_delay, retry.max_delay
+            ),
+            clock=reactor,
+        )
+        self.output = OutputFile(recipe.output.path)
+        self.stats = RunStats(reactor)
+        self.queue.subscribe(self.stats)
+        self._rows: Iterator[InputRow] | None = None
+        self._input_done = False
+        self._next_row = 0
+        self._store_pending = 0
+        self._stopping = False
+        self._signal: int | None = None
+        self._finished: defer.Deferred[int] = defer.Deferred()
+        self._closed = False  # set once _finish starts closing the store
+
+    # -- input -------------------------------------------------------------
+
+    def _open_input(self) -> None:
+        spec = self.recipe.input
+        self._next_row = int(self.store.meta_get(_META_INPUT_NEXT, 0))
+        self._input_done = bool(self.store.meta_get(_META_INPUT_DONE, False))
+        if not self._input_done:
+            self._rows = read_rows(
+                spec.path,
+                spec.format,
+                spec.url_field,
+                spec.priority_field,
+                spec.id_field,
+                start=self._next_row,
+            )
+
+    def _read_input(self, limit: int) -> None:
+        """Add up to ``limit`` rows to the store; bad rows are recorded as
+        failed input at once."""
+        if self._input_done or self._rows is None:
+            return
+        now = self.reactor.seconds()
+        items: list[NewItem] = []
+        bad: list[InputRow] = []
+        for row in self._rows:
+            self._next_row = row.index + 1
+            if row.error is None:
+                try:
+                    check_url(row.url)
+                except BadURL as e:
+                    row = InputRow(row.index, row.id, row.url, error=str(e))
+            if row.error is not None:
+                bad.append(row)
+            else:
+                arg = {"url": row.url, "id": row.id, "extra": row.extra}
+                items.append(NewItem(row.id, arg, row.priority, url_host(row.url)))
+            if len(items) + len(bad) >= limit:
+                break
+        else:
+            self._input_done = True
+        self._store_pending += self.store.add(items)
+        if bad:
+            self.store.add(NewItem(r.id, {"url": r.url, "id": r.id}, 0) for r in bad)
+            for r in bad:
+                self.store.ack(r.id, "failed", self._bad_input_record(r), now)
+                self.stats.outcomes["failed"] += 1
+        self.store.meta_set(_META_INPUT_NEXT, self._next_row)
+        self.store.meta_set(_META_INPUT_DONE, self._input_done)
+
+    @staticmethod
+    def _bad_input_record(row: InputRow) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "url": row.url,
+            "outcome": "failed",
+            "attempts": 0,
+            "error": {"name": "BadInput", "message": row.error},
+            **({"extra": row.extra} if row.extra else {}),
+        }
+
+    # -- feeding the queue ---------------------------------------------------
+
+    def _pump(self) -> None:
+        """Keep the queue fed from the store, and the store from the input."""
+        if self._stopping or self._closed:
+            return
+        width = max(self.queue.width, 1)
+        if self._store_pending < 4 * width:
+            self._read_input(max(1000, 8 * width))
+        underway, pending = self.queue.size()
+        want = 2 * width - pending
+        if want > 0:
+            claimed = self.store.claim(want, self.reactor.seconds(), lease=3600.0)
+            self._store_pending = max(0, self._store_pending - len(claimed))
+            for item in claimed:
+                d = self.queue.put(
+                    item.arg, item.priority, key=item.key, job_id=item.id
+                )
+                d.addCallbacks(self._succeeded, self._failed)
+            underway, pending = self.queue.size()
+        if self._input_done and not (underway or pending):
+            counts = self.store.counts()
+            if counts.pending == 0 and counts.claimed == 0:
+                self._finish(EXIT_OK)
+
+    def _record(self, job: Job, outcome: str) -> dict[str, Any]:
+        arg = job.arg
+        record: dict[str, Any] = {
+            "id": job.id,
+            "url": arg["url"],
+            "outcome": outcome,
+            "attempts": job.attempts,
+            "elapsed": None if job.latency is None else round(job.latency, 6),
+        }
+        result = job.result
+        if result is not None:
+            record.update(
+                final_url=result.final_url,
+                status=result.status,
+                bytes=result.bytes,
+                content_type=result.content_type,
+                sha256=result.sha256,
+            )
+            if result.body_path is not None:
+                record["body_path"] = result.body_path
+        else:
+            failure = job.failure
+            status = getattr(failure.value if failure else None, "status", None)
+            if status is not None:
+                record["status"] = status
+            record["error"] = _error(failure)
+        if arg.get("extra"):
+            record["extra"] = arg["extra"]
+        return record
+
+    def _succeeded(self, job: Job) -> None:
+        if self._closed:
+            return
+        self.store.ack(job.id, "ok", self._record(job, "ok"), self.reactor.seconds())
+        self.reactor.callLater(0, self._pump)
+
+    def _failed(self, failure: Failure) -> None:
+        error = failure.value
+        if not isinstance(error, JobError):
+            failure.raiseException()
+        if isinstance(error, JobCancelled) and self._stopping:
+            return  # handed back to the store by stop()
+        job = error.job
+        if self._closed:
+            return
+        self.store.ack(
+            job.id, "failed", self._record(job, "failed"), self.reactor.seconds()
+        )
+        self.reactor.callLater(0, self._pump)
+
+    # -- running -----------------------------------------------------------
+
+    def _tick(self) -> None:
+        self.store.flush()
+        self.output.catch_up(self.store)
+        if self.display is not None:
+            self.display.tick()
+
+    def run(self) -> defer.Deferred[int]:
+        """Run to the end (or to an interruption); fires with the exit code."""
+        self.store.release(self.reactor.seconds())
+        self.output.rebuild(self.store)
+        self._open_input()
+        counts = self.store.counts()
+        self.stats.total = None
+        self.display: ProgressDisplay | None = ProgressDisplay(
+            self.stats, self.stream, every=self.progress_every
+        )
+        self._ticker = task.LoopingCall(self._tick)
+        self._ticker.clock = self.reactor
+        self._ticker.start(self.tick_seconds, now=False)
+        if counts.finished:
+            self._say(f"resuming: {counts.finished} done, {counts.pending} to do")
+        if self.handle_signals:
+            self._install_signals()
+        self._pump()
+        return self._finished
+
+    def _say(self, text: str) -> None:
+        if self.display is not None:
+            self.display.console.print(text, highlight=False)
+
+    def _install_signals(self) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            self.reactor.callFromThread(self.interrupt, signum)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, handler)
+
+    def interrupt(self, signum: int) -> None:
+        """Stop launching; on a second interrupt cancel underway jobs."""
+        if self._stopping:
+            self._say("second interrupt: cancelling underway jobs")
+            self.queue.stop(cancel_underway=True)
+            return
+        self._stopping = True
+        self._signal = signum
+        self._say("interrupted: letting underway jobs finish (Ctrl-C again to cancel)")
+        self.queue.stop().addCallback(self._stopped)
+
+    def _stopped(self, unprocessed: list[Job]) -> None:
+        now = self.reactor.seconds()
+        for job in unprocessed:
+            self.store.requeue(job.id, None, now)
+        assert self._signal is not None
+        self._say(
+            f"state saved in {self.recipe.state.path}; resume with: "
+            f"fetchq run {self.recipe.source}"
+        )
+        self._finish(EXIT_INTERRUPTED.get(self._signal, 130))
+
+    def _finish(self, code: int) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._ticker.stop()
+        self.store.flush()
+        self.output.catch_up(self.store)
+        self.output.close()
+        if self.display is not None:
+            self.display.close()
+        self.store.close()
+        self.fetcher.close().addBoth(lambda _: self._finished.callback(code))
