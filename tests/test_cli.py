@@ -175,8 +175,9 @@ class CommandLineTests(SynchronousTestCase):
         self.assertEqual(status, 0)
         for command in ("validate", "run", "demo"):
             self.assertIn(command, out)
-        broken = Path(self.mktemp())
-        broken.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, folder, True)
+        broken = folder / "broken.yaml"
         broken.write_text("kind: fetch\nqueue: {widht: 3}\n")
         status, _out, err = run("run", str(broken))
         self.assertEqual(status, 2)
