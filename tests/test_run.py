@@ -166,6 +166,22 @@ class RunTests(TestCase):
         self.assertGreater(kills, 0, "every run finished before its kill")
         self.check_output()
 
+    @defer.inlineCallbacks
+    def test_ctrl_c_exits_130_and_resumes(self) -> Generator[Any, Any, None]:
+        """SIGINT to a real `fetchq run` stops it with exit status 130 and a
+        line saying how to resume (SIGTERM: 143); the next run finishes."""
+        base = self.start_site(1000, latency=0.02, error_every=10**6)
+        recipe = self.write_input(base, 1000, width=8)
+        proto = run_fetchq(recipe, signal_after=(0.8, "INT"))
+        code = yield proto
+        self.assertEqual(code, 130)
+        self.assertIn(b"resume with: fetchq run", proto.stderr)
+        code = yield run_fetchq(recipe, signal_after=(0.8, "TERM"))
+        self.assertEqual(code, 143)
+        code = yield run_fetchq(recipe)
+        self.assertEqual(code, 0)
+        self.check_output()
+
 
 class _Exit(protocol.ProcessProtocol):
     def __init__(self) -> None:
@@ -180,10 +196,15 @@ class _Exit(protocol.ProcessProtocol):
         self.done.callback(-9 if code is None else code)
 
 
-def run_fetchq(recipe: Path, kill_after: float | None = None) -> defer.Deferred[int]:
+def run_fetchq(
+    recipe: Path,
+    kill_after: float | None = None,
+    signal_after: tuple[float, str] | None = None,
+) -> defer.Deferred[int]:
     """Run ``python -m fetchq run RECIPE`` in a child process; with
-    ``kill_after``, SIGKILL it after that many seconds.  Fires with the exit
-    status (-9 if killed)."""
+    ``kill_after``, SIGKILL it after that many seconds, with ``signal_after``
+    (seconds, name) send that signal.  Fires with the exit status (-9 if
+    killed); the Deferred's ``stderr`` attribute holds what it printed."""
     proto = _Exit()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     transport = reactor.spawnProcess(
@@ -193,12 +214,16 @@ def run_fetchq(recipe: Path, kill_after: float | None = None) -> defer.Deferred[
         env=env,
         path=str(recipe.parent),
     )
-    if kill_after is not None:
+    if signal_after is None and kill_after is not None:
+        signal_after = (kill_after, "KILL")
+    if signal_after is not None:
+        delay, name = signal_after
 
-        def kill() -> None:
+        def send() -> None:
             if not proto.done.called:
-                transport.signalProcess("KILL")
+                transport.signalProcess(name)
 
-        call = reactor.callLater(kill_after, kill)
+        call = reactor.callLater(delay, send)
         proto.done.addBoth(lambda r: (call.active() and call.cancel(), r)[1])
+    proto.done.addBoth(lambda r: (setattr(proto.done, "stderr", proto.err), r)[1])
     return proto.done
