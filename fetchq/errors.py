@@ -7,10 +7,18 @@
     ├── JobError                     a job did not succeed; ``.job`` is the Job
     │   ├── JobFailed                its function failed (``job.failure`` holds why)
     │   └── JobCancelled             cancelled (also a Twisted ``CancelledError``)
-    └── RetryAfter                   raised *by a job function*: run me again later
-        └── Throttled                ...because the remote side said "slow down"
+    ├── RetryAfter                   raised *by a job function*: run me again later
+    │   └── Throttled                ...because the remote side said "slow down"
+    ├── StoreError                   a state file cannot be used (fetchq.store)
+    ├── RecipeError (ValueError)     a recipe has problems, each file:LINE:COL
+    │                                (fetchq.recipe)
+    └── FetchError                   how a fetch failed (fetchq.fetch): BadURL,
+                                     ForbiddenAddress, ConnectionFailed,
+                                     FetchTimeout, BodyTooLarge,
+                                     TooManyRedirects, HTTPStatusError, ...
 
-Misuse of an API (a negative width, reprioritising an unknown job) raises the
+The last three live beside the layers that raise them, so the core never
+imports them.  Misuse of an API (a negative width, reprioritising an unknown job) raises the
 builtin that fits (``ValueError``, ``KeyError``, ``RuntimeError``) at call time.
 Failures while running travel as a ``Failure`` whose value is a ``JobError``
 carrying the job, so the caller always has the job's details.
