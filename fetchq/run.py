@@ -135,6 +135,9 @@ class FetchRun:
         progress_every: seconds between plain progress lines when piped.
         handle_signals: take over SIGINT/SIGTERM (the command does; a
             program embedding a run calls :meth:`interrupt` itself).
+        store: where state lives; default the recipe's SQLite state file
+            (a :class:`~fetchq.store.MemoryStore` makes a run that cannot
+            resume, for benchmarks and tests).
     """
 
     def __init__(
@@ -145,6 +148,7 @@ class FetchRun:
         tick: float = 0.2,
         progress_every: float = 5.0,
         handle_signals: bool = False,
+        store: Store | None = None,
     ) -> None:
         self.recipe = recipe
         self.reactor = reactor
@@ -152,10 +156,10 @@ class FetchRun:
         self.tick_seconds = tick
         self.progress_every = progress_every
         self.handle_signals = handle_signals
-        recipe.state.path.parent.mkdir(parents=True, exist_ok=True)
-        self.store: Store = SQLiteStore(
-            recipe.state.path, durability=recipe.state.durability
-        )
+        if store is None:
+            recipe.state.path.parent.mkdir(parents=True, exist_ok=True)
+            store = SQLiteStore(recipe.state.path, durability=recipe.state.durability)
+        self.store: Store = store
         width = recipe.queue.width
         self.fetcher = Fetcher(fetch_config(recipe), reactor, pool_size=width)
         retry = recipe.retry
