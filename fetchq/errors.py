@@ -18,8 +18,9 @@
                                      TooManyRedirects, HTTPStatusError, ...
 
 The last three live beside the layers that raise them, so the core never
-imports them.  Misuse of an API (a negative width, reprioritising an unknown job) raises the
-builtin that fits (``ValueError``, ``KeyError``, ``RuntimeError``) at call time.
+imports them.  Misuse of an API (a negative width, reprioritising an unknown
+job) raises the builtin that fits (``ValueError``, ``KeyError``,
+``RuntimeError``) at call time.
 Failures while running travel as a ``Failure`` whose value is a ``JobError``
 carrying the job, so the caller always has the job's details.
 """
