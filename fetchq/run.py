@@ -182,6 +182,7 @@ class FetchRun:
         self._signal: int | None = None
         self._finished: defer.Deferred[int] = defer.Deferred()
         self._closed = False  # set once _finish starts closing the store
+        self._pump_scheduled = False
 
     # -- input -------------------------------------------------------------
 
@@ -254,7 +255,7 @@ class FetchRun:
             self._read_input(max(1000, 8 * width))
         underway, pending = self.queue.size()
         want = 2 * width - pending
-        if want > 0:
+        if pending < width:  # refill in batches: one claim per ~width jobs
             claimed = self.store.claim(want, self.reactor.seconds(), lease=3600.0)
             self._store_pending = max(0, self._store_pending - len(claimed))
             for item in claimed:
@@ -267,6 +268,16 @@ class FetchRun:
             counts = self.store.counts()
             if counts.pending == 0 and counts.claimed == 0:
                 self._finish(EXIT_OK)
+
+    def _pump_soon(self) -> None:
+        """Pump once on the next reactor turn, however many jobs end now."""
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.reactor.callLater(0, self._scheduled_pump)
+
+    def _scheduled_pump(self) -> None:
+        self._pump_scheduled = False
+        self._pump()
 
     def _record(self, job: Job, outcome: str) -> dict[str, Any]:
         arg = job.arg
@@ -302,7 +313,7 @@ class FetchRun:
         if self._closed:
             return
         self.store.ack(job.id, "ok", self._record(job, "ok"), self.reactor.seconds())
-        self.reactor.callLater(0, self._pump)
+        self._pump_soon()
 
     def _failed(self, failure: Failure) -> None:
         error = failure.value
@@ -316,7 +327,7 @@ class FetchRun:
         self.store.ack(
             job.id, "failed", self._record(job, "failed"), self.reactor.seconds()
         )
-        self.reactor.callLater(0, self._pump)
+        self._pump_soon()
 
     # -- running -----------------------------------------------------------
 
