@@ -212,14 +212,14 @@ class FetchRun:
             self._next_row = row.index + 1
             if row.error is None:
                 try:
-                    check_url(row.url)
+                    parsed = check_url(row.url)
                 except BadURL as e:
                     row = InputRow(row.index, row.id, row.url, error=str(e))
             if row.error is not None:
                 bad.append(row)
             else:
                 arg = {"url": row.url, "id": row.id, "extra": row.extra}
-                items.append(NewItem(row.id, arg, row.priority, url_host(row.url)))
+                items.append(NewItem(row.id, arg, row.priority, url_host(parsed)))
             if len(items) + len(bad) >= limit:
                 break
         else:
