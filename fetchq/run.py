@@ -183,6 +183,8 @@ class FetchRun:
         self._finished: defer.Deferred[int] = defer.Deferred()
         self._closed = False  # set once _finish starts closing the store
         self._pump_scheduled = False
+        self.display: ProgressDisplay | None = None  # made by run()
+        self._ticker = task.LoopingCall(self._tick)
 
     # -- input -------------------------------------------------------------
 
@@ -343,11 +345,7 @@ class FetchRun:
         self.output.rebuild(self.store)
         self._open_input()
         counts = self.store.counts()
-        self.stats.total = None
-        self.display: ProgressDisplay | None = ProgressDisplay(
-            self.stats, self.stream, every=self.progress_every
-        )
-        self._ticker = task.LoopingCall(self._tick)
+        self.display = ProgressDisplay(self.stats, self.stream, self.progress_every)
         self._ticker.clock = self.reactor
         self._ticker.start(self.tick_seconds, now=False)
         if counts.finished:
@@ -394,7 +392,8 @@ class FetchRun:
         if self._closed:
             return
         self._closed = True
-        self._ticker.stop()
+        if self._ticker.running:
+            self._ticker.stop()
         self.store.flush()
         self.output.catch_up(self.store)
         self.output.close()
