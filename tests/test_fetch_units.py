@@ -506,3 +506,34 @@ class BodySinkTests(SynchronousTestCase):
         other.discard()
         other.discard()
         self.assertEqual(os.listdir(directory), ["name"])
+
+
+class FastPathTests(SynchronousTestCase):
+    """The shortcuts that skip IDNA work give the same answers as hyperlink's
+    full path, and are not taken where IDNA matters."""
+
+    def test_uri_text_matches_to_uri(self) -> None:
+        """For plain and non-plain URLs alike, uri_text equals hyperlink's
+        to_uri().to_text()."""
+        from fetchq.fetch.urls import uri_text
+
+        for text in (
+            "http://127.0.0.1:8080/page/1?q=a%20b",
+            "https://example.com/x/y",
+            "http://bücher.example/ä?x=ü",
+            "http://xn--bcher-kva.example/",
+            "http://EXAMPLE.com/Path",
+        ):
+            parsed = check_url(text)
+            self.assertEqual(uri_text(parsed), parsed.to_uri().to_text(), text)
+
+    def test_host_key_of_idna_hosts(self) -> None:
+        """host_key decodes punycode hosts and lower-cases them, from text or
+        from a parsed URL, with or without the fast path."""
+        self.assertEqual(
+            host_key("http://xn--bcher-kva.example:81/"), "bücher.example:81"
+        )
+        self.assertEqual(
+            host_key(check_url("http://BÜCHER.example/")), "bücher.example"
+        )
+        self.assertEqual(host_key(check_url("http://Example.COM/")), "example.com")

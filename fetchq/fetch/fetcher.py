@@ -62,7 +62,7 @@ from fetchq.fetch.errors import (
     SaveError,
     TooManyRedirects,
 )
-from fetchq.fetch.urls import check_url, parse_retry_after
+from fetchq.fetch.urls import check_url, parse_retry_after, uri_text
 from fetchq.retry import RetryPolicy
 
 __all__ = ["RETRYABLE", "FetchResult", "Fetcher", "fetch_retry_policy"]
@@ -247,7 +247,7 @@ class Fetcher:
         size, sha256, path = await self._save(response, job_id)
         return FetchResult(
             url=url if isinstance(url, str) else current.to_text(),
-            final_url=current.to_uri().to_text(),
+            final_url=uri_text(current),
             status=status,
             content_type=_header(response, b"content-type"),
             bytes=size,

@@ -77,12 +77,12 @@ def check_url(
     if scheme not in allowed:
         names = ", ".join(allowed) or "none"
         raise BadURL(f"scheme {scheme!r} not allowed (allowed: {names})", given)
-    if not parsed.host:
+    if not _host(parsed):
         raise BadURL("no host", given)
     port = parsed.port
     if port is not None and not 0 < port < 65536:
         raise BadURL(f"bad port {port}", given)
-    if not _PLAIN_HOST.fullmatch(parsed.host):
+    if not _plain(parsed.encoded_url.host):
         try:
             # treq sends the URI form; a host hyperlink cannot encode (an IPv6
             # literal, an underscore: hyperlink issue #68) could not be
@@ -116,10 +116,32 @@ def host_key(url: str | DecodedURL) -> str:
         parsed = url
     else:
         parsed = check_url(url, allowed_schemes=(_scheme_of(url),))
-    host = parsed.host.lower()
+    host = _host(parsed).lower()
     if parsed.port != _DEFAULT_PORTS.get(parsed.scheme):
         return f"{host}:{parsed.port}"
     return host
+
+
+def _plain(raw_host: str) -> bool:
+    """A host that needs no IDNA work: plain ASCII labels, none ``xn--``."""
+    return bool(_PLAIN_HOST.fullmatch(raw_host)) and "xn--" not in raw_host
+
+
+def _host(parsed: DecodedURL) -> str:
+    """The decoded host.  ``DecodedURL.host`` runs an IDNA decode on every
+    access; a plain host is its own decoding, so that is skipped."""
+    raw: str = parsed.encoded_url.host
+    return raw if _plain(raw) else str(parsed.host)
+
+
+def uri_text(url: DecodedURL) -> str:
+    """The URL as sent on the wire (its URI form), as text.  An all-ASCII URL
+    with a plain host is already in that form, which skips hyperlink's IDNA
+    encoding."""
+    encoded: str = url.encoded_url.to_text()
+    if encoded.isascii() and _plain(url.encoded_url.host):
+        return encoded
+    return str(url.to_uri().to_text())
 
 
 def _scheme_of(url: object) -> str:
