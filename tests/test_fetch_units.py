@@ -537,3 +537,25 @@ class FastPathTests(SynchronousTestCase):
             host_key(check_url("http://BÜCHER.example/")), "bücher.example"
         )
         self.assertEqual(host_key(check_url("http://Example.COM/")), "example.com")
+
+
+class EndpointCacheTests(SynchronousTestCase):
+    def test_endpoints_reused_and_bounded(self) -> None:
+        """The same scheme/host/port gets the same endpoint object back; a
+        different port a different one; the cache never exceeds CACHE_SIZE."""
+        from twisted.internet import reactor
+        from twisted.web.client import URI
+
+        from fetchq.fetch import EndpointFactory
+
+        # Endpoints are only made here, never connected.
+        factory = EndpointFactory(reactor, 1.0, allow_private=True)
+        factory.CACHE_SIZE = 3
+        a = factory.endpointForURI(URI.fromBytes(b"http://a.example/x"))
+        self.assertIs(a, factory.endpointForURI(URI.fromBytes(b"http://a.example/y")))
+        other = factory.endpointForURI(URI.fromBytes(b"http://a.example:81/"))
+        self.assertIsNot(a, other)
+        for host in (b"b", b"c", b"d"):
+            factory.endpointForURI(URI.fromBytes(b"http://" + host + b".example/"))
+        self.assertEqual(len(factory._endpoints), 3)
+        self.assertIsNot(a, factory.endpointForURI(URI.fromBytes(b"http://a.example/")))

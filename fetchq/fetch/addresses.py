@@ -13,6 +13,7 @@ no gap between the check and the connection for DNS tricks to use.
 from __future__ import annotations
 
 import ipaddress
+from collections import OrderedDict
 from typing import Any, cast
 
 from twisted.internet.address import HostnameAddress, IPv4Address, IPv6Address
@@ -181,6 +182,9 @@ class EndpointFactory:
     """Endpoints for an ``Agent``: TCP for http, TLS over TCP for https, with
     the connect timeout and, if asked, the private-address guard.
 
+    Attributes:
+        CACHE_SIZE: how many hosts' endpoints are kept for reuse.
+
     Args:
         reactor: the reactor to connect with.
         connect_timeout: seconds for each connection attempt.
@@ -188,6 +192,8 @@ class EndpointFactory:
         tls_policy: an ``IPolicyForHTTPS`` (default: Twisted's browser-like
             certificate checks).
     """
+
+    CACHE_SIZE = 1024
 
     def __init__(
         self,
@@ -199,6 +205,9 @@ class EndpointFactory:
         self._reactor = reactor
         self._timeout = connect_timeout
         self._allow_private = allow_private
+        self._endpoints: OrderedDict[
+            tuple[bytes, bytes, int], IStreamClientEndpoint
+        ] = OrderedDict()
         self._tls_policy: Any = (
             BrowserLikePolicyForHTTPS()  # type: ignore[no-untyped-call]
             if tls_policy is None
@@ -206,7 +215,24 @@ class EndpointFactory:
         )
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        """The endpoint for ``uri`` (``IAgentEndpointFactory``)."""
+        """The endpoint for ``uri`` (``IAgentEndpointFactory``).
+
+        The Agent asks for one on every request, pooled connection or not,
+        and making one costs an IDNA encoding of the host; endpoints hold no
+        connection state, so the most recently used ones are kept and reused.
+        """
+        key = (uri.scheme, uri.host, uri.port)
+        cache = self._endpoints
+        endpoint = cache.get(key)
+        if endpoint is not None:
+            cache.move_to_end(key)
+            return endpoint
+        endpoint = cache[key] = self._make_endpoint(uri)
+        if len(cache) > self.CACHE_SIZE:
+            cache.popitem(last=False)
+        return endpoint
+
+    def _make_endpoint(self, uri: URI) -> IStreamClientEndpoint:
         host = uri.host.decode("ascii")
         endpoint: Any
         if self._allow_private:
