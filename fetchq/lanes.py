@@ -20,7 +20,7 @@ import attrs
 from fetchq._validate import check_width
 from fetchq.events import Event, Observer, RateChanged, WidthChanged
 from fetchq.job import Job, JobState
-from fetchq.ratelimit import EPSILON, TokenBucket, check_rate
+from fetchq.ratelimit import EPSILON, TokenBucket, check_rate, reconfigure
 
 __all__ = ["LaneInfo", "LaneScheduling"]
 
@@ -185,12 +185,7 @@ class LaneScheduling:
             targets = [] if lane is None else [lane]
         now = self._seconds()
         for lane in targets:
-            if rate is None:
-                lane.bucket = None
-            elif lane.bucket is None:
-                lane.bucket = TokenBucket(rate, burst, now)
-            else:
-                lane.bucket.configure(rate, burst, now)
+            lane.bucket = reconfigure(lane.bucket, rate, burst, now)
             self._lane_changed(lane, now)
         if self._observers:
             self._emit(RateChanged(old, rate, burst, lane=True, key=key))

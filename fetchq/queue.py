@@ -53,7 +53,7 @@ from fetchq.events import (
 )
 from fetchq.job import Job, JobState, Outcome
 from fetchq.lanes import Lane, LaneScheduling, live
-from fetchq.ratelimit import EPSILON, TokenBucket, check_rate
+from fetchq.ratelimit import EPSILON, TokenBucket, check_rate, reconfigure
 from fetchq.retry import DEFAULT_RETRY, RetryPolicy
 
 __all__ = ["ResizableDispatchQueue"]
@@ -616,12 +616,7 @@ class ResizableDispatchQueue(LaneScheduling):
         check_rate(rate, burst)
         old = self.rate
         now = self._seconds()
-        if rate is None:
-            self._bucket = None
-        elif self._bucket is None:
-            self._bucket = TokenBucket(rate, burst, now)
-        else:
-            self._bucket.configure(rate, burst, now)
+        self._bucket = reconfigure(self._bucket, rate, burst, now)
         self._refresh_fast()
         if self._observers:
             self._emit(RateChanged(old, rate, burst))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["TokenBucket", "check_rate"]
+__all__ = ["TokenBucket", "check_rate", "reconfigure"]
 
 # Tolerance for float rounding: a token due "now" must count as available, or
 # a timer set for the exact refill moment would find 0.9999999 tokens and spin.
@@ -83,3 +83,16 @@ class TokenBucket:
         self.rate = float(rate)
         self.burst = burst
         self.tokens = min(self.tokens, float(burst))
+
+
+def reconfigure(
+    bucket: TokenBucket | None, rate: float | None, burst: int, now: float
+) -> TokenBucket | None:
+    """The bucket for a new ``rate`` (None: no bucket): a fresh full one if
+    there was none, else the old one with its earned tokens kept."""
+    if rate is None:
+        return None
+    if bucket is None:
+        return TokenBucket(rate, burst, now)
+    bucket.configure(rate, burst, now)
+    return bucket

@@ -16,27 +16,10 @@ from collections.abc import Callable
 import attrs
 from twisted.python.failure import Failure
 
+from fetchq._validate import integer_at_least, non_negative_number
 from fetchq.errors import RetryAfter
 
 __all__ = ["DEFAULT_RETRY", "RetryPolicy"]
-
-
-def _positive_int(
-    instance: object, attribute: attrs.Attribute[int], value: int
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be an integer >= 1, not {value!r}")
-
-
-def _non_negative(
-    instance: object, attribute: attrs.Attribute[float], value: float
-) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not value >= 0  # also refuses NaN
-    ):
-        raise ValueError(f"{attribute.name} must be a number >= 0, not {value!r}")
 
 
 @attrs.frozen
@@ -54,9 +37,9 @@ class RetryPolicy:
     so a plain failure fails at once, as in txrdq.
     """
 
-    max_attempts: int = attrs.field(default=5, validator=_positive_int)
-    base_delay: float = attrs.field(default=1.0, validator=_non_negative)
-    max_delay: float = attrs.field(default=300.0, validator=_non_negative)
+    max_attempts: int = attrs.field(default=5, validator=integer_at_least(1))
+    base_delay: float = attrs.field(default=1.0, validator=non_negative_number)
+    max_delay: float = attrs.field(default=300.0, validator=non_negative_number)
     retry_on: tuple[type[BaseException], ...] = ()
     retry_if: Callable[[Failure], bool] | None = None
 

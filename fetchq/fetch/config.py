@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import string
 from collections.abc import Iterable, Mapping
@@ -11,6 +10,7 @@ from typing import Any, Literal
 import attrs
 
 import fetchq
+from fetchq._validate import integer_at_least, non_negative_number, positive_number
 from fetchq.fetch.urls import DEFAULT_SCHEMES
 
 __all__ = ["DEFAULT_USER_AGENT", "FetchConfig"]
@@ -92,36 +92,6 @@ def _save_dir(value: str | os.PathLike[str] | None) -> str | None:
     return os.fspath(value)
 
 
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 < value < math.inf
-    ):
-        raise ValueError(f"{attribute.name} must be a number > 0, not {value!r}")
-
-
-def _non_negative(
-    instance: object, attribute: attrs.Attribute[Any], value: Any
-) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 <= value < math.inf
-    ):
-        raise ValueError(f"{attribute.name} must be a number >= 0, not {value!r}")
-
-
-def _count(minimum: int) -> Any:
-    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(
-                f"{attribute.name} must be an integer >= {minimum}, not {value!r}"
-            )
-
-    return check
-
-
 def _body(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not isinstance(value, bytes):
         raise ValueError(f"body must be bytes or None, not {type(value).__name__}")
@@ -181,11 +151,11 @@ class FetchConfig:
     headers: _Pairs = attrs.field(default=(), converter=_headers)
     params: _Pairs = attrs.field(default=(), converter=_params)
     body: bytes | None = attrs.field(default=None, validator=_body)
-    connect_timeout: float = attrs.field(default=10.0, validator=_positive)
-    headers_timeout: float = attrs.field(default=30.0, validator=_positive)
-    body_timeout: float = attrs.field(default=60.0, validator=_positive)
-    max_body: int = attrs.field(default=10 * 1024 * 1024, validator=_count(1))
-    max_redirects: int = attrs.field(default=5, validator=_count(0))
+    connect_timeout: float = attrs.field(default=10.0, validator=positive_number)
+    headers_timeout: float = attrs.field(default=30.0, validator=positive_number)
+    body_timeout: float = attrs.field(default=60.0, validator=positive_number)
+    max_body: int = attrs.field(default=10 * 1024 * 1024, validator=integer_at_least(1))
+    max_redirects: int = attrs.field(default=5, validator=integer_at_least(0))
     allowed_schemes: tuple[str, ...] = attrs.field(
         default=DEFAULT_SCHEMES, converter=_schemes
     )
@@ -199,8 +169,8 @@ class FetchConfig:
     throttle_statuses: frozenset[int] = attrs.field(
         default=frozenset({429, 503}), converter=_statuses
     )
-    max_retry_after: float = attrs.field(default=300.0, validator=_non_negative)
-    default_retry_after: float = attrs.field(default=1.0, validator=_non_negative)
+    max_retry_after: float = attrs.field(default=300.0, validator=non_negative_number)
+    default_retry_after: float = attrs.field(default=1.0, validator=non_negative_number)
     save_dir: str | None = attrs.field(default=None, converter=_save_dir)
     save_name: Literal["sha256", "id"] = attrs.field(
         default="sha256", validator=_save_name
