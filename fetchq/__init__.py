@@ -18,6 +18,7 @@ from fetchq.errors import (
     Throttled,
 )
 from fetchq.events import (
+    ControlDecision,
     Event,
     JobFinished,
     JobLaunched,
@@ -35,6 +36,7 @@ from fetchq.retry import RetryPolicy
 __version__ = "0.1.0"
 
 __all__ = [
+    "ControlDecision",
     "DeferredPool",
     "DeferredPriorityQueue",
     "Event",

@@ -12,6 +12,11 @@ Every job move is reported exactly once:
 - :class:`JobLaunched` each time an attempt starts;
 - :class:`JobFinished` each time an attempt ends, and when a job that never
   launched is cancelled, with the :class:`~fetchq.job.Outcome`.
+
+:class:`ControlDecision` is not the queue's own: an adaptive controller
+announces each decision through ``queue.announce()``, so that every observer
+of the queue (the summary, the report, metrics) reads the same numbers in the
+same order as the job events.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import attrs
 from fetchq.job import Job, Outcome
 
 __all__ = [
+    "ControlDecision",
     "Event",
     "JobFinished",
     "JobLaunched",
@@ -90,5 +96,43 @@ class RateChanged:
     key: Any = None
 
 
-Event: TypeAlias = JobQueued | JobLaunched | JobFinished | WidthChanged | RateChanged
+@attrs.frozen
+class ControlDecision:
+    """One decision of an adaptive controller, for the queue or one lane.
+
+    Attributes:
+        controller: the algorithm's name (``"default"``, ``"gradient"``, ...).
+        key: the lane's key, or None for the queue-wide width.
+        width: the width after the decision.
+        rate: the launch rate after the decision (None = not paced).
+        in_flight: most jobs underway at once during the interval.
+        samples: latency samples (successes) in the interval.
+        latency: the interval's mean latency in seconds, or None.
+        baseline: the latency the controller compares against, or None.
+        gradient: baseline / latency as the algorithm used it, or None.
+        drops: drops (timeouts, resets, 429/503, ...) in the interval.
+        throttles: drops that carried a time to wait (Retry-After, a reset).
+        reason: why the width or rate moved (``"grow"``, ``"shrink"``,
+            ``"drop"``, ``"app-limited"``, ``"probe"``, ``"pace"``, ...).
+        time: clock time of the decision.
+    """
+
+    controller: str
+    key: Any
+    width: int
+    rate: float | None
+    in_flight: int
+    samples: int
+    latency: float | None
+    baseline: float | None
+    gradient: float | None
+    drops: int
+    throttles: int
+    reason: str
+    time: float
+
+
+Event: TypeAlias = (
+    JobQueued | JobLaunched | JobFinished | WidthChanged | RateChanged | ControlDecision
+)
 Observer: TypeAlias = Callable[[Event], object]

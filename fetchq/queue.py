@@ -577,6 +577,11 @@ class ResizableDispatchQueue(LaneScheduling):
     # Width, rate, pause, stop
 
     @property
+    def clock(self) -> ClockLike:
+        """The clock the queue runs on (the reactor unless one was given)."""
+        return self._clock
+
+    @property
     def width(self) -> int:
         """How many jobs may be underway at once; settable (see setWidth)."""
         return self._width
@@ -895,6 +900,15 @@ class ResizableDispatchQueue(LaneScheduling):
                     return
 
         return unsubscribe
+
+    def announce(self, event: Event) -> None:
+        """Pass ``event`` to every observer, as the queue's own events are.
+
+        For components that steer the queue (an adaptive controller) and want
+        their decisions seen in order with the job events they follow from.
+        """
+        if self._observers:
+            self._emit(event)
 
     def _emit(self, event: Event) -> None:
         for observer in self._observers:
