@@ -57,6 +57,16 @@ def non_negative_number(instance: object, attribute: Any, value: Any) -> None:
         raise ValueError(f"{attribute.name} must be a number >= 0, not {value!r}")
 
 
+def fraction(instance: object, attribute: Any, value: Any) -> None:
+    """A number in (0, 1] (not a bool)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= 1
+    ):
+        raise ValueError(f"{attribute.name} must be a number in (0, 1], not {value!r}")
+
+
 def integer_at_least(minimum: int) -> Callable[[object, Any, Any], None]:
     """An attrs validator: an integer (not a bool) >= ``minimum``."""
 

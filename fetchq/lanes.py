@@ -191,6 +191,32 @@ class LaneScheduling:
             self._emit(RateChanged(old, rate, burst, lane=True, key=key))
         self._dispatch()
 
+    @property
+    def lane_rate(self) -> float | None:
+        """The default launch rate of lanes without their own (None = none)."""
+        return self._lane_rate_default[0]
+
+    def reset_lane(self, key: Any) -> None:
+        """Forget lane ``key``'s own width and rate: it follows the defaults
+        again, and the queue keeps nothing for it once it is idle."""
+        width = self._lane_width_overrides.pop(key, None)
+        rate = self._lane_rate_overrides.pop(key, None)
+        lane = self._lanes.get(key)
+        if lane is None:
+            return
+        now = self._seconds()
+        if width is not None:
+            lane.width = self._lane_width_default
+            if self._observers and width != lane.width:
+                self._emit(WidthChanged(width, lane.width, lane=True, key=key))
+        if rate is not None:
+            rate_default, burst = self._lane_rate_default
+            lane.bucket = reconfigure(lane.bucket, rate_default, burst, now)
+            if self._observers and rate[0] != rate_default:
+                self._emit(RateChanged(rate[0], rate_default, burst, lane=True, key=key))
+        self._lane_changed(lane, now)
+        self._dispatch()
+
     def _new_lane(self, key: Any, now: float) -> Lane:
         width = self._lane_width_overrides.get(key, self._lane_width_default)
         rate, burst = self._lane_rate_overrides.get(key, self._lane_rate_default)

@@ -79,6 +79,8 @@ class DelayedCallLike(Protocol):
 
     def cancel(self) -> None: ...
 
+    def active(self) -> bool: ...
+
 
 class ClockLike(Protocol):
     """What fetchq uses of an ``IReactorTime``: the reactor or a ``task.Clock``."""
