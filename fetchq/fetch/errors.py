@@ -6,7 +6,8 @@
     ├── FetchError                       base of every fetch outcome below
     │   ├── BadURL (also ValueError)     malformed URL, scheme not allowed, no host
     │   ├── ForbiddenAddress             host resolved only to refused addresses
-    │   ├── ConnectionFailed             refused, reset, DNS failure, lost early
+    │   ├── ConnectionFailed             refused, reset, lost early
+    │   │   ├── DNSFailed                the host name did not resolve
     │   │   └── TruncatedBody            the connection died before the body ended
     │   ├── FetchTimeout                 a deadline passed
     │   │   ├── ConnectTimeout           ...while connecting
@@ -27,10 +28,17 @@ records and a short message.  :class:`HTTPRetryAfter` and
 :class:`HTTPThrottled` are :class:`fetchq.RetryAfter` / :class:`fetchq.Throttled`
 too, so the queue retries them after the server's delay, and a throttle also
 holds the job's lane (its host) for that long.
+
+Each error also carries the :class:`~fetchq.control.Signal` an adaptive
+controller reads (``error.signal``): timeouts, broken connections and 429,
+503 and 504 answers are drops (throttles when they came with a delay); a bad
+URL, a DNS failure, a refused address and other statuses say nothing about
+the pace.
 """
 
 from __future__ import annotations
 
+from fetchq.control.signals import Signal
 from fetchq.errors import FetchqError, RetryAfter, Throttled
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionFailed",
     "ContentDecodingError",
+    "DNSFailed",
     "FetchError",
     "FetchTimeout",
     "ForbiddenAddress",
@@ -58,8 +67,20 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+DROP_STATUSES = frozenset({429, 503, 504})
+"""Statuses that mean the server is overloaded or refusing work."""
+
+
+def _status_signal(status: int, delay: bool = False) -> Signal:
+    if status not in DROP_STATUSES:
+        return Signal.IGNORE
+    return Signal.THROTTLE if delay else Signal.DROP
+
+
 class FetchError(FetchqError):
     """Base class of every way a fetch can fail."""
+
+    signal: Signal = Signal.IGNORE
 
     @property
     def name(self) -> str:
@@ -112,6 +133,14 @@ class ConnectionFailed(FetchError):
     failed, closed before the response.  Retryable with
     :func:`~fetchq.fetch.fetch_retry_policy`."""
 
+    signal = Signal.DROP
+
+
+class DNSFailed(ConnectionFailed):
+    """The host name did not resolve (says nothing about the server's load)."""
+
+    signal = Signal.IGNORE
+
 
 class TruncatedBody(ConnectionFailed):
     """The connection ended before the body did (fewer bytes than the
@@ -136,6 +165,7 @@ class FetchTimeout(FetchError):
     """
 
     phase = "fetch"
+    signal = Signal.DROP
 
     def __init__(self, seconds: float) -> None:
         super().__init__(seconds)
@@ -211,6 +241,7 @@ class HTTPStatusError(FetchError):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status
+        self.signal = _status_signal(status)
 
     def __str__(self) -> str:
         return f"HTTP {self.status}"
@@ -233,6 +264,7 @@ class HTTPRetryAfter(RetryAfter, FetchError):
     def __init__(self, status: int, delay: float) -> None:
         super().__init__(delay, f"HTTP {status}")
         self.status = status
+        self.signal = _status_signal(status, delay=True)
 
 
 class HTTPThrottled(Throttled, FetchError):
@@ -243,6 +275,8 @@ class HTTPThrottled(Throttled, FetchError):
         status: the HTTP status code.
         delay: seconds to wait.
     """
+
+    signal = Signal.THROTTLE
 
     def __init__(self, status: int, delay: float) -> None:
         super().__init__(delay, f"HTTP {status}")

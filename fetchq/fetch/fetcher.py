@@ -52,6 +52,7 @@ from fetchq.fetch.errors import (
     BadURL,
     ConnectionFailed,
     ConnectTimeout,
+    DNSFailed,
     FetchError,
     FetchTimeout,
     HeadersTimeout,
@@ -311,7 +312,7 @@ class Fetcher:
             if isinstance(e, ConnectTimeoutError):
                 return ConnectTimeout(self._config.connect_timeout)
             if isinstance(e, DNSLookupError):
-                return ConnectionFailed(f"DNS lookup failed ({e})")
+                return DNSFailed(f"DNS lookup failed ({e})")
             if isinstance(e, ConnectionRefusedError):
                 return ConnectionFailed("connection refused")
             if isinstance(e, ConnectError):

@@ -108,6 +108,16 @@ def _check_csv_header(
             )
 
 
+def check_adaptive(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """The width's floor must not be above its ceiling."""
+    low, high = values.get("min_width"), values.get("max_width")
+    if low is not None and high is not None and high < low:
+        ctx.report(
+            ctx.locate(f"{where}.max_width", f"{where}.min_width"),
+            f"{where}.max_width: {high} is less than {where}.min_width ({low})",
+        )
+
+
 def check_retry(values: dict[str, Any], ctx: Context, where: str) -> None:
     """The backoff cap must not be below the first backoff."""
     base, cap = values.get("base_delay"), values.get("max_delay")

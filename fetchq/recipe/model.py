@@ -140,6 +140,29 @@ class QueueKwargs(TypedDict):
 
 
 @attrs.frozen
+class AdaptiveSpec:
+    """Adaptive width: a controller sets the width from latency and drops.
+
+    Attributes:
+        algorithm: ``default``, ``gradient`` or ``aimd``.
+        min_width: the width never goes below this.
+        max_width: ... nor above this.
+        per_host: steer each host's lane instead of the whole queue.
+        pace: pace launches when drops persist at the least useful width.
+        interval: seconds between decisions.
+        probe_every: seconds between re-measurements of the latency baseline.
+    """
+
+    algorithm: str
+    min_width: int
+    max_width: int
+    per_host: bool
+    pace: bool
+    interval: float
+    probe_every: float
+
+
+@attrs.frozen
 class QueueSpec:
     """The pace of the whole run.
 
@@ -148,12 +171,15 @@ class QueueSpec:
         rate: most launches per second overall (None: unlimited).
         burst: launches the rate allows back to back.
         per_host: limits for each host's lane.
+        adaptive: the adaptive controller's settings, or None for a fixed
+            width.
     """
 
     width: int
     rate: float | None
     burst: int
     per_host: LaneSpec
+    adaptive: AdaptiveSpec | None = None
 
     def queue_kwargs(self) -> QueueKwargs:
         """These settings as ``ResizableDispatchQueue`` keyword arguments::

@@ -21,6 +21,7 @@ import yaml
 from yaml.nodes import Node
 
 from fetchq.recipe.checks import (
+    check_adaptive,
     check_fetch,
     check_files,
     check_input,
@@ -47,6 +48,7 @@ from fetchq.recipe.convert import (
     text,
 )
 from fetchq.recipe.model import (
+    AdaptiveSpec,
     FetchRecipe,
     FetchSpec,
     InputSpec,
@@ -290,6 +292,51 @@ PER_HOST = Section(
     build=LaneSpec,
 )
 
+ADAPTIVE = Section(
+    "adaptive",
+    "Adaptive width: a controller finds the width (and, against a request-rate "
+    "quota, the pace) from latency, drops and throttling; `queue.width` is "
+    "where it starts.",
+    (
+        Key(
+            "algorithm",
+            choice("default", "gradient", "aimd"),
+            "`default`: delay-based growth and shrink, loss-based backoff; "
+            "`gradient`: delay-based only; `aimd`: loss-based only.",
+            default="default",
+        ),
+        Key("min_width", integer(1), "The width never goes below this.", default="1"),
+        Key("max_width", integer(1), "The width never goes above this.", default="256"),
+        Key(
+            "per_host",
+            boolean(),
+            "Steer each host's width and pace instead of the whole queue's.",
+            default="false",
+        ),
+        Key(
+            "pace",
+            boolean(),
+            "Also pace launches when drops persist at the least useful width.",
+            default="true",
+        ),
+        Key(
+            "interval",
+            duration(positive=True),
+            "Time between the controller's decisions.",
+            default="100ms",
+        ),
+        Key(
+            "probe_every",
+            duration(positive=True),
+            "Time between re-measurements of the unloaded latency.",
+            default="30s",
+        ),
+    ),
+    build=AdaptiveSpec,
+    check=check_adaptive,
+    optional=True,
+)
+
 QUEUE = Section(
     "queue",
     "The pace of the whole run.",
@@ -308,6 +355,7 @@ QUEUE = Section(
             default="1",
         ),
         PER_HOST,
+        ADAPTIVE,
     ),
     build=QueueSpec,
 )
