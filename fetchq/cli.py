@@ -22,6 +22,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 __all__ = ["COMMANDS", "main"]
@@ -118,6 +119,12 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ),
     )
     parser.add_argument("recipe", metavar="RECIPE", help="a YAML recipe")
+    parser.add_argument(
+        "--report",
+        metavar="HTML",
+        default=None,
+        help="write a self-contained HTML report of the run (charts, summary)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -131,13 +138,15 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
         return PROBLEMS
-    return _react(lambda reactor: _fetch_run(recipe, reactor))
+    report = None if args.report is None else Path(args.report)
+    return _react(lambda reactor: _fetch_run(recipe, reactor, report))
 
 
-def _fetch_run(recipe: object, reactor: object) -> object:
+def _fetch_run(recipe: object, reactor: object, report: Path | None) -> object:
     from fetchq.run import FetchRun
 
-    return FetchRun(recipe, reactor, handle_signals=True).run()  # type: ignore[arg-type]
+    run = FetchRun(recipe, reactor, handle_signals=True, report=report)  # type: ignore[arg-type]
+    return run.run()
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -154,6 +163,12 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     parser.add_argument(
         "--dir", default=None, help="where to put the run (default: a temp dir)"
     )
+    parser.add_argument(
+        "--report",
+        metavar="HTML",
+        default=None,
+        help="where to write the HTML report (default: report.html in the run's dir)",
+    )
     parser.set_defaults(handler=demo)
 
 
@@ -161,7 +176,7 @@ def demo(args: argparse.Namespace) -> int:
     """``fetchq demo``: the main job, against the embedded site."""
     from fetchq.demo.run import demo_run
 
-    return _react(lambda reactor: demo_run(reactor, args.pages, args.dir))
+    return _react(lambda reactor: demo_run(reactor, args.pages, args.dir, args.report))
 
 
 def _react(start: Callable[[object], object]) -> int:

@@ -107,7 +107,7 @@ class ControlDecision:
         rate: the launch rate after the decision (None = not paced).
         in_flight: most jobs underway at once during the interval.
         samples: latency samples (successes) in the interval.
-        latency: the interval's mean latency in seconds, or None.
+        latency: the interval's median latency in seconds, or None.
         baseline: the latency the controller compares against, or None.
         gradient: baseline / latency as the algorithm used it, or None.
         drops: drops (timeouts, resets, 429/503, ...) in the interval.

@@ -213,7 +213,9 @@ class LaneScheduling:
             rate_default, burst = self._lane_rate_default
             lane.bucket = reconfigure(lane.bucket, rate_default, burst, now)
             if self._observers and rate[0] != rate_default:
-                self._emit(RateChanged(rate[0], rate_default, burst, lane=True, key=key))
+                self._emit(
+                    RateChanged(rate[0], rate_default, burst, lane=True, key=key)
+                )
         self._lane_changed(lane, now)
         self._dispatch()
 

@@ -16,7 +16,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fetchq.events import Event, JobFinished, JobLaunched, JobQueued
+from fetchq.events import ControlDecision, Event, JobFinished, JobLaunched, JobQueued
 from fetchq.job import Outcome
 
 __all__ = ["LatencyHistogram", "ProgressDisplay", "RunStats"]
@@ -62,6 +62,49 @@ def _status_of(event: JobFinished) -> int | None:
     return status if isinstance(status, int) else None
 
 
+class ControlSummary:
+    """What an adaptive controller did, from its decisions (queue-wide ones
+    and each lane's alike)."""
+
+    def __init__(self, controller: str) -> None:
+        self.controller = controller
+        self.decisions = 0
+        self.last: ControlDecision | None = None
+        self.widths: tuple[int, int] | None = None
+        self.drops = 0
+        self.throttles = 0
+        self.paced = 0
+
+    def add(self, event: ControlDecision) -> None:
+        self.decisions += 1
+        self.drops += event.drops
+        self.throttles += event.throttles
+        if event.reason == "pace":
+            self.paced += 1
+        if event.reason not in ("probe", "state") and event.key is None:
+            low, high = self.widths or (event.width, event.width)
+            self.widths = (min(low, event.width), max(high, event.width))
+        if event.key is None:
+            self.last = event
+
+    def line(self) -> str:
+        """One summary line."""
+        parts = [f"controller: {self.controller}, {self.decisions} decisions"]
+        last = self.last
+        if last is not None:
+            parts.append(f"width {last.width} at the end")
+            if self.widths is not None:
+                parts.append(f"range {self.widths[0]}-{self.widths[1]}")
+            if last.baseline is not None:
+                parts.append(f"baseline {1000 * last.baseline:.1f}ms")
+            if last.rate is not None:
+                parts.append(f"paced at {last.rate:.1f}/s")
+        parts.append(f"{self.drops} drops ({self.throttles} throttled)")
+        if self.paced:
+            parts.append(f"pace cut {self.paced} times")
+        return ", ".join(parts)
+
+
 class RunStats:
     """A queue observer that tallies a run.
 
@@ -81,6 +124,7 @@ class RunStats:
         self.statuses: Counter[int] = Counter()
         self.bytes = 0
         self.latency = LatencyHistogram()
+        self.control: ControlSummary | None = None
 
     @property
     def done(self) -> int:
@@ -97,6 +141,10 @@ class RunStats:
             self._finished(event)
         elif isinstance(event, JobQueued):
             self.queued += 1
+        elif isinstance(event, ControlDecision):
+            if self.control is None:
+                self.control = ControlSummary(event.controller)
+            self.control.add(event)
 
     def _finished(self, event: JobFinished) -> None:
         outcome = event.outcome
@@ -124,11 +172,17 @@ class RunStats:
         """One line of progress, for logs."""
         o = self.outcomes
         total = f"/{self.total}" if self.total is not None else ""
-        return (
+        line = (
             f"done {self.done}{total}: ok {o['ok']}, failed {o['failed']}, "
             f"retrying {self.retrying}, underway {self.underway}, "
             f"{self.rate():.1f}/s"
         )
+        control = self.control
+        if control is not None and control.last is not None:
+            line += f", width {control.last.width}"
+            if control.last.rate is not None:
+                line += f", paced {control.last.rate:.0f}/s"
+        return line
 
     def summary(self) -> str:
         """The closing summary: counts by outcome and status, latency
@@ -153,6 +207,8 @@ class RunStats:
             )
         if self.bytes:
             lines.append(f"bytes: {self.bytes:,}")
+        if self.control is not None:
+            lines.append(self.control.line())
         return "\n".join(lines)
 
 

@@ -32,6 +32,8 @@ from typing import IO, Any
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
+from fetchq import __version__
+from fetchq.control import AdaptiveController, algorithm
 from fetchq.errors import JobCancelled, JobError
 from fetchq.fetch import BadURL, FetchConfig, Fetcher, check_url, fetch_retry_policy
 from fetchq.fetch import host_key as url_host
@@ -41,6 +43,8 @@ from fetchq.progress import ProgressDisplay, RunStats
 from fetchq.queue import ResizableDispatchQueue
 from fetchq.recipe import FetchRecipe
 from fetchq.recipe.env import reveal
+from fetchq.recipe.model import AdaptiveSpec
+from fetchq.report import Timeline, write_report
 from fetchq.store import NewItem, SQLiteStore, Store
 
 __all__ = ["FetchRun", "fetch_config"]
@@ -50,6 +54,34 @@ EXIT_INTERRUPTED: dict[int, int] = {int(signal.SIGINT): 130, int(signal.SIGTERM)
 
 _META_INPUT_NEXT = "input.next_row"
 _META_INPUT_DONE = "input.done"
+
+
+def make_controller(spec: AdaptiveSpec) -> AdaptiveController:
+    """The adaptive controller a recipe's ``queue.adaptive`` asks for."""
+    return AdaptiveController(
+        algorithm(spec.algorithm),
+        min_width=spec.min_width,
+        max_width=spec.max_width,
+        per_lane=spec.per_host,
+        pace=spec.pace,
+        interval=spec.interval,
+        probe_every=spec.probe_every,
+    )
+
+
+def describe_pace(recipe: FetchRecipe) -> str:
+    """The recipe's pace in a few words."""
+    queue = recipe.queue
+    text = f"width {queue.width}"
+    if queue.rate is not None:
+        text += f", rate {queue.rate:g}/s"
+    adaptive = queue.adaptive
+    if adaptive is not None:
+        text += (
+            f", adaptive ({adaptive.algorithm}, "
+            f"{adaptive.min_width}-{adaptive.max_width})"
+        )
+    return text
 
 
 def fetch_config(recipe: FetchRecipe) -> FetchConfig:
@@ -138,6 +170,9 @@ class FetchRun:
         store: where state lives; default the recipe's SQLite state file
             (a :class:`~fetchq.store.MemoryStore` makes a run that cannot
             resume, for benchmarks and tests).
+        report: write a self-contained HTML report of the run here at the
+            end (charts of width, throughput, latency and the controller's
+            decisions, and the summary).
     """
 
     def __init__(
@@ -149,6 +184,7 @@ class FetchRun:
         progress_every: float = 5.0,
         handle_signals: bool = False,
         store: Store | None = None,
+        report: Path | None = None,
     ) -> None:
         self.recipe = recipe
         self.reactor = reactor
@@ -161,7 +197,10 @@ class FetchRun:
             store = SQLiteStore(recipe.state.path, durability=recipe.state.durability)
         self.store: Store = store
         width = recipe.queue.width
-        self.fetcher = Fetcher(fetch_config(recipe), reactor, pool_size=width)
+        adaptive = recipe.queue.adaptive
+        self.controller = None if adaptive is None else make_controller(adaptive)
+        pool = width if adaptive is None else max(width, adaptive.max_width)
+        self.fetcher = Fetcher(fetch_config(recipe), reactor, pool_size=pool)
         retry = recipe.retry
         self.queue = ResizableDispatchQueue(
             self.fetcher,
@@ -174,6 +213,12 @@ class FetchRun:
         self.output = OutputFile(recipe.output.path)
         self.stats = RunStats(reactor)
         self.queue.subscribe(self.stats)
+        self.report_path = report
+        self.timeline: Timeline | None = None
+        if report is not None:
+            self.timeline = Timeline(reactor)
+            self.timeline.start(self.queue)
+            self.queue.subscribe(self.timeline)
         self._rows: Iterator[InputRow] | None = None
         self._input_done = False
         self._next_row = 0
@@ -352,8 +397,28 @@ class FetchRun:
             self._say(f"resuming: {counts.finished} done, {counts.pending} to do")
         if self.handle_signals:
             self._install_signals()
+        if self.controller is not None:
+            self.controller.attach(self.queue)
         self._pump()
         return self._finished
+
+    def _write_report(self) -> None:
+        if self.timeline is None or self.report_path is None:
+            return
+        recipe = self.recipe
+        write_report(
+            self.report_path,
+            self.timeline,
+            {"Summary": self.stats.summary()},
+            title=f"fetchq run: {recipe.source.name}",
+            meta={
+                "recipe": str(recipe.source),
+                "output": str(recipe.output.path),
+                "width": describe_pace(recipe),
+                "fetchq": __version__,
+            },
+        )
+        self._say(f"report: {self.report_path}")
 
     def _say(self, text: str) -> None:
         if self.display is not None:
@@ -394,10 +459,13 @@ class FetchRun:
         self._closed = True
         if self._ticker.running:
             self._ticker.stop()
+        if self.controller is not None:
+            self.controller.detach()
         self.store.flush()
         self.output.catch_up(self.store)
         self.output.close()
         if self.display is not None:
             self.display.close()
+        self._write_report()
         self.store.close()
         self.fetcher.close().addBoth(lambda _: self._finished.callback(code))

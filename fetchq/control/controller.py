@@ -5,7 +5,9 @@ A controller is anything with ``attach(queue)`` and ``detach()``
 :class:`AdaptiveController` observes the queue's events and, per *scope* (the
 whole queue, or each lane with ``per_lane=True``):
 
-1. gathers a window of outcomes: latency samples, drops, most jobs underway;
+1. gathers a window of outcomes: latency samples, drops, most jobs underway.
+   A window's latency is the median of its samples (as Envoy's filter uses
+   a percentile), so a few slow pages do not read as overload;
 2. measures the latency *baseline* by probing: at the start and every
    ``probe_every`` seconds it lowers the width to ``probe_width`` until
    ``probe_samples`` attempts launched during the probe have succeeded, and
@@ -55,6 +57,9 @@ if TYPE_CHECKING:
     from fetchq.queue import DelayedCallLike, ResizableDispatchQueue
 
 __all__ = ["AdaptiveController", "Controller", "FixedWidth"]
+
+# A window keeps at most this many latencies for its median.
+_MAX_WINDOW_SAMPLES = 4096
 
 _SAMPLE = Signal.SAMPLE
 _DROP = Signal.DROP
@@ -109,8 +114,8 @@ class _Scope:
         "key",
         "last_cut",
         "last_seen",
+        "latencies",
         "latency",
-        "latency_sum",
         "limit",
         "next_probe",
         "opened",
@@ -141,7 +146,7 @@ class _Scope:
         self.underway = 0
         self.peak = 0
         self.samples = 0
-        self.latency_sum = 0.0
+        self.latencies: list[float] = []
         self.drops = 0
         self.throttles = 0
         self.fresh = 0  # drops of attempts launched since the last cut
@@ -374,7 +379,8 @@ class AdaptiveController:
             signal = self._classify(event)
             if signal is _SAMPLE:
                 scope.samples += 1
-                scope.latency_sum += latency
+                if len(scope.latencies) < _MAX_WINDOW_SAMPLES:
+                    scope.latencies.append(latency)
                 if launched >= scope.last_cut:
                     scope.fresh_ok += 1
                 probe = scope.probe
@@ -448,7 +454,7 @@ class AdaptiveController:
         assert queue is not None
         duration = now - scope.opened
         samples = scope.samples
-        latency = scope.latency_sum / samples if samples else None
+        latency = statistics.median(scope.latencies) if scope.latencies else None
         window = Window(
             duration, samples, latency, scope.drops, max(scope.peak, scope.underway)
         )
@@ -485,7 +491,7 @@ class AdaptiveController:
                 reason = self._relax_pace(scope, window, now)
         scope.urgent = False
         scope.samples = 0
-        scope.latency_sum = 0.0
+        scope.latencies = []
         scope.drops = 0
         scope.throttles = 0
         scope.fresh = 0

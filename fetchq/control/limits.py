@@ -39,7 +39,7 @@ class Window:
     Attributes:
         duration: seconds the window lasted.
         samples: successful attempts (latency samples).
-        latency: their mean latency in seconds, or None with no sample.
+        latency: their median latency in seconds, or None with no sample.
         drops: drops (throttles included).
         in_flight: most attempts underway at once.
     """

@@ -14,6 +14,7 @@ it runs on an injected reactor/clock.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import attrs
@@ -21,7 +22,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.web import server
 from twisted.web.resource import Resource
 
-__all__ = ["DemoSite", "SiteBehaviour", "page_body"]
+__all__ = ["DemoSite", "SiteBehaviour", "SiteProcess", "page_body"]
 
 
 @attrs.frozen
@@ -189,3 +190,103 @@ class DemoSite(Resource):
         if not request.finished and request.channel is not None:  # still there
             request.write(rest)
             request.finish()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m fetchq.demo.site``: serve the demo site until killed.
+
+    Prints ``http://127.0.0.1:PORT`` on its first line once listening, so a
+    test or a user's script can start it in another process and read where.
+    """
+    import argparse
+    import sys
+
+    from twisted.internet import reactor as _reactor
+
+    reactor: Any = _reactor
+    parser = argparse.ArgumentParser(prog="python -m fetchq.demo.site")
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--latency", type=float, default=0.005, help="seconds")
+    parser.add_argument("--capacity", type=int, default=40)
+    parser.add_argument("--overload-latency", type=float, default=0.002)
+    parser.add_argument("--client-rate", type=float, default=1500.0)
+    parser.add_argument("--no-faults", action="store_true", help="no 500/404/slow")
+    args = parser.parse_args(argv)
+    faults: dict[str, Any] = {}
+    if args.no_faults:
+        never = 10**12
+        faults = {"error_every": never, "missing_every": never, "slow_every": never}
+    behaviour = SiteBehaviour(
+        pages=args.pages,
+        latency=args.latency,
+        capacity=args.capacity,
+        overload_latency=args.overload_latency,
+        client_rate=args.client_rate,
+        **faults,
+    )
+    site = DemoSite(reactor, behaviour)
+    port: Any = site.listen(args.port)
+    host: Any = port.getHost()
+    print(f"http://127.0.0.1:{host.port}", flush=True)
+    reactor.run()  # SIGTERM/SIGINT stop it
+    # What it served, for whoever started it.
+    print(json.dumps({"served": site.served, "requests": len(site.requests)}))
+    sys.stdout.flush()
+
+
+# ``-m fetchq.demo.site`` would import the module twice (the package imports
+# it first), so the child calls main() directly.
+_MAIN = "import sys; from fetchq.demo.site import main; main(sys.argv[1:])"
+
+
+class SiteProcess:
+    """The demo site in a child process (``python -m fetchq.demo.site``), so
+    that a client measured against it does not share its CPU.
+
+    Args:
+        options: command-line options for the site (``--capacity 16``, ...).
+
+    Raises:
+        RuntimeError: if the site does not start.
+    """
+
+    def __init__(self, *options: str) -> None:
+        import subprocess
+        import sys
+
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _MAIN, *options],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline().strip()
+        if not line.startswith("http://"):
+            self._process.kill()
+            self._process.wait()
+            raise RuntimeError(f"the demo site did not start (it said {line!r})")
+        self.url = line
+        """Where it listens: ``http://127.0.0.1:PORT``."""
+
+    def stop(self) -> dict[int, int]:
+        """Stop the site; what it served, by status."""
+        import signal
+        import subprocess
+
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self._process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.communicate()
+            return {}
+        for line in reversed(out.splitlines()):
+            if line.startswith("{"):
+                served = json.loads(line)["served"]
+                return {int(k): int(v) for k, v in served.items()}
+        return {}
+
+
+if __name__ == "__main__":
+    main()
