@@ -17,7 +17,14 @@ from twisted.internet import error as tx_error
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from fetchq import ControlDecision, Job, JobFinished, Outcome, ResizableDispatchQueue
+from fetchq import (
+    ControlDecision,
+    Job,
+    JobFinished,
+    Outcome,
+    ResizableDispatchQueue,
+    fetch,
+)
 from fetchq.control import (
     AIMD,
     AdaptiveController,
@@ -68,6 +75,18 @@ class OwnSignal(Exception):
         (Outcome.FAILED, tx_error.DNSLookupError("nowhere"), Signal.IGNORE),
         (Outcome.RETRIED, OwnSignal(), Signal.DROP),
         (Outcome.RETRIED, Rejected("429"), Signal.DROP),
+        # The fetch adapter's errors carry their own signal.
+        (Outcome.RETRIED, fetch.ConnectTimeout(2.0), Signal.DROP),
+        (Outcome.RETRIED, fetch.BodyTimeout(2.0), Signal.DROP),
+        (Outcome.RETRIED, fetch.ConnectionFailed("reset"), Signal.DROP),
+        (Outcome.FAILED, fetch.DNSFailed("no such host"), Signal.IGNORE),
+        (Outcome.THROTTLED, fetch.HTTPThrottled(429, 1.0), Signal.THROTTLE),
+        (Outcome.RETRIED, fetch.HTTPRetryAfter(503, 1.0), Signal.THROTTLE),
+        (Outcome.RETRIED, fetch.HTTPRetryAfter(500, 1.0), Signal.IGNORE),
+        (Outcome.RETRIED, fetch.RetryableStatus(504), Signal.DROP),
+        (Outcome.RETRIED, fetch.RetryableStatus(502), Signal.IGNORE),
+        (Outcome.FAILED, fetch.HTTPStatusError(404), Signal.IGNORE),
+        (Outcome.FAILED, fetch.BadURL("nope", "no scheme"), Signal.IGNORE),
     ],
 )
 def test_classify(
