@@ -412,3 +412,19 @@ def test_no_growth_while_app_limited() -> None:
         clock.advance(0.01)
     assert queue.width <= 8
     controller.detach()
+
+
+def test_a_single_drop_cuts_once_and_does_not_pace() -> None:
+    """One reset at steady state: one cut, no pace (a pace needs drops that
+    persist after a cut), and throughput is back within a second."""
+    result = simulate(
+        lambda clock: CapacityServer(
+            clock, 20, BASE, bursts=[Burst(5.003, 5.0051, "reset")]
+        ),
+        AdaptiveController(max_width=200),
+        jobs=30_000,
+    )
+    reasons = [d.reason for d in result.decisions if 5 <= d.time < 7]
+    assert reasons.count("drop") == 1
+    assert "pace" not in reasons
+    assert result.throughput(6, 8) >= 0.9 * IDEAL

@@ -107,6 +107,7 @@ class _Scope:
         "baseline",
         "cap_rate",
         "cut_rate",
+        "cutting",
         "drops",
         "fresh",
         "fresh_ok",
@@ -152,6 +153,7 @@ class _Scope:
         self.fresh = 0  # drops of attempts launched since the last cut
         self.fresh_ok = 0  # ... and successes
         self.prev_ok = 0  # successes between the last two cuts
+        self.cutting = False  # the last decision was a cut for a drop
         self.last_cut = -math.inf
         self.opened = now
         self.last_seen = now
@@ -477,6 +479,8 @@ class AdaptiveController:
             scope.next_probe = now + self.probe_every * jitter
             reason = "baseline"
         elif why == "window":
+            if not window.drops:
+                scope.cutting = False
             if (
                 latency is not None
                 and scope.baseline is not None
@@ -525,19 +529,22 @@ class AdaptiveController:
         return max(self.min_width, math.ceil(scope.goodput * scope.latency) + 1)
 
     def _on_drop(self, scope: _Scope, now: float) -> str:
-        # Successes since the cut before last: none means an outage.
+        # Successes of attempts launched since the cut before last (the first
+        # cut has none before it): none means an outage, not a quota.
         still_succeeding = scope.fresh_ok + scope.prev_ok > 0
-        scope.prev_ok = scope.fresh_ok
+        scope.prev_ok = scope.fresh_ok if scope.last_cut > -math.inf else 0
         scope.last_cut = now
         scope.fresh_ok = 0
         useful = self._useful_width(scope)
-        at_floor = scope.limit <= useful
+        # Drops persist at the floor: the last decision cut to it already.
+        persist = scope.cutting and scope.limit <= useful
+        scope.cutting = True
         limit = self.algorithm.on_drop(scope.limit).limit
         if self.pace:
             limit = min(limit, useful)
         scope.limit = self._clamp(limit)
         paced = scope.rate is not None  # then the pace binds, not the width
-        if not (self.pace and (at_floor or paced) and still_succeeding):
+        if not (self.pace and (persist or paced) and still_succeeding):
             return "drop"
         # Drops persist at the least useful width: pace launches.
         if scope.rate is None:

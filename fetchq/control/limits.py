@@ -7,7 +7,10 @@ result to ``min_width``/``max_width`` and paces launches when width alone
 cannot help; an algorithm only answers "given this, what limit next?".
 
 - :class:`AIMD` is loss-based: add ``increase`` per window while the width
-  is actually in use, multiply by ``backoff`` on a drop.
+  is actually in use, multiply by ``backoff`` on a drop.  It reads no
+  latency, so against a server that only slows down and never drops (or
+  times out), it grows to ``max_width``: use it where overload shows as
+  429s, 503s and resets, or give it a tight ``max_width``.
 - :class:`Gradient` is delay-based, in the line of Netflix
   concurrency-limits' Gradient2 and Envoy's adaptive concurrency filter:
   ``gradient = clamp(tolerance * baseline / latency, min_gradient, 1)``, then

@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -288,6 +289,7 @@ def simulate(
     retry: RetryPolicy | None = None,
     key: Callable[[int], Any] | None = None,
     width: int | None = None,
+    seed: int = 0,
 ) -> SimResult:
     """Run ``jobs`` jobs against ``server(clock)`` in simulated time.
 
@@ -301,6 +303,7 @@ def simulate(
         key: the lane key of job ``i`` (default: no lanes).
         width: the queue's starting width (default: the fixed width, or 1
             under a controller).
+        seed: seeds the retry jitter, so a run repeats exactly.
     """
     clock = Clock()
     func = server(clock)
@@ -321,6 +324,7 @@ def simulate(
         width=width or (controller if isinstance(controller, int) else 1),
         clock=clock,
         retry=retry,
+        rng=random.Random(seed),
     )
     result = SimResult()
     result.widths.append((0.0, queue.width, queue.rate))
