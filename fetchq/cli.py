@@ -100,7 +100,7 @@ def summary(recipe: object) -> str:
     ]
     if queue.rate is not None:
         parts.append(f"rate {format_rate(queue.rate)}")
-    lane = queue.per_host
+    lane = queue.lanes
     if lane.width is not None:
         parts.append(f"per host width {lane.width}")
     if lane.rate is not None:

@@ -62,7 +62,7 @@ def make_controller(spec: AdaptiveSpec) -> AdaptiveController:
         algorithm(spec.algorithm),
         min_width=spec.min_width,
         max_width=spec.max_width,
-        per_lane=spec.per_host,
+        per_lane=spec.per_lane,
         pace=spec.pace,
         interval=spec.interval,
         probe_every=spec.probe_every,

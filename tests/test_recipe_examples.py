@@ -63,7 +63,7 @@ class ExampleRecipeTests(SynchronousTestCase):
         self.assertEqual(recipe.output.path, OUT / "urls.jsonl")
         self.assertEqual(recipe.state.path, OUT / "urls.jsonl.state.sqlite")
         self.assertEqual((recipe.queue.width, recipe.queue.rate), (16, 20.0))
-        self.assertEqual(recipe.queue.per_host, LaneSpec(width=8, rate=None, burst=1))
+        self.assertEqual(recipe.queue.lanes, LaneSpec(width=8, rate=None, burst=1))
         self.assertEqual(
             (
                 recipe.retry.max_attempts,

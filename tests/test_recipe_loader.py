@@ -91,7 +91,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(recipe.state.durability, "normal")
         queue = recipe.queue
         self.assertEqual((queue.width, queue.rate, queue.burst), (16, None, 1))
-        lane = queue.per_host
+        lane = queue.lanes
         self.assertEqual((lane.width, lane.rate, lane.burst), (8, None, 1))
         self.assertEqual(
             (

@@ -147,7 +147,8 @@ class AdaptiveSpec:
         algorithm: ``default``, ``gradient`` or ``aimd``.
         min_width: the width never goes below this.
         max_width: ... nor above this.
-        per_host: steer each host's lane instead of the whole queue.
+        per_lane: steer each lane (host, sender, endpoint) on its own instead
+            of the whole queue.
         pace: pace launches when drops persist at the least useful width.
         interval: seconds between decisions.
         probe_every: seconds between re-measurements of the latency baseline.
@@ -156,7 +157,7 @@ class AdaptiveSpec:
     algorithm: str
     min_width: int
     max_width: int
-    per_host: bool
+    per_lane: bool
     pace: bool
     interval: float
     probe_every: float
@@ -170,7 +171,8 @@ class QueueSpec:
         width: most jobs underway at once.
         rate: most launches per second overall (None: unlimited).
         burst: launches the rate allows back to back.
-        per_host: limits for each host's lane.
+        lanes: limits for each lane on its own (a host, a sender number, an
+            API endpoint: the recipe's kind says which).
         adaptive: the adaptive controller's settings, or None for a fixed
             width.
     """
@@ -178,7 +180,7 @@ class QueueSpec:
     width: int
     rate: float | None
     burst: int
-    per_host: LaneSpec
+    lanes: LaneSpec
     adaptive: AdaptiveSpec | None = None
 
     def queue_kwargs(self) -> QueueKwargs:
@@ -190,9 +192,9 @@ class QueueSpec:
             width=self.width,
             rate=self.rate,
             burst=self.burst,
-            lane_width=self.per_host.width,
-            lane_rate=self.per_host.rate,
-            lane_burst=self.per_host.burst,
+            lane_width=self.lanes.width,
+            lane_rate=self.lanes.rate,
+            lane_burst=self.lanes.burst,
         )
 
 

@@ -308,9 +308,10 @@ ADAPTIVE = Section(
         Key("min_width", integer(1), "The width never goes below this.", default="1"),
         Key("max_width", integer(1), "The width never goes above this.", default="256"),
         Key(
-            "per_host",
+            "per_lane",
             boolean(),
-            "Steer each host's width and pace instead of the whole queue's.",
+            "Steer each lane's (host's, sender's, endpoint's) width and pace "
+            "instead of the whole queue's.",
             default="false",
         ),
         Key(
@@ -357,7 +358,7 @@ QUEUE = Section(
         PER_HOST,
         ADAPTIVE,
     ),
-    build=QueueSpec,
+    build=lambda per_host, **values: QueueSpec(lanes=per_host, **values),
 )
 
 RETRY = Section(
