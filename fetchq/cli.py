@@ -206,12 +206,48 @@ def _react(start: Callable[[object], object]) -> int:
     return result if isinstance(result, int) else PROBLEMS
 
 
+def _add_fake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "fake",
+        help="serve a fake SMS provider or X-style API on a loopback port",
+        description=(
+            "Serve a local fake of a remote service, to try sms and api "
+            "recipes (or your own code) against: `sms` is Twilio-shaped "
+            "(1 message/s per sender, a concurrency cap answering 20429, "
+            "invalid-number errors); `api` is X-style (per-endpoint quota "
+            "windows with x-rate-limit-* headers, 429s, next_token pages).  "
+            "It prints its URL and the credentials to use, and runs until "
+            "Ctrl-C."
+        ),
+    )
+    parser.add_argument("service", choices=("sms", "api"), help="which fake")
+    parser.add_argument(
+        "--port", type=int, default=None, help="port (default: sms 8099, api 8098)"
+    )
+    parser.set_defaults(handler=fake)
+
+
+def fake(args: argparse.Namespace) -> int:
+    """``fetchq fake sms|api``: serve a fake until interrupted."""
+    argv = [] if args.port is None else ["--port", str(args.port)]
+    if args.service == "sms":
+        from fetchq.testing.sms import main as serve_sms
+
+        serve_sms(argv)
+    else:
+        from fetchq.testing.api import main as serve_api
+
+        serve_api(argv)
+    return 0
+
+
 COMMANDS: list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 ] = [
     _add_validate,
     _add_run,
     _add_demo,
+    _add_fake,
 ]
 """Functions that each add one subcommand."""
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
+import urllib.request
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -199,3 +203,48 @@ class CommandLineTests(SynchronousTestCase):
             "no such file or directory\n",
         )
         self.assertEqual(run_module("--version").stdout, f"fetchq {__version__}\n")
+
+
+class FakeCommandTests(SynchronousTestCase):
+    """``fetchq fake sms|api``: a fake on a port, for trying recipes."""
+
+    def serve(self, service: str) -> tuple[subprocess.Popen[str], str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fetchq", "fake", service, "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = line.split(" on ", 1)[1].strip()
+        self.assertTrue(url.startswith("http://127.0.0.1:"), line)
+        return process, url
+
+    def test_fake_api_announces_its_quota(self) -> None:
+        _, url = self.serve("api")
+        request = urllib.request.Request(
+            f"{url}/2/users/7/tweets", headers={"Authorization": "Bearer test-token"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.loads(response.read())
+            self.assertEqual(response.status, 200)
+            self.assertIsNotNone(response.headers["x-rate-limit-remaining"])
+        self.assertIn("data", body)
+
+    def test_fake_sms_accepts_a_message(self) -> None:
+        _, url = self.serve("sms")
+        sid, token = "ACffffffffffffffffffffffffffffffff", "fake-auth-token"
+        data = urllib.parse.urlencode(
+            {"To": "+15005550006", "From": "+15005550001", "Body": "hi"}
+        ).encode()
+        request = urllib.request.Request(
+            f"{url}/2010-04-01/Accounts/{sid}/Messages.json", data=data
+        )
+        auth = base64.b64encode(f"{sid}:{token}".encode()).decode()
+        request.add_header("Authorization", f"Basic {auth}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            self.assertEqual(response.status, 201)
+            self.assertTrue(json.loads(response.read())["sid"].startswith("SM"))

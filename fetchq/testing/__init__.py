@@ -8,6 +8,12 @@ a loopback port for integration tests and for a person to point a recipe at.
   Messages API with per-sender send rates, an account concurrency cap
   (20429), invalid-number errors and scripted faults; :func:`serve_sms` puts
   it on a port, and from a shell ``python -m fetchq.testing.sms --port 8099``.
+- :mod:`fetchq.testing.api`: :class:`FakeXAPI`, an X-style API with
+  per-endpoint quota windows, ``x-rate-limit-*`` headers on every answer,
+  X's 429 body and ``next_token`` pagination; :func:`serve_api` puts it on a
+  port (``python -m fetchq.testing.api --port 8098``).
+
+``fetchq fake sms|api --port N`` serves either from the command line.
 
 :func:`run_until_idle` and :func:`advance_and_flush` drive a ``task.Clock``
 and a ``StubTreq`` together: answers written after a clock advance reach the
@@ -23,13 +29,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fetchq.testing.api import FakeXAPI, ServedAPI
+    from fetchq.testing.api import serve as serve_api
+    from fetchq.testing.clock import advance_and_flush, run_until_idle
     from fetchq.testing.sms import (
         DEFAULT_ACCOUNT_SID,
         DEFAULT_AUTH_TOKEN,
         FakeMessage,
         FakeSMSProvider,
-        advance_and_flush,
-        run_until_idle,
     )
     from fetchq.testing.sms import serve as serve_sms
 
@@ -38,14 +45,27 @@ __all__ = [
     "DEFAULT_AUTH_TOKEN",
     "FakeMessage",
     "FakeSMSProvider",
+    "FakeXAPI",
+    "ServedAPI",
     "advance_and_flush",
     "run_until_idle",
+    "serve_api",
     "serve_sms",
 ]
 
 # name here -> (module, name there)
-_HOMES = {name: ("fetchq.testing.sms", name) for name in __all__}
-_HOMES["serve_sms"] = ("fetchq.testing.sms", "serve")
+_HOMES = {
+    "DEFAULT_ACCOUNT_SID": ("fetchq.testing.sms", "DEFAULT_ACCOUNT_SID"),
+    "DEFAULT_AUTH_TOKEN": ("fetchq.testing.sms", "DEFAULT_AUTH_TOKEN"),
+    "FakeMessage": ("fetchq.testing.sms", "FakeMessage"),
+    "FakeSMSProvider": ("fetchq.testing.sms", "FakeSMSProvider"),
+    "serve_sms": ("fetchq.testing.sms", "serve"),
+    "FakeXAPI": ("fetchq.testing.api", "FakeXAPI"),
+    "ServedAPI": ("fetchq.testing.api", "ServedAPI"),
+    "serve_api": ("fetchq.testing.api", "serve"),
+    "advance_and_flush": ("fetchq.testing.clock", "advance_and_flush"),
+    "run_until_idle": ("fetchq.testing.clock", "run_until_idle"),
+}
 
 
 def __getattr__(name: str) -> Any:

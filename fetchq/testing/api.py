@@ -67,6 +67,8 @@ from twisted.web.http import RESPONSES
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from fetchq.testing.clock import run_until_idle
+
 __all__ = [
     "DEFAULT_QUOTAS",
     "TOO_MANY_REQUESTS",
@@ -496,34 +498,6 @@ def _query(request: Any) -> dict[str, str]:
 # In-process driving and serving on a port
 
 
-def run_until_idle(
-    clock: Any, stub: Any, until: float | None = None, max_steps: int = 10_000_000
-) -> float:
-    """Run a ``task.Clock`` call by call, flushing ``stub`` (a StubTreq) after
-    each, until nothing is scheduled (or the next call is after ``until``,
-    when the clock is moved to ``until``).
-
-    Returns:
-        The clock's time at the end.
-
-    Raises:
-        RuntimeError: after ``max_steps`` calls (something re-arms forever).
-    """
-    stub.flush()
-    for _ in range(max_steps):
-        calls = clock.getDelayedCalls()
-        if not calls:
-            return float(clock.seconds())
-        when = min(call.getTime() for call in calls)
-        if until is not None and when > until:
-            clock.advance(max(0.0, until - clock.seconds()))
-            stub.flush()
-            return float(clock.seconds())
-        clock.advance(max(0.0, when - clock.seconds()))
-        stub.flush()
-    raise RuntimeError(f"still busy after {max_steps} scheduled calls")
-
-
 class _Tracking(WrappingFactory):
     """Remembers open connections so :meth:`ServedAPI.stop` can close them."""
 
@@ -587,16 +561,32 @@ def serve(
 
 
 def main(argv: list[str] | None = None, reactor: Any = None) -> None:
-    """``python -m fetchq.testing.api [PORT]``: serve the fake until Ctrl-C."""
-    import sys
+    """``python -m fetchq.testing.api --port N``: serve the fake until Ctrl-C."""
+    import argparse
 
-    args = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="python -m fetchq.testing.api",
+        description="A fake X-style API (quotas, x-rate-limit-* headers, "
+        "pagination) on a loopback port.",
+    )
+    parser.add_argument("--port", type=int, default=8098)
+    parser.add_argument("--interface", default="127.0.0.1")
+    parser.add_argument("--token", default="test-token")
+    parser.add_argument("--latency", type=float, default=0.02)
+    options = parser.parse_args(argv)
     if reactor is None:
         from twisted.internet import reactor as default
 
         reactor = default
-    served = serve(reactor, int(args[0]) if args else 8409)
-    print(f"fake X API on {served.url}  (Authorization: Bearer {served.fake.token})")
+    served = serve(
+        reactor,
+        options.port,
+        interface=options.interface,
+        token=options.token,
+        latency=options.latency,
+    )
+    print(f"fake X API on {served.url}", flush=True)
+    print(f"  API_TOKEN={served.fake.token}", flush=True)
     reactor.run()
 
 

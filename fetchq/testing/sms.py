@@ -62,6 +62,8 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from fetchq.testing.clock import advance_and_flush, run_until_idle
+
 __all__ = [
     "DEFAULT_ACCOUNT_SID",
     "DEFAULT_AUTH_TOKEN",
@@ -586,54 +588,6 @@ def serve(
     site = Site(provider)  # type: ignore[no-untyped-call]
     listening: IListeningPort = reactor.listenTCP(port, site, interface=interface)
     return listening
-
-
-def advance_and_flush(clock: Any, stub: Any, seconds: float) -> None:
-    """Run ``clock`` forward ``seconds``, firing each delayed call at its own
-    time and calling ``stub.flush()`` (a ``treq.testing.StubTreq``) after each,
-    so answers the fake wrote reach the client before the next call fires."""
-    if not seconds >= 0:
-        raise ValueError(f"seconds must be >= 0, not {seconds!r}")
-    _run(clock, stub, clock.seconds() + seconds)
-
-
-def run_until_idle(
-    clock: Any, stub: Any, until: float | None = None, max_steps: int = 10_000_000
-) -> float:
-    """Fire ``clock``'s delayed calls in time order, each at its own time,
-    flushing ``stub`` after each, until none is left (or, with ``until``,
-    none is due by then: the clock then moves to ``until``).
-
-    Returns:
-        The clock's time at the end.
-
-    Raises:
-        RuntimeError: after ``max_steps`` calls (a timer that re-arms forever).
-    """
-    return _run(clock, stub, until, max_steps)
-
-
-def _run(clock: Any, stub: Any, until: float | None, limit: int = 10_000_000) -> float:
-    stub.flush()
-    fired = 0
-    while True:
-        times = [call.getTime() for call in clock.getDelayedCalls()]
-        if until is not None:
-            times = [t for t in times if t <= until]
-        if not times:
-            break
-        fired += 1
-        if fired > limit:
-            raise RuntimeError(f"still busy after {limit} delayed calls")
-        clock.rightNow = max(clock.rightNow, min(times))
-        clock.advance(0)
-        stub.flush()
-    if until is not None and clock.rightNow < until:
-        clock.rightNow = until
-        clock.advance(0)
-        stub.flush()
-    now: float = clock.seconds()
-    return now
 
 
 def main(argv: list[str] | None = None) -> None:
