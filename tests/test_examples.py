@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -72,3 +84,193 @@ class ExampleTests(SynchronousTestCase):
         self.assertTrue(low and all(8 <= w <= 13 for w in low), low)
         self.assertTrue(later and all(w > 20 for w in later), later)
         self.assertRegex(out, r"all 15,000 jobs done at [\d.]+ s; detached")
+
+
+class SmsWalkthroughTests(SynchronousTestCase):
+    def test_sms_walkthrough(self) -> None:
+        """The seed's walk-through against the fake provider: the two cancelled
+        messages are never sent and every other one is accepted exactly once;
+        the width changes take effect; nothing is accepted while paused; stop()
+        gives back N jobs, which a new queue re-queues and sends; and no sender
+        is ever sent faster than one message a second."""
+        out = run_example("sms_walkthrough.py")
+        self.assertIn("Cancel the second job (Hello #1; pending: True)", out)
+        for change in ("5 -> 10", "10 -> 7", "7 -> 8", "8 -> 20"):
+            self.assertIn(f"width {change}", out)
+        self.assertIn("2 s paused: 0 more accepted", out)
+        self.assertIn("put 80, sent 78, cancelled 2", out)
+        self.assertIn("the provider accepted 78 messages", out)
+        self.assertIn("accepted more than once: 0", out)
+        self.assertIn("never accepted: Hello #1, Hello #79", out)
+        self.assertIn("longest a message waited in the provider's own queue: 0.00", out)
+
+        stop = re.search(r"stop\(\) gave back (\d+) unprocessed jobs", out)
+        assert stop is not None, out
+        unsent = int(stop[1])
+        self.assertGreater(unsent, 0)
+        self.assertIn(f"re-queued {unsent} jobs", out)
+        self.assertIn(f"{unsent} re-queued jobs sent", out)
+        accepted = [int(n) for n in re.findall(r"accepted (\d+)$", out, re.M)]
+        after_stop = out[stop.end() :]
+        at_stop = int(re.findall(r"accepted (\d+)$", after_stop, re.M)[0])
+        self.assertEqual(at_stop + unsent, 78)
+        self.assertEqual(accepted[-1], 78)
+
+        senders = re.findall(
+            r"^\+1212555010\d: (\d+) sent, min gap ([\d.]+) s, at ([\d ]+)$",
+            out,
+            re.M,
+        )
+        self.assertEqual(len(senders), 4, out)
+        self.assertEqual(sum(int(n) for n, _, _ in senders), 78)
+        for count, gap, times in senders:
+            self.assertGreaterEqual(float(gap), 1.0)
+            self.assertEqual(len(times.split()), int(count))
+
+
+T = TypeVar("T")
+
+
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 10) -> T:
+    """Call ``probe`` until it returns something other than None (or False);
+    fail naming ``what`` if ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got is not None and got is not False:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class WebForm:
+    """``examples/sms_web_form.py`` running as a subprocess on a free port."""
+
+    def __init__(self, test: SynchronousTestCase, state: Path, *args: str) -> None:
+        self.log = state.with_name(f"out-{time.monotonic_ns()}.txt")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+            env.pop(name, None)
+        command = [sys.executable, str(ROOT / "examples" / "sms_web_form.py")]
+        command += ["--port", "0", "--state", str(state), *args]
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env
+            )
+        test.addCleanup(self.kill)
+        found = wait_until("the web form to listen", self._url)
+        self.url = found
+
+    def _url(self) -> str | None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the web form exited:\n{self.output()}")
+        found = re.search(r"web form on (http://127\.0\.0\.1:\d+)/", self.output())
+        return None if found is None else found[1]
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def post(self, path: str, **fields: str) -> tuple[int, str]:
+        """POST a form; the status and the page."""
+        data = urllib.parse.urlencode(fields).encode()
+        try:
+            with urllib.request.urlopen(self.url + path, data, timeout=10) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def status(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/status.json", timeout=10) as answer:
+            doc: dict[str, Any] = json.load(answer)
+            return doc
+
+    def accepted(self) -> Counter[str]:
+        """The bodies the fake provider accepted, with how many times."""
+        return Counter(m["body"] for m in self.status()["provider"]["accepted"])
+
+    def exit_code(self) -> int:
+        return self.proc.wait(10)
+
+
+class SmsWebFormTests(SynchronousTestCase):
+    def test_queue_stop_save_and_requeue(self) -> None:
+        """The web form refuses a number without a country code (saying so,
+        queueing nothing), queues good ones in sender lanes, takes a new width
+        from the admin form (and refuses a bad one), and on SIGTERM waits and
+        saves the messages still waiting; restarted, it re-queues and sends
+        them before anything else, sends new ones once the admin form raises
+        the rate, and its stop button saves an empty list.  Every message is
+        accepted by the provider exactly once."""
+        folder = tempfile.mkdtemp(prefix="fq-sms-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        state = Path(folder) / "pending.json"
+        senders = ["--from", "+12125550100", "--from", "+12125550101"]
+        slow = ["--rate", "0.02"]  # a second message per sender waits 50 s
+        first = WebForm(self, state, "--width", "4", *slow, *senders)
+
+        code, page = first.post("/send", to="212 555 0100", body="refused")
+        self.assertEqual(code, 400)
+        self.assertIn("Not sent: to: no country code", page)
+        for n in range(1, 5):
+            code, page = first.post("/send", to=f"+1 917 555 000{n}", body=f"hi {n}")
+            self.assertEqual(code, 200)
+            self.assertIn(f"Queued: your message to +1917555000{n}", page)
+        self.assertEqual(first.post("/admin/width", width="3")[0], 200)
+        code, page = first.post("/admin/width", width="-1")
+        self.assertEqual(code, 400)
+        self.assertIn("not set", page)
+        status = first.status()
+        self.assertEqual(status["width"], 3)
+        self.assertEqual((status["queued"], status["rejected"]), (4, 1))
+        wait_until(
+            "the first message of each sender",
+            lambda: first.status()["sent"] == 2,
+        )
+        status = first.status()
+        self.assertEqual(status["pending"], 2)
+        self.assertEqual(first.accepted(), Counter({"hi 1": 1, "hi 2": 1}))
+
+        first.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(first.exit_code(), 0)
+        self.assertIn("stopped: 2 unsent messages saved to", first.output())
+        saved = json.loads(state.read_text())
+        self.assertEqual(
+            sorted((m["to"], m["body"], m["from"]) for m in saved),
+            [
+                ("+19175550003", "hi 3", "+12125550100"),
+                ("+19175550004", "hi 4", "+12125550101"),
+            ],
+        )
+
+        second = WebForm(self, state, *slow, *senders)
+        self.assertIn("re-queued 2 messages from", second.output())
+        self.assertEqual(second.status()["requeued"], 2)
+        wait_until("the re-queued messages", lambda: second.status()["sent"] == 2)
+        self.assertEqual(second.accepted(), Counter({"hi 3": 1, "hi 4": 1}))
+        for n in (5, 6):
+            self.assertEqual(
+                second.post("/send", to=f"+1917555000{n}", body=f"hi {n}")[0], 200
+            )
+        self.assertEqual(second.status()["pending"], 2)  # held by the rate
+        code, page = second.post("/admin/rate", rate="5")
+        self.assertEqual(code, 200)
+        self.assertIn("rate is now 5", page)
+        wait_until("the rate to let them go", lambda: second.status()["sent"] == 4)
+        self.assertEqual(
+            second.accepted(), Counter({"hi 3": 1, "hi 4": 1, "hi 5": 1, "hi 6": 1})
+        )
+
+        code, page = second.post("/admin/stop")
+        self.assertEqual(code, 200)
+        self.assertIn("Stopped: 0 unsent messages saved", page)
+        self.assertEqual(second.exit_code(), 0)
+        self.assertEqual(json.loads(state.read_text()), [])

@@ -1,0 +1,490 @@
+"""The seed's scenario: a web form where people enter a phone number and a
+message, and the message is queued to go out as an SMS.
+
+Each message is checked first (the To must be E.164, the body not empty; a
+bad one gets a clear answer and is not queued), then put on a
+:class:`~fetchq.ResizableDispatchQueue` whose job function is an
+:class:`~fetchq.sms.SmsSender`.  Each From number is a lane sending at most
+``--rate`` messages a second (1 for a long code); ``--width`` caps the
+requests in flight across the account.  ``/admin`` shows the counts and
+changes the width and the rate while messages go out.
+
+Stopping cleanly (the admin page's button, Ctrl-C or SIGTERM) waits for the
+underway sends, then writes the messages not yet sent to ``--state`` (JSON,
+one ``Message.to_json()`` each); the next start re-queues them before it
+takes new ones.  The file is rewritten at every clean stop and left alone
+otherwise, so after a crash the next start sends the last saved list again:
+at least once, as :mod:`fetchq.sms` explains.  (A run that must not lose the
+messages taken since the last stop wants a durable store, ``fetchq.store``.)
+
+Run::
+
+    python examples/sms_web_form.py                # http://127.0.0.1:8080/
+
+Without ``--provider-url`` a fake provider (:mod:`fetchq.testing.sms`) runs
+in-process on a free port and nothing leaves the machine.  With it, the
+account comes from ``TWILIO_ACCOUNT_SID`` and ``TWILIO_AUTH_TOKEN`` in the
+environment (never the command line) and ``--from`` must be the account's
+numbers.  ``/status.json`` has the counts, and what the fake accepted.  The
+site listens on 127.0.0.1 only: the admin page has no login.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import sys
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from fetchq import Job, JobError, QueueStopped, ResizableDispatchQueue
+from fetchq.sms import (
+    BadMessage,
+    Message,
+    SmsConfig,
+    SmsError,
+    SmsResult,
+    SmsSender,
+    check_message,
+    check_sender,
+    sms_retry_policy,
+)
+from fetchq.testing import (
+    DEFAULT_ACCOUNT_SID,
+    DEFAULT_AUTH_TOKEN,
+    FakeSMSProvider,
+    serve_sms,
+)
+
+DEFAULT_SENDERS = ["+12125550100", "+12125550101"]
+Request = Any  # a twisted.web.server.Request (its methods are not typed)
+
+# ----------------------------------------------------------------------
+# The saved messages
+
+
+def load_state(path: Path, config: SmsConfig) -> list[Message]:
+    """The messages saved at the last clean stop (none if no file).
+
+    Raises:
+        ValueError: naming the file and the entry that cannot be read.
+    """
+    if not path.exists():
+        return []
+    try:
+        entries = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read saved messages ({e})") from None
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: expected a JSON list of messages")
+    messages = []
+    for n, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: message {n}: not a JSON object")
+        try:
+            messages.append(check_message(Message.from_json(entry), config))
+        except BadMessage as e:
+            raise ValueError(f"{path}: message {n}: {e}") from None
+    return messages
+
+
+def save_state(path: Path, messages: Sequence[Message]) -> None:
+    """Write ``messages`` to ``path`` atomically (a crash leaves the old file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    text = json.dumps([m.to_json() for m in messages], indent=1)
+    tmp.write_text(text + "\n", "utf-8")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------
+# The service: the queue and what happened to the messages
+
+
+@attrs.define
+class SmsService:
+    """Queues checked messages; counts outcomes; stops and saves cleanly.
+
+    Attributes:
+        queue: the dispatch queue (job function: ``sender``).
+        sender: the SMS sender.
+        senders: the From numbers; each message goes to the one with the
+            fewest messages waiting (each is a lane).
+        state: the file of unsent messages.
+        provider: the in-process fake provider, or None for a real one.
+    """
+
+    queue: ResizableDispatchQueue
+    sender: SmsSender
+    senders: list[str]
+    state: Path
+    provider: FakeSMSProvider | None = None
+    counts: dict[str, int] = attrs.Factory(
+        lambda: dict.fromkeys(["queued", "requeued", "sent", "failed", "rejected"], 0)
+    )
+    recent: deque[dict[str, Any]] = attrs.Factory(lambda: deque(maxlen=10))
+    saved: int | None = None
+
+    def submit(self, to: str, body: str) -> Message:
+        """Check and queue a message from the form.
+
+        Raises:
+            BadMessage: the number or body is not acceptable; nothing queued.
+            QueueStopped: the service is stopping.
+        """
+        try:
+            message = check_message(Message(to, body), self.sender.config)
+        except BadMessage:
+            self.counts["rejected"] += 1
+            raise
+        sender, tag = self._least_busy_sender(), uuid.uuid4().hex[:12]
+        message = attrs.evolve(message, from_=sender, id=tag)
+        self._put(message)
+        self.counts["queued"] += 1
+        return message
+
+    def requeue(self, messages: Sequence[Message]) -> None:
+        """Queue messages saved by an earlier run."""
+        for message in messages:
+            self._put(message)
+        self.counts["requeued"] += len(messages)
+
+    def _least_busy_sender(self) -> str:
+        busy = {lane.key: lane.pending + lane.underway for lane in self.queue.lanes()}
+        return min(self.senders, key=lambda sender: busy.get(sender, 0))
+
+    def _put(self, message: Message) -> None:
+        d = self.queue.put(message, key=self.sender.lane_key(message))
+        d.addCallbacks(self._sent, self._failed)
+
+    def _sent(self, job: Job) -> None:
+        result: SmsResult = job.result
+        self.counts["sent"] += 1
+        self.recent.appendleft({"outcome": "sent", **result.record()})
+
+    def _failed(self, failure: Failure) -> Failure | None:
+        error = failure.value
+        if not isinstance(error, JobError):
+            return failure  # not a job's outcome: let it be logged
+        self.counts["failed"] += 1
+        cause = error.job.failure.value if error.job.failure else error
+        why = cause.record() if isinstance(cause, SmsError) else {"error": str(cause)}
+        self.recent.appendleft({"outcome": "failed", "to": error.job.arg.to, **why})
+        return None
+
+    def set_width(self, width: int) -> None:
+        """Change how many requests may be in flight (ValueError if bad)."""
+        self.queue.width = width
+
+    def set_rate(self, rate: float) -> None:
+        """Change every sender's messages per second (ValueError if bad)."""
+        self.queue.set_lane_rate(None, rate)
+
+    def shutdown(self) -> Deferred[int]:
+        """Stop the queue, wait for underway sends, save the rest.
+
+        Returns:
+            A Deferred firing with how many messages were saved.  Calling it
+            again gives the same count without saving again.
+        """
+        return self.queue.stop().addCallback(self._save)
+
+    def _save(self, jobs: list[Job]) -> int:
+        if self.saved is None:
+            messages = [self._with_doubt(job.arg) for job in jobs]
+            try:
+                save_state(self.state, messages)
+            except OSError as e:  # keep them somewhere a person can find them
+                print(f"cannot save to {self.state} ({e}); unsent:", file=sys.stderr)
+                print(json.dumps([m.to_json() for m in messages]), file=sys.stderr)
+            else:
+                say(f"stopped: {len(messages)} unsent messages saved to {self.state}")
+            self.saved = len(messages)
+            self.sender.close()
+        return self.saved
+
+    def _with_doubt(self, message: Message) -> Message:
+        """The message, marked if an earlier attempt may have gone out."""
+        since = self.sender.unsure(message)
+        return message if since is None else attrs.evolve(message, unsure_since=since)
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``/status.json`` shows."""
+        underway, pending = self.queue.size()
+        out: dict[str, Any] = {
+            "width": self.queue.width,
+            "rate": self.queue.lane_rate,
+            "stopped": self.queue.stopped,
+            "underway": underway,
+            "pending": pending,
+            **self.counts,
+            "waiting": [job.arg.to_json() for job in self.queue.pending()[:50]],
+            "recent": list(self.recent),
+            "provider": None,
+        }
+        if self.provider is not None:
+            out["provider"] = {
+                "accepted": [
+                    {"sid": m.sid, "to": m.to, "from": m.from_, "body": m.body}
+                    for m in self.provider.messages
+                ]
+            }
+        return out
+
+
+# ----------------------------------------------------------------------
+# The web pages
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}
+.note{{padding:.5em;background:#eef}} .error{{background:#fdd}}
+td,th{{padding:.2em .8em;text-align:left}}</style></head>
+<body><h1>{title}</h1>{note}{body}</body></html>"""
+
+FORM = """<form method="post" action="/send" accept-charset="utf-8">
+<p><label>Your phone number (with its country code, e.g. +1 212 555 0199)<br>
+<input name="to" size="24" required></label></p>
+<p><label>Message<br><textarea name="body" rows="4" cols="50" maxlength="1600"
+required></textarea></label></p><p><button>Send me an SMS</button></p>
+</form><p><a href="/admin">Admin</a></p>"""
+
+
+def page(title: str, body: str, note: str = "", error: bool = False) -> bytes:
+    """A whole HTML page; ``note`` (text, escaped here) is shown on top."""
+    css = "note error" if error else "note"
+    shown = f'<p class="{css}">{html.escape(note)}</p>' if note else ""
+    return PAGE.format(title=title, note=shown, body=body).encode("utf-8")
+
+
+def admin_body(service: SmsService) -> str:
+    """The admin page's content: counts, forms, waiting and recent messages."""
+    info = service.status()
+    rows = "".join(
+        f"<tr><th>{name}</th><td>{info[name]}</td></tr>"
+        for name in ("width", "rate", "underway", "pending", *service.counts)
+    )
+    waiting = "".join(
+        f"<li>{html.escape(m['to'])} from {html.escape(m.get('from', '-'))}</li>"
+        for m in info["waiting"][:20]
+    )
+    recent = "".join(
+        f"<li>{html.escape(r['outcome'])}: {html.escape(str(r.get('to')))} "
+        f"{html.escape(str(r.get('sid') or r.get('message') or ''))}</li>"
+        for r in info["recent"]
+    )
+    return f"""<table>{rows}</table>
+<form method="post" action="/admin/width">Requests in flight (width):
+<input name="width" size="4" value="{info["width"]}"> <button>Set</button></form>
+<form method="post" action="/admin/rate">Messages per second per sender:
+<input name="rate" size="4" value="{info["rate"]}"> <button>Set</button></form>
+<form method="post" action="/admin/stop"><p><button>Stop (save the unsent)</button>
+</p></form><h2>Waiting</h2><ul>{waiting}</ul><h2>Recent</h2><ul>{recent}</ul>
+<p><a href="/">The form</a> · <a href="/status.json">status.json</a></p>"""
+
+
+def field(request: Request, name: str) -> str:
+    """A form field's value as text ('' if absent)."""
+    values: list[bytes] = (request.args or {}).get(name.encode("ascii")) or [b""]
+    return values[0].decode("utf-8", "replace").strip()
+
+
+class WebApp(Resource):
+    """Every page of the site, routed by method and path."""
+
+    isLeaf = True
+
+    def __init__(self, service: SmsService, stop_reactor: Callable[[], object]):
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.service = service
+        self.stop_reactor = stop_reactor
+        self.routes: dict[tuple[bytes, bytes], Callable[[Request], bytes | int]] = {
+            (b"GET", b"/"): self.form,
+            (b"POST", b"/send"): self.send,
+            (b"GET", b"/admin"): self.admin,
+            (b"POST", b"/admin/width"): self.width,
+            (b"POST", b"/admin/rate"): self.rate,
+            (b"POST", b"/admin/stop"): self.stop,
+            (b"GET", b"/status.json"): self.status,
+        }
+
+    def render(self, request: Request) -> bytes | int:
+        """Dispatch to the page for the request's method and path."""
+        handler = self.routes.get((request.method, request.path))
+        if handler is None:
+            request.setResponseCode(404)
+            return page("Not found", '<p><a href="/">The form</a></p>')
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        return handler(request)
+
+    def form(self, request: Request) -> bytes:
+        return page("Send me an SMS", FORM)
+
+    def send(self, request: Request) -> bytes:
+        """Queue the form's message, or say why not."""
+        try:
+            message = self.service.submit(field(request, "to"), field(request, "body"))
+        except BadMessage as e:
+            request.setResponseCode(400)
+            return page("Send me an SMS", FORM, f"Not sent: {e}", error=True)
+        except QueueStopped:
+            request.setResponseCode(503)
+            return page("Send me an SMS", FORM, "Stopping: try later.", error=True)
+        note = f"Queued: your message to {message.to} goes out from {message.from_}."
+        return page("Send me an SMS", FORM, note)
+
+    def admin(self, request: Request, note: str = "", error: bool = False) -> bytes:
+        return page("SMS queue", admin_body(self.service), note, error)
+
+    def width(self, request: Request) -> bytes:
+        return self._change(request, "width", int, self.service.set_width)
+
+    def rate(self, request: Request) -> bytes:
+        return self._change(request, "rate", float, self.service.set_rate)
+
+    def _change(
+        self,
+        request: Request,
+        name: str,
+        parse: Callable[[str], Any],
+        apply: Callable[[Any], None],
+    ) -> bytes:
+        """Apply an admin form's value; show the admin page with the outcome."""
+        text = field(request, name)
+        try:
+            apply(parse(text))
+        except ValueError as e:
+            request.setResponseCode(400)
+            return self.admin(request, f"{name} {text!r} not set: {e}", error=True)
+        return self.admin(request, f"{name} is now {text}")
+
+    def stop(self, request: Request) -> int:
+        """Stop the queue and save; answer; then stop the process."""
+        gone: list[object] = []
+        request.notifyFinish().addErrback(gone.append)
+
+        def done(saved: int) -> None:
+            self.stop_reactor()
+            if not gone:  # the browser may have given up waiting
+                note = (
+                    f"Stopped: {saved} unsent messages saved to {self.service.state}."
+                )
+                request.write(page("SMS queue stopped", "", note))
+                request.finish()
+
+        self.service.shutdown().addCallback(done)
+        return NOT_DONE_YET
+
+    def status(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json")
+        return json.dumps(self.service.status(), indent=1).encode("utf-8")
+
+
+# ----------------------------------------------------------------------
+# Putting it together
+
+
+def say(text: str) -> None:
+    """Print a line of the service's log, at once."""
+    print(text, flush=True)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8080, help="0: any free port")
+    parser.add_argument("--provider-url", help="a Twilio-shaped API's base URL")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=Path("sms-pending.json"),
+        help="where unsent messages are saved at a stop and read at a start",
+    )
+    parser.add_argument("--width", type=int, default=5, help="requests in flight")
+    parser.add_argument(
+        "--rate", type=float, default=1.0, help="messages a second per sender"
+    )
+    parser.add_argument(
+        "--from",
+        dest="senders",
+        action="append",
+        metavar="NUMBER",
+        help=f"a sender number, repeatable (default {' '.join(DEFAULT_SENDERS)})",
+    )
+    return parser.parse_args(argv)
+
+
+def provider_config(
+    reactor: Any, options: argparse.Namespace
+) -> tuple[SmsConfig, FakeSMSProvider | None]:
+    """The provider's configuration, starting a fake one if none was given."""
+    sender = options.senders[0]
+    if options.provider_url:
+        config = SmsConfig.from_env(base_url=options.provider_url, from_number=sender)
+        return config, None
+    port: Any = serve_sms(reactor, 0, latency=0.2)
+    url = f"http://127.0.0.1:{port.getHost().port}"
+    say(f"fake SMS provider on {url}")
+    config = SmsConfig(
+        DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, base_url=url, from_number=sender
+    )
+    return config, port.factory.resource
+
+
+def start(reactor: Any, options: argparse.Namespace) -> SmsService:
+    """Re-queue the saved messages, then open the web site.
+
+    Raises:
+        ValueError: a bad option, credential or state file.
+        CannotListenError: the port is taken.
+    """
+    options.senders = [check_sender(s) for s in options.senders or DEFAULT_SENDERS]
+    config, provider = provider_config(reactor, options)
+    sender = SmsSender(config, reactor, pool_size=max(options.width, 1))
+    queue = ResizableDispatchQueue(
+        sender,
+        options.width,
+        clock=reactor,
+        lane_rate=options.rate,
+        retry=sms_retry_policy(),
+    )
+    service = SmsService(queue, sender, options.senders, options.state, provider)
+    saved = load_state(options.state, config)
+    service.requeue(saved)
+    say(f"re-queued {len(saved)} messages from {options.state}")
+
+    def stop_soon() -> None:
+        reactor.callLater(0.2, reactor.stop)  # the answer reaches the browser first
+
+    site = Site(WebApp(service, stop_soon))  # type: ignore[no-untyped-call]
+    port = reactor.listenTCP(options.port, site, interface="127.0.0.1")
+    say(f"web form on http://127.0.0.1:{port.getHost().port}/")
+    reactor.addSystemEventTrigger("before", "shutdown", service.shutdown)
+    return service
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run until stopped (the admin button, Ctrl-C or SIGTERM)."""
+    options = parse_args(argv)
+    from twisted.internet import reactor as default_reactor
+
+    reactor: Any = default_reactor
+    try:
+        start(reactor, options)
+    except Exception as e:  # one line for the person, no traceback
+        print(f"sms_web_form: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()
