@@ -64,6 +64,8 @@ def check_e164(number: object, field: str = "to") -> str:
     if _E164.fullmatch(text):
         return text  # the common case: already bare
     if not text.startswith("+"):
+        if not any(char in _ASCII_DIGITS for char in text):
+            raise BadMessage("not a phone number: it has no digits", field, number)
         if text.startswith("00") or text.startswith("011"):
             reason = "an international dialling prefix depends on the country: "
         else:

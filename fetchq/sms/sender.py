@@ -86,15 +86,7 @@ class HTTPClientLike(Protocol):
     """What the sender uses of an HTTP client: the ``treq`` module, a
     ``treq.client.HTTPClient`` or ``treq.testing.StubTreq(resource)``."""
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Headers | None = ...,
-        data: bytes | None = ...,
-        allow_redirects: bool = ...,
-    ) -> Deferred[Any]: ...
+    def request(self, method: str, url: str, **kwargs: Any) -> Any: ...
 
 
 @attrs.frozen
