@@ -24,7 +24,7 @@ import json
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlencode, urlsplit
 
 import attrs
@@ -347,9 +347,9 @@ class SmsSender:
             agent: Any = Agent(  # type: ignore[no-untyped-call]
                 reactor, connectTimeout=config.connect_timeout, pool=pool
             )
-            http = HTTPClient(agent)
+            http = cast(HTTPClientLike, HTTPClient(agent))
             self._pool = pool
-        self._http = http
+        self._http: Any = http
         token = reveal(config.auth_token)
         credentials = f"{config.account_sid}:{token}".encode()
         self._authorization = b"Basic " + base64.b64encode(credentials)
