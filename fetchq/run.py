@@ -33,8 +33,8 @@ from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from fetchq.errors import JobCancelled, JobError
-from fetchq.fetch import BadURL, FetchConfig, Fetcher, check_url, fetch_retry_policy
-from fetchq.fetch import host_key as url_host
+from fetchq.fetch import BadURL, FetchConfig, Fetcher, fetch_retry_policy
+from fetchq.fetch.urls import checked_host_key
 from fetchq.inputs import InputRow, read_rows
 from fetchq.job import Job
 from fetchq.progress import ProgressDisplay, RunStats
@@ -214,14 +214,14 @@ class FetchRun:
             self._next_row = row.index + 1
             if row.error is None:
                 try:
-                    parsed = check_url(row.url)
+                    key = checked_host_key(row.url)
                 except BadURL as e:
                     row = InputRow(row.index, row.id, row.url, error=str(e))
             if row.error is not None:
                 bad.append(row)
             else:
                 arg = {"url": row.url, "id": row.id, "extra": row.extra}
-                items.append(NewItem(row.id, arg, row.priority, url_host(parsed)))
+                items.append(NewItem(row.id, arg, row.priority, key))
             if len(items) + len(bad) >= limit:
                 break
         else:

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 import attrs
-from hyperlink import DecodedURL
+from hyperlink import DecodedURL, EncodedURL
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
 from twisted.internet.defer import CancelledError, Deferred
@@ -62,7 +62,7 @@ from fetchq.fetch.errors import (
     SaveError,
     TooManyRedirects,
 )
-from fetchq.fetch.urls import check_url, parse_retry_after, uri_text
+from fetchq.fetch.urls import check_url, parse_retry_after, quick_uri, uri_text
 from fetchq.retry import RetryPolicy
 
 __all__ = ["RETRYABLE", "FetchResult", "Fetcher", "fetch_retry_policy"]
@@ -219,13 +219,25 @@ class Fetcher:
     async def _fetch(self, url: object, job_id: object) -> FetchResult:
         config = self._config
         started = self._clock.seconds()
-        current = check_url(url, config.allowed_schemes)
-        for name, value in config.params:
-            current = current.add(name, value)
+        # Most URLs are plain text already in URI form: hand treq a URL that
+        # skips hyperlink's parse checks and IDNA work (``wire``), and parse
+        # fully only for anything else, or to follow a redirect.
+        wire = None
+        if isinstance(url, str) and not config.params:
+            wire = quick_uri(url, config.allowed_schemes)
+        current: DecodedURL | None = None
+        sent: DecodedURL | EncodedURL
+        if wire is None:
+            current = check_url(url, config.allowed_schemes)
+            for name, value in config.params:
+                current = current.add(name, value)
+            sent = current
+        else:
+            sent = wire
         method, body, headers = config.method, config.body, config.headers
         redirects = 0
         while True:
-            response = await self._send(method, current, headers, body)
+            response = await self._send(method, sent, headers, body)
             status: int = response.code
             if status in config.ok_statuses:
                 break
@@ -236,6 +248,8 @@ class Fetcher:
             if redirects >= config.max_redirects:
                 raise TooManyRedirects(config.max_redirects, location)
             redirects += 1
+            if current is None:
+                current = check_url(url, config.allowed_schemes)
             target = _redirect_target(current, location, config.allowed_schemes)
             if _origin(target) != _origin(current):
                 headers = tuple(h for h in headers if h[0].lower() not in _SENSITIVE)
@@ -243,11 +257,17 @@ class Fetcher:
                 status in (301, 302) and method == "POST"
             ):
                 method, body = "GET", None
-            current = target
+            current = sent = target
         size, sha256, path = await self._save(response, job_id)
+        if current is None:
+            assert isinstance(url, str) and wire is not None
+            given, final_url = url, url  # quick_uri: the text is its URI form
+        else:
+            given = url if isinstance(url, str) else current.to_text()
+            final_url = uri_text(current)
         return FetchResult(
-            url=url if isinstance(url, str) else current.to_text(),
-            final_url=uri_text(current),
+            url=given,
+            final_url=final_url,
             status=status,
             content_type=_header(response, b"content-type"),
             bytes=size,
@@ -260,7 +280,7 @@ class Fetcher:
     async def _send(
         self,
         method: str,
-        url: DecodedURL,
+        url: DecodedURL | EncodedURL,
         headers: Sequence[tuple[str, str]],
         body: bytes | None,
     ) -> Any:
