@@ -41,7 +41,7 @@ from fetchq.progress import ProgressDisplay, RunStats
 from fetchq.queue import ResizableDispatchQueue
 from fetchq.recipe import FetchRecipe
 from fetchq.recipe.env import reveal
-from fetchq.store import NewItem, SQLiteStore, Store
+from fetchq.store import NewItem, Record, SQLiteStore, Store
 
 __all__ = ["FetchRun", "fetch_config"]
 
@@ -76,11 +76,19 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
     )
 
 
+def _lines(records: list[Record]) -> str:
+    """The output lines of ``records``, one JSON object each."""
+    return "".join([_json_line(r.record) + "\n" for r in records])
+
+
 def _error(failure: Failure | None) -> dict[str, str] | None:
     if failure is None:
         return None
     error = failure.value
     return {"name": getattr(error, "name", type(error).__name__), "message": str(error)}
+
+
+_json_line = json.JSONEncoder(separators=(",", ":")).encode  # as json.dumps
 
 
 class OutputFile:
@@ -99,10 +107,9 @@ class OutputFile:
         with open(tmp, "w", encoding="utf-8") as f:
             self.seq = 0
             while batch := store.records(self.seq, 5000):
-                for record in batch:
-                    f.write(json.dumps(record.record, separators=(",", ":")) + "\n")
-                    self.seq = record.seq
-                    count += 1
+                f.write(_lines(batch))
+                self.seq = batch[-1].seq
+                count += len(batch)
         os.replace(tmp, self.path)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         return count
@@ -111,11 +118,8 @@ class OutputFile:
         """Append the records committed since the last call."""
         assert self._file is not None
         while batch := store.records(self.seq, 5000):
-            for record in batch:
-                self._file.write(
-                    json.dumps(record.record, separators=(",", ":")) + "\n"
-                )
-                self.seq = record.seq
+            self._file.write(_lines(batch))
+            self.seq = batch[-1].seq
         self._file.flush()
 
     def close(self) -> None:
@@ -220,7 +224,11 @@ class FetchRun:
             if row.error is not None:
                 bad.append(row)
             else:
-                arg = {"url": row.url, "id": row.id, "extra": row.extra}
+                # Only str values when there is no extra: CPython's collector
+                # then leaves the dict alone (it holds no container).
+                arg: dict[str, Any] = {"url": row.url, "id": row.id}
+                if row.extra:
+                    arg["extra"] = row.extra
                 items.append(NewItem(row.id, arg, row.priority, key))
             if len(items) + len(bad) >= limit:
                 break
