@@ -291,32 +291,41 @@ class FetchRun:
 
     def _record(self, job: Job, outcome: str) -> dict[str, Any]:
         arg = job.arg
-        record: dict[str, Any] = {
-            "id": job.id,
-            "url": arg["url"],
-            "outcome": outcome,
-            "attempts": job.attempts,
-            "elapsed": None if job.latency is None else round(job.latency, 6),
-        }
+        latency = job.latency
+        elapsed = None if latency is None else round(latency, 6)
         result = job.result
+        record: dict[str, Any]
         if result is not None:
-            record.update(
-                final_url=result.final_url,
-                status=result.status,
-                bytes=result.bytes,
-                content_type=result.content_type,
-                sha256=result.sha256,
-            )
+            record = {
+                "id": job.id,
+                "url": arg["url"],
+                "outcome": outcome,
+                "attempts": job.attempts,
+                "elapsed": elapsed,
+                "final_url": result.final_url,
+                "status": result.status,
+                "bytes": result.bytes,
+                "content_type": result.content_type,
+                "sha256": result.sha256,
+            }
             if result.body_path is not None:
                 record["body_path"] = result.body_path
         else:
+            record = {
+                "id": job.id,
+                "url": arg["url"],
+                "outcome": outcome,
+                "attempts": job.attempts,
+                "elapsed": elapsed,
+            }
             failure = job.failure
             status = getattr(failure.value if failure else None, "status", None)
             if status is not None:
                 record["status"] = status
             record["error"] = _error(failure)
-        if arg.get("extra"):
-            record["extra"] = arg["extra"]
+        extra = arg.get("extra")
+        if extra:
+            record["extra"] = extra
         return record
 
     def _succeeded(self, job: Job) -> None:
