@@ -52,13 +52,16 @@ _PLAIN_HOST = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 # URI keeps as they are (unreserved, sub-delims, ":", "@", "/", and %XX).
 # No userinfo, no fragment, no empty query.  Such text is already its own URI
 # form.  tests/test_fetch_units.py checks all this against hyperlink with
-# generated URLs; anything else takes the full path.
-_URI_CHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})"
+# generated URLs; anything else takes the full path.  (A "%" is allowed by
+# the pattern and its two hex digits checked apart: one character class is
+# much faster to match than an alternation.)
+_URI_CHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]"
 _LABEL63 = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _QUICK_URL = re.compile(
     rf"(https?)://((?:{_LABEL63}\.)*{_LABEL63})(?::([1-9][0-9]{{0,4}}))?"
     rf"(?:/{_URI_CHAR}*(?:\?{_URI_CHAR}+)?)?"
 )
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def check_url(
@@ -129,6 +132,8 @@ def _quick_key(url: str, allowed_schemes: Iterable[str]) -> str | None:
         return None
     scheme, host, port = match.groups()
     if scheme not in allowed_schemes or "--" in host or len(host) > 253:
+        return None
+    if "%" in url and _BAD_PERCENT.search(url):
         return None
     if port is None:
         return host
