@@ -173,6 +173,7 @@ class CheckURLTests(SynchronousTestCase):
             ("http://example.com:99999/", "bad port 99999"),
             ("http://exa mple.com/", "cannot be encoded"),
             ("http://[::1]:80/", "cannot be encoded"),
+            ("http://ab--c.example/", "cannot be encoded"),
         ]
         for url, fragment in cases:
             with self.assertRaises(BadURL, msg=repr(url)) as caught:

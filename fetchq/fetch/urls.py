@@ -228,8 +228,10 @@ def host_key(url: str | DecodedURL) -> str:
 
 
 def _plain(raw_host: str) -> bool:
-    """A host that needs no IDNA work: plain ASCII labels, none ``xn--``."""
-    return bool(_PLAIN_HOST.fullmatch(raw_host)) and "xn--" not in raw_host
+    """A host that needs no IDNA work: plain ASCII labels with no ``--``
+    (``xn--`` is punycode, and IDNA refuses other labels with ``--`` in
+    their third and fourth places, so such hosts get the full check)."""
+    return bool(_PLAIN_HOST.fullmatch(raw_host)) and "--" not in raw_host
 
 
 def _host(parsed: DecodedURL) -> str:
