@@ -529,6 +529,9 @@ class FastPathTests(SynchronousTestCase):
             "http://bücher.example/ä?x=ü",
             "http://xn--bcher-kva.example/",
             "http://EXAMPLE.com/Path",
+            "http://example.com/a b",
+            'http://example.com/a"b^c',
+            "http://example.com:80/x#frag",
         ):
             parsed = check_url(text)
             self.assertEqual(uri_text(parsed), parsed.to_uri().to_text(), text)
@@ -620,6 +623,8 @@ class QuickURLTests(SynchronousTestCase):
         key, error = _full_path(text)
         if error is None:
             self.assertEqual(checked_host_key(text), key)
+            parsed = check_url(text)
+            self.assertEqual(uri_text(parsed), parsed.to_uri().to_text())
         else:
             with self.assertRaises(BadURL) as caught:
                 checked_host_key(text)

@@ -242,11 +242,12 @@ def _host(parsed: DecodedURL) -> str:
 
 
 def uri_text(url: DecodedURL) -> str:
-    """The URL as sent on the wire (its URI form), as text.  An all-ASCII URL
-    with a plain host is already in that form, which skips hyperlink's IDNA
-    encoding."""
+    """The URL as sent on the wire (its URI form), as text.  A URL in the
+    quick shape (see ``_QUICK_URL``) is already in that form, which skips
+    hyperlink's IDNA encoding.  (Being ASCII with a plain host is not enough:
+    a space or a quote in the path is still percent-encoded on the wire.)"""
     encoded: str = url.encoded_url.to_text()
-    if encoded.isascii() and _plain(url.encoded_url.host):
+    if _quick_key(encoded, DEFAULT_SCHEMES) is not None:
         return encoded
     return str(url.to_uri().to_text())
 
