@@ -152,7 +152,7 @@ def _fetch_run(recipe: object, reactor: object, report: Path | None) -> object:
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "demo",
-        help="crawl the embedded demo site with recipes/demo.yaml",
+        help="crawl the embedded demo site with the demo recipe",
         description=(
             "Start a local web site on 127.0.0.1 (latency that grows under "
             "load, 429 with Retry-After, some 500s, 404s and slow bodies) and "

@@ -21,6 +21,8 @@ from fetchq.job import Outcome
 
 __all__ = ["LatencyHistogram", "ProgressDisplay", "RunStats"]
 
+_log = math.log
+
 
 class LatencyHistogram:
     """Latencies in logarithmic buckets (each 2% wide): percentiles within
@@ -35,7 +37,7 @@ class LatencyHistogram:
 
     def add(self, seconds: float) -> None:
         """Record one latency."""
-        index = int(math.log(max(seconds, self._FLOOR) / self._FLOOR) / self._STEP)
+        index = int(_log(max(seconds, self._FLOOR) / self._FLOOR) / self._STEP)
         self.buckets[index] += 1
         self.count += 1
 
@@ -52,14 +54,9 @@ class LatencyHistogram:
         raise AssertionError("unreachable: ranks never exceed the count")
 
 
-def _status_of(event: JobFinished) -> int | None:
-    """An HTTP-like status from the job's result or error, if it has one."""
-    job = event.job
-    source: Any = job.result
-    if source is None and job.failure is not None:
-        source = job.failure.value
-    status = getattr(source, "status", None)
-    return status if isinstance(status, int) else None
+_RETRIED = Outcome.RETRIED
+_THROTTLED = Outcome.THROTTLED
+_OUTCOME_NAMES = {outcome: outcome.value for outcome in Outcome}
 
 
 class ControlSummary:
@@ -133,12 +130,14 @@ class RunStats:
         return o["ok"] + o["failed"] + o["cancelled"]
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, JobLaunched):
+        # Called three times per job: the common events first, each job
+        # property read once.
+        if isinstance(event, JobFinished):
+            self._finished(event)
+        elif isinstance(event, JobLaunched):
             self.underway += 1
             if event.job.attempts > 1:
                 self.retrying -= 1
-        elif isinstance(event, JobFinished):
-            self._finished(event)
         elif isinstance(event, JobQueued):
             self.queued += 1
         elif isinstance(event, ControlDecision):
@@ -148,18 +147,25 @@ class RunStats:
 
     def _finished(self, event: JobFinished) -> None:
         outcome = event.outcome
-        if event.latency is not None:
+        latency = event.latency
+        job = event.job
+        if latency is not None:
             self.underway -= 1
-            self.latency.add(event.latency)
-        if outcome in (Outcome.RETRIED, Outcome.THROTTLED):
+            self.latency.add(latency)
+        if outcome is _RETRIED or outcome is _THROTTLED:
             self.retrying += 1
-        elif event.job.attempts > 1 and event.latency is None:
+        elif latency is None and job.attempts > 1:
             self.retrying -= 1  # cancelled while waiting to retry
-        self.outcomes[outcome.value] += 1
-        status = _status_of(event)
-        if status is not None:
+        self.outcomes[_OUTCOME_NAMES[outcome]] += 1
+        result = job.result
+        source: Any = result
+        if result is None:
+            failure = job.failure
+            source = None if failure is None else failure.value
+        status = getattr(source, "status", None)
+        if isinstance(status, int):
             self.statuses[status] += 1
-        size = getattr(event.job.result, "bytes", None)
+        size = getattr(result, "bytes", None)
         if isinstance(size, int):
             self.bytes += size
 

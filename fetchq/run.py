@@ -35,8 +35,8 @@ from twisted.python.failure import Failure
 from fetchq import __version__
 from fetchq.control import AdaptiveController, algorithm
 from fetchq.errors import JobCancelled, JobError
-from fetchq.fetch import BadURL, FetchConfig, Fetcher, check_url, fetch_retry_policy
-from fetchq.fetch import host_key as url_host
+from fetchq.fetch import BadURL, FetchConfig, Fetcher, fetch_retry_policy
+from fetchq.fetch.urls import checked_host_key
 from fetchq.inputs import InputRow, read_rows
 from fetchq.job import Job
 from fetchq.progress import ProgressDisplay, RunStats
@@ -45,7 +45,7 @@ from fetchq.recipe import FetchRecipe
 from fetchq.recipe.env import reveal
 from fetchq.recipe.model import AdaptiveSpec
 from fetchq.report import Timeline, write_report
-from fetchq.store import NewItem, SQLiteStore, Store
+from fetchq.store import NewItem, Record, SQLiteStore, Store
 
 __all__ = ["FetchRun", "fetch_config"]
 
@@ -108,11 +108,19 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
     )
 
 
+def _lines(records: list[Record]) -> str:
+    """The output lines of ``records``, one JSON object each."""
+    return "".join([_json_line(r.record) + "\n" for r in records])
+
+
 def _error(failure: Failure | None) -> dict[str, str] | None:
     if failure is None:
         return None
     error = failure.value
     return {"name": getattr(error, "name", type(error).__name__), "message": str(error)}
+
+
+_json_line = json.JSONEncoder(separators=(",", ":")).encode  # as json.dumps
 
 
 class OutputFile:
@@ -131,10 +139,9 @@ class OutputFile:
         with open(tmp, "w", encoding="utf-8") as f:
             self.seq = 0
             while batch := store.records(self.seq, 5000):
-                for record in batch:
-                    f.write(json.dumps(record.record, separators=(",", ":")) + "\n")
-                    self.seq = record.seq
-                    count += 1
+                f.write(_lines(batch))
+                self.seq = batch[-1].seq
+                count += len(batch)
         os.replace(tmp, self.path)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         return count
@@ -143,11 +150,8 @@ class OutputFile:
         """Append the records committed since the last call."""
         assert self._file is not None
         while batch := store.records(self.seq, 5000):
-            for record in batch:
-                self._file.write(
-                    json.dumps(record.record, separators=(",", ":")) + "\n"
-                )
-                self.seq = record.seq
+            self._file.write(_lines(batch))
+            self.seq = batch[-1].seq
         self._file.flush()
 
     def close(self) -> None:
@@ -259,14 +263,18 @@ class FetchRun:
             self._next_row = row.index + 1
             if row.error is None:
                 try:
-                    parsed = check_url(row.url)
+                    key = checked_host_key(row.url)
                 except BadURL as e:
                     row = InputRow(row.index, row.id, row.url, error=str(e))
             if row.error is not None:
                 bad.append(row)
             else:
-                arg = {"url": row.url, "id": row.id, "extra": row.extra}
-                items.append(NewItem(row.id, arg, row.priority, url_host(parsed)))
+                # Only str values when there is no extra: CPython's collector
+                # then leaves the dict alone (it holds no container).
+                arg: dict[str, Any] = {"url": row.url, "id": row.id}
+                if row.extra:
+                    arg["extra"] = row.extra
+                items.append(NewItem(row.id, arg, row.priority, key))
             if len(items) + len(bad) >= limit:
                 break
         else:
@@ -328,32 +336,41 @@ class FetchRun:
 
     def _record(self, job: Job, outcome: str) -> dict[str, Any]:
         arg = job.arg
-        record: dict[str, Any] = {
-            "id": job.id,
-            "url": arg["url"],
-            "outcome": outcome,
-            "attempts": job.attempts,
-            "elapsed": None if job.latency is None else round(job.latency, 6),
-        }
+        latency = job.latency
+        elapsed = None if latency is None else round(latency, 6)
         result = job.result
+        record: dict[str, Any]
         if result is not None:
-            record.update(
-                final_url=result.final_url,
-                status=result.status,
-                bytes=result.bytes,
-                content_type=result.content_type,
-                sha256=result.sha256,
-            )
+            record = {
+                "id": job.id,
+                "url": arg["url"],
+                "outcome": outcome,
+                "attempts": job.attempts,
+                "elapsed": elapsed,
+                "final_url": result.final_url,
+                "status": result.status,
+                "bytes": result.bytes,
+                "content_type": result.content_type,
+                "sha256": result.sha256,
+            }
             if result.body_path is not None:
                 record["body_path"] = result.body_path
         else:
+            record = {
+                "id": job.id,
+                "url": arg["url"],
+                "outcome": outcome,
+                "attempts": job.attempts,
+                "elapsed": elapsed,
+            }
             failure = job.failure
             status = getattr(failure.value if failure else None, "status", None)
             if status is not None:
                 record["status"] = status
             record["error"] = _error(failure)
-        if arg.get("extra"):
-            record["extra"] = arg["extra"]
+        extra = arg.get("extra")
+        if extra:
+            record["extra"] = extra
         return record
 
     def _succeeded(self, job: Job) -> None:

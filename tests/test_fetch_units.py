@@ -12,6 +12,9 @@ from email.utils import formatdate
 from typing import Any
 
 import attrs
+from hyperlink import EncodedURL
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import (
     ConnectingCancelledError,
@@ -46,12 +49,14 @@ from fetchq.fetch import (
     TooManyRedirects,
     TruncatedBody,
     check_url,
+    checked_host_key,
     fetch_retry_policy,
     forbidden_kind,
     host_key,
     parse_retry_after,
 )
 from fetchq.fetch.body import BodySink
+from fetchq.fetch.urls import _QUICK_URL, quick_uri, uri_text
 
 
 class ConfigTests(SynchronousTestCase):
@@ -168,6 +173,7 @@ class CheckURLTests(SynchronousTestCase):
             ("http://example.com:99999/", "bad port 99999"),
             ("http://exa mple.com/", "cannot be encoded"),
             ("http://[::1]:80/", "cannot be encoded"),
+            ("http://ab--c.example/", "cannot be encoded"),
         ]
         for url, fragment in cases:
             with self.assertRaises(BadURL, msg=repr(url)) as caught:
@@ -523,6 +529,9 @@ class FastPathTests(SynchronousTestCase):
             "http://bücher.example/ä?x=ü",
             "http://xn--bcher-kva.example/",
             "http://EXAMPLE.com/Path",
+            "http://example.com/a b",
+            'http://example.com/a"b^c',
+            "http://example.com:80/x#frag",
         ):
             parsed = check_url(text)
             self.assertEqual(uri_text(parsed), parsed.to_uri().to_text(), text)
@@ -537,6 +546,110 @@ class FastPathTests(SynchronousTestCase):
             host_key(check_url("http://BÜCHER.example/")), "bücher.example"
         )
         self.assertEqual(host_key(check_url("http://Example.COM/")), "example.com")
+
+
+def _full_path(text: str) -> tuple[str | None, str | None]:
+    """(host key, None) or (None, error message), by hyperlink's full path."""
+    try:
+        return host_key(check_url(text)), None
+    except BadURL as e:
+        return None, str(e)
+
+
+# URLs around the edges of the quick shape: upper case, default and bad
+# ports, long and punycode-like labels, userinfo, fragments, empty queries,
+# spaces, non-ASCII, percent signs.
+_LABELS = st.text("az09-", min_size=1, max_size=66) | st.sampled_from(
+    ["127", "0", "Example", "xn--bcher-kva", "ab--c", "a-b", "b\u00fccher", "a_b"]
+)
+_TAILS = st.text("/?#=&%:@!$'()*+,;~._-aZ09 \u00e4[]", max_size=25)
+_EDGE_URLS = st.builds(
+    lambda scheme, labels, port, tail: f"{scheme}://{'.'.join(labels)}{port}{tail}",
+    st.sampled_from(["http", "https", "HTTP", "Https", "ftp"]),
+    st.lists(_LABELS, min_size=1, max_size=5),
+    st.sampled_from(["", ":80", ":443", ":8080", ":0", ":65535", ":65536", ":01"]),
+    _TAILS,
+)
+# ...and URLs drawn from the quick shape's own pattern, so both paths are
+# well exercised.
+_URLS = _EDGE_URLS | st.from_regex(_QUICK_URL, fullmatch=True)
+
+
+class QuickURLTests(SynchronousTestCase):
+    """checked_host_key and quick_uri skip hyperlink for URLs in the common
+    shape; they must give exactly the answers of the full path."""
+
+    def test_quick_shape(self) -> None:
+        """Plain URLs take the quick path; anything hyperlink would change
+        (case, a default port, punycode, a fragment, an empty query,
+        userinfo, a space, non-ASCII) does not."""
+        for text in (
+            "http://127.0.0.1:8080/page/1",
+            "https://example.com",
+            "https://a-b.example/x/y?q=1&r=%2F;s",
+            "http://example.com/",
+        ):
+            wire = quick_uri(text)
+            self.assertIsNotNone(wire, text)
+            assert wire is not None
+            self.assertEqual(wire.to_text(), text)
+            self.assertIs(wire.to_uri(), wire)
+        for text in (
+            "HTTP://example.com/",
+            "http://Example.com/",
+            "http://example.com:80/",
+            "https://example.com:443/",
+            "http://xn--bcher-kva.example/",
+            "http://ab--c.example/",
+            "http://example.com/#top",
+            "http://example.com/?",
+            "http://user@example.com/",
+            "http://example.com/a b",
+            "http://example.com/\u00e4",
+            "http://example.com/%zz",
+            " http://example.com/",
+            "ftp://example.com/",
+        ):
+            self.assertIsNone(quick_uri(text), text)
+        self.assertIsNone(quick_uri("http://example.com/", ("https",)))
+
+    @settings(max_examples=500, deadline=None)
+    @given(_URLS)
+    def test_same_answers_as_hyperlink(self, text: str) -> None:
+        """For any URL: checked_host_key returns host_key(check_url(url)) or
+        raises the same BadURL; where quick_uri answers, the URL is valid and
+        its text is exactly what hyperlink's to_uri() would send and what the
+        full path records as the final URL."""
+        key, error = _full_path(text)
+        if error is None:
+            self.assertEqual(checked_host_key(text), key)
+            parsed = check_url(text)
+            self.assertEqual(uri_text(parsed), parsed.to_uri().to_text())
+        else:
+            with self.assertRaises(BadURL) as caught:
+                checked_host_key(text)
+            self.assertEqual(str(caught.exception), error)
+        wire = quick_uri(text)
+        if wire is not None:
+            self.assertIsNone(error)
+            self.assertEqual(wire.to_text(), text)
+            self.assertEqual(EncodedURL.from_text(text).to_uri().to_text(), text)
+            self.assertEqual(uri_text(check_url(text)), text)
+            self.assertEqual(
+                (wire.host, wire.port), (check_url(text).host, check_url(text).port)
+            )
+
+    def test_derived_urls_are_ordinary(self) -> None:
+        """A URL derived from a quick one (a new path, a redirect target) is
+        encoded by hyperlink as usual: the shortcut belongs to the text it was
+        made from."""
+        wire = quick_uri("http://example.com/a")
+        assert wire is not None
+        derived = wire.replace(path=("\u00e4 b",))
+        self.assertEqual(derived.to_uri().to_text(), "http://example.com/%C3%A4%20b")
+        self.assertEqual(
+            wire.click("/x y").to_uri().to_text(), "http://example.com/x%20y"
+        )
 
 
 class EndpointCacheTests(SynchronousTestCase):

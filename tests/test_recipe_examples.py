@@ -25,7 +25,7 @@ class ExampleRecipeTests(SynchronousTestCase):
         names = sorted(path.name for path in RECIPES.glob("*.yaml"))
         self.assertEqual(
             names,
-            ["demo.yaml", "fetch-jsonl.yaml", "fetch-urls.yaml", "polite-crawl.yaml"],
+            ["fetch-jsonl.yaml", "fetch-urls.yaml", "polite-crawl.yaml"],
         )
         env = dict(os.environ, **ENV)
         env["PYTHONPATH"] = os.pathsep.join(

@@ -1,10 +1,11 @@
-"""``fetchq demo``: crawl the embedded demo site with ``recipes/demo.yaml``."""
+"""``fetchq demo``: crawl the embedded demo site with the demo recipe,
+``demo.yaml`` in this package (package data, so an installed fetchq has it)."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,13 @@ from twisted.internet import defer
 
 from fetchq.demo.site import SiteProcess
 
-__all__ = ["demo_recipe_path", "demo_run"]
+__all__ = ["demo_recipe_text", "demo_run"]
 
 
-def demo_recipe_path() -> Path:
-    """``recipes/demo.yaml`` of this checkout."""
-    return Path(__file__).resolve().parent.parent.parent / "recipes" / "demo.yaml"
+def demo_recipe_text() -> str:
+    """The demo recipe (``fetchq/demo/demo.yaml``), read from the installed
+    package, wherever and however it is installed."""
+    return resources.files("fetchq.demo").joinpath("demo.yaml").read_text("utf-8")
 
 
 @defer.inlineCallbacks
@@ -48,7 +50,7 @@ def demo_run(
         folder = Path(where or tempfile.mkdtemp(prefix="fetchq-demo-"))
         (folder / "data").mkdir(parents=True, exist_ok=True)
         recipe_path = folder / "demo.yaml"
-        shutil.copyfile(demo_recipe_path(), recipe_path)
+        recipe_path.write_text(demo_recipe_text(), encoding="utf-8")
         with open(folder / "data" / "demo-urls.txt", "w", encoding="utf-8") as f:
             for i in range(pages):
                 f.write(f"{base}/page/{i}\n")

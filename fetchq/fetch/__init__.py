@@ -62,7 +62,13 @@ from fetchq.fetch.errors import (
     TruncatedBody,
 )
 from fetchq.fetch.fetcher import RETRYABLE, Fetcher, FetchResult, fetch_retry_policy
-from fetchq.fetch.urls import DEFAULT_SCHEMES, check_url, host_key, parse_retry_after
+from fetchq.fetch.urls import (
+    DEFAULT_SCHEMES,
+    check_url,
+    checked_host_key,
+    host_key,
+    parse_retry_after,
+)
 
 __all__ = [
     "DEFAULT_SCHEMES",
@@ -92,6 +98,7 @@ __all__ = [
     "TooManyRedirects",
     "TruncatedBody",
     "check_url",
+    "checked_host_key",
     "fetch_retry_policy",
     "forbidden_kind",
     "host_key",

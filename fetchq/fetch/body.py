@@ -194,6 +194,10 @@ class _BodyReader(Protocol):
             self.transport.stopProducing()  # closes the connection
         self._stopping = self._clock.callLater(0, self._fail, error)
 
+    def time_out(self, seconds: float) -> None:
+        """The body's deadline passed: stop with ``BodyTimeout``."""
+        self.stop(BodyTimeout(seconds))
+
     def _fail(self, error: BaseException) -> None:
         self._stopping = None
         if not self.done.called:
@@ -255,7 +259,7 @@ def read_body(
         return reader.done
     if reader.done.called:
         return reader.done
-    timer = clock.callLater(timeout, reader.stop, BodyTimeout(timeout))
+    timer = clock.callLater(timeout, reader.time_out, timeout)
 
     def stop_timer(result: object) -> object:
         if timer.active():

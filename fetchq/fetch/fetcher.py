@@ -17,7 +17,6 @@ Cookies are neither stored nor sent, so each job stands alone.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Mapping, Sequence
 from http.cookiejar import DefaultCookiePolicy
@@ -25,10 +24,10 @@ from typing import Any
 from urllib.parse import quote
 
 import attrs
-from hyperlink import DecodedURL
+from hyperlink import DecodedURL, EncodedURL
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import (
     ConnectError,
     ConnectingCancelledError,
@@ -36,6 +35,7 @@ from twisted.internet.error import (
     DNSLookupError,
 )
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
+from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     HTTPConnectionPool,
@@ -63,7 +63,7 @@ from fetchq.fetch.errors import (
     SaveError,
     TooManyRedirects,
 )
-from fetchq.fetch.urls import check_url, parse_retry_after, uri_text
+from fetchq.fetch.urls import check_url, parse_retry_after, quick_uri, uri_text
 from fetchq.retry import RetryPolicy
 
 __all__ = ["RETRYABLE", "FetchResult", "Fetcher", "fetch_retry_policy"]
@@ -215,83 +215,10 @@ class Fetcher:
             Retry-After answers are ``fetchq.Throttled``/``RetryAfter`` too).
             Cancelling it closes the connection and cleans up.
         """
-        return Deferred.fromCoroutine(self._fetch(url, job_id))
-
-    async def _fetch(self, url: object, job_id: object) -> FetchResult:
-        config = self._config
-        started = self._clock.seconds()
-        current = check_url(url, config.allowed_schemes)
-        for name, value in config.params:
-            current = current.add(name, value)
-        method, body, headers = config.method, config.body, config.headers
-        redirects = 0
-        while True:
-            response = await self._send(method, current, headers, body)
-            status: int = response.code
-            if status in config.ok_statuses:
-                break
-            location = _location(response) if status in _REDIRECTS else None
-            await self._drain(response)
-            if location is None:
-                raise self._status_error(status, response)
-            if redirects >= config.max_redirects:
-                raise TooManyRedirects(config.max_redirects, location)
-            redirects += 1
-            target = _redirect_target(current, location, config.allowed_schemes)
-            if _origin(target) != _origin(current):
-                headers = tuple(h for h in headers if h[0].lower() not in _SENSITIVE)
-            if (status == 303 and method != "HEAD") or (
-                status in (301, 302) and method == "POST"
-            ):
-                method, body = "GET", None
-            current = target
-        size, sha256, path = await self._save(response, job_id)
-        return FetchResult(
-            url=url if isinstance(url, str) else current.to_text(),
-            final_url=uri_text(current),
-            status=status,
-            content_type=_header(response, b"content-type"),
-            bytes=size,
-            sha256=sha256,
-            body_path=path,
-            elapsed=self._clock.seconds() - started,
-            redirects=redirects,
-        )
-
-    async def _send(
-        self,
-        method: str,
-        url: DecodedURL,
-        headers: Sequence[tuple[str, str]],
-        body: bytes | None,
-    ) -> Any:
-        """One request, up to its response headers, within headers_timeout."""
-        raw = Headers()
-        for name, value in headers:
-            raw.addRawHeader(name, value)
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            d.cancel()
-
-        d = self._client.request(
-            method,
-            url,
-            headers=raw,
-            data=body,
-            allow_redirects=False,
-            unbuffered=True,
-        )
-        timer = self._clock.callLater(self._config.headers_timeout, expire)
         try:
-            return await d
-        except Exception as e:
-            raise self._request_error(e, expired) from None
-        finally:
-            if timer.active():
-                timer.cancel()
+            return _Fetch(self, url, job_id).send()
+        except Exception:
+            return fail()  # a bad URL fails the Deferred, as any error does
 
     def _request_error(self, error: Exception, expired: bool) -> Exception:
         """The named error for a request that got no response headers."""
@@ -324,16 +251,6 @@ class Fetcher:
         inner = found[-1]
         return ConnectionFailed(f"{type(inner).__name__}: {inner}".rstrip(": "))
 
-    async def _drain(self, response: Any) -> None:
-        """Read and discard a non-ok body so its connection can be reused; a
-        long, slow or broken one is dropped with its connection instead."""
-        config = self._config
-        limit = min(config.max_body, _DRAIN_LIMIT)
-        # On a FetchError the status stays the outcome; the reader has dropped
-        # the connection.
-        with contextlib.suppress(FetchError):
-            await read_body(response, None, limit, config.body_timeout, self._clock)
-
     def _status_error(self, status: int, response: Any) -> Exception:
         """The exception for a status that is not ok and not followed."""
         config = self._config
@@ -351,26 +268,6 @@ class Fetcher:
             return RetryableStatus(status)
         return HTTPRetryAfter(status, delay)
 
-    async def _save(self, response: Any, job_id: object) -> tuple[int, str, str | None]:
-        """Stream an ok body: its size, SHA-256 and saved path."""
-        config = self._config
-        try:
-            sink = BodySink(config.save_dir)
-        except OSError as e:
-            await drop_body(response, self._clock)
-            raise SaveError(f"cannot save body: {e}") from None
-        try:
-            size = await read_body(
-                response, sink, config.max_body, config.body_timeout, self._clock
-            )
-            sha256 = sink.sha256
-            path = sink.commit(self._file_name(sha256, job_id))
-        except OSError as e:
-            raise SaveError(f"cannot save body: {e}") from None
-        finally:
-            sink.discard()
-        return size, sha256, path
-
     def _file_name(self, sha256: str, job_id: object) -> str:
         """The saved body's file name: its SHA-256, or its job id made safe."""
         if self._config.save_name != "id" or job_id is None:
@@ -380,6 +277,210 @@ class Fetcher:
         if name.startswith(".") or not 0 < len(name) <= 200:
             return "id-" + hashlib.sha256(text.encode()).hexdigest()
         return name
+
+
+class _Fetch:
+    """One call of :meth:`Fetcher.fetch`: its requests, up to the last
+    response's body, as a chain of callbacks on one Deferred.
+
+    (Written as callbacks, not as a coroutine: fetching is the hot path of
+    a run, and resuming a coroutine over Deferreds costs several times as
+    much as a callback.)  Cancelling the Deferred :meth:`send` returns
+    cancels whatever is underway: the request, or the reading of a body.
+    """
+
+    __slots__ = (
+        "body",
+        "current",
+        "expired",
+        "fetcher",
+        "headers",
+        "job_id",
+        "method",
+        "redirects",
+        "request",
+        "sent",
+        "started",
+        "timer",
+        "url",
+    )
+
+    def __init__(self, fetcher: Fetcher, url: object, job_id: object) -> None:
+        config = fetcher._config
+        self.fetcher = fetcher
+        self.url = url
+        self.job_id = job_id
+        self.started: float = fetcher._clock.seconds()
+        # Most URLs are plain text already in URI form: hand treq a URL that
+        # skips hyperlink's parse checks and IDNA work, and parse fully only
+        # for anything else, or to follow a redirect (``current``).
+        wire = None
+        if isinstance(url, str) and not config.params:
+            wire = quick_uri(url, config.allowed_schemes)
+        self.current: DecodedURL | None = None
+        self.sent: DecodedURL | EncodedURL
+        if wire is None:
+            current = check_url(url, config.allowed_schemes)
+            for name, value in config.params:
+                current = current.add(name, value)
+            self.current = self.sent = current
+        else:
+            self.sent = wire
+        self.method = config.method
+        self.body = config.body
+        self.headers = config.headers
+        self.redirects = 0
+        self.expired = False
+        self.request: Deferred[Any] | None = None
+        self.timer: Any = None
+
+    # -- one request, up to its response headers, within headers_timeout
+
+    def send(self) -> Deferred[FetchResult]:
+        """Send the request; the returned Deferred fires with the result."""
+        fetcher = self.fetcher
+        raw = Headers()
+        for name, value in self.headers:
+            raw.addRawHeader(name, value)
+        self.expired = False
+        d: Deferred[Any] = fetcher._client.request(
+            self.method,
+            self.sent,
+            headers=raw,
+            data=self.body,
+            allow_redirects=False,
+            unbuffered=True,
+        )
+        self.request = d
+        self.timer = fetcher._clock.callLater(
+            fetcher._config.headers_timeout, self._expire
+        )
+        return d.addBoth(self._got_headers)
+
+    def _expire(self) -> None:
+        self.expired = True
+        assert self.request is not None
+        self.request.cancel()
+
+    def _got_headers(self, result: Any) -> Any:
+        timer = self.timer
+        if timer.active():
+            timer.cancel()
+        self.request = None
+        if isinstance(result, Failure):
+            error = result.value
+            if not isinstance(error, Exception):
+                return result
+            raise self.fetcher._request_error(error, self.expired)
+        return self._response(result)
+
+    # -- what the response means
+
+    def _response(self, response: Any) -> Any:
+        fetcher = self.fetcher
+        config = fetcher._config
+        status: int = response.code
+        if status in config.ok_statuses:
+            return self._save(response, status)
+        location = _location(response) if status in _REDIRECTS else None
+        # Read and discard a non-ok body so its connection can be reused; a
+        # long, slow or broken one is dropped with its connection instead
+        # (and the status stays the outcome).
+        limit = min(config.max_body, _DRAIN_LIMIT)
+        drained = read_body(response, None, limit, config.body_timeout, fetcher._clock)
+        drained.addErrback(_ignore_fetch_error)
+        return drained.addCallback(self._drained, response, status, location)
+
+    def _drained(
+        self, _: object, response: Any, status: int, location: str | None
+    ) -> Any:
+        config = self.fetcher._config
+        if location is None:
+            raise self.fetcher._status_error(status, response)
+        if self.redirects >= config.max_redirects:
+            raise TooManyRedirects(config.max_redirects, location)
+        self.redirects += 1
+        current = self.current
+        if current is None:
+            current = check_url(self.url, config.allowed_schemes)
+        target = _redirect_target(current, location, config.allowed_schemes)
+        if _origin(target) != _origin(current):
+            self.headers = tuple(
+                h for h in self.headers if h[0].lower() not in _SENSITIVE
+            )
+        if (status == 303 and self.method != "HEAD") or (
+            status in (301, 302) and self.method == "POST"
+        ):
+            self.method, self.body = "GET", None
+        self.current = self.sent = target
+        return self.send()
+
+    # -- an ok body, streamed: its size, SHA-256 and saved path
+
+    def _save(self, response: Any, status: int) -> Any:
+        fetcher = self.fetcher
+        config = fetcher._config
+        try:
+            sink = BodySink(config.save_dir)
+        except OSError as e:
+            error = SaveError(f"cannot save body: {e}")
+            return drop_body(response, fetcher._clock).addCallback(_raise, error)
+        d = read_body(
+            response, sink, config.max_body, config.body_timeout, fetcher._clock
+        )
+        d.addCallbacks(
+            self._saved,
+            _save_error,
+            callbackArgs=(sink, response, status),
+        )
+        return d.addBoth(_discard, sink)
+
+    def _saved(self, size: int, sink: BodySink, response: Any, status: int) -> Any:
+        fetcher = self.fetcher
+        sha256 = sink.sha256
+        try:
+            path = sink.commit(fetcher._file_name(sha256, self.job_id))
+        except OSError as e:
+            raise SaveError(f"cannot save body: {e}") from None
+        url = self.url
+        current = self.current
+        if current is None:
+            assert isinstance(url, str)
+            given = final_url = url  # quick_uri: the text is its URI form
+        else:
+            given = url if isinstance(url, str) else current.to_text()
+            final_url = uri_text(current)
+        return FetchResult(
+            url=given,
+            final_url=final_url,
+            status=status,
+            content_type=_header(response, b"content-type"),
+            bytes=size,
+            sha256=sha256,
+            body_path=path,
+            elapsed=fetcher._clock.seconds() - self.started,
+            redirects=self.redirects,
+        )
+
+
+def _ignore_fetch_error(failure: Failure) -> Failure | None:
+    return None if isinstance(failure.value, FetchError) else failure
+
+
+def _save_error(failure: Failure) -> Failure:
+    error = failure.value
+    if isinstance(error, OSError):
+        raise SaveError(f"cannot save body: {error}") from None
+    return failure
+
+
+def _discard(result: Any, sink: BodySink) -> Any:
+    sink.discard()
+    return result
+
+
+def _raise(_: object, error: Exception) -> None:
+    raise error
 
 
 def _short_tls(error: BaseException) -> str:

@@ -19,11 +19,18 @@ import re
 from collections.abc import Iterable
 from datetime import timezone
 
-from hyperlink import DecodedURL, URLParseError
+from hyperlink import DecodedURL, EncodedURL, URLParseError
 
 from fetchq.fetch.errors import BadURL
 
-__all__ = ["DEFAULT_SCHEMES", "check_url", "host_key", "parse_retry_after"]
+__all__ = [
+    "DEFAULT_SCHEMES",
+    "check_url",
+    "checked_host_key",
+    "host_key",
+    "parse_retry_after",
+    "quick_uri",
+]
 
 DEFAULT_SCHEMES = ("http", "https")
 """The schemes fetchq can fetch, and the default allow-list."""
@@ -36,6 +43,25 @@ _DELTA = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # IPv4 literals (no IDNA, no underscore, no IPv6 brackets).
 _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _PLAIN_HOST = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
+
+# URLs in the shape nearly every fetched URL has, for which the answers of
+# check_url, host_key and hyperlink's to_uri() are known without hyperlink:
+# http or https in lower case, a plain host (labels of at most 63 characters;
+# no "--", so no punycode and nothing IDNA refuses), an optional port that is
+# not the scheme's default, then a path and query made only of characters a
+# URI keeps as they are (unreserved, sub-delims, ":", "@", "/", and %XX).
+# No userinfo, no fragment, no empty query.  Such text is already its own URI
+# form.  tests/test_fetch_units.py checks all this against hyperlink with
+# generated URLs; anything else takes the full path.  (A "%" is allowed by
+# the pattern and its two hex digits checked apart: one character class is
+# much faster to match than an alternation.)
+_URI_CHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]"
+_LABEL63 = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_QUICK_URL = re.compile(
+    rf"(https?)://((?:{_LABEL63}\.)*{_LABEL63})(?::([1-9][0-9]{{0,4}}))?"
+    rf"(?:/{_URI_CHAR}*(?:\?{_URI_CHAR}+)?)?"
+)
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def check_url(
@@ -98,6 +124,85 @@ def check_url(
     return parsed
 
 
+def _quick_key(url: str, allowed_schemes: Iterable[str]) -> str | None:
+    """The host key of a URL in the quick shape (see ``_QUICK_URL``) whose
+    scheme is allowed, else None (the caller takes the full path)."""
+    match = _QUICK_URL.fullmatch(url)
+    if match is None:
+        return None
+    scheme, host, port = match.groups()
+    if scheme not in allowed_schemes or "--" in host or len(host) > 253:
+        return None
+    if "%" in url and _BAD_PERCENT.search(url):
+        return None
+    if port is None:
+        return host
+    number = int(port)
+    if number > 65535 or number == _DEFAULT_PORTS[scheme]:
+        return None  # hyperlink refuses the first and drops the second
+    return f"{host}:{port}"
+
+
+def checked_host_key(
+    url: object, allowed_schemes: Iterable[str] = DEFAULT_SCHEMES
+) -> str:
+    """Check a URL as :func:`check_url` does and return its :func:`host_key`.
+
+    The same answers and the same errors as ``host_key(check_url(url,
+    allowed_schemes))``, without parsing the URL at all when it has the
+    common shape (``http://host[:port]/path?query`` in plain ASCII), which
+    is what a runner checking millions of input rows wants.
+
+    Raises:
+        BadURL: as :func:`check_url`.
+    """
+    if isinstance(url, str):
+        allowed = tuple(allowed_schemes)
+        key = _quick_key(url, allowed)
+        if key is not None:
+            return key
+        return host_key(check_url(url, allowed))
+    return host_key(check_url(url, allowed_schemes))
+
+
+class _URIForm(EncodedURL):
+    """An ``EncodedURL`` made by :func:`quick_uri` from text that is already
+    its own URI form: ``to_uri()`` is the URL itself and ``to_text()`` the
+    text it came from.  Hyperlink would otherwise run the host through IDNA
+    and rebuild the whole URL on every request (treq calls ``to_uri()``).
+    A URL derived from it (``replace()``, ``click()``, ...) is an ordinary
+    one: only the instances :func:`quick_uri` makes carry ``_text``."""
+
+    _text: str | None = None
+
+    def to_uri(self) -> EncodedURL:
+        return self if self._text is not None else super().to_uri()
+
+    def to_text(self, with_password: bool = False) -> str:
+        text = self._text  # never has userinfo, so no password to hide
+        return text if text is not None else str(super().to_text(with_password))
+
+
+def quick_uri(
+    url: str, allowed_schemes: Iterable[str] = DEFAULT_SCHEMES
+) -> EncodedURL | None:
+    """The URL to hand treq for text in the common shape, else None.
+
+    For a URL that :func:`check_url` accepts and that is already in the
+    form sent on the wire (plain ASCII host, no default port, nothing to
+    percent-encode), this returns an ``EncodedURL`` whose ``to_uri()`` and
+    ``to_text()`` cost nothing; ``to_text()`` is ``url``.  For anything
+    else (and any text :func:`check_url` would refuse) it returns None, and
+    the caller uses :func:`check_url`.
+    """
+    if _quick_key(url, allowed_schemes) is None:
+        return None
+    parsed = _URIForm.from_text(url)
+    assert isinstance(parsed, _URIForm)
+    parsed._text = url
+    return parsed
+
+
 def host_key(url: str | DecodedURL) -> str:
     """The lane key for a URL: its lower-case host, plus ``:port`` when the
     port is not the scheme's default.
@@ -123,8 +228,10 @@ def host_key(url: str | DecodedURL) -> str:
 
 
 def _plain(raw_host: str) -> bool:
-    """A host that needs no IDNA work: plain ASCII labels, none ``xn--``."""
-    return bool(_PLAIN_HOST.fullmatch(raw_host)) and "xn--" not in raw_host
+    """A host that needs no IDNA work: plain ASCII labels with no ``--``
+    (``xn--`` is punycode, and IDNA refuses other labels with ``--`` in
+    their third and fourth places, so such hosts get the full check)."""
+    return bool(_PLAIN_HOST.fullmatch(raw_host)) and "--" not in raw_host
 
 
 def _host(parsed: DecodedURL) -> str:
@@ -135,11 +242,12 @@ def _host(parsed: DecodedURL) -> str:
 
 
 def uri_text(url: DecodedURL) -> str:
-    """The URL as sent on the wire (its URI form), as text.  An all-ASCII URL
-    with a plain host is already in that form, which skips hyperlink's IDNA
-    encoding."""
+    """The URL as sent on the wire (its URI form), as text.  A URL in the
+    quick shape (see ``_QUICK_URL``) is already in that form, which skips
+    hyperlink's IDNA encoding.  (Being ASCII with a plain host is not enough:
+    a space or a quote in the path is still percent-encoded on the wire.)"""
     encoded: str = url.encoded_url.to_text()
-    if encoded.isascii() and _plain(url.encoded_url.host):
+    if _quick_key(encoded, DEFAULT_SCHEMES) is not None:
         return encoded
     return str(url.to_uri().to_text())
 

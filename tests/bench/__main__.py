@@ -10,6 +10,7 @@ for module in (
     "tests.bench.bench_memory",
     "tests.bench.bench_store",
     "tests.bench.bench_control",
+    "tests.bench.bench_pipeline",
     "tests.bench.bench_fetch",
 ):
     print(f"## {module}\n", flush=True)
