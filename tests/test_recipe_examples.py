@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -9,23 +11,42 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from fetchq.recipe import LaneSpec, RecipeError, Secret, load_recipe
+from fetchq.recipe import (
+    ApiRecipe,
+    LaneSpec,
+    RecipeError,
+    Secret,
+    SmsRecipe,
+    load_recipe,
+)
+from fetchq.sms import BadMessage, check_message
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"
 DATA = RECIPES / "data"
 OUT = RECIPES / "out"
-ENV = {"API_TOKEN": "example-token-123"}
+ENV = {
+    "API_TOKEN": "example-token-123",
+    "TWILIO_ACCOUNT_SID": "AC" + "f" * 32,
+    "TWILIO_AUTH_TOKEN": "example-auth-token-456",
+}
+KINDS = {"sms.yaml": "sms", "api.yaml": "api"}  # the others are fetch recipes
 
 
 class ExampleRecipeTests(SynchronousTestCase):
     def test_all_validate(self) -> None:
-        """``fetchq validate recipes/*.yaml`` (with API_TOKEN set) says ok for
-        every example and exits 0."""
+        """``fetchq validate recipes/*.yaml`` (with API_TOKEN and the Twilio
+        variables set) says ok for every example and exits 0."""
         names = sorted(path.name for path in RECIPES.glob("*.yaml"))
         self.assertEqual(
             names,
-            ["fetch-jsonl.yaml", "fetch-urls.yaml", "polite-crawl.yaml"],
+            [
+                "api.yaml",
+                "fetch-jsonl.yaml",
+                "fetch-urls.yaml",
+                "polite-crawl.yaml",
+                "sms.yaml",
+            ],
         )
         env = dict(os.environ, **ENV)
         env["PYTHONPATH"] = os.pathsep.join(
@@ -50,9 +71,8 @@ class ExampleRecipeTests(SynchronousTestCase):
         lines = result.stdout.splitlines()
         self.assertEqual(len(lines), len(names))
         for name, line in zip(names, lines, strict=True):
-            self.assertTrue(
-                line.startswith(f"recipes/{name}: ok (kind fetch, input "), line
-            )
+            kind = KINDS.get(name, "fetch")
+            self.assertTrue(line.startswith(f"recipes/{name}: ok (kind {kind}"), line)
 
     def test_fetch_urls(self) -> None:
         """fetch-urls.yaml reads a text file of URLs with its stated pace,
@@ -152,3 +172,106 @@ class ExampleRecipeTests(SynchronousTestCase):
             (RECIPES / "polite-crawl.yaml").read_text().splitlines()[problem.line - 1]
         )
         self.assertIn("Authorization: Bearer ${API_TOKEN}", line)
+
+    def test_sms(self) -> None:
+        """sms.yaml sends a templated text to each row of messages.csv from
+        one number, through the fake provider, with full-durability state and
+        the resend check; its SmsConfig carries the credentials from the
+        environment (the token masked), and one row's number is refused."""
+        recipe = load_recipe(RECIPES / "sms.yaml", environ=ENV)
+        assert isinstance(recipe, SmsRecipe)
+        self.assertEqual(recipe.kind, "sms")
+        spec = recipe.input
+        self.assertEqual((spec.path, spec.format), (DATA / "messages.csv", "csv"))
+        self.assertEqual(
+            (spec.to_field, spec.body_field, spec.from_field, spec.id_field),
+            ("to", None, None, "id"),
+        )
+        self.assertEqual(recipe.output.path, OUT / "messages.jsonl")
+        self.assertEqual(recipe.state.durability, "full")
+        self.assertEqual(
+            recipe.queue.queue_kwargs(),
+            {
+                "width": 10,
+                "rate": None,
+                "burst": 1,
+                "lane_width": None,
+                "lane_rate": 1.0,
+                "lane_burst": 1,
+            },
+        )
+        self.assertEqual(recipe.sms.body, "Hi {name}, your code is {code}.")
+        config = recipe.sms.config()
+        self.assertEqual(config.base_url, "http://127.0.0.1:8099")
+        self.assertEqual(config.account_sid, ENV["TWILIO_ACCOUNT_SID"])
+        self.assertEqual(config.auth_token.reveal(), ENV["TWILIO_AUTH_TOKEN"])
+        self.assertEqual(config.auth_token.sources, ("TWILIO_AUTH_TOKEN",))
+        self.assertEqual(config.from_number, "+12125550100")
+        self.assertIsNone(config.messaging_service_sid)
+        self.assertEqual((config.max_body, config.resend_check), (320, True))
+        self.assertEqual((config.connect_timeout, config.timeout), (10.0, 30.0))
+        for shown in (repr(recipe), repr(config)):
+            self.assertNotIn(ENV["TWILIO_AUTH_TOKEN"], shown)
+
+        with (DATA / "messages.csv").open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        sent, refused = [], []
+        for row in rows:
+            message = recipe.message(row, id=row["id"])
+            try:
+                sent.append(check_message(message, config))
+            except BadMessage as exc:
+                refused.append((row["id"], exc.field))
+        self.assertEqual(refused, [("order-1004", "to")])
+        self.assertEqual(len(sent), len(rows) - 1)
+        self.assertEqual(sent[0].body, "Hi Ada, your code is 481516.")
+        self.assertEqual(sent[1].to, "+12125550102")
+        self.assertEqual({message.from_ for message in sent}, {None})
+
+    def test_sms_needs_its_credentials(self) -> None:
+        """Without the Twilio variables, sms.yaml has one problem at each
+        line that names one."""
+        with self.assertRaises(RecipeError) as caught:
+            load_recipe(RECIPES / "sms.yaml", environ={"API_TOKEN": "x"})
+        self.assertEqual(
+            [problem.message for problem in caught.exception.problems],
+            [
+                "sms.account_sid: environment variable TWILIO_ACCOUNT_SID is not set",
+                "sms.auth_token: environment variable TWILIO_AUTH_TOKEN is not set",
+            ],
+        )
+
+    def test_api(self) -> None:
+        """api.yaml calls the fake X API's timeline endpoint for each user of
+        users.jsonl, three pages at most, one record per tweet; its ApiConfig
+        carries the bearer token from the environment, masked."""
+        recipe = load_recipe(RECIPES / "api.yaml", environ=ENV)
+        assert isinstance(recipe, ApiRecipe)
+        self.assertEqual(recipe.kind, "api")
+        spec = recipe.input
+        self.assertEqual((spec.path, spec.format), (DATA / "users.jsonl", "jsonl"))
+        self.assertEqual((spec.priority_field, spec.id_field), ("priority", "id"))
+        self.assertEqual(recipe.state.durability, "normal")
+        self.assertEqual(recipe.queue.width, 4)
+        self.assertEqual(recipe.queue.lanes, LaneSpec(width=None, rate=10.0, burst=1))
+        config = recipe.api.config()
+        self.assertEqual(config.base_url, "http://127.0.0.1:8098")
+        self.assertEqual(config.endpoint, "GET /2/users/{id}/tweets")
+        assert config.token is not None
+        self.assertEqual(config.token.reveal(), ENV["API_TOKEN"])
+        self.assertEqual(
+            config.params, (("max_results", "20"), ("tweet.fields", "created_at"))
+        )
+        self.assertEqual(
+            (config.token_field, config.token_param, config.max_pages),
+            ("meta.next_token", "pagination_token", 3),
+        )
+        self.assertEqual((config.records, config.items_field), ("item", "data"))
+        self.assertEqual(config.max_retry_after, 1200.0)
+        self.assertEqual(config.fields, frozenset({"id"}))
+        self.assertNotIn(ENV["API_TOKEN"], repr(config))
+        self.assertNotIn(ENV["API_TOKEN"], repr(recipe))
+        with (DATA / "users.jsonl").open(encoding="utf-8") as f:
+            paths = [config.fill_path(json.loads(line)) for line in f]
+        self.assertEqual(paths[0], "/2/users/2244994945/tweets")
+        self.assertEqual(len(paths), 4)

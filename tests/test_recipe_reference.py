@@ -51,6 +51,24 @@ class ReferenceTests(SynchronousTestCase):
             for where, key in keys(schema):
                 self.assertTrue(key.type_doc and key.description, where)
 
+    def test_one_table_per_kind(self) -> None:
+        """Each kind has its own heading and table, listing exactly the keys
+        that kind takes (a fetch key is not in the sms table), in order."""
+        markdown = reference.reference_markdown()
+        for kind, schema in KINDS.items():
+            self.assertIn(f"### `kind: {kind}`\n\n{schema.description}\n", markdown)
+            table = reference.kind_table(kind)
+            self.assertIn(table, markdown)
+            rows = [line for line in table.splitlines() if line.startswith("| `")]
+            listed = [row.split(" | ")[0].removeprefix("| ").strip("`") for row in rows]
+            self.assertEqual(listed, all_paths(schema), kind)
+        self.assertNotIn("per_host", reference.kind_table("sms"))
+        self.assertNotIn("url_field", reference.kind_table("api"))
+        self.assertIn(
+            "| `state.durability` | `normal` \\| `full` | `full` |",
+            reference.kind_table("sms"),
+        )
+
     def test_defaults_are_valid(self) -> None:
         """Every default, written as YAML text, converts with its own key's
         converter (so the documented default is the real one)."""
@@ -80,7 +98,9 @@ class ReferenceTests(SynchronousTestCase):
         self.assertIn("updated", out.getvalue())
         text = readme.read_text()
         self.assertTrue(
-            text.startswith(f"# Title\n\nBefore.\n\n{reference.START}\n| key |")
+            text.startswith(
+                f"# Title\n\nBefore.\n\n{reference.START}\n### `kind: fetch`\n"
+            )
         )
         self.assertTrue(text.endswith(f"|\n{reference.END}\n\nAfter.\n"))
         self.assertEqual(

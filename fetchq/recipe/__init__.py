@@ -12,6 +12,10 @@
     else:
         queue = ResizableDispatchQueue(fetch, **recipe.queue.queue_kwargs())
 
+A recipe is a :class:`FetchRecipe`, :class:`SmsRecipe` or :class:`ApiRecipe`
+(``recipe.kind`` says which); ``recipe.sms.config()`` and
+``recipe.api.config()`` build the adapters' configurations.
+
 Only this package knows YAML; the core never imports it.  The keys are
 documented in the README's recipe reference, generated from
 :mod:`fetchq.recipe.schema`.
@@ -21,16 +25,23 @@ from fetchq.recipe.env import Secret, reveal
 from fetchq.recipe.errors import Problem, RecipeError
 from fetchq.recipe.loader import load_recipe, parse_recipe
 from fetchq.recipe.model import (
+    ApiInputSpec,
+    ApiRecipe,
+    ApiSpec,
     FetchRecipe,
     FetchSpec,
     InputSpec,
     LaneSpec,
     OutputSpec,
+    PaginationSpec,
     QueueKwargs,
     QueueSpec,
     Recipe,
     RetrySpec,
     SaveBodiesSpec,
+    SmsInputSpec,
+    SmsRecipe,
+    SmsSpec,
     StateSpec,
     StatusSet,
 )
@@ -44,11 +55,15 @@ from fetchq.recipe.units import (
 )
 
 __all__ = [
+    "ApiInputSpec",
+    "ApiRecipe",
+    "ApiSpec",
     "FetchRecipe",
     "FetchSpec",
     "InputSpec",
     "LaneSpec",
     "OutputSpec",
+    "PaginationSpec",
     "Problem",
     "QueueKwargs",
     "QueueSpec",
@@ -57,6 +72,9 @@ __all__ = [
     "RetrySpec",
     "SaveBodiesSpec",
     "Secret",
+    "SmsInputSpec",
+    "SmsRecipe",
+    "SmsSpec",
     "StateSpec",
     "StatusSet",
     "format_duration",

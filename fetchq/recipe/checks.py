@@ -9,21 +9,32 @@ fill in a default that depends on other keys.
 from __future__ import annotations
 
 import csv
+import difflib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from yaml.nodes import ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 
-from fetchq.recipe.convert import Context
+from fetchq.recipe.convert import Context, template_nodes
+from fetchq.recipe.model import LINE_FIELD
 from fetchq.recipe.units import format_duration
 
 __all__ = [
+    "check_adaptive",
+    "check_api",
+    "check_api_input",
+    "check_api_recipe",
+    "check_common_input",
     "check_fetch",
     "check_files",
     "check_input",
     "check_retry",
     "check_save_bodies",
+    "check_sms",
+    "check_sms_input",
+    "check_sms_recipe",
 ]
 
 _EXTENSIONS = {
@@ -42,13 +53,14 @@ def _raw(ctx: Context, where: str) -> str:
     return str(node.value) if isinstance(node, ScalarNode) else where
 
 
-def check_input(values: dict[str, Any], ctx: Context, where: str) -> None:
-    """Infer the format from the extension; reject row settings for plain
-    lines; check that a CSV file's header has the named columns."""
+def _format(values: dict[str, Any], ctx: Context, where: str) -> str | None:
+    """The input's format, inferred from the extension when not given (and
+    written back into ``values``); None after reporting why not, or when the
+    path or format was wrong."""
     file = values.get("path")
     if file is None or "format" not in values:
-        return
-    fmt = values["format"]
+        return None
+    fmt: str | None = values["format"]
     if fmt is None:
         fmt = _EXTENSIONS.get(file.suffix.lower())
         if fmt is None:
@@ -58,28 +70,64 @@ def check_input(values: dict[str, Any], ctx: Context, where: str) -> None:
                 f"{where}.path: cannot tell the format from {shown}: "
                 f"set {where}.format to lines, jsonl or csv",
             )
-            return
+            return None
         values["format"] = fmt
+    return fmt
+
+
+def _lines_refuse(
+    values: dict[str, Any], ctx: Context, where: str, fields: tuple[str, ...]
+) -> None:
+    """Report each row setting given for plain lines."""
+    for name in fields:
+        if ctx.given(f"{where}.{name}"):
+            ctx.report(
+                ctx.keys[f"{where}.{name}"],
+                f"{where}.{name}: only applies to jsonl and csv input, not to lines",
+            )
+
+
+def check_input(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """Infer the format from the extension; reject row settings for plain
+    lines; check that a CSV file's header has the named columns."""
+    fmt = _format(values, ctx, where)
     fields = ("url_field", "priority_field", "id_field")
     if fmt == "lines":
-        for name in fields:
-            if ctx.given(f"{where}.{name}"):
-                ctx.report(
-                    ctx.keys[f"{where}.{name}"],
-                    f"{where}.{name}: only applies to jsonl and csv input, "
-                    "not to lines",
-                )
+        _lines_refuse(values, ctx, where, fields)
     elif fmt == "csv":
-        _check_csv_header(values, ctx, where, file, fields)
+        columns = _csv_columns(values, ctx, where)
+        if columns is not None:
+            _check_columns(values, ctx, where, columns, fields)
 
 
-def _check_csv_header(
-    values: dict[str, Any],
-    ctx: Context,
-    where: str,
-    file: Path,
-    fields: tuple[str, ...],
-) -> None:
+def check_common_input(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """For a recipe of no known kind: only infer the format."""
+    _format(values, ctx, where)
+
+
+def check_sms_input(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """Infer the format from the extension and refuse lines: a message needs
+    a row.  (Columns are checked with the sms section, which says which.)"""
+    if _format(values, ctx, where) == "lines":
+        raw = _raw(ctx, f"{where}.path")
+        values.pop("format")
+        ctx.report(
+            ctx.locate(f"{where}.path"),
+            f"{where}.path: {raw!r} would be read as lines, but an sms recipe "
+            "reads rows: use a .jsonl or .csv file, or set input.format",
+        )
+
+
+def check_api_input(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """Infer the format from the extension; reject row settings for plain
+    lines.  (Columns are checked with the api section's templates.)"""
+    if _format(values, ctx, where) == "lines":
+        _lines_refuse(values, ctx, where, ("priority_field", "id_field"))
+
+
+def _csv_columns(values: dict[str, Any], ctx: Context, where: str) -> list[str] | None:
+    """The header of the CSV input, or None after reporting why not."""
+    file: Path = values["path"]
     raw = _raw(ctx, f"{where}.path")
     try:
         with file.open(newline="", encoding="utf-8-sig", errors="replace") as stream:
@@ -88,24 +136,208 @@ def _check_csv_header(
         ctx.report(
             ctx.locate(f"{where}.path"), f"{where}.path: cannot read {raw!r}: {exc}"
         )
-        return
+        return None
     if not header:
         ctx.report(
             ctx.locate(f"{where}.path"),
             f"{where}.path: {raw!r} has no header row; a CSV input's first row "
             "names its columns",
         )
-        return
-    columns = [column.strip() for column in header]
+        return None
+    return [column.strip() for column in header]
+
+
+def _shown(columns: list[str]) -> str:
+    return ", ".join(columns[:10]) + (", ..." if len(columns) > 10 else "")
+
+
+def _check_columns(
+    values: dict[str, Any],
+    ctx: Context,
+    where: str,
+    columns: list[str],
+    fields: Iterable[str],
+) -> None:
+    raw = _raw(ctx, f"{where}.path")
     for name in fields:
         column = values.get(name)
         if column is not None and column not in columns:
-            shown = ", ".join(columns[:10]) + (", ..." if len(columns) > 10 else "")
             ctx.report(
                 ctx.locate(f"{where}.{name}", f"{where}.path"),
                 f"{where}.{name}: no column {column!r} in the header of {raw!r} "
-                f"(columns: {shown})",
+                f"(columns: {_shown(columns)})",
             )
+
+
+def _check_placeholders(
+    ctx: Context,
+    places: Iterable[tuple[str, Node]],
+    fmt: str | None,
+    columns: list[str] | None,
+) -> None:
+    """Every ``{field}`` in the templates ``places`` (dotted path and value
+    node) must name a field the input's rows have: ``value`` for lines, a
+    header column for CSV (JSONL rows cannot be known in advance)."""
+    if fmt == "lines":
+        known = [LINE_FIELD]
+    elif fmt == "csv" and columns is not None:
+        known = columns
+    else:
+        return
+    raw = _raw(ctx, "input.path")
+    done: set[tuple[int, str]] = set()
+    for place, node in places:
+        for name, holder, here in template_nodes(node, place):
+            if name in known or (id(holder), name) in done:
+                continue
+            done.add((id(holder), name))
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {{{close[0]}}}?" if close else ""
+            if fmt == "lines":
+                message = (
+                    f"{here}: placeholder {{{name}}}: a line of lines input is "
+                    f"a row with one field, {{{LINE_FIELD}}}"
+                )
+            else:
+                message = (
+                    f"{here}: placeholder {{{name}}} is not a column of {raw!r}"
+                    f"{hint} (columns: {_shown(columns or [])})"
+                )
+            ctx.report(holder, message)
+
+
+def _key(ctx: Context, *paths: str) -> Node | None:
+    """The key node of the first of ``paths`` given in the recipe."""
+    for where in paths:
+        if where in ctx.keys:
+            return ctx.keys[where]
+    return None
+
+
+def _entry(ctx: Context, where: str, name: str) -> Node | None:
+    """The key node of entry ``name`` of the mapping at ``where``, or the
+    mapping's own key node."""
+    node = ctx.nodes.get(where)
+    if isinstance(node, MappingNode):
+        for key_node, _value in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.value == name:
+                return key_node
+    return _key(ctx, where)
+
+
+def check_sms(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """A message goes from one sender or through one messaging service."""
+    if values.get("from") is not None and values.get("messaging_service_sid"):
+        ctx.report(
+            _key(ctx, f"{where}.messaging_service_sid"),
+            f"{where}.messaging_service_sid: give {where}.from or "
+            f"{where}.messaging_service_sid, not both (the service picks the "
+            "sender)",
+        )
+
+
+def check_sms_recipe(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """As for every kind (:func:`check_files`); and a message must have a
+    sender and a text, and a CSV input the columns the recipe names."""
+    check_files(values, ctx, where)
+    input_ = values.get("input") or {}
+    sms = values.get("sms") or {}
+    if (
+        {"from", "messaging_service_sid"} <= sms.keys()
+        and "from_field" in input_
+        and sms["from"] is None
+        and sms["messaging_service_sid"] is None
+        and input_["from_field"] is None
+    ):
+        ctx.report(
+            _key(ctx, "sms"),
+            "sms: no sender: set sms.from or sms.messaging_service_sid, or "
+            "input.from_field to take each message's sender from its row",
+        )
+    if "body" in sms and "body_field" in input_:
+        if sms["body"] is None and input_["body_field"] is None:
+            ctx.report(
+                _key(ctx, "input.body_field", "sms"),
+                "input.body_field: no message text: set input.body_field, or "
+                "sms.body to a template such as 'Hi {name}'",
+            )
+        elif (
+            sms["body"] is not None
+            and input_["body_field"] is not None
+            and ctx.given("input.body_field")
+        ):
+            ctx.report(
+                ctx.keys["input.body_field"],
+                "input.body_field: not used: sms.body gives every message's "
+                "text (write null here, or name the field in sms.body as "
+                f"{{{input_['body_field']}}})",
+            )
+    if input_.get("format") != "csv" or input_.get("path") is None:
+        return
+    columns = _csv_columns(input_, ctx, "input")
+    if columns is None:
+        return
+    fields = ["to_field", "from_field", "priority_field", "id_field"]
+    if sms.get("body", "") is None:
+        fields.insert(1, "body_field")
+    _check_columns(input_, ctx, "input", columns, fields)
+    if sms.get("body") is not None and "sms.body" in ctx.nodes:
+        _check_placeholders(ctx, [("sms.body", ctx.nodes["sms.body"])], "csv", columns)
+
+
+def check_api(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """The token is not also a header, the page token's parameter is not
+    also a fixed parameter, and a server's wait can be honoured."""
+    for name in values.get("headers") or {}:
+        if name.lower() == "authorization":
+            ctx.report(
+                _entry(ctx, f"{where}.headers", name),
+                f"{where}.headers.{name}: give the bearer token as {where}.token, "
+                "not as a header",
+            )
+    param = (values.get("pagination") or {}).get("token_param")
+    if param is not None and param in (values.get("params") or {}):
+        ctx.report(
+            _entry(ctx, f"{where}.params", param),
+            f"{where}.params.{param}: is {where}.pagination.token_param, which "
+            "is set for each page",
+        )
+    cap = values.get("max_retry_after")
+    if cap is not None and cap < 1:
+        ctx.report(
+            ctx.locate(f"{where}.max_retry_after"),
+            f"{where}.max_retry_after: must be at least 1s (the least wait after "
+            f"a refusal), got {format_duration(cap)}",
+        )
+
+
+def check_api_recipe(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """As for every kind (:func:`check_files`); and every template
+    placeholder must name a field the input's rows have (lines: ``value``;
+    CSV: a header column), as must the CSV columns the recipe names."""
+    check_files(values, ctx, where)
+    input_ = values.get("input") or {}
+    fmt = input_.get("format")
+    if input_.get("path") is None or fmt not in ("lines", "csv"):
+        return
+    columns = None
+    if fmt == "csv":
+        columns = _csv_columns(input_, ctx, "input")
+        if columns is None:
+            return
+        _check_columns(input_, ctx, "input", columns, ("priority_field", "id_field"))
+    api = values.get("api") or {}
+    places: list[tuple[str, Node]] = []
+    for name in ("path", "body"):
+        if name in api and f"api.{name}" in ctx.nodes:
+            places.append((f"api.{name}", ctx.nodes[f"api.{name}"]))
+    params = ctx.nodes.get("api.params")
+    if isinstance(params, MappingNode):
+        for key_node, value_node in params.value:
+            # a secret value is sent as it is: it holds no placeholder
+            if isinstance((api.get("params") or {}).get(key_node.value), str):
+                places.append((f"api.params.{key_node.value}", value_node))
+    _check_placeholders(ctx, places, fmt, columns)
 
 
 def check_adaptive(values: dict[str, Any], ctx: Context, where: str) -> None:

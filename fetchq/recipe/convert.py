@@ -10,8 +10,10 @@ also says, in words, what it accepts (:attr:`Conv.doc`), for the reference.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
+import string
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,18 +35,28 @@ __all__ = [
     "boolean",
     "choice",
     "describe",
+    "dotted",
     "duration",
+    "flow_placeholder",
+    "identifier",
     "integer",
     "is_null",
     "join",
+    "json_value",
     "method",
     "path",
     "rate",
+    "secret",
     "secret_text",
+    "sender",
     "size",
     "statuses",
     "string_map",
+    "template",
+    "template_fields",
+    "template_nodes",
     "text",
+    "url",
 ]
 
 _NULL = "tag:yaml.org,2002:null"
@@ -54,6 +66,13 @@ _METHOD = re.compile(r"[A-Z][A-Z0-9_-]*")
 _STATUS_CLASS = re.compile(r"([1-5])xx", re.IGNORECASE)
 _STATUS_RANGE = re.compile(r"(\d{3})\s*-\s*(\d{3})")
 _SENSITIVE = ("auth", "cookie", "token", "secret", "password", "key", "session")
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_MERGE = "tag:yaml.org,2002:merge"
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_-]+")
+_REFERENCES = re.compile(r"\$\$\{|\$\{[^}]*\}")
+_MAX_JSON_DEPTH = 50
 
 
 class Invalid(Exception):
@@ -213,14 +232,20 @@ def boolean() -> Conv:
     return Conv("true or false", convert)
 
 
-def choice(*options: str, nullable: bool = False) -> Conv:
-    """One of ``options``, with a "did you mean" for a near miss."""
+def choice(
+    *options: str, nullable: bool = False, refuse: Mapping[str, str] | None = None
+) -> Conv:
+    """One of ``options``, with a "did you mean" for a near miss; a value in
+    ``refuse`` gets its own message (a value other kinds accept, say)."""
     listed = ", ".join(options[:-1]) + " or " + options[-1]
+    refused = refuse or {}
 
     def convert(node: Node, ctx: Context, where: str) -> str | None:
         if nullable and is_null(node):
             return None
         value = ctx.scalar(node, f"one of {listed}")
+        if isinstance(value, str) and value in refused:
+            raise Invalid(refused[value])
         if value not in options:
             hint = ""
             if isinstance(value, str):
@@ -411,9 +436,11 @@ def secret_text() -> Conv:
     return Conv("string (`${NAME}` expands), or null", convert)
 
 
-def string_map(what: str) -> Conv:
+def string_map(what: str, *, templates: bool = False) -> Conv:
     """A mapping of header or parameter names to strings; ``${NAME}`` expands.
-    Each entry is checked on its own, so every bad one is reported."""
+    Each entry is checked on its own, so every bad one is reported.  With
+    ``templates``, a plain value may hold ``{field}`` placeholders (checked
+    here); a secret one is sent as it is, so it may not."""
     header = what == "header"
 
     def convert(node: Node, ctx: Context, where: str) -> dict[str, str | Secret]:
@@ -435,6 +462,9 @@ def string_map(what: str) -> Conv:
                 continue
             name = str(key_node.value)
             here = f"{where}.{name}"
+            if not name.strip():
+                ctx.report(key_node, f"{where}: a {what} name must not be empty")
+                continue
             if name in names:
                 continue  # an exact duplicate: the loader reports those
             names.add(name)
@@ -450,14 +480,48 @@ def string_map(what: str) -> Conv:
                 continue
             seen[name.lower()] = name
             try:
-                result[name] = _secret_text(
+                if templates and flow_placeholder(value_node):
+                    raise Invalid(_FLOW_MESSAGE.format(_flow_name(value_node)))
+                value = _secret_text(
                     value_node, ctx, sensitive=_sensitive(name), header=header
                 )
+                if templates:
+                    _check_template_value(value, value_node, name)
+                result[name] = value
             except Invalid as exc:
                 ctx.report(exc.node or value_node, f"{here}: {exc.message}")
         return result
 
-    return Conv(f"mapping of {what} name to string (`${{NAME}}` expands)", convert)
+    if templates:
+        doc = (
+            f"mapping of {what} name to string (`{{field}}` templates; "
+            "`${NAME}` expands)"
+        )
+    else:
+        doc = f"mapping of {what} name to string (`${{NAME}}` expands)"
+    return Conv(doc, convert)
+
+
+def _check_template_value(value: str | Secret, node: Node, name: str) -> None:
+    """A plain value must be a good template; a secret one (sent as it is)
+    must not look like one."""
+    if not isinstance(value, Secret):
+        try:
+            template_fields(value)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        return
+    raw = str(node.value) if isinstance(node, ScalarNode) else ""
+    try:
+        fields = template_fields(_REFERENCES.sub("", raw))
+    except ValueError:
+        fields = ()
+    if fields:
+        why = "with ${NAME}" if value.sources else f"under a name such as {name!r}"
+        raise Invalid(
+            f"a value {why} is a secret, sent as it is: it cannot hold "
+            f"{{field}} placeholders such as {{{fields[0]}}}"
+        )
 
 
 def _status_set(node: Node, ctx: Context) -> set[int]:
@@ -513,3 +577,345 @@ def statuses(*, nonempty: bool = False) -> Conv:
         return StatusSet(result)
 
     return Conv("list of statuses (`404`, `5xx`, `500-504`)", convert)
+
+
+# ---------------------------------------------------------------------------
+# Converters for the sms and api kinds
+
+
+_FLOW_MESSAGE = (
+    "YAML reads a value that starts with '{{' as a mapping: put the template "
+    "in quotes, e.g. '{{{0}}}'"
+)
+
+
+def flow_placeholder(node: Node) -> bool:
+    """Whether ``node`` is what YAML makes of an unquoted ``{field}``: a flow
+    mapping whose keys have no values."""
+    return (
+        isinstance(node, MappingNode)
+        and bool(node.flow_style)
+        and bool(node.value)
+        and all(
+            isinstance(value, ScalarNode) and is_null(value) and value.value == ""
+            for _key, value in node.value
+        )
+    )
+
+
+def _flow_name(node: Node) -> str:
+    key = node.value[0][0] if isinstance(node, MappingNode) and node.value else None
+    return str(key.value) if isinstance(key, ScalarNode) else "field"
+
+
+def _shorten(text: str, most: int = 60) -> str:
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
+def template_fields(text: str) -> tuple[str, ...]:
+    """The field names of the ``{field}`` placeholders in ``text``, in order.
+
+    The rules are :class:`fetchq.api.Template`'s: ``{{`` and ``}}`` are
+    literal braces; a placeholder is a name of letters, digits and
+    underscores, with no format spec or conversion.
+
+    Raises:
+        ValueError: saying what is wrong with the template.
+    """
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(
+            f"bad template {_shorten(text)!r}: {exc} (write {{{{ or }}}} for a "
+            "literal brace)"
+        ) from None
+    fields: list[str] = []
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not _FIELD.fullmatch(name):
+            raise ValueError(
+                f"bad placeholder {{{_shorten(name, 30)}}} in {_shorten(text)!r}: "
+                "expected {field} with letters, digits and underscores"
+            )
+        if spec or conversion:
+            raise ValueError(
+                f"placeholder {{{name}}} in {_shorten(text)!r} takes no format "
+                "or conversion"
+            )
+        fields.append(name)
+    return tuple(fields)
+
+
+def template_nodes(node: Node, where: str) -> list[tuple[str, Node, str]]:
+    """Every placeholder's field name in the string values under ``node``
+    (the value at dotted path ``where``: mapping values, list items), each
+    with the node that holds it and that node's dotted path; bad templates
+    are skipped (their converter reports them)."""
+    found: list[tuple[str, Node, str]] = []
+    seen: set[int] = set()
+
+    def visit(current: Node, here: str, depth: int) -> None:
+        if id(current) in seen or depth > _MAX_JSON_DEPTH:
+            return
+        seen.add(id(current))
+        if isinstance(current, MappingNode):
+            for key, value in current.value:
+                if isinstance(key, ScalarNode):
+                    visit(value, f"{here}.{key.value}", depth + 1)
+        elif isinstance(current, SequenceNode):
+            for index, item in enumerate(current.value):
+                visit(item, f"{here}[{index}]", depth + 1)
+        elif current.tag == _STR:
+            try:
+                fields = template_fields(str(current.value))
+            except ValueError:
+                return
+            found.extend((name, current, here) for name in fields)
+
+    visit(node, where, 0)
+    return found
+
+
+def template(*, nullable: bool = False, url_path: bool = False) -> Conv:
+    """A string with ``{field}`` placeholders filled from each input row;
+    with ``url_path``, a URL's path: ``/`` first, no query or fragment."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str | None:
+        if nullable and is_null(node):
+            return None
+        if flow_placeholder(node):
+            raise Invalid(_FLOW_MESSAGE.format(_flow_name(node)))
+        value = ctx.scalar(node, "a string")
+        if not isinstance(value, str):
+            raise Invalid(f"expected a string, got {describe(node)}")
+        if not value.strip():
+            raise Invalid("must not be empty")
+        result = value
+        if url_path and not result.startswith("/"):
+            raise Invalid(f"a path starts with '/', got {describe(node)}")
+        if url_path and ("?" in result or "#" in result):
+            raise Invalid(
+                "a path has no query or fragment: give query parameters in "
+                f"params, got {describe(node)}"
+            )
+        try:
+            template_fields(result)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        return result
+
+    doc = "path template (`/users/{id}`)" if url_path else "template"
+    doc += ": string with `{field}` placeholders" + (", or null" if nullable else "")
+    return Conv(doc, convert)
+
+
+def json_value() -> Conv:
+    """Any YAML value JSON can hold (mappings with string keys, lists,
+    strings, numbers, booleans, null); strings are templates."""
+
+    def convert(node: Node, ctx: Context, where: str) -> Any:
+        if is_null(node):
+            return None
+        return _json(node, ctx, where, {}, 0)
+
+    return Conv(
+        "JSON value: mapping, list, string (`{field}` templates), number, "
+        "boolean or null",
+        convert,
+    )
+
+
+def _json(
+    node: Node, ctx: Context, where: str, done: dict[int, Any], depth: int
+) -> Any:
+    """The plain value of ``node``; problems are reported and the bad part
+    left out.  An aliased node is converted (and reported) once."""
+    if id(node) in done:
+        return done[id(node)]
+    if depth > _MAX_JSON_DEPTH:
+        return None  # reported by the loader's first pass
+    result: Any
+    if isinstance(node, MappingNode):
+        if flow_placeholder(node):
+            ctx.report(node, f"{where}: {_FLOW_MESSAGE.format(_flow_name(node))}")
+            return None
+        result = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                ctx.report(
+                    key_node,
+                    f"{where}.<<: YAML merge keys ('<<') are not supported in recipes",
+                )
+                continue
+            if not isinstance(key_node, ScalarNode) or key_node.tag != _STR:
+                ctx.report(
+                    key_node,
+                    f"{where}: a JSON key must be a string, got {describe(key_node)}; "
+                    "put it in quotes",
+                )
+                continue
+            name = str(key_node.value)
+            if name not in result:
+                result[name] = _json(
+                    value_node, ctx, f"{where}.{name}", done, depth + 1
+                )
+    elif isinstance(node, SequenceNode):
+        result = [
+            _json(item, ctx, f"{where}[{index}]", done, depth + 1)
+            for index, item in enumerate(node.value)
+        ]
+    else:
+        result = _json_scalar(node, ctx, where)
+    done[id(node)] = result
+    return result
+
+
+def _json_scalar(node: Node, ctx: Context, where: str) -> Any:
+    try:
+        value = ctx.scalar(node, "a JSON value")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise Invalid(f"JSON has no number {describe(node)}")
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, str):
+            try:
+                template_fields(value)
+            except ValueError as exc:
+                raise Invalid(str(exc)) from None
+            return value
+        raise Invalid(
+            f"JSON has no {type(value).__name__} value, got {describe(node)}; "
+            "put it in quotes for a string"
+        )
+    except Invalid as exc:
+        ctx.report(exc.node or node, f"{where}: {exc.message}")
+        return None
+
+
+def secret() -> Conv:
+    """A required secret: a string in which ``${NAME}`` expands, always kept
+    as a :class:`~fetchq.recipe.env.Secret`."""
+
+    def convert(node: Node, ctx: Context, where: str) -> Secret:
+        value = _secret_text(node, ctx, sensitive=True, header=True)
+        assert isinstance(value, Secret)
+        if not value.reveal().strip():
+            raise Invalid("must not be empty")
+        return value
+
+    return Conv("secret string (`${NAME}` expands; never shown)", convert)
+
+
+def identifier(what: str, *, nullable: bool = False) -> Conv:
+    """An account or service id: letters, digits, ``-`` and ``_``; ``${NAME}``
+    expands (into plain text: an id is not a secret)."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str | None:
+        if nullable and is_null(node):
+            return None
+        value = ctx.scalar(node, what)
+        if not isinstance(value, str):
+            raise Invalid(f"expected {what}, got {describe(node)}")
+        try:
+            expanded, used = expand(value, ctx.environ)
+        except EnvError as exc:
+            raise Invalid(str(exc)) from None
+        if not _IDENTIFIER.fullmatch(expanded):
+            got = (
+                "after expanding " + ", ".join(f"${{{name}}}" for name in used)
+                if used
+                else f"got {describe(node)}"
+            )
+            raise Invalid(f"expected {what} (letters, digits, '-' and '_'), {got}")
+        return expanded
+
+    doc = "string of letters, digits, `-`, `_` (`${NAME}` expands)" + (
+        ", or null" if nullable else ""
+    )
+    return Conv(doc, convert)
+
+
+def sender() -> Conv:
+    """An SMS sender, or null: an E.164 number (normalised), a short code or
+    an alphanumeric id, checked by :func:`fetchq.sms.check_sender`.  An
+    unquoted ``+12125550100`` (which YAML reads as a number) is taken as
+    written; ``${NAME}`` expands."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str | None:
+        from fetchq.sms.errors import BadMessage
+        from fetchq.sms.numbers import check_sender
+
+        if is_null(node):
+            return None
+        expected = "an E.164 number such as '+12125550100', a short code or a sender id"
+        if not isinstance(node, ScalarNode) or node.tag not in (_STR, _INT, _FLOAT):
+            raise Invalid(f"expected {expected}, got {describe(node)}")
+        try:
+            expanded, used = expand(str(node.value), ctx.environ)
+        except EnvError as exc:
+            raise Invalid(str(exc)) from None
+        try:
+            return check_sender(expanded)
+        except BadMessage as exc:
+            got = (
+                "after expanding " + ", ".join(f"${{{name}}}" for name in used)
+                if used
+                else f"got {describe(node)}"
+            )
+            raise Invalid(f"{exc.reason}; {got}") from None
+
+    return Conv(
+        "E.164 number (`'+12125550100'`), short code or alphanumeric sender id, "
+        "or null",
+        convert,
+    )
+
+
+def url(*, nullable: bool = False, base: bool = False) -> Conv:
+    """An http(s) URL with a host; with ``base``, no query or fragment (and
+    no trailing ``/``)."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str | None:
+        from fetchq.fetch.errors import BadURL
+        from fetchq.fetch.urls import check_url
+
+        if nullable and is_null(node):
+            return None
+        value = ctx.scalar(node, "an http(s) URL")
+        if not isinstance(value, str):
+            raise Invalid(f"expected an http(s) URL, got {describe(node)}")
+        text = value.strip()
+        if not text:
+            raise Invalid("must not be empty")
+        try:
+            parsed = check_url(text)
+        except BadURL as exc:
+            raise Invalid(f"{exc.reason}, got {describe(node)}") from None
+        if base and (parsed.query or parsed.fragment):
+            raise Invalid(f"a base URL has no query or fragment, got {describe(node)}")
+        return text.rstrip("/") if base else text
+
+    doc = "http(s) URL" + (" without query" if base else "")
+    return Conv(doc + (", or null" if nullable else ""), convert)
+
+
+def dotted(*, nullable: bool = False, none: str = "") -> Conv:
+    """A dotted path into a JSON answer (``meta.next_token``)."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str | None:
+        if nullable and is_null(node):
+            return None
+        value = ctx.scalar(node, "a dotted path such as meta.next_token")
+        if not isinstance(value, str) or not value.strip():
+            raise Invalid(
+                f"expected a dotted path such as meta.next_token, got {describe(node)}"
+            )
+        if not all(value.split(".")):
+            raise Invalid(f"{value!r} has an empty part")
+        return value
+
+    doc = "dotted path (`data`, `meta.next_token`)" + (
+        f", or null ({none})" if nullable else ""
+    )
+    return Conv(doc, convert)

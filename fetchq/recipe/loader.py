@@ -23,7 +23,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from fetchq.recipe.convert import Context, Invalid, describe, is_null, join
 from fetchq.recipe.errors import Problem, RecipeError
 from fetchq.recipe.model import Recipe
-from fetchq.recipe.schema import COMMON, KINDS, Key, Section, all_paths
+from fetchq.recipe.schema import COMMON, KINDS, Key, Section, all_paths, build
 
 __all__ = ["load_recipe", "parse_recipe"]
 
@@ -87,7 +87,7 @@ def parse_recipe(
     _find_duplicates(root, "", ctx, set(), 0)
     schema, lenient = _schema_for(root)
     checks: list[tuple[Section, dict[str, Any], str]] = []
-    values = _walk(schema, root, root, "", ctx, checks, lenient=lenient)
+    values = _walk(schema, root, root, "", ctx, checks, schema, lenient=lenient)
     for section, section_values, where in checks:
         if section.check is not None:
             section.check(section_values, ctx, where)
@@ -95,7 +95,7 @@ def parse_recipe(
         problems = sorted(ctx.problems, key=lambda p: (p.line, p.column))
         raise RecipeError(problems)
     values["source"] = Path(shown).absolute()
-    recipe: Recipe = _build(schema, values)
+    recipe: Recipe = build(schema, values)
     return recipe
 
 
@@ -208,13 +208,15 @@ def _walk(
     where: str,
     ctx: Context,
     checks: list[tuple[Section, dict[str, Any], str]],
+    root: Section,
     *,
     lenient: bool = False,
 ) -> dict[str, Any]:
     """Convert the keys of ``section`` found in ``node`` (None: none given).
 
     Problems go to ``ctx``; a key whose value is wrong is left out of the
-    result.  ``anchor`` is where a missing key is reported.
+    result.  ``anchor`` is where a missing key is reported; ``root`` is the
+    recipe's schema, for suggestions.
     """
     pairs: dict[str, tuple[Node, Node]] = {}
     for key_node, value_node in node.value if node is not None else ():
@@ -225,10 +227,10 @@ def _walk(
             continue
         pairs.setdefault(str(key_node.value), (key_node, value_node))
 
-    if not lenient:
+    if not (lenient or section.open):
         for name, (key_node, _value) in pairs.items():
             if section.field(name) is None:
-                ctx.report(key_node, _unknown(name, section, where))
+                ctx.report(key_node, _unknown(name, section, where, root))
 
     values: dict[str, Any] = {}
     for field in section.fields:
@@ -249,13 +251,17 @@ def _walk(
                     values[field.name] = None
                     continue
                 sub_anchor = anchor if given is None else given[0]
-                values[field.name] = _walk(field, None, sub_anchor, here, ctx, checks)
+                values[field.name] = _walk(
+                    field, None, sub_anchor, here, ctx, checks, root
+                )
             elif not isinstance(given[1], MappingNode):
                 ctx.report(
                     given[1], f"{here}: expected a mapping, got {describe(given[1])}"
                 )
             else:
-                values[field.name] = _walk(field, given[1], given[1], here, ctx, checks)
+                values[field.name] = _walk(
+                    field, given[1], given[1], here, ctx, checks, root
+                )
         elif given is not None:
             _convert(field, given[1], here, ctx, values)
         elif field.required:
@@ -283,21 +289,37 @@ def _at(where: str, message: str) -> str:
     return f"{where}: {message}" if where else message
 
 
-def _unknown(name: str, section: Section, where: str) -> str:
+def _unknown(name: str, section: Section, where: str, root: Section) -> str:
     """ "unknown key" with the likeliest key meant: a near miss in this
-    section, or the same name in another section."""
+    section, or the same name in another section of this kind of recipe; or
+    else, when another kind of recipe has the key, which kind."""
     here = join(where, name)
     if name == "<<":
         return f"{here}: YAML merge keys ('<<') are not supported in recipes"
     names = [field.name for field in section.fields]
     close = _suggest(name, names)
+    this = next((kind for kind, schema in KINDS.items() if schema is root), None)
+    others = [
+        kind
+        for kind, schema in KINDS.items()
+        if schema is not root and here in all_paths(schema)
+    ]
+    if this is not None and others:
+        hint = (
+            f"did you mean '{close}'?"
+            if close
+            else f"expected one of: {', '.join(names)}"
+        )
+        return (
+            f"{here}: not a key of {this} recipes (only of "
+            f"{' and '.join(others)} recipes); {hint}"
+        )
     if close:
         return f"{here}: unknown key; did you mean '{close}'?"
     elsewhere = sorted(
         {
             other
-            for schema in KINDS.values()
-            for other in all_paths(schema)
+            for other in all_paths(root)
             if other.rsplit(".", 1)[-1] == name and other != here
         },
         key=lambda other: (len(other), other),
@@ -321,12 +343,3 @@ def _suggest(name: str, names: list[str]) -> str | None:
         ):
             return candidate
     return None
-
-
-def _build(section: Section, values: dict[str, Any]) -> Any:
-    """The typed value of a section whose keys all converted."""
-    built = dict(values)
-    for field in section.fields:
-        if isinstance(field, Section) and built.get(field.name) is not None:
-            built[field.name] = _build(field, built[field.name])
-    return section.build(**built)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import attrs
 from twisted.python.failure import Failure
@@ -19,7 +19,16 @@ from twisted.python.failure import Failure
 from fetchq.recipe.env import Secret, reveal
 from fetchq.retry import RetryPolicy
 
+if TYPE_CHECKING:
+    from fetchq.api.config import ApiConfig
+    from fetchq.sms.config import SmsConfig
+    from fetchq.sms.sender import Message
+
 __all__ = [
+    "LINE_FIELD",
+    "ApiInputSpec",
+    "ApiRecipe",
+    "ApiSpec",
     "BodyName",
     "Durability",
     "FetchRecipe",
@@ -28,16 +37,27 @@ __all__ = [
     "InputSpec",
     "LaneSpec",
     "OutputSpec",
+    "PaginationSpec",
     "QueueKwargs",
     "QueueSpec",
     "Recipe",
+    "RecordsMode",
     "RetrySpec",
+    "RowFormat",
     "SaveBodiesSpec",
+    "SmsInputSpec",
+    "SmsRecipe",
+    "SmsSpec",
     "StateSpec",
     "StatusSet",
 ]
 
 InputFormat = Literal["lines", "jsonl", "csv"]
+RowFormat = Literal["jsonl", "csv"]
+RecordsMode = Literal["page", "item"]
+
+LINE_FIELD = "value"
+"""The one field of a row read from ``lines`` input by an ``api`` recipe."""
 Durability = Literal["normal", "full"]
 BodyName = Literal["sha256", "id"]
 
@@ -85,6 +105,51 @@ class InputSpec:
     path: Path
     format: InputFormat
     url_field: str
+    priority_field: str | None
+    id_field: str | None
+
+
+@attrs.frozen
+class SmsInputSpec:
+    """Where the messages come from: one row per message.
+
+    Attributes:
+        path: the input file (absolute).
+        format: ``jsonl`` or ``csv`` (an SMS needs rows, not lines).
+        to_field: the field or column holding the recipient's number.
+        body_field: the field or column holding the message text, used when
+            the recipe's ``sms.body`` template is None (and None only then).
+        from_field: the field or column holding each message's sender, or
+            None for the recipe's ``sms.from`` / ``sms.messaging_service_sid``
+            (a row whose field is empty also falls back to those).
+        priority_field: the field holding a job's priority, if any.
+        id_field: the field holding a job's stable identity, if any.
+    """
+
+    path: Path
+    format: RowFormat
+    to_field: str
+    body_field: str | None
+    from_field: str | None
+    priority_field: str | None
+    id_field: str | None
+
+
+@attrs.frozen
+class ApiInputSpec:
+    """Where the calls come from: one row per call (and its pages).
+
+    Attributes:
+        path: the input file (absolute).
+        format: ``lines``, ``jsonl`` or ``csv``.  Each line of ``lines`` input
+            is a row with one field, :data:`LINE_FIELD` (``value``), so a
+            template names it as ``{value}``.
+        priority_field: the field holding a job's priority, if any (rows only).
+        id_field: the field holding a job's stable identity, if any (rows only).
+    """
+
+    path: Path
+    format: InputFormat
     priority_field: str | None
     id_field: str | None
 
@@ -314,6 +379,253 @@ class FetchRecipe:
     fetch: FetchSpec
 
 
-Recipe = FetchRecipe
-"""Any recipe :func:`~fetchq.recipe.load_recipe` returns.  Only ``fetch`` exists
-so far; with ``sms`` and ``api`` this becomes a union discriminated by ``kind``."""
+@attrs.frozen
+class SmsSpec:
+    """Where and how the messages are sent (a Twilio-shaped provider).
+
+    Attributes:
+        base_url: the provider API's root, without ``/2010-04-01``.
+        account_sid: the account SID (not a secret: it is part of every URL).
+        auth_token: the account's auth token, a :class:`Secret`.
+        from_number: the default sender (E.164 number, short code or
+            alphanumeric id, normalised), or None.
+        messaging_service_sid: a messaging service that picks the sender
+            instead, or None.
+        body: the message text as a template over the row's fields
+            (``"Hi {name}"``; ``{{`` is a literal brace), or None to take each
+            message's text from the input's ``body_field``.
+        max_body: the longest body, in UTF-16 code units.
+        connect_timeout: seconds to connect.
+        timeout: seconds from starting a request to the whole answer.
+        resend_check: look for an earlier attempt in the provider's message
+            list before sending a message again (see :mod:`fetchq.sms`).
+        status_callback: a URL the provider calls with delivery updates, or
+            None.
+    """
+
+    base_url: str
+    account_sid: str
+    auth_token: Secret
+    from_number: str | None
+    messaging_service_sid: str | None
+    body: str | None
+    max_body: int
+    connect_timeout: float
+    timeout: float
+    resend_check: bool
+    status_callback: str | None
+
+    def config(self) -> SmsConfig:
+        """The :class:`~fetchq.sms.SmsConfig` for an
+        :class:`~fetchq.sms.SmsSender`; the auth token stays a Secret, revealed
+        only when a request is signed."""
+        from fetchq.sms.config import SmsConfig
+
+        return SmsConfig(
+            account_sid=self.account_sid,
+            auth_token=self.auth_token,
+            base_url=self.base_url,
+            from_number=self.from_number,
+            messaging_service_sid=self.messaging_service_sid,
+            max_body=self.max_body,
+            connect_timeout=self.connect_timeout,
+            timeout=self.timeout,
+            status_callback=self.status_callback,
+            resend_check=self.resend_check,
+        )
+
+
+@attrs.frozen
+class PaginationSpec:
+    """How the next page of an API answer is asked for.
+
+    Attributes:
+        token_field: dotted path of the next page's token in an answer.
+        token_param: the query parameter that carries it on the next request.
+        max_pages: most pages per row (1: the first page only).
+    """
+
+    token_field: str
+    token_param: str
+    max_pages: int
+
+
+@attrs.frozen
+class ApiSpec:
+    """How each row becomes a call to a JSON API, and how answers are read.
+
+    Attributes:
+        base_url: scheme, host and optional path prefix.
+        method: the HTTP method, upper case.
+        path: the path template (``/2/users/{id}/tweets``).
+        params: query parameters; plain values may hold ``{field}``
+            templates, values from ``${NAME}`` (or under sensitive names) are
+            ``Secret`` and used as they are.
+        headers: extra request headers (``Secret`` as for params).
+        body: a JSON body template (strings are templates), or None.
+        token: the bearer token, a :class:`Secret`.
+        timeout: seconds from sending to the response headers.
+        body_timeout: seconds from the headers to the whole body.
+        max_body: most body bytes read.
+        pagination: how further pages are asked for.
+        records: ``page`` (one output record per page) or ``item`` (one per
+            item of ``items_field``).
+        items_field: dotted path of a page's items, or None for the page's
+            body itself.
+        reset_margin: seconds added to every announced quota reset.
+        default_retry_after: the wait after a throttle that says nothing of
+            when to come back.
+        max_retry_after: the cap on any wait a server asks for.
+    """
+
+    base_url: str
+    method: str
+    path: str
+    params: Mapping[str, str | Secret]
+    headers: Mapping[str, str | Secret]
+    body: Any
+    token: Secret
+    timeout: float
+    body_timeout: float
+    max_body: int
+    pagination: PaginationSpec
+    records: RecordsMode
+    items_field: str | None
+    reset_margin: float
+    default_retry_after: float
+    max_retry_after: float
+
+    def config(self) -> ApiConfig:
+        """The :class:`~fetchq.api.ApiConfig` for an
+        :class:`~fetchq.api.ApiCaller`; the token and secret params and headers
+        stay Secrets, revealed only when a request is sent."""
+        from fetchq.api.config import ApiConfig
+
+        return ApiConfig(
+            base_url=self.base_url,
+            path=self.path,
+            method=self.method,
+            token=self.token,
+            params=tuple(self.params.items()),
+            body=self.body,
+            headers=tuple(self.headers.items()),
+            timeout=self.timeout,
+            body_timeout=self.body_timeout,
+            max_body=self.max_body,
+            token_field=self.pagination.token_field,
+            token_param=self.pagination.token_param,
+            max_pages=self.pagination.max_pages,
+            records=self.records,
+            items_field="" if self.items_field is None else self.items_field,
+            default_retry_after=self.default_retry_after,
+            max_retry_after=self.max_retry_after,
+            reset_margin=self.reset_margin,
+        )
+
+
+@attrs.frozen
+class SmsRecipe:
+    """A ``kind: sms`` recipe: send one text message per input row.
+
+    Attributes:
+        source: the recipe file (absolute).
+        kind: always ``"sms"``.
+        input: where the messages come from.
+        output: where results go.
+        state: the durable state file.
+        queue: width and rates (lanes are senders).
+        retry: the retry policy's numbers.
+        sms: the provider and the message.
+    """
+
+    source: Path
+    kind: Literal["sms"]
+    input: SmsInputSpec
+    output: OutputSpec
+    state: StateSpec
+    queue: QueueSpec
+    retry: RetrySpec
+    sms: SmsSpec
+
+    def message_body(self, row: Mapping[str, Any]) -> str:
+        """The text of the message for ``row``: ``sms.body`` filled from the
+        row, or the row's ``input.body_field``.
+
+        Raises:
+            BadMessage: (from :mod:`fetchq.sms`) naming a field the row lacks
+                or a value that cannot fill the template.
+        """
+        from fetchq.api.config import Template
+        from fetchq.api.errors import BadRequestRow
+        from fetchq.sms.errors import BadMessage
+
+        if self.sms.body is None:
+            field = self.input.body_field
+            assert field is not None  # the loader sees to it
+            if field not in row:
+                raise BadMessage(f"the row has no {field!r} field", "body")
+            value = row[field]
+            if not isinstance(value, str):
+                raise BadMessage(
+                    f"field {field!r} must be text, not {type(value).__name__}",
+                    "body",
+                )
+            return value
+        try:
+            return Template.parse(self.sms.body, "sms.body").fill(row, "sms.body")
+        except BadRequestRow as exc:
+            raise BadMessage(str(exc), "body") from None
+
+    def message(self, row: Mapping[str, Any], id: str | None = None) -> Message:
+        """The :class:`~fetchq.sms.Message` for ``row``, not yet checked (see
+        :func:`~fetchq.sms.check_message`): its ``to`` from ``input.to_field``,
+        its text from :meth:`message_body`, its sender from
+        ``input.from_field`` when that is set and not empty in the row.
+
+        Raises:
+            BadMessage: for a row without a recipient or a text.
+        """
+        from fetchq.sms.errors import BadMessage
+        from fetchq.sms.sender import Message
+
+        to_field = self.input.to_field
+        to = row.get(to_field)
+        if to is None or to == "":
+            raise BadMessage(f"the row has no {to_field!r} field", "to")
+        sender = None
+        if self.input.from_field is not None:
+            sender = row.get(self.input.from_field)
+            if sender == "":
+                sender = None
+        return Message(to=to, body=self.message_body(row), from_=sender, id=id)
+
+
+@attrs.frozen
+class ApiRecipe:
+    """A ``kind: api`` recipe: call a JSON API once per input row, following
+    its pages.
+
+    Attributes:
+        source: the recipe file (absolute).
+        kind: always ``"api"``.
+        input: where the rows come from.
+        output: where results go.
+        state: the durable state file.
+        queue: width and rates (lanes are endpoints).
+        retry: the retry policy's numbers.
+        api: the endpoint, the request templates and how answers are read.
+    """
+
+    source: Path
+    kind: Literal["api"]
+    input: ApiInputSpec
+    output: OutputSpec
+    state: StateSpec
+    queue: QueueSpec
+    retry: RetrySpec
+    api: ApiSpec
+
+
+Recipe = FetchRecipe | SmsRecipe | ApiRecipe
+"""Any recipe :func:`~fetchq.recipe.load_recipe` returns, discriminated by
+``kind``: ``if recipe.kind == "sms": recipe.sms ...``."""

@@ -1,4 +1,5 @@
-"""The recipe reference: a Markdown table of every key, made from the schema.
+"""The recipe reference: a Markdown table of every key of each kind of
+recipe, made from the schema.
 
 The README holds a copy between ``<!-- recipe-reference:start -->`` and
 ``<!-- recipe-reference:end -->``; a test fails when the two differ.  To
@@ -21,6 +22,7 @@ __all__ = [
     "END",
     "README",
     "START",
+    "kind_table",
     "readme_section",
     "reference_markdown",
     "with_reference",
@@ -56,14 +58,22 @@ def _rows(section: Section, where: str) -> Iterator[tuple[str, str, str, str]]:
             yield (f"`{here}`", field.type_doc, _default(field), field.description)
 
 
-def reference_markdown() -> str:
-    """Every recipe key as a Markdown table: key path, type, default,
-    description (one table for now: only ``kind: fetch`` exists)."""
+def kind_table(kind: str) -> str:
+    """Every key of ``kind`` recipes as a Markdown table: key path, type,
+    default, description."""
     lines = ["| key | type | default | description |", "|---|---|---|---|"]
-    for schema in KINDS.values():
-        for row in _rows(schema, ""):
-            lines.append("| " + " | ".join(_cell(cell) for cell in row) + " |")
+    for row in _rows(KINDS[kind], ""):
+        lines.append("| " + " | ".join(_cell(cell) for cell in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def reference_markdown() -> str:
+    """The reference: for each kind, a heading, what it does and its table
+    (a kind's table lists every key it takes, shared ones included)."""
+    return "\n".join(
+        f"### `kind: {kind}`\n\n{schema.description}\n\n{kind_table(kind)}"
+        for kind, schema in KINDS.items()
+    )
 
 
 def readme_section(readme: str) -> str:

@@ -22,11 +22,18 @@ from yaml.nodes import Node
 
 from fetchq.recipe.checks import (
     check_adaptive,
+    check_api,
+    check_api_input,
+    check_api_recipe,
+    check_common_input,
     check_fetch,
     check_files,
     check_input,
     check_retry,
     check_save_bodies,
+    check_sms,
+    check_sms_input,
+    check_sms_recipe,
 )
 from fetchq.recipe.convert import (
     Context,
@@ -35,43 +42,62 @@ from fetchq.recipe.convert import (
     boolean,
     choice,
     describe,
+    dotted,
     duration,
+    identifier,
     integer,
     join,
+    json_value,
     method,
     path,
     rate,
+    secret,
     secret_text,
+    sender,
     size,
     statuses,
     string_map,
+    template,
     text,
+    url,
 )
 from fetchq.recipe.model import (
     AdaptiveSpec,
+    ApiInputSpec,
+    ApiRecipe,
+    ApiSpec,
     FetchRecipe,
     FetchSpec,
     InputSpec,
     LaneSpec,
     OutputSpec,
+    PaginationSpec,
     QueueSpec,
     RetrySpec,
     SaveBodiesSpec,
+    SmsInputSpec,
+    SmsRecipe,
+    SmsSpec,
     StateSpec,
 )
 
 __all__ = [
+    "API_RECIPE",
     "COMMON",
     "FETCH_RECIPE",
     "KINDS",
     "PLANNED_KINDS",
+    "SMS_RECIPE",
     "Key",
     "Section",
     "all_paths",
+    "build",
     "kind",
+    "queue_section",
+    "state_section",
 ]
 
-_KIND_NAMES = ("fetch",)  # the keys of KINDS, known before KINDS is built
+_KIND_NAMES = ("fetch", "sms", "api")  # the keys of KINDS, known before KINDS is built
 
 
 @attrs.frozen
@@ -128,6 +154,8 @@ class Section:
             whole recipe is converted; keys that failed are missing).
         required: whether the recipe must give it.
         optional: if absent, the value is None rather than all defaults.
+        open: other keys are not reported (they may belong to a kind: used
+            only when the recipe's kind is unknown).
     """
 
     name: str
@@ -137,6 +165,7 @@ class Section:
     check: Check | None = None
     required: bool = False
     optional: bool = False
+    open: bool = False
 
     def field(self, name: str) -> Key | Section | None:
         """The key or section called ``name``, if any."""
@@ -155,6 +184,48 @@ def all_paths(section: Section, where: str = "") -> list[str]:
         if isinstance(field, Section):
             paths.extend(all_paths(field, here))
     return paths
+
+
+def build(section: Section, values: dict[str, Any]) -> Any:
+    """The typed value of a section whose keys all converted."""
+    built = dict(values)
+    for field in section.fields:
+        if isinstance(field, Section) and built.get(field.name) is not None:
+            built[field.name] = build(field, built[field.name])
+    return section.build(**built)
+
+
+def _complete(section: Section, values: dict[str, Any]) -> bool:
+    """Whether every key of ``section`` (and of its sub-sections) converted."""
+    for field in section.fields:
+        if field.name not in values:
+            return False
+        sub = values[field.name]
+        if isinstance(field, Section) and sub is not None and not _complete(field, sub):
+            return False
+    return True
+
+
+def _check_config(check: Check) -> Check:
+    """``check``, then, if it found nothing wrong and every key converted,
+    build the section's adapter configuration (``.config()``) and report
+    what it refuses: the configuration is what the runner will build, so a
+    recipe that loads must build it.  For the ``sms`` and ``api`` sections,
+    each named as its kind."""
+
+    def checked(values: dict[str, Any], ctx: Context, where: str) -> None:
+        before = len(ctx.problems)
+        check(values, ctx, where)
+        section = KINDS[where].field(where)
+        assert isinstance(section, Section), where
+        if len(ctx.problems) > before or not _complete(section, values):
+            return
+        try:
+            build(section, values).config()
+        except ValueError as exc:
+            ctx.report(ctx.keys.get(where), f"{where}: {exc}")
+
+    return checked
 
 
 def kind() -> Conv:
@@ -181,28 +252,57 @@ def kind() -> Conv:
 KIND = Key(
     "kind",
     kind(),
-    "What the recipe does: `fetch` fetches every URL of the input. "
-    "(`sms` and `api` are planned.)",
+    "What the recipe does: `fetch` fetches every URL of the input; `sms` sends "
+    "one text message per input row; `api` calls a JSON API once per input row "
+    "(following its pages). Each kind has its own keys, listed below.",
     required=True,
+)
+
+
+def _input_path() -> Key:
+    return Key(
+        "path",
+        path(existing_file=True),
+        "The input file, relative to the recipe's directory.",
+        required=True,
+    )
+
+
+def _priority_field() -> Key:
+    return Key(
+        "priority_field",
+        text(nullable=True),
+        "The field or column holding a number: lower runs first, FIFO "
+        "within a priority.",
+        default_doc="none: every job has priority 0",
+    )
+
+
+def _id_field(use: str) -> Key:
+    return Key(
+        "id_field",
+        text(nullable=True),
+        f"The field or column holding each job's stable identity ({use}).",
+        default_doc="none: the line or row number",
+    )
+
+
+_FORMAT_DEFAULT = (
+    "from the extension: `.txt` `.lines` `.list` `.urls` → lines, "
+    "`.jsonl` `.ndjson` → jsonl, `.csv` → csv"
 )
 
 INPUT = Section(
     "input",
     "Where the work comes from.",
     (
-        Key(
-            "path",
-            path(existing_file=True),
-            "The input file, relative to the recipe's directory.",
-            required=True,
-        ),
+        _input_path(),
         Key(
             "format",
             choice("lines", "jsonl", "csv", nullable=True),
             "`lines`: one URL a line (blank lines and `#` comments skipped); "
             "`jsonl`: one JSON object a line; `csv`: rows under a header row.",
-            default_doc="from the extension: `.txt` `.lines` `.list` `.urls` → "
-            "lines, `.jsonl` `.ndjson` → jsonl, `.csv` → csv",
+            default_doc=_FORMAT_DEFAULT,
         ),
         Key(
             "url_field",
@@ -210,24 +310,104 @@ INPUT = Section(
             "The field (jsonl) or column (csv) that holds the URL.",
             default="url",
         ),
-        Key(
-            "priority_field",
-            text(nullable=True),
-            "The field or column holding a number: lower runs first, FIFO "
-            "within a priority.",
-            default_doc="none: every job has priority 0",
-        ),
-        Key(
-            "id_field",
-            text(nullable=True),
-            "The field or column holding each job's stable identity (used for resuming "
-            "and for `save_bodies.name: id`).",
-            default_doc="none: the line or row number",
-        ),
+        _priority_field(),
+        _id_field("used for resuming and for `save_bodies.name: id`"),
     ),
     build=InputSpec,
     check=check_input,
     required=True,
+)
+
+SMS_INPUT = Section(
+    "input",
+    "Where the messages come from: one row per message.",
+    (
+        _input_path(),
+        Key(
+            "format",
+            choice(
+                "jsonl",
+                "csv",
+                nullable=True,
+                refuse={
+                    "lines": "an sms recipe reads rows (jsonl or csv), not "
+                    "lines: a message needs its number and text in named fields"
+                },
+            ),
+            "`jsonl`: one JSON object a line; `csv`: rows under a header row "
+            "(`lines` is refused: a message needs a row).",
+            default_doc="from the extension: `.jsonl` `.ndjson` → jsonl, `.csv` → csv",
+        ),
+        Key(
+            "to_field",
+            text(),
+            "The field or column holding the recipient's phone number (E.164, "
+            "such as `+12125550100`; a row with a bad number is recorded as "
+            "failed, never sent).",
+            default="to",
+        ),
+        Key(
+            "body_field",
+            text(nullable=True),
+            "The field or column holding the message text, used when `sms.body` "
+            "is null; with `sms.body` set, leave it out or write null (rows need "
+            "no such field).",
+            default="body",
+        ),
+        Key(
+            "from_field",
+            text(nullable=True),
+            "The field or column holding each message's sender; a row without "
+            "one is sent from `sms.from` or `sms.messaging_service_sid`.",
+            default="null",
+        ),
+        _priority_field(),
+        _id_field(
+            "used for resuming: a message with a recorded result is never sent again"
+        ),
+    ),
+    build=SmsInputSpec,
+    check=check_sms_input,
+    required=True,
+)
+
+API_INPUT = Section(
+    "input",
+    "Where the calls come from: one row per call (and its further pages).",
+    (
+        _input_path(),
+        Key(
+            "format",
+            choice("lines", "jsonl", "csv", nullable=True),
+            "`lines`: each line (blank lines and `#` comments skipped) is a row "
+            "with one field, `value` (a template names it `{value}`); `jsonl`: "
+            "one JSON object a line; `csv`: rows under a header row.",
+            default_doc=_FORMAT_DEFAULT,
+        ),
+        _priority_field(),
+        _id_field("used for resuming"),
+    ),
+    build=ApiInputSpec,
+    check=check_api_input,
+    required=True,
+)
+
+COMMON_INPUT = Section(
+    "input",
+    "Where the work comes from.",
+    (
+        _input_path(),
+        Key(
+            "format",
+            choice("lines", "jsonl", "csv", nullable=True),
+            "The input's format.",
+            default_doc=_FORMAT_DEFAULT,
+        ),
+    ),
+    build=dict,
+    check=check_common_input,
+    required=True,
+    open=True,
 )
 
 OUTPUT = Section(
@@ -245,52 +425,33 @@ OUTPUT = Section(
     required=True,
 )
 
-STATE = Section(
-    "state",
-    "The durable state that lets a run resume after a crash.",
-    (
-        Key(
-            "path",
-            path(),
-            "The SQLite state file, relative to the recipe's directory.",
-            default_doc="next to the output: `<output.path>.state.sqlite`",
-        ),
-        Key(
-            "durability",
-            choice("normal", "full"),
-            "`normal`: batched commits (a crash may redo a few jobs); "
-            "`full`: fsync on every commit (slower).",
-            default="normal",
-        ),
-    ),
-    build=StateSpec,
-)
 
-PER_HOST = Section(
-    "per_host",
-    "Limits that apply to each host on its own; a busy host never blocks others.",
-    (
-        Key(
-            "width",
-            integer(1, nullable=True, none="no per-host cap"),
-            "Most requests underway to one host.",
-            default="8",
+def state_section(durability: str, why: str = "") -> Section:
+    """The ``state`` section, with a kind's default durability (``why`` says
+    why it is not ``normal``)."""
+    return Section(
+        "state",
+        "The durable state that lets a run resume after a crash.",
+        (
+            Key(
+                "path",
+                path(),
+                "The SQLite state file, relative to the recipe's directory.",
+                default_doc="next to the output: `<output.path>.state.sqlite`",
+            ),
+            Key(
+                "durability",
+                choice("normal", "full"),
+                "`normal`: batched commits (a crash may redo a few jobs); "
+                "`full`: fsync on every commit (slower)." + (f" {why}" if why else ""),
+                default=durability,
+            ),
         ),
-        Key(
-            "rate",
-            rate(),
-            "Most requests started per host per unit of time.",
-            default="null",
-        ),
-        Key(
-            "burst",
-            integer(1),
-            "Requests a host's rate allows back to back after a quiet spell.",
-            default="1",
-        ),
-    ),
-    build=LaneSpec,
-)
+        build=StateSpec,
+    )
+
+
+STATE = state_section("normal")
 
 ADAPTIVE = Section(
     "adaptive",
@@ -338,27 +499,123 @@ ADAPTIVE = Section(
     optional=True,
 )
 
-QUEUE = Section(
+
+def queue_section(
+    lane: str,
+    lane_description: str,
+    lane_keys: tuple[Key, Key, Key],
+    *,
+    width: str,
+    width_description: str = "Most requests underway at once.",
+    rate_description: str = "Most requests started per unit of time overall.",
+) -> Section:
+    """The ``queue`` section of a kind whose lanes are ``lane`` (``per_host``,
+    ``per_sender``, ``per_endpoint``): its keys ``lane_keys`` (width, rate,
+    burst) hold that kind's defaults, and ``width`` is the overall default."""
+
+    def build_queue(**values: Any) -> QueueSpec:
+        return QueueSpec(lanes=values.pop(lane), **values)
+
+    return Section(
+        "queue",
+        "The pace of the whole run.",
+        (
+            Key("width", integer(1), width_description, default=width),
+            Key("rate", rate(), rate_description, default="null"),
+            Key(
+                "burst",
+                integer(1),
+                "Requests the rate allows back to back after a quiet spell.",
+                default="1",
+            ),
+            Section(lane, lane_description, lane_keys, build=LaneSpec),
+            ADAPTIVE,
+        ),
+        build=build_queue,
+    )
+
+
+def _lane_width(what: str, default: str) -> Key:
+    return Key(
+        "width",
+        integer(1, nullable=True, none=f"no per-{what} cap"),
+        f"Most requests underway for one {what}.",
+        default=default,
+    )
+
+
+def _lane_rate(what: str, default: str, more: str = "") -> Key:
+    return Key(
+        "rate",
+        rate(),
+        f"Most requests started per {what} per unit of time." + more,
+        default=default,
+    )
+
+
+def _lane_burst(what: str) -> Key:
+    article = "an" if what[0] in "aeiou" else "a"
+    return Key(
+        "burst",
+        integer(1),
+        f"Requests {article} {what}'s rate allows back to back after a quiet spell.",
+        default="1",
+    )
+
+
+QUEUE = queue_section(
+    "per_host",
+    "Limits that apply to each host on its own; a busy host never blocks others.",
+    (_lane_width("host", "8"), _lane_rate("host", "null"), _lane_burst("host")),
+    width="16",
+)
+
+SMS_QUEUE = queue_section(
+    "per_sender",
+    "Limits that apply to each sender (a `from` number, or the messaging "
+    "service) on its own.",
+    (
+        _lane_width("sender", "null"),
+        _lane_rate(
+            "sender",
+            "1/s",
+            " A long code sends about one message a second (faster only fills "
+            "the provider's queue); toll-free numbers and short codes send more.",
+        ),
+        _lane_burst("sender"),
+    ),
+    width="10",
+    width_description="Most requests to the provider underway at once, "
+    "account-wide: keep it at or under the account's concurrency limit, past "
+    "which the provider answers 429.",
+    rate_description="Most messages sent per unit of time overall.",
+)
+
+API_QUEUE = queue_section(
+    "per_endpoint",
+    "Limits that apply to each endpoint (method and path template: what a quota "
+    "counts) on its own; an endpoint whose announced quota is spent is held "
+    "until its reset whatever these say.",
+    (
+        _lane_width("endpoint", "null"),
+        _lane_rate("endpoint", "null"),
+        _lane_burst("endpoint"),
+    ),
+    width="10",
+    rate_description="Most calls started per unit of time overall.",
+)
+
+COMMON_QUEUE = Section(
     "queue",
     "The pace of the whole run.",
     (
         Key("width", integer(1), "Most requests underway at once.", default="16"),
-        Key(
-            "rate",
-            rate(),
-            "Most requests started per unit of time overall.",
-            default="null",
-        ),
-        Key(
-            "burst",
-            integer(1),
-            "Requests the rate allows back to back after a quiet spell.",
-            default="1",
-        ),
-        PER_HOST,
+        Key("rate", rate(), "Most requests started overall.", default="null"),
+        Key("burst", integer(1), "Requests back to back.", default="1"),
         ADAPTIVE,
     ),
-    build=lambda per_host, **values: QueueSpec(lanes=per_host, **values),
+    build=dict,
+    open=True,
 )
 
 RETRY = Section(
@@ -368,7 +625,8 @@ RETRY = Section(
         Key(
             "max_attempts",
             integer(1),
-            "Most attempts per URL, the first included (1: no retries).",
+            "Most attempts per job (a URL, a message, a call), the first "
+            "included (1: no retries).",
             default="5",
         ),
         Key(
@@ -506,18 +764,281 @@ FETCH_RECIPE = Section(
     check=check_files,
 )
 
+
+def _build_sms(**values: Any) -> SmsSpec:
+    return SmsSpec(from_number=values.pop("from"), **values)
+
+
+SMS = Section(
+    "sms",
+    "Where and how the messages are sent: a Twilio-shaped provider's Messages API.",
+    (
+        Key(
+            "base_url",
+            url(base=True),
+            "The provider API's root, without `/2010-04-01` (a provider with the "
+            "same API may have a path prefix); `http://127.0.0.1:8099` for "
+            "`fetchq fake sms`.",
+            default="https://api.twilio.com",
+        ),
+        Key(
+            "account_sid",
+            identifier("an account SID"),
+            "The account SID (`AC` and 32 hex digits at Twilio), typically "
+            "`${TWILIO_ACCOUNT_SID}`. Not a secret: it is part of every URL.",
+            required=True,
+        ),
+        Key(
+            "auth_token",
+            secret(),
+            "The account's auth token, typically `${TWILIO_AUTH_TOKEN}`: a "
+            "secret, never shown or logged.",
+            required=True,
+        ),
+        Key(
+            "from",
+            sender(),
+            "The sender of every message whose row names none: an E.164 number "
+            "(quote it or not), a short code or an alphanumeric sender id.",
+            default="null",
+        ),
+        Key(
+            "messaging_service_sid",
+            identifier("a messaging service SID", nullable=True),
+            "Send through a messaging service, which picks the sender, instead "
+            "of `from` (give one of the two, or `input.from_field`).",
+            default="null",
+        ),
+        Key(
+            "body",
+            template(nullable=True),
+            "The message text as a template over the row's fields, such as "
+            "`'Hi {name}, your code is {code}'` (`{{` is a literal brace); "
+            "null: each row's `input.body_field`. Quote a value that starts "
+            "with `{`; `${NAME}` is not expanded here (`$` is literal).",
+            default="null",
+        ),
+        Key(
+            "max_body",
+            integer(1),
+            "The longest text, in UTF-16 code units as the provider counts "
+            "them (an emoji is 2); a longer message is recorded as failed, "
+            "never sent.",
+            default="1600",
+        ),
+        Key(
+            "connect_timeout",
+            duration(positive=True),
+            "Time allowed to connect.",
+            default="10s",
+        ),
+        Key(
+            "timeout",
+            duration(positive=True),
+            "Time allowed from starting a request to the whole answer.",
+            default="30s",
+        ),
+        Key(
+            "resend_check",
+            boolean(),
+            "Before sending again a message whose earlier attempt may have been "
+            "accepted (a timeout, a crash), look for it in the provider's "
+            "message list and take its sid instead. Shrinks the window in "
+            "which a message can go out twice; turn it off only when identical "
+            "messages to one number are meant to go out close together.",
+            default="true",
+        ),
+        Key(
+            "status_callback",
+            url(nullable=True),
+            "A URL the provider calls with each message's delivery updates.",
+            default="null",
+        ),
+    ),
+    build=_build_sms,
+    check=_check_config(check_sms),
+    required=True,
+)
+
+SMS_RECIPE = Section(
+    "",
+    "A recipe that sends one text message per input row.",
+    (
+        KIND,
+        SMS_INPUT,
+        OUTPUT,
+        state_section(
+            "full",
+            "sms recipes default to `full`: a sent message's recorded sid is on "
+            "disk at once, so no crash loses it and makes a resumed run send "
+            "the message again.",
+        ),
+        SMS_QUEUE,
+        RETRY,
+        SMS,
+    ),
+    build=SmsRecipe,
+    check=check_sms_recipe,
+)
+
+PAGINATION = Section(
+    "pagination",
+    "How further pages of an answer are asked for.",
+    (
+        Key(
+            "token_field",
+            dotted(),
+            "Where an answer holds the next page's token (a dotted path); "
+            "an answer without it is the last page.",
+            default="meta.next_token",
+        ),
+        Key(
+            "token_param",
+            text(),
+            "The query parameter that carries the token on the next request.",
+            default="pagination_token",
+        ),
+        Key(
+            "max_pages",
+            integer(1),
+            "Most pages fetched for one row (1: the first page only).",
+            default="1",
+        ),
+    ),
+    build=PaginationSpec,
+)
+
+API = Section(
+    "api",
+    "The endpoint each row calls, and how its answers are read.",
+    (
+        Key(
+            "base_url",
+            url(base=True),
+            "Scheme, host and optional path prefix (`https://api.x.com`; "
+            "`http://127.0.0.1:8098` for `fetchq fake api`).",
+            required=True,
+        ),
+        Key("method", method(), "The HTTP method.", default="GET"),
+        Key(
+            "path",
+            template(url_path=True),
+            "The path, a template over the row's fields, each value URL-quoted "
+            "(`/2/users/{id}/tweets`); no query: use `params`.",
+            required=True,
+        ),
+        Key(
+            "params",
+            string_map("parameter", templates=True),
+            "Query parameters; values may be templates (`'{since}'`). A value "
+            "with `${NAME}`, or under a name such as `api_key`, is a secret and "
+            "sent as it is.",
+            default="{}",
+        ),
+        Key(
+            "headers",
+            string_map("header"),
+            "Extra request headers (not templates); `User-Agent` and `Accept: "
+            "application/json` are added unless given. Secrets as for params; "
+            "the token goes in `token`, not here.",
+            default="{}",
+        ),
+        Key(
+            "body",
+            json_value(),
+            "A JSON body: any YAML value, its strings templates; a string that "
+            "is exactly one placeholder (`'{count}'`) takes the field's value as "
+            "it is (a number stays a number). `${NAME}` is not expanded here: "
+            "`$` is literal and `{NAME}` a placeholder.",
+            default="null",
+        ),
+        Key(
+            "token",
+            secret(),
+            "The bearer token (`Authorization: Bearer ...`), typically "
+            "`${API_TOKEN}`: a secret, never shown or logged.",
+            required=True,
+        ),
+        Key(
+            "timeout",
+            duration(positive=True),
+            "Time allowed from sending a request to the response headers, "
+            "connecting included.",
+            default="30s",
+        ),
+        Key(
+            "body_timeout",
+            duration(positive=True),
+            "Time allowed from the headers to the whole body.",
+            default="1m",
+        ),
+        Key("max_body", size(), "Largest body read.", default="10MiB"),
+        PAGINATION,
+        Key(
+            "records",
+            choice("page", "item"),
+            "`page`: one output record per page; `item`: one per item of "
+            "`items_field`.",
+            default="page",
+        ),
+        Key(
+            "items_field",
+            dotted(nullable=True, none="the page itself"),
+            "Where a page holds its items (a dotted path), for `records: item`.",
+            default="data",
+        ),
+        Key(
+            "reset_margin",
+            duration(positive=False),
+            "Time added to every announced quota reset before the endpoint is "
+            "called again (for clock skew).",
+            default="1s",
+        ),
+        Key(
+            "default_retry_after",
+            duration(positive=False),
+            "The wait after a throttle that says neither Retry-After nor a "
+            "reset, and the hold for a spent quota whose reset is unknown.",
+            default="1m",
+        ),
+        Key(
+            "max_retry_after",
+            duration(positive=False),
+            "The cap on any wait a server asks for (at least 1s).",
+            default="1d",
+        ),
+    ),
+    build=ApiSpec,
+    check=_check_config(check_api),
+    required=True,
+)
+
+API_RECIPE = Section(
+    "",
+    "A recipe that calls a JSON API once per input row, following its pages.",
+    (KIND, API_INPUT, OUTPUT, STATE, API_QUEUE, RETRY, API),
+    build=ApiRecipe,
+    check=check_api_recipe,
+)
+
 COMMON = Section(
     "",
     "The keys every kind of recipe shares.",
-    (KIND, INPUT, OUTPUT, STATE, QUEUE, RETRY),
+    (KIND, COMMON_INPUT, OUTPUT, STATE, COMMON_QUEUE, RETRY),
     build=dict,
     check=check_files,
 )
-"""What is checked when the kind is missing or unknown."""
+"""What is checked when the kind is missing or unknown: only keys every kind
+has; the input and queue sections let other keys pass (they may be the
+kind's)."""
 
-KINDS: dict[str, Section] = {"fetch": FETCH_RECIPE}
+KINDS: dict[str, Section] = {
+    "fetch": FETCH_RECIPE,
+    "sms": SMS_RECIPE,
+    "api": API_RECIPE,
+}
 """The schema of each kind of recipe."""
 assert tuple(KINDS) == _KIND_NAMES
 
-PLANNED_KINDS = ("sms", "api")
-"""Kinds that are named in the design but not yet available."""
+PLANNED_KINDS: tuple[str, ...] = ()
+"""Kinds that are named in the design but not yet available (none now)."""
