@@ -53,16 +53,17 @@ def _priority(value: Any) -> float:
 def _from_fields(
     index: int,
     fields: dict[str, Any],
-    url_field: str,
+    url_field: str | None,
     priority_field: str | None,
     id_field: str | None,
 ) -> InputRow:
     row_id = str(index)
     if id_field is not None and fields.get(id_field) not in (None, ""):
         row_id = str(fields[id_field])
-    url = fields.get(url_field)
-    if not isinstance(url, str) or not url.strip():
+    url = "" if url_field is None else fields.get(url_field)
+    if url_field is not None and (not isinstance(url, str) or not url.strip()):
         return InputRow(index, row_id, str(url), error=f"no {url_field!r} field")
+    assert isinstance(url, str)
     priority: float = 0
     if priority_field is not None and fields.get(priority_field) not in (None, ""):
         try:
@@ -80,7 +81,7 @@ def _from_fields(
 def read_rows(
     path: Path,
     format: str,
-    url_field: str = "url",
+    url_field: str | None = "url",
     priority_field: str | None = None,
     id_field: str | None = None,
     start: int = 0,
@@ -92,7 +93,10 @@ def read_rows(
         format: ``lines`` (one URL a line; blank lines and ``#`` comments
             skipped), ``jsonl`` (one JSON object a line) or ``csv`` (with a
             header row).
-        url_field, priority_field, id_field: field names (rows only).
+        url_field, priority_field, id_field: field names (rows only).  With
+            ``url_field`` None, rows need no URL: every field but the
+            priority and id goes to ``extra``, and a line of ``lines``
+            input becomes ``extra={"value": line}``.
         start: rows to skip (already read by an earlier run).
     """
     with open(path, encoding="utf-8", newline="") as f:
@@ -113,7 +117,10 @@ def read_rows(
             if index < start:
                 continue
             if format == "lines":
-                yield InputRow(index, str(index), text)
+                if url_field is None:
+                    yield InputRow(index, str(index), "", extra={"value": text})
+                else:
+                    yield InputRow(index, str(index), text)
                 continue
             try:
                 fields = json.loads(text)

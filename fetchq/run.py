@@ -3,9 +3,9 @@ to one output record per input row.
 
 The flow, and what makes it safe to kill at any moment::
 
-    input rows ──add──► store ──claim──► queue ──► fetcher
-                          ▲                          │
-                          └───────── ack(record) ◄───┘
+    input rows ──add──► store ──claim──► queue ──► the kind's job function
+                          ▲                          │    (fetcher, SMS
+                          └───────── ack(record) ◄───┘     sender, API caller)
     every tick: store.flush() (commit), then append the newly committed
     records to the output file.
 
@@ -18,6 +18,10 @@ The flow, and what makes it safe to kill at any moment::
   (back-pressure): memory stays flat however long the input is.
 - Ctrl-C or SIGTERM stops launching and lets underway jobs finish (a second
   Ctrl-C cancels them), commits, says how to resume, and exits 130 or 143.
+
+What differs between recipe kinds (how a row becomes a job, which job
+function runs it, what record it leaves, follow-up pages) is a
+:class:`~fetchq.kinds.Kind`; :class:`Run` is the same for all of them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -35,25 +40,26 @@ from twisted.python.failure import Failure
 from fetchq import __version__
 from fetchq.control import AdaptiveController, algorithm
 from fetchq.errors import JobCancelled, JobError
-from fetchq.fetch import BadURL, FetchConfig, Fetcher, fetch_retry_policy
-from fetchq.fetch.urls import checked_host_key
+from fetchq.fetch import FetchConfig, fetch_retry_policy
 from fetchq.inputs import InputRow, read_rows
 from fetchq.job import Job
+from fetchq.kinds import BadRow, Kind
 from fetchq.progress import ProgressDisplay, RunStats
 from fetchq.queue import ResizableDispatchQueue
-from fetchq.recipe import FetchRecipe
+from fetchq.recipe import ApiRecipe, FetchRecipe, Recipe, SmsRecipe
 from fetchq.recipe.env import reveal
 from fetchq.recipe.model import AdaptiveSpec
 from fetchq.report import Timeline, write_report
 from fetchq.store import NewItem, Record, SQLiteStore, Store
 
-__all__ = ["FetchRun", "fetch_config"]
+__all__ = ["FetchRun", "Run", "fetch_config", "make_kind"]
 
 EXIT_OK = 0
 EXIT_INTERRUPTED: dict[int, int] = {int(signal.SIGINT): 130, int(signal.SIGTERM): 143}
 
 _META_INPUT_NEXT = "input.next_row"
 _META_INPUT_DONE = "input.done"
+_META_FIRST_START = "run.first_started"  # wall clock, epoch seconds
 
 
 def make_controller(spec: AdaptiveSpec) -> AdaptiveController:
@@ -69,7 +75,7 @@ def make_controller(spec: AdaptiveSpec) -> AdaptiveController:
     )
 
 
-def describe_pace(recipe: FetchRecipe) -> str:
+def describe_pace(recipe: Recipe) -> str:
     """The recipe's pace in a few words."""
     queue = recipe.queue
     text = f"width {queue.width}"
@@ -108,16 +114,67 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
     )
 
 
+def make_kind(
+    recipe: Recipe, reactor: Any, first_started: Any = None, pool_size: int = 10
+) -> Kind:
+    """The :class:`~fetchq.kinds.Kind` of a recipe.
+
+    Args:
+        recipe: the loaded recipe.
+        reactor: time and sockets.
+        first_started: a callable giving when the run first started (wall
+            clock, epoch seconds), for an SMS resend check.
+        pool_size: persistent connections.
+    """
+    retry = recipe.retry
+    if isinstance(recipe, SmsRecipe):
+        from fetchq.kinds.sms import SmsKind
+        from fetchq.sms import sms_retry_policy
+
+        return SmsKind(
+            recipe.sms.config(),
+            reactor,
+            message=recipe.message,
+            to_field=recipe.input.to_field,
+            retry=sms_retry_policy(
+                retry.max_attempts, retry.base_delay, retry.max_delay
+            ),
+            pool_size=pool_size,
+            first_send_at=first_started,
+        )
+    if isinstance(recipe, ApiRecipe):
+        from fetchq.api import api_retry_policy
+        from fetchq.kinds.api import ApiKind
+
+        return ApiKind(
+            recipe.api.config(),
+            reactor,
+            retry=api_retry_policy(
+                retry.max_attempts, retry.base_delay, retry.max_delay
+            ),
+            pool_size=pool_size,
+        )
+    from fetchq.kinds.fetch import FetchKind
+
+    return FetchKind(
+        fetch_config(recipe),
+        reactor,
+        retry=fetch_retry_policy(retry.max_attempts, retry.base_delay, retry.max_delay),
+        pool_size=pool_size,
+    )
+
+
 def _lines(records: list[Record]) -> str:
-    """The output lines of ``records``, one JSON object each."""
-    return "".join([_json_line(r.record) + "\n" for r in records])
-
-
-def _error(failure: Failure | None) -> dict[str, str] | None:
-    if failure is None:
-        return None
-    error = failure.value
-    return {"name": getattr(error, "name", type(error).__name__), "message": str(error)}
+    """The output lines of ``records``: one JSON object each (a record that
+    is a list, such as an API page's items, is one line per element)."""
+    lines: list[str] = []
+    for r in records:
+        record: Any = r.record
+        if isinstance(record, list):
+            lines.extend(_json_line(one) + "\n" for one in record)
+        else:
+            lines.append(_json_line(record) + "\n")
+    return "".join(lines)
 
 
 _json_line = json.JSONEncoder(separators=(",", ":")).encode  # as json.dumps
@@ -160,8 +217,8 @@ class OutputFile:
             self._file = None
 
 
-class FetchRun:
-    """One run (or resumed run) of a ``fetch`` recipe.
+class Run:
+    """One run (or resumed run) of a recipe, of any kind.
 
     Args:
         recipe: the loaded recipe.
@@ -177,11 +234,12 @@ class FetchRun:
         report: write a self-contained HTML report of the run here at the
             end (charts of width, throughput, latency and the controller's
             decisions, and the summary).
+        kind: what the recipe's kind adds (default: :func:`make_kind`).
     """
 
     def __init__(
         self,
-        recipe: FetchRecipe,
+        recipe: Recipe,
         reactor: Any,
         stream: IO[str] | None = None,
         tick: float = 0.2,
@@ -189,6 +247,7 @@ class FetchRun:
         handle_signals: bool = False,
         store: Store | None = None,
         report: Path | None = None,
+        kind: Kind | None = None,
     ) -> None:
         self.recipe = recipe
         self.reactor = reactor
@@ -204,16 +263,13 @@ class FetchRun:
         adaptive = recipe.queue.adaptive
         self.controller = None if adaptive is None else make_controller(adaptive)
         pool = width if adaptive is None else max(width, adaptive.max_width)
-        self.fetcher = Fetcher(fetch_config(recipe), reactor, pool_size=pool)
-        retry = recipe.retry
+        if kind is None:
+            kind = make_kind(recipe, reactor, self._first_started, pool)
+        self.kind = kind
         self.queue = ResizableDispatchQueue(
-            self.fetcher,
-            **recipe.queue.queue_kwargs(),
-            retry=fetch_retry_policy(
-                retry.max_attempts, retry.base_delay, retry.max_delay
-            ),
-            clock=reactor,
+            kind.job, **recipe.queue.queue_kwargs(), retry=kind.retry, clock=reactor
         )
+        kind.bind(self.queue)
         self.output = OutputFile(recipe.output.path)
         self.stats = RunStats(reactor)
         self.queue.subscribe(self.stats)
@@ -245,11 +301,16 @@ class FetchRun:
             self._rows = read_rows(
                 spec.path,
                 spec.format,
-                spec.url_field,
+                getattr(spec, "url_field", None),
                 spec.priority_field,
                 spec.id_field,
                 start=self._next_row,
             )
+
+    def _first_started(self) -> float | None:
+        """When this recipe's first run started (wall clock)."""
+        value = self.store.meta_get(_META_FIRST_START)
+        return None if value is None else float(value)
 
     def _read_input(self, limit: int) -> None:
         """Add up to ``limit`` rows to the store; bad rows are recorded as
@@ -257,47 +318,31 @@ class FetchRun:
         if self._input_done or self._rows is None:
             return
         now = self.reactor.seconds()
+        item = self.kind.item
         items: list[NewItem] = []
-        bad: list[InputRow] = []
+        bad: list[tuple[InputRow, str]] = []
         for row in self._rows:
             self._next_row = row.index + 1
-            if row.error is None:
-                try:
-                    key = checked_host_key(row.url)
-                except BadURL as e:
-                    row = InputRow(row.index, row.id, row.url, error=str(e))
             if row.error is not None:
-                bad.append(row)
+                bad.append((row, row.error))
             else:
-                # Only str values when there is no extra: CPython's collector
-                # then leaves the dict alone (it holds no container).
-                arg: dict[str, Any] = {"url": row.url, "id": row.id}
-                if row.extra:
-                    arg["extra"] = row.extra
-                items.append(NewItem(row.id, arg, row.priority, key))
+                try:
+                    items.append(item(row))
+                except BadRow as e:
+                    bad.append((row, str(e)))
             if len(items) + len(bad) >= limit:
                 break
         else:
             self._input_done = True
         self._store_pending += self.store.add(items)
         if bad:
-            self.store.add(NewItem(r.id, {"url": r.url, "id": r.id}, 0) for r in bad)
-            for r in bad:
-                self.store.ack(r.id, "failed", self._bad_input_record(r), now)
+            self.store.add(NewItem(r.id, {"id": r.id}, 0) for r, _ in bad)
+            for row, reason in bad:
+                record = self.kind.bad_record(row, reason)
+                self.store.ack(row.id, "failed", record, now)
                 self.stats.outcomes["failed"] += 1
         self.store.meta_set(_META_INPUT_NEXT, self._next_row)
         self.store.meta_set(_META_INPUT_DONE, self._input_done)
-
-    @staticmethod
-    def _bad_input_record(row: InputRow) -> dict[str, Any]:
-        return {
-            "id": row.id,
-            "url": row.url,
-            "outcome": "failed",
-            "attempts": 0,
-            "error": {"name": "BadInput", "message": row.error},
-            **({"extra": row.extra} if row.extra else {}),
-        }
 
     # -- feeding the queue ---------------------------------------------------
 
@@ -313,9 +358,10 @@ class FetchRun:
         if pending < width:  # refill in batches: one claim per ~width jobs
             claimed = self.store.claim(want, self.reactor.seconds(), lease=3600.0)
             self._store_pending = max(0, self._store_pending - len(claimed))
+            arg = self.kind.arg
             for item in claimed:
                 d = self.queue.put(
-                    item.arg, item.priority, key=item.key, job_id=item.id
+                    arg(item), item.priority, key=item.key, job_id=item.id
                 )
                 d.addCallbacks(self._succeeded, self._failed)
             underway, pending = self.queue.size()
@@ -334,49 +380,18 @@ class FetchRun:
         self._pump_scheduled = False
         self._pump()
 
-    def _record(self, job: Job, outcome: str) -> dict[str, Any]:
-        arg = job.arg
-        latency = job.latency
-        elapsed = None if latency is None else round(latency, 6)
-        result = job.result
-        record: dict[str, Any]
-        if result is not None:
-            record = {
-                "id": job.id,
-                "url": arg["url"],
-                "outcome": outcome,
-                "attempts": job.attempts,
-                "elapsed": elapsed,
-                "final_url": result.final_url,
-                "status": result.status,
-                "bytes": result.bytes,
-                "content_type": result.content_type,
-                "sha256": result.sha256,
-            }
-            if result.body_path is not None:
-                record["body_path"] = result.body_path
-        else:
-            record = {
-                "id": job.id,
-                "url": arg["url"],
-                "outcome": outcome,
-                "attempts": job.attempts,
-                "elapsed": elapsed,
-            }
-            failure = job.failure
-            status = getattr(failure.value if failure else None, "status", None)
-            if status is not None:
-                record["status"] = status
-            record["error"] = _error(failure)
-        extra = arg.get("extra")
-        if extra:
-            record["extra"] = extra
-        return record
-
     def _succeeded(self, job: Job) -> None:
         if self._closed:
             return
-        self.store.ack(job.id, "ok", self._record(job, "ok"), self.reactor.seconds())
+        kind = self.kind
+        follow = kind.follow_ups(job)
+        if follow:
+            # In the same commit as this job's record: a crash can neither
+            # lose the next page nor fetch it twice.
+            self._store_pending += self.store.add(follow)
+        self.store.ack(job.id, "ok", kind.record(job, "ok"), self.reactor.seconds())
+        if kind.commit_each:
+            self.store.flush()
         self._pump_soon()
 
     def _failed(self, failure: Failure) -> None:
@@ -388,9 +403,10 @@ class FetchRun:
         job = error.job
         if self._closed:
             return
-        self.store.ack(
-            job.id, "failed", self._record(job, "failed"), self.reactor.seconds()
-        )
+        record = self.kind.record(job, "failed")
+        self.store.ack(job.id, "failed", record, self.reactor.seconds())
+        if self.kind.commit_each:
+            self.store.flush()
         self._pump_soon()
 
     # -- running -----------------------------------------------------------
@@ -403,6 +419,9 @@ class FetchRun:
 
     def run(self) -> defer.Deferred[int]:
         """Run to the end (or to an interruption); fires with the exit code."""
+        if self.store.meta_get(_META_FIRST_START) is None:
+            self.store.meta_set(_META_FIRST_START, time.time())
+            self.store.flush()
         self.store.release(self.reactor.seconds())
         self.output.rebuild(self.store)
         self._open_input()
@@ -485,4 +504,8 @@ class FetchRun:
             self.display.close()
         self._write_report()
         self.store.close()
-        self.fetcher.close().addBoth(lambda _: self._finished.callback(code))
+        self.kind.close().addBoth(lambda _: self._finished.callback(code))
+
+
+FetchRun = Run
+"""The name :class:`Run` had when ``fetch`` was the only kind."""

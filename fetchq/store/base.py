@@ -31,7 +31,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
@@ -48,6 +48,11 @@ __all__ = [
     "Store",
     "StoreError",
 ]
+
+
+JSONRecord: TypeAlias = dict[str, Any] | list[dict[str, Any]] | None
+"""A finished item's output record: one JSON object, several (one output
+line each, such as an API page's items), or None."""
 
 
 class StoreError(FetchqError):
@@ -143,7 +148,7 @@ class Record:
     seq: int
     id: str
     outcome: str
-    record: dict[str, Any] | None
+    record: JSONRecord
 
 
 def _frozen_counts(done: Mapping[str, int]) -> Mapping[str, int]:
@@ -214,7 +219,7 @@ class Item:
     not_before: float | None
     lease_until: float | None
     outcome: str | None
-    record: dict[str, Any] | None
+    record: JSONRecord
     record_seq: int | None
     done_at: float | None
 
@@ -261,7 +266,7 @@ class Store(Protocol):
         self,
         item_id: str,
         outcome: str,
-        record: dict[str, Any] | None,
+        record: JSONRecord,
         now: float,
     ) -> bool:
         """Finish an item for good with ``outcome`` and ``record``.

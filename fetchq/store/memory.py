@@ -31,6 +31,7 @@ from fetchq.store.base import (
     Counts,
     Item,
     ItemState,
+    JSONRecord,
     NewItem,
     Record,
 )
@@ -84,7 +85,7 @@ class _Slot:
         self.not_before: float | None = None
         self.lease_until: float | None = None
         self.outcome: str | None = None
-        self.record: dict[str, Any] | None = None
+        self.record: JSONRecord = None
         self.record_seq: int | None = None
         self.done_at: float | None = None
         self.ready_entry: tuple[Any, int, int, _Slot] | None = None
@@ -215,7 +216,7 @@ class MemoryStore:
         self,
         item_id: str,
         outcome: str,
-        record: dict[str, Any] | None,
+        record: JSONRecord,
         now: float,
     ) -> bool:
         """Finish an item for good; False if it was already done (see

@@ -56,6 +56,7 @@ from fetchq.store.base import (
     Counts,
     Item,
     ItemState,
+    JSONRecord,
     NewItem,
     Record,
     StoreError,
@@ -425,7 +426,7 @@ class SQLiteStore:
         self,
         item_id: str,
         outcome: str,
-        record: dict[str, Any] | None,
+        record: JSONRecord,
         now: float,
     ) -> bool:
         """Finish an item for good; False if it was already done (see

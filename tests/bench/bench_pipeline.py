@@ -2,7 +2,7 @@
 
 ``bench_fetch`` measures fetchq against real HTTP, where the fetcher and
 the network dominate and figures move with the machine's load.  This one
-takes them out: ``fetchq.run.Fetcher`` is replaced by a stub that answers
+takes them out: ``fetchq.kinds.fetch.Fetcher`` is replaced by a stub that answers
 every request on the next reactor turn with a ready ``FetchResult``, so what
 is measured is the rest of ``fetchq run`` -- reading and checking the input,
 the store (add, claim, ack), the queue with lanes, the progress statistics,
@@ -77,11 +77,12 @@ def child(store: str, jobs: int, width: int) -> None:
     """One run; print its CPU seconds as a JSON line."""
     from twisted.internet import defer, reactor
 
+    import fetchq.kinds.fetch
     import fetchq.run
     from fetchq.recipe import FetchRecipe, load_recipe
     from fetchq.store import MemoryStore
 
-    fetchq.run.Fetcher = StubFetcher  # type: ignore[assignment,misc]
+    fetchq.kinds.fetch.Fetcher = StubFetcher  # type: ignore[assignment,misc]
     folder = Path(tempfile.mkdtemp(prefix="fetchq-bench-pipeline-"))
     with open(folder / "urls.txt", "w", encoding="utf-8") as f:
         for i in range(jobs):
