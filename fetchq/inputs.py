@@ -70,11 +70,14 @@ def _from_fields(
             priority = _priority(fields[priority_field])
         except ValueError as e:
             return InputRow(index, row_id, url, error=str(e))
-    extra = {
-        k: v
-        for k, v in fields.items()
-        if k not in (url_field, priority_field, id_field)
-    }
+    if url_field is None:
+        extra = dict(fields)  # every field may fill a template, the id's too
+    else:
+        extra = {
+            k: v
+            for k, v in fields.items()
+            if k not in (url_field, priority_field, id_field)
+        }
     return InputRow(index, row_id, url.strip(), priority, extra)
 
 

@@ -497,6 +497,8 @@ class Run:
             self._ticker.stop()
         if self.controller is not None:
             self.controller.detach()
+        if not self.queue.stopped:
+            self.queue.stop()  # nothing is left; this drops its timers
         self.store.flush()
         self.output.catch_up(self.store)
         self.output.close()

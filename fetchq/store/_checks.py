@@ -35,8 +35,14 @@ def check_ack(outcome: object, record: object, now: float) -> None:
     """Check ``ack()``'s arguments."""
     if not isinstance(outcome, str) or not outcome:
         raise ValueError(f"outcome must be a non-empty str, not {outcome!r}")
-    if record is not None and not isinstance(record, dict):
-        raise TypeError(f"record must be a dict or None, not {record!r}")
+    if not (
+        record is None
+        or isinstance(record, dict)
+        or (isinstance(record, list) and all(isinstance(r, dict) for r in record))
+    ):
+        raise TypeError(
+            f"record must be a dict, a list of dicts or None, not {record!r}"
+        )
     check_time(now)
 
 
