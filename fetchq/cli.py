@@ -85,10 +85,9 @@ def validate(
 
 def summary(recipe: object) -> str:
     """What ``validate`` says about a good recipe, after ``ok``."""
-    from fetchq.recipe import FetchRecipe, format_rate
+    from fetchq.recipe import ApiRecipe, FetchRecipe, SmsRecipe, format_rate
 
-    if not isinstance(recipe, FetchRecipe):  # pragma: no cover - one kind so far
-        return f"kind {getattr(recipe, 'kind', '?')}"
+    assert isinstance(recipe, (FetchRecipe, SmsRecipe, ApiRecipe))
     here = recipe.source.parent
     size = recipe.input.path.stat().st_size
     queue = recipe.queue
@@ -100,11 +99,21 @@ def summary(recipe: object) -> str:
     ]
     if queue.rate is not None:
         parts.append(f"rate {format_rate(queue.rate)}")
+    lane_name = {"fetch": "host", "sms": "sender", "api": "endpoint"}[recipe.kind]
     lane = queue.lanes
     if lane.width is not None:
-        parts.append(f"per host width {lane.width}")
+        parts.append(f"per {lane_name} width {lane.width}")
     if lane.rate is not None:
-        parts.append(f"per host rate {format_rate(lane.rate)}")
+        parts.append(f"per {lane_name} rate {format_rate(lane.rate)}")
+    if queue.adaptive is not None:
+        adaptive = queue.adaptive
+        parts.append(
+            f"adaptive {adaptive.algorithm} {adaptive.min_width}-{adaptive.max_width}"
+        )
+    if isinstance(recipe, SmsRecipe):
+        parts.append(f"provider {recipe.sms.base_url}")
+    elif isinstance(recipe, ApiRecipe):
+        parts.append(f"api {recipe.api.method} {recipe.api.base_url}{recipe.api.path}")
     return ", ".join(parts)
 
 
