@@ -7,8 +7,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from fetchq.fetch import BadURL, FetchConfig, Fetcher, fetch_retry_policy
-from fetchq.fetch import host_key as url_host_key
-from fetchq.fetch.urls import check_url
+from fetchq.fetch.urls import checked_host_key
 from fetchq.inputs import InputRow
 from fetchq.job import Job
 from fetchq.kinds.base import BadRow, error_fields
@@ -49,7 +48,7 @@ class FetchKind:
 
     def item(self, row: InputRow) -> NewItem:
         try:
-            key = url_host_key(check_url(row.url))
+            key = checked_host_key(row.url)  # plain URLs skip hyperlink
         except BadURL as e:
             raise BadRow(str(e)) from None
         # Only str values when there is no extra: CPython's collector then
