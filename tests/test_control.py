@@ -428,3 +428,33 @@ def test_a_single_drop_cuts_once_and_does_not_pace() -> None:
     assert reasons.count("drop") == 1
     assert "pace" not in reasons
     assert result.throughput(6, 8) >= 0.9 * IDEAL
+
+
+def test_per_lane_state_is_dropped_when_a_lane_goes_idle() -> None:
+    """A lane's controller state (and its width override in the queue) goes
+    once the lane has been idle for ``idle_after``: a million hosts seen once
+    cost nothing afterwards."""
+    clock = Clock()
+    server = CapacityServer(clock, 8, BASE)
+    queue = ResizableDispatchQueue(server, width=50, clock=clock)
+    events: list[Any] = []
+    queue.subscribe(events.append)
+    controller = AdaptiveController(max_width=50, per_lane=True, idle_after=1.0)
+    controller.attach(queue)
+    for i in range(300):
+        queue.put(i, key="a")
+    clock.advance(0)
+    for _ in range(50):
+        clock.advance(0.01)
+    states = controller.scopes()
+    assert [(s.key, s.reason) for s in states] == [("a", "state")]
+    assert any(
+        e.key == "a" and e.lane for e in events if type(e).__name__ == "WidthChanged"
+    )
+    for _ in range(400):  # the work ends, then a second and more of quiet
+        clock.advance(0.01)
+    assert controller.scopes() == []
+    controller.detach()
+    # The queue kept nothing of it: a new job in lane "a" gets the default.
+    queue.put("late", key="a")
+    assert [(info.key, info.width) for info in queue.lanes()] == [("a", None)]

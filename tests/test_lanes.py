@@ -677,3 +677,40 @@ class LaneCancelReprioritizeTests(LaneTestCase):
         for arg in ["b1", "a2", "a1"]:
             self.assertEqual(worker.args[-1], arg)
             worker.finish(arg)
+
+
+class ResetLaneTests(LaneTestCase):
+    """reset_lane(key): a lane's own width and rate go, the defaults apply."""
+
+    def test_reset_lane_restores_the_defaults(self) -> None:
+        q, worker, clock = self.make(lane_width=2, lane_rate=10.0)
+        events: list[Any] = []
+        q.subscribe(events.append)
+        q.set_lane_width("a", 1)
+        q.set_lane_rate("a", 1.0)
+        for i in range(4):
+            q.put(f"a{i}", key="a")
+        self.assertEqual(worker.args, ["a0"])
+        self.assertEqual((self.lane(q, "a").width, self.lane(q, "a").rate), (1, 1.0))
+        events.clear()
+        q.reset_lane("a")
+        info = self.lane(q, "a")
+        self.assertEqual((info.width, info.rate), (2, 10.0))
+        self.assertEqual(q.lane_rate, 10.0)
+        kinds = {(type(e).__name__, e.key, e.new) for e in events if e.key == "a"}
+        self.assertEqual(kinds, {("WidthChanged", "a", 2), ("RateChanged", "a", 10.0)})
+        # The lane's wider default applies at once (its rate permitting).
+        advance_to(clock, 0.1)
+        self.assertEqual(worker.args, ["a0", "a1"])
+
+    def test_reset_of_a_lane_without_settings_does_nothing(self) -> None:
+        q, _worker, _ = self.make(lane_width=2)
+        events: list[Any] = []
+        q.subscribe(events.append)
+        q.reset_lane("nobody")
+        q.put("x", key="b")
+        q.reset_lane("b")
+        self.assertEqual(self.lane(q, "b").width, 2)
+        self.assertEqual(
+            [type(e).__name__ for e in events], ["JobQueued", "JobLaunched"]
+        )

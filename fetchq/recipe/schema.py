@@ -646,6 +646,13 @@ RETRY = Section(
     check=check_retry,
 )
 
+CONNECT_TIMEOUT = Key(
+    "connect_timeout",
+    duration(positive=True),
+    "Time allowed to connect.",
+    default="10s",
+)
+
 SAVE_BODIES = Section(
     "save_bodies",
     "Save response bodies to files; without it only their size and sha256 "
@@ -691,12 +698,7 @@ FETCH = Section(
             default="{}",
         ),
         Key("body", secret_text(), "The request body.", default="null"),
-        Key(
-            "connect_timeout",
-            duration(positive=True),
-            "Time allowed to connect.",
-            default="10s",
-        ),
+        CONNECT_TIMEOUT,
         Key(
             "headers_timeout",
             duration(positive=True),
@@ -826,12 +828,7 @@ SMS = Section(
             "never sent.",
             default="1600",
         ),
-        Key(
-            "connect_timeout",
-            duration(positive=True),
-            "Time allowed to connect.",
-            default="10s",
-        ),
+        CONNECT_TIMEOUT,
         Key(
             "timeout",
             duration(positive=True),
