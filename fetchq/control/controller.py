@@ -306,7 +306,7 @@ class AdaptiveController:
                 call.cancel()
         self._timer = None
         self._urgent = []
-        scopes = [s for s in (self._global, *self._lanes.values()) if s is not None]
+        scopes = self._scopes()
         self._queue = None
         for scope in scopes:
             if scope.rate is not None:
@@ -320,11 +320,12 @@ class AdaptiveController:
         if queue is None:
             return []
         now = queue.clock.seconds()
-        return [
-            self._decision(s, now, "state")
-            for s in (self._global, *self._lanes.values())
-            if s is not None
-        ]
+        return [self._decision(s, now, "state") for s in self._scopes()]
+
+    def _scopes(self) -> list[_Scope]:
+        """The queue-wide scope (unless per lane) and every lane's."""
+        lanes = list(self._lanes.values())
+        return lanes if self._global is None else [self._global, *lanes]
 
     # ------------------------------------------------------------------
     # Observing
@@ -419,7 +420,7 @@ class AdaptiveController:
         if queue is None:
             return
         now = queue.clock.seconds()
-        for scope in [s for s in (self._global, *self._lanes.values()) if s]:
+        for scope in self._scopes():
             probe = scope.probe
             if probe is not None:
                 if len(
