@@ -517,6 +517,26 @@ class MemoryStoreTests(StoreContract, TempDirTestCase):
         """A new MemoryStore."""
         return MemoryStore()
 
+    def test_finished_items_do_not_keep_lease_entries(self) -> None:
+        """A long run claims and acks far more items than are ever underway;
+        the lease heap (private: what this test is about) stays near the
+        number underway instead of growing with every item ever claimed
+        within an hour-long lease."""
+        store = MemoryStore()
+        store.add(NewItem(str(i), i) for i in range(20_000))
+        now = 0.0
+        while claimed := store.claim(50, now, lease=3600.0):
+            for item in claimed:
+                store.ack(item.id, "ok", None, now)
+            now += 0.01
+        self.assertEqual(store.counts().done, {"ok": 20_000})
+        self.assertLess(len(store._leases), 2 * 50 + 1024 + 50)
+        # An item still claimed keeps its lease, compaction or not.
+        store.add([NewItem("late", 0)])
+        self.assertEqual([c.id for c in store.claim(1, now, lease=1.0)], ["late"])
+        self.assertEqual(store.claim(1, now + 0.5, lease=1.0), [])
+        self.assertEqual([c.id for c in store.claim(1, now + 1.0, lease=1.0)], ["late"])
+
     def test_args_kept_as_given(self) -> None:
         """The memory store hands back the very argument and record objects
         it was given, JSON or not."""

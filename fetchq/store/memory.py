@@ -202,7 +202,21 @@ class MemoryStore:
             )
         self._n_ready -= len(claimed)
         self._n_claimed += len(claimed)
+        if len(leases) > 2 * self._n_claimed + 1024:
+            self._compact_leases()
         return claimed
+
+    def _compact_leases(self) -> None:
+        """Drop the lease entries of items no longer claimed (acked or
+        requeued long before their lease would end), so a long run's heap
+        holds about as many entries as there are items underway."""
+        live = [
+            entry
+            for entry in self._leases
+            if entry[2].state == _CLAIMED and entry[2].lease_until == entry[0]
+        ]
+        heapq.heapify(live)
+        self._leases = live
 
     def _slot(self, item_id: str) -> _Slot:
         check_id(item_id)
