@@ -431,13 +431,12 @@ def provider_config(
     if options.provider_url:
         config = SmsConfig.from_env(base_url=options.provider_url, from_number=sender)
         return config, None
-    port: Any = serve_sms(reactor, 0, latency=0.2)
-    url = f"http://127.0.0.1:{port.getHost().port}"
-    say(f"fake SMS provider on {url}")
+    served = serve_sms(reactor, 0, latency=0.2)
+    say(f"fake SMS provider on {served.url}")
     config = SmsConfig(
-        DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, base_url=url, from_number=sender
+        DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, base_url=served.url, from_number=sender
     )
-    return config, port.factory.resource
+    return config, served.fake
 
 
 def start(reactor: Any, options: argparse.Namespace) -> SmsService:

@@ -96,9 +96,9 @@ class KindRunTests(TestCase):
 
     def sms_provider(self, **kw: Any) -> tuple[FakeSMSProvider, str]:
         provider = FakeSMSProvider(reactor, latency=0.01, **kw)
-        port: Any = serve_sms(reactor, provider=provider)
-        self.addCleanup(port.stopListening)
-        return provider, f"http://127.0.0.1:{port.getHost().port}"
+        served = serve_sms(reactor, provider=provider)
+        self.addCleanup(served.stop)
+        return provider, served.url
 
     def write_messages(self, rows: int, senders: int, base: str, rate: float) -> Path:
         lines = ["id,to,from,name,code"]

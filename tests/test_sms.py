@@ -762,10 +762,11 @@ class LoopbackTests(TestCase):
     """The fake served on 127.0.0.1 and the sender's real treq client."""
 
     def setUp(self) -> None:
-        self.port: Any = serve_sms(reactor, latency=0.01, invalid={recipient(99)})
-        self.addCleanup(self.port.stopListening)
-        self.provider: FakeSMSProvider = self.port.factory.resource
-        self.base_url = f"http://127.0.0.1:{self.port.getHost().port}"
+        served = serve_sms(reactor, latency=0.01, invalid={recipient(99)})
+        self.addCleanup(served.stop)
+        self.served = served
+        self.provider: FakeSMSProvider = served.fake
+        self.base_url = served.url
 
     def sender(self, **changes: Any) -> SmsSender:
         """A sender with its own connection pool, closed after the test."""
@@ -808,7 +809,7 @@ class LoopbackTests(TestCase):
             self.assertEqual(e.status, 401)
         else:
             self.fail("a wrong token was accepted")
-        await self.port.stopListening()
+        await self.served.stop()
         try:
             await self.sender().send(Message(recipient(1), "x"))
         except SmsConnectionFailed as e:

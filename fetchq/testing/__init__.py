@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from fetchq.testing.api import FakeXAPI, ServedAPI
     from fetchq.testing.api import serve as serve_api
     from fetchq.testing.clock import advance_and_flush, run_until_idle
+    from fetchq.testing.served import Served
     from fetchq.testing.sms import (
         DEFAULT_ACCOUNT_SID,
         DEFAULT_AUTH_TOKEN,
@@ -46,6 +47,7 @@ __all__ = [
     "FakeMessage",
     "FakeSMSProvider",
     "FakeXAPI",
+    "Served",
     "ServedAPI",
     "advance_and_flush",
     "run_until_idle",
@@ -62,6 +64,7 @@ _HOMES = {
     "serve_sms": ("fetchq.testing.sms", "serve"),
     "FakeXAPI": ("fetchq.testing.api", "FakeXAPI"),
     "ServedAPI": ("fetchq.testing.api", "ServedAPI"),
+    "Served": ("fetchq.testing.served", "Served"),
     "serve_api": ("fetchq.testing.api", "serve"),
     "advance_and_flush": ("fetchq.testing.clock", "advance_and_flush"),
     "run_until_idle": ("fetchq.testing.clock", "run_until_idle"),

@@ -61,13 +61,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.protocols.policies import WrappingFactory
 from twisted.web.http import RESPONSES
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET
 
 from fetchq.testing.clock import run_until_idle
+from fetchq.testing.served import Served, serve_resource
 
 __all__ = [
     "DEFAULT_QUOTAS",
@@ -498,66 +497,16 @@ def _query(request: Any) -> dict[str, str]:
 # In-process driving and serving on a port
 
 
-class _Tracking(WrappingFactory):
-    """Remembers open connections so :meth:`ServedAPI.stop` can close them."""
-
-    def __init__(self, factory: Any) -> None:
-        super().__init__(factory)  # type: ignore[no-untyped-call]
-        self._idle: list[Deferred[None]] = []
-
-    def unregisterProtocol(self, p: Any) -> None:
-        super().unregisterProtocol(p)  # type: ignore[no-untyped-call]
-        if not self.protocols:
-            waiters, self._idle = self._idle, []
-            for waiter in waiters:
-                waiter.callback(None)
-
-    def closed(self) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
-        if not self.protocols:
-            d.callback(None)
-            return d
-        self._idle.append(d)
-        for protocol in list(self.protocols):
-            protocol.transport.loseConnection()
-        return d
-
-
-@attrs.define
-class ServedAPI:
-    """A :class:`FakeXAPI` listening on a loopback port.
-
-    Attributes:
-        fake: the fake itself (its counters, :meth:`~FakeXAPI.inject`).
-        port: the listening port.
-    """
-
-    fake: FakeXAPI
-    port: Any
-    _factory: _Tracking = attrs.field(alias="factory")
-
-    @property
-    def url(self) -> str:
-        """The base URL, ``http://127.0.0.1:PORT``."""
-        host = self.port.getHost()
-        return f"http://{host.host}:{host.port}"
-
-    def stop(self) -> Deferred[None]:
-        """Stop listening and close every open connection; fires when done."""
-        stopped: Deferred[Any] = maybeDeferred(self.port.stopListening)
-        both = DeferredList([stopped, self._factory.closed()], fireOnOneErrback=True)
-        return both.addCallback(lambda _: None)
+ServedAPI = Served
+"""A :class:`FakeXAPI` on a port (see :class:`~fetchq.testing.served.Served`)."""
 
 
 def serve(
     reactor: Any, port: int = 0, *, interface: str = "127.0.0.1", **kw: Any
-) -> ServedAPI:
+) -> Served[FakeXAPI]:
     """Serve a :class:`FakeXAPI` (made with ``reactor`` as its clock and
     ``**kw``) on ``interface:port`` (0: any free port)."""
-    fake = FakeXAPI(reactor, **kw)
-    factory = _Tracking(Site(fake, reactor=reactor))  # type: ignore[no-untyped-call]
-    listening = reactor.listenTCP(port, factory, interface=interface)
-    return ServedAPI(fake, listening, factory)
+    return serve_resource(reactor, FakeXAPI(reactor, **kw), port, interface)
 
 
 def main(argv: list[str] | None = None, reactor: Any = None) -> None:

@@ -39,8 +39,9 @@ do both, one delayed call at a time.
 
 **On a loopback port**, for integration tests, or to point a recipe at::
 
-    port = serve(reactor, port=0, latency=0.2)   # an IListeningPort
-    provider = port.factory.resource
+    served = serve(reactor, port=0, latency=0.2)
+    served.url, served.fake           # where it listens; the provider
+    yield served.stop()               # stop listening, close connections
 
 or from a shell: ``python -m fetchq.testing.sms --port 8099``.
 """
@@ -58,11 +59,11 @@ from typing import Any, TypeAlias
 from urllib.parse import urlencode
 
 import attrs
-from twisted.internet.interfaces import IListeningPort
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET
 
 from fetchq.testing.clock import advance_and_flush, run_until_idle
+from fetchq.testing.served import Served, serve_resource
 
 __all__ = [
     "DEFAULT_ACCOUNT_SID",
@@ -568,26 +569,24 @@ def serve(
     interface: str = "127.0.0.1",
     provider: FakeSMSProvider | None = None,
     **kw: Any,
-) -> IListeningPort:
+) -> Served[FakeSMSProvider]:
     """Serve a fake provider over HTTP on ``interface:port``.
 
     Args:
         reactor: the reactor (``IReactorTCP`` and the provider's clock).
-        port: the TCP port, 0 for any free one (``.getHost().port``).
+        port: the TCP port, 0 for any free one.
         interface: the address to listen on (loopback by default).
         provider: the provider to serve; else one is made with ``kw``.
 
     Returns:
-        The listening port; ``port.factory.resource`` is the provider, and
-        ``port.stopListening()`` stops it.
+        A :class:`~fetchq.testing.served.Served`: ``.fake`` is the provider,
+        ``.url`` its base URL, ``.stop()`` stops it and closes connections.
     """
     if provider is None:
         provider = FakeSMSProvider(reactor, **kw)
     elif kw:
         raise TypeError("give a provider or its arguments, not both")
-    site = Site(provider)  # type: ignore[no-untyped-call]
-    listening: IListeningPort = reactor.listenTCP(port, site, interface=interface)
-    return listening
+    return serve_resource(reactor, provider, port, interface)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -607,7 +606,7 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import reactor as default_reactor
 
     reactor: Any = default_reactor
-    listening: Any = serve(
+    served = serve(
         reactor,
         options.port,
         interface=options.interface,
@@ -617,8 +616,7 @@ def main(argv: list[str] | None = None) -> None:
         concurrency=options.concurrency,
         per_from_rate=options.per_from_rate,
     )
-    host: Any = listening.getHost()
-    print(f"fake SMS provider on http://{host.host}:{host.port}")
+    print(f"fake SMS provider on {served.url}")
     print(f"  TWILIO_ACCOUNT_SID={options.account_sid}")
     print(f"  TWILIO_AUTH_TOKEN={options.auth_token}")
     reactor.run()
