@@ -47,9 +47,9 @@ from fetchq.kinds import BadRow, Kind
 from fetchq.progress import ProgressDisplay, RunStats
 from fetchq.queue import ResizableDispatchQueue
 from fetchq.recipe import ApiRecipe, FetchRecipe, Recipe, SmsRecipe
-from fetchq.recipe.env import reveal
 from fetchq.recipe.model import AdaptiveSpec
 from fetchq.report import Timeline, write_report
+from fetchq.secrets import reveal
 from fetchq.store import NewItem, Record, SQLiteStore, Store
 
 __all__ = ["FetchRun", "Run", "fetch_config", "make_kind"]

@@ -55,8 +55,8 @@ from fetchq.fetch import (
     host_key,
     parse_retry_after,
 )
-from fetchq.fetch.body import BodySink
-from fetchq.fetch.urls import _QUICK_URL, quick_uri, uri_text
+from fetchq.http.body import BodySink
+from fetchq.http.urls import _QUICK_URL, quick_uri, uri_text
 
 
 class ConfigTests(SynchronousTestCase):
@@ -521,7 +521,7 @@ class FastPathTests(SynchronousTestCase):
     def test_uri_text_matches_to_uri(self) -> None:
         """For plain and non-plain URLs alike, uri_text equals hyperlink's
         to_uri().to_text()."""
-        from fetchq.fetch.urls import uri_text
+        from fetchq.http.urls import uri_text
 
         for text in (
             "http://127.0.0.1:8080/page/1?q=a%20b",

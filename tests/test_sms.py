@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from fetchq import JobFailed, ResizableDispatchQueue, Throttled
 from fetchq.control import Signal, classify_error
-from fetchq.recipe.env import Secret
+from fetchq.secrets import Secret
 from fetchq.sms import (
     AmbiguousSend,
     AuthFailed,

@@ -80,15 +80,15 @@ from fetchq.api.errors import (
     QuotaExhausted,
 )
 from fetchq.api.ratelimit import Quota, parse_quota, throttle_delay
-from fetchq.fetch.body import BodySink, read_body, reasons
-from fetchq.fetch.errors import (
+from fetchq.http.body import BodySink, read_body, reasons
+from fetchq.http.errors import (
     BodyTimeout,
     BodyTooLarge,
     ContentDecodingError,
     TruncatedBody,
 )
-from fetchq.recipe.env import Secret, reveal
 from fetchq.retry import RetryPolicy
+from fetchq.secrets import Secret, reveal
 
 __all__ = [
     "RETRYABLE",

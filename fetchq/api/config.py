@@ -35,9 +35,9 @@ import attrs
 from fetchq._validate import integer_at_least, non_negative_number, positive_number
 from fetchq.api.errors import BadRequestRow
 from fetchq.fetch.config import DEFAULT_USER_AGENT
-from fetchq.fetch.errors import BadURL
-from fetchq.fetch.urls import check_url
-from fetchq.recipe.env import Secret, reveal
+from fetchq.http.errors import BadURL
+from fetchq.http.urls import check_url
+from fetchq.secrets import Secret, reveal
 
 __all__ = ["ApiConfig", "Template"]
 
@@ -316,7 +316,7 @@ class ApiConfig:
             and URL-quoted (``/2/users/{id}/tweets``).
         method: the HTTP method.
         token: the bearer token, sent as ``Authorization: Bearer ...``; a
-            :class:`~fetchq.recipe.env.Secret` (a plain string is wrapped in
+            :class:`~fetchq.secrets.Secret` (a plain string is wrapped in
             one, so it never shows in a repr), or None to send none.
         params: query parameters, a mapping or pairs; values may hold
             ``{field}`` templates (a ``Secret`` value is used as it is, and

@@ -41,7 +41,7 @@ from typing import TypeAlias
 
 import attrs
 
-from fetchq.fetch.urls import parse_retry_after
+from fetchq.http.urls import parse_retry_after
 
 __all__ = [
     "EPOCH_THRESHOLD",

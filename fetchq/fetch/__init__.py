@@ -26,7 +26,7 @@ width and rate then apply per host, and a throttle answer (429/503,
 server's Retry-After while other hosts go on.
 
 **Outcomes.** A job ends with a :class:`FetchResult` or one of the named
-errors of :mod:`fetchq.fetch.errors` (each has ``.name`` and a short message).
+errors of :mod:`fetchq.http.errors` (each has ``.name`` and a short message).
 :func:`fetch_retry_policy` retries connection errors, timeouts and retry
 statuses; Retry-After answers retry after the server's delay.
 
@@ -39,9 +39,10 @@ neither kept nor sent.  IPv6-literal and underscore hosts are refused as
 ``BadURL``: treq cannot encode them (hyperlink issue #68).
 """
 
-from fetchq.fetch.addresses import EndpointFactory, GuardedEndpoint, forbidden_kind
 from fetchq.fetch.config import DEFAULT_USER_AGENT, FetchConfig
-from fetchq.fetch.errors import (
+from fetchq.fetch.fetcher import RETRYABLE, Fetcher, FetchResult, fetch_retry_policy
+from fetchq.http.addresses import EndpointFactory, GuardedEndpoint, forbidden_kind
+from fetchq.http.errors import (
     BadURL,
     BodyTimeout,
     BodyTooLarge,
@@ -61,8 +62,7 @@ from fetchq.fetch.errors import (
     TooManyRedirects,
     TruncatedBody,
 )
-from fetchq.fetch.fetcher import RETRYABLE, Fetcher, FetchResult, fetch_retry_policy
-from fetchq.fetch.urls import (
+from fetchq.http.urls import (
     DEFAULT_SCHEMES,
     check_url,
     checked_host_key,

@@ -11,7 +11,7 @@ import attrs
 
 import fetchq
 from fetchq._validate import integer_at_least, non_negative_number, positive_number
-from fetchq.fetch.urls import DEFAULT_SCHEMES
+from fetchq.http.urls import DEFAULT_SCHEMES
 
 __all__ = ["DEFAULT_USER_AGENT", "FetchConfig"]
 

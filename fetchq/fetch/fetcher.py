@@ -2,9 +2,9 @@
 
 One :class:`Fetcher` holds one persistent connection pool for all its
 requests.  It follows redirects itself, so every hop passes the same URL and
-address checks, and it reads bodies as streams (see :mod:`fetchq.fetch.body`).
+address checks, and it reads bodies as streams (see :mod:`fetchq.http.body`).
 What comes back is a :class:`FetchResult`, or one of the named exceptions of
-:mod:`fetchq.fetch.errors`::
+:mod:`fetchq.http.errors`::
 
     fetcher = Fetcher(FetchConfig(), reactor, pool_size=20)
     queue = ResizableDispatchQueue(
@@ -45,10 +45,10 @@ from twisted.web.client import (
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 
-from fetchq.fetch.addresses import EndpointFactory
-from fetchq.fetch.body import BodySink, drop_body, read_body, reasons
 from fetchq.fetch.config import FetchConfig
-from fetchq.fetch.errors import (
+from fetchq.http.addresses import EndpointFactory
+from fetchq.http.body import BodySink, drop_body, read_body, reasons
+from fetchq.http.errors import (
     BadURL,
     ConnectionFailed,
     ConnectTimeout,
@@ -63,7 +63,7 @@ from fetchq.fetch.errors import (
     SaveError,
     TooManyRedirects,
 )
-from fetchq.fetch.urls import check_url, parse_retry_after, quick_uri, uri_text
+from fetchq.http.urls import check_url, parse_retry_after, quick_uri, uri_text
 from fetchq.retry import RetryPolicy
 
 __all__ = ["RETRYABLE", "FetchResult", "Fetcher", "fetch_retry_policy"]
@@ -84,7 +84,7 @@ def fetch_retry_policy(
     max_attempts: int = 5, base_delay: float = 1.0, max_delay: float = 60.0
 ) -> RetryPolicy:
     """A retry policy for fetch jobs: connection errors, timeouts and
-    :class:`~fetchq.fetch.errors.RetryableStatus` retry with exponential
+    :class:`~fetchq.http.errors.RetryableStatus` retry with exponential
     backoff and full jitter; ``HTTPRetryAfter``/``HTTPThrottled`` retry after
     the server's delay; anything else fails at once.
 
@@ -211,7 +211,7 @@ class Fetcher:
 
         Returns:
             A Deferred firing with a :class:`FetchResult`, or failing with a
-            :class:`~fetchq.fetch.errors.FetchError` (throttles and
+            :class:`~fetchq.http.errors.FetchError` (throttles and
             Retry-After answers are ``fetchq.Throttled``/``RetryAfter`` too).
             Cancelling it closes the connection and cleans up.
         """

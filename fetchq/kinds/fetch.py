@@ -7,7 +7,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from fetchq.fetch import BadURL, FetchConfig, Fetcher, fetch_retry_policy
-from fetchq.fetch.urls import checked_host_key
+from fetchq.http.urls import checked_host_key
 from fetchq.inputs import InputRow
 from fetchq.job import Job
 from fetchq.kinds.base import BadRow, error_fields

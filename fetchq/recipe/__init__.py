@@ -21,7 +21,6 @@ documented in the README's recipe reference, generated from
 :mod:`fetchq.recipe.schema`.
 """
 
-from fetchq.recipe.env import Secret, reveal
 from fetchq.recipe.errors import Problem, RecipeError
 from fetchq.recipe.loader import load_recipe, parse_recipe
 from fetchq.recipe.model import (
@@ -53,6 +52,7 @@ from fetchq.recipe.units import (
     parse_rate,
     parse_size,
 )
+from fetchq.secrets import Secret, reveal
 
 __all__ = [
     "ApiInputSpec",

@@ -877,8 +877,8 @@ def url(*, nullable: bool = False, base: bool = False) -> Conv:
     no trailing ``/``)."""
 
     def convert(node: Node, ctx: Context, where: str) -> str | None:
-        from fetchq.fetch.errors import BadURL
-        from fetchq.fetch.urls import check_url
+        from fetchq.http.errors import BadURL
+        from fetchq.http.urls import check_url
 
         if nullable and is_null(node):
             return None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-import attrs
+from fetchq.secrets import Secret, reveal
 
 __all__ = ["EnvError", "Secret", "expand", "reveal"]
 
@@ -26,37 +26,6 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 class EnvError(ValueError):
     """A ``${...}`` reference could not be expanded.  The message names the
     variable, never a value."""
-
-
-@attrs.frozen(repr=False)
-class Secret:
-    """A string that must not be shown: its ``repr()`` and ``str()`` are masked.
-
-    Args:
-        value: the secret text.
-        sources: the environment variables it was expanded from, for messages.
-    """
-
-    _value: str = attrs.field(alias="value")
-    sources: tuple[str, ...] = ()
-
-    def reveal(self) -> str:
-        """The secret text itself, for the code that sends it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        if self.sources:
-            names = ", ".join(f"${{{name}}}" for name in self.sources)
-            return f"Secret('***' from {names})"
-        return "Secret('***')"
-
-    def __str__(self) -> str:
-        return "***"
-
-
-def reveal(value: str | Secret) -> str:
-    """``value`` as plain text, whether or not it is a :class:`Secret`."""
-    return value.reveal() if isinstance(value, Secret) else value
 
 
 def expand(text: str, environ: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 import attrs
 from twisted.python.failure import Failure
 
-from fetchq.recipe.env import Secret, reveal
 from fetchq.retry import RetryPolicy
+from fetchq.secrets import Secret, reveal
 
 if TYPE_CHECKING:
     from fetchq.api.config import ApiConfig

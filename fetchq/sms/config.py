@@ -12,7 +12,7 @@ from hyperlink import DecodedURL, URLParseError
 
 import fetchq
 from fetchq._validate import integer_at_least, non_negative_number, positive_number
-from fetchq.recipe.env import Secret
+from fetchq.secrets import Secret
 from fetchq.sms.numbers import check_sender
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_USER_AGENT", "TWILIO_MAX_BODY", "SmsConfig"]
@@ -115,7 +115,7 @@ class SmsConfig:
         account_sid: the account SID (``AC`` + 32 hex digits at Twilio), the
             HTTP Basic user and part of the URL.
         auth_token: the account's auth token, the HTTP Basic password: a
-            :class:`~fetchq.recipe.env.Secret` (as a recipe's ``${TOKEN}``
+            :class:`~fetchq.secrets.Secret` (as a recipe's ``${TOKEN}``
             gives) or text, kept as a Secret so it never shows in a repr.
         base_url: the API's root, without ``/2010-04-01``.
         from_number: the default sender (E.164 number, short code or

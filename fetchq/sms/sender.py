@@ -48,9 +48,9 @@ from twisted.web.client import (
 from twisted.web.http_headers import Headers
 
 from fetchq.control.signals import Signal
-from fetchq.fetch.urls import parse_retry_after
-from fetchq.recipe.env import reveal
+from fetchq.http.urls import parse_retry_after
 from fetchq.retry import RetryPolicy
+from fetchq.secrets import reveal
 from fetchq.sms.config import SmsConfig
 from fetchq.sms.errors import (
     THROTTLE_CODE,

@@ -25,7 +25,7 @@ from twisted.web.client import GzipDecoder, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from fetchq.fetch.errors import (
+from fetchq.http.errors import (
     BodyTimeout,
     BodyTooLarge,
     ContentDecodingError,

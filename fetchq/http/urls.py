@@ -21,7 +21,7 @@ from datetime import timezone
 
 from hyperlink import DecodedURL, EncodedURL, URLParseError
 
-from fetchq.fetch.errors import BadURL
+from fetchq.http.errors import BadURL
 
 __all__ = [
     "DEFAULT_SCHEMES",

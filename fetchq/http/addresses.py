@@ -6,7 +6,7 @@ resolves its host itself, keeps only the addresses that
 :func:`forbidden_kind` passes, and connects to one of those very addresses.
 So a redirect to ``http://127.0.0.1/``, a name that resolves to ``10.0.0.5``
 or a name that resolves to a public and a private address all end on a
-checked address or on :class:`~fetchq.fetch.errors.ForbiddenAddress`, with
+checked address or on :class:`~fetchq.http.errors.ForbiddenAddress`, with
 no gap between the check and the connection for DNS tricks to use.
 """
 
@@ -41,7 +41,7 @@ from twisted.web.client import URI, BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer  # type: ignore[import-untyped]
 
-from fetchq.fetch.errors import ForbiddenAddress
+from fetchq.http.errors import ForbiddenAddress
 
 __all__ = ["EndpointFactory", "GuardedEndpoint", "forbidden_kind"]
 
