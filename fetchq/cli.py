@@ -3,13 +3,17 @@
 ::
 
     fetchq validate RECIPE [RECIPE ...]
-    fetchq run RECIPE
+    fetchq run RECIPE [--fresh] [--retry-failed] [--max-failures N|P%]
     fetchq demo [--pages N] [--dir DIR]
 
 Exit status: 0 when everything asked for succeeded, 2 for problems (a bad
-recipe, a usage error, an unexpected error), 130 on Ctrl-C.  Problems are
-printed on stderr, one line each (``path:LINE:COL: message`` for recipes);
-the user never sees a traceback.
+recipe, a usage error, an input changed since an earlier run read it, an
+unexpected error), 130 on Ctrl-C.  ``run`` also exits 3 when it stopped
+because it cannot succeed (credentials refused, a recipe wrong for the
+service, an input that cannot be read on) and 4 when the failure breaker
+stopped it (``--max-failures``); in both cases the rows not done are left to
+do for the next run.  Problems are printed on stderr, one line each
+(``path:LINE:COL: message`` for recipes); the user never sees a traceback.
 
 Each subcommand is a pair of functions listed in :data:`COMMANDS`: one adds
 its parser (and sets ``handler``), the other runs it and returns the exit
@@ -134,27 +138,60 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="write a self-contained HTML report of the run (charts, summary)",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: forget the state of earlier runs (their records, "
+        "what was read of the input) and run every row again",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run the rows that failed again (their records are replaced); "
+        "ok rows and bad input are kept",
+    )
+    parser.add_argument(
+        "--max-failures",
+        metavar="N|P%",
+        default=None,
+        help="stop (rows left to do, exit 4) after N failures in a row, or "
+        "once more than P%% of the finished jobs failed; 0: never "
+        "(default: the recipe's run.max_failures, else 50)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """``fetchq run``: run the recipe ``args.recipe`` to the end."""
+    from fetchq.breaker import MaxFailures
     from fetchq.recipe import RecipeError, load_recipe
 
+    max_failures = None
+    if args.max_failures is not None:
+        try:
+            max_failures = MaxFailures.parse(args.max_failures)
+        except ValueError as exc:
+            print(f"fetchq: error: --max-failures: {exc}", file=sys.stderr)
+            return PROBLEMS
     try:
         recipe = load_recipe(args.recipe)
     except RecipeError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
         return PROBLEMS
-    report = None if args.report is None else Path(args.report)
-    return _react(lambda reactor: _fetch_run(recipe, reactor, report))
+    options = {
+        "report": None if args.report is None else Path(args.report),
+        "fresh": args.fresh,
+        "retry_failed": args.retry_failed,
+        "max_failures": max_failures,
+    }
+    return _react(lambda reactor: _start_run(recipe, reactor, options))
 
 
-def _fetch_run(recipe: object, reactor: object, report: Path | None) -> object:
-    from fetchq.run import FetchRun
+def _start_run(recipe: object, reactor: object, options: dict[str, Any]) -> object:
+    from fetchq.run import Run
 
-    run = FetchRun(recipe, reactor, handle_signals=True, report=report)  # type: ignore[arg-type]
+    run = Run(recipe, reactor, handle_signals=True, **options)  # type: ignore[arg-type]
     return run.run()
 
 

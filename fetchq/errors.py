@@ -48,6 +48,15 @@ __all__ = [
 class FetchqError(Exception):
     """Base class of every exception fetchq raises."""
 
+    fatal: bool = False
+    """True when a job failed in a way no other job can avoid either, so a
+    run must stop rather than fail every row: credentials the service
+    refuses, a recipe that is wrong for the service.  A class or an
+    instance may set it; :attr:`fix` then says what to change."""
+
+    fix: str = ""
+    """For a fatal error: what the user should fix, in a few words."""
+
 
 class QueueStopped(FetchqError):
     """Raised by ``put()`` (and ``resume()``) once ``stop()`` has been called."""

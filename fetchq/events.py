@@ -11,7 +11,10 @@ Every job move is reported exactly once:
 - :class:`JobQueued` when ``put()`` or ``requeue()`` accepts a job;
 - :class:`JobLaunched` each time an attempt starts;
 - :class:`JobFinished` each time an attempt ends, and when a job that never
-  launched is cancelled, with the :class:`~fetchq.job.Outcome`.
+  launched is cancelled, with the :class:`~fetchq.job.Outcome`;
+- :class:`JobWithdrawn` when ``withdraw()`` hands a pending job back.
+
+:class:`LaneHeld` says a lane (or the whole queue) is held until a time.
 
 :class:`ControlDecision` is not the queue's own: an adaptive controller
 announces each decision through ``queue.announce()``, so that every observer
@@ -34,6 +37,8 @@ __all__ = [
     "JobFinished",
     "JobLaunched",
     "JobQueued",
+    "JobWithdrawn",
+    "LaneHeld",
     "Observer",
     "RateChanged",
     "WidthChanged",
@@ -72,6 +77,15 @@ class JobFinished:
 
 
 @attrs.frozen
+class JobWithdrawn:
+    """A pending (or retrying) job left the queue without running or being
+    cancelled: ``queue.withdraw()`` handed it back to whoever keeps it."""
+
+    job: Job
+    time: float
+
+
+@attrs.frozen
 class WidthChanged:
     """A width changed: the queue's (``key`` None) or a lane's default/override.
 
@@ -94,6 +108,23 @@ class RateChanged:
     burst: int
     lane: bool = False
     key: Any = None
+
+
+@attrs.frozen
+class LaneHeld:
+    """A lane (or, with ``key`` None, the whole queue) is held: nothing of it
+    launches before ``until`` (a server's Retry-After, a spent quota, an
+    admin's hold).  Sent when a hold begins or is extended.
+
+    Attributes:
+        key: the lane's key, or None for the whole queue.
+        until: clock time the hold ends.
+        time: clock time of the hold.
+    """
+
+    key: Any
+    until: float
+    time: float
 
 
 @attrs.frozen
@@ -133,6 +164,13 @@ class ControlDecision:
 
 
 Event: TypeAlias = (
-    JobQueued | JobLaunched | JobFinished | WidthChanged | RateChanged | ControlDecision
+    JobQueued
+    | JobLaunched
+    | JobFinished
+    | JobWithdrawn
+    | WidthChanged
+    | RateChanged
+    | LaneHeld
+    | ControlDecision
 )
 Observer: TypeAlias = Callable[[Event], object]

@@ -131,6 +131,12 @@ class LaneScheduling:
         """A snapshot of every lane that currently exists."""
         return [lane.info() for lane in self._lanes.values()]
 
+    def lane(self, key: Any) -> LaneInfo | None:
+        """A snapshot of lane ``key``, or None if the queue keeps nothing for
+        it (no job pending or underway, no hold)."""
+        lane = self._lanes.get(key)
+        return None if lane is None else lane.info()
+
     @property
     def lane_width(self) -> int | None:
         """The default width of lanes without their own (None = no cap)."""

@@ -16,7 +16,14 @@ from typing import IO, Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fetchq.events import ControlDecision, Event, JobFinished, JobLaunched, JobQueued
+from fetchq.events import (
+    ControlDecision,
+    Event,
+    JobFinished,
+    JobLaunched,
+    JobQueued,
+    JobWithdrawn,
+)
 from fetchq.job import Outcome
 
 __all__ = ["LatencyHistogram", "ProgressDisplay", "RunStats"]
@@ -140,6 +147,10 @@ class RunStats:
                 self.retrying -= 1
         elif isinstance(event, JobQueued):
             self.queued += 1
+        elif isinstance(event, JobWithdrawn):
+            self.queued -= 1  # handed back to the store: queued again later
+            if event.job.attempts:
+                self.retrying -= 1
         elif isinstance(event, ControlDecision):
             if self.control is None:
                 self.control = ControlSummary(event.controller)

@@ -47,6 +47,8 @@ from fetchq.events import (
     JobFinished,
     JobLaunched,
     JobQueued,
+    JobWithdrawn,
+    LaneHeld,
     Observer,
     RateChanged,
     WidthChanged,
@@ -559,6 +561,30 @@ class ResizableDispatchQueue(LaneScheduling):
 
     clearQueue = clear  # txrdq's name
 
+    def withdraw(self, key: Any) -> list[Job]:
+        """Take lane ``key``'s pending and retrying jobs out of the queue.
+
+        For a runner that keeps work elsewhere (a store) and would rather not
+        hold a lane's jobs in memory while the lane cannot launch (held for a
+        long time).  As with ``stop()``, their ``put()`` Deferreds are let go
+        and never fire; observers get a :class:`~fetchq.events.JobWithdrawn`
+        for each.  A job that was waiting to retry keeps its ``not_before``.
+
+        Returns:
+            The jobs, in dispatch order (re-queueable); their state is
+            ``pending``.
+        """
+        jobs = [job for job in self.pending() if job.key == key]
+        now = self._seconds()
+        for job in jobs:
+            self._unqueue(job, now)
+            job.state = _PENDING
+            job._d = None
+            job._entry = (job.priority, 0, job)  # in no heap: old entries stale
+            if self._observers:
+                self._emit(JobWithdrawn(job, now))
+        return jobs
+
     def _detach_pending(self) -> list[Job]:
         jobs = self.pending()
         for job in jobs:
@@ -645,15 +671,21 @@ class ResizableDispatchQueue(LaneScheduling):
         if seconds <= EPSILON:
             return until  # nothing to hold
         if key is None:
+            extended = until > self._hold_until
             self._hold_until = max(self._hold_until, until)
             self._refresh_fast()
             self._wake_at(self._hold_until)
+            if extended and self._observers:
+                self._emit(LaneHeld(None, until, now))
             return self._hold_until
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._new_lane(key, now)
+        extended = until > lane.hold_until
         lane.hold_until = max(lane.hold_until, until)
         self._close(lane, now, lane.hold_until - now)
+        if extended and self._observers:
+            self._emit(LaneHeld(key, until, now))
         return lane.hold_until
 
     def pause(self) -> Deferred[None]:

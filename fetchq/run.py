@@ -3,9 +3,9 @@ to one output record per input row.
 
 The flow, and what makes it safe to kill at any moment::
 
-    input rows ──add──► store ──claim──► queue ──► the kind's job function
-                          ▲                          │    (fetcher, SMS
-                          └───────── ack(record) ◄───┘     sender, API caller)
+    input rows ──add──► store ──claim by lane──► queue ──► the kind's job
+                 (with the input's  ▲                 │     function (fetcher,
+                  checkpoint)       └── ack(record) ◄─┘     SMS sender, API caller)
     every tick: store.flush() (commit), then append the newly committed
     records to the output file.
 
@@ -14,8 +14,29 @@ The flow, and what makes it safe to kill at any moment::
 - On start the output file is rebuilt from the store's records, so after a
   crash (or kill -9) and a re-run every input row has exactly one record.
   Jobs that were underway when the process died come back (at-least-once).
-- Input is read in batches only while the store holds few pending rows
-  (back-pressure): memory stays flat however long the input is.
+- **Every row gets exactly one record, or the run says why and stops.**
+  Rows are read by :class:`~fetchq.inputs.InputReader`; each batch of rows
+  goes into the store in one write with the input's checkpoint (bytes read,
+  their SHA-256), so a crash can neither lose rows nor add them twice.  A
+  row that cannot be used (undecodable, unparsable, a duplicate id, a bad
+  URL) is recorded as failed input (``BadInput``, naming ``file:line``).  An
+  I/O error stops the run (exit 3) with the rows not read still to do.
+- **Re-running.**  The next run goes on from the checkpoint: rows appended
+  to the input since are read and run; an input whose part already read has
+  changed is refused (:class:`~fetchq.inputs.InputChanged`, exit 2) unless
+  the run starts afresh (``fresh=True``, ``--fresh``).  ``retry_failed``
+  (``--retry-failed``) runs the failed rows again and keeps the ok ones.
+- **Lanes never block each other.**  Work is claimed from the store *by
+  lane* (a host, a sender, an endpoint): round the lanes, each with a small
+  look-ahead, so input sorted by host runs like shuffled input.  A lane held
+  for a while (a 429's Retry-After, a spent quota) hands its waiting jobs
+  back to the store and is passed over until the hold ends.
+- **A run that cannot succeed stops** instead of marking every row done: a
+  *fatal* failure (credentials refused, a recipe wrong for the service; see
+  :attr:`fetchq.errors.FetchqError.fatal`) stops launching and leaves the
+  rows to do (exit 3); so does the failure breaker (``max_failures``, by
+  default 50 failures in a row; exit 4), which keeps the failures of the
+  streak to do as well.
 - Ctrl-C or SIGTERM stops launching and lets underway jobs finish (a second
   Ctrl-C cancels them), commits, says how to resume, and exits 130 or 143.
 
@@ -26,7 +47,6 @@ function runs it, what record it leaves, follow-up pages) is a
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -38,28 +58,58 @@ from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from fetchq import __version__
+from fetchq.breaker import DEFAULT as DEFAULT_MAX_FAILURES
+from fetchq.breaker import FailureBreaker, MaxFailures
 from fetchq.control import AdaptiveController, algorithm
 from fetchq.errors import JobCancelled, JobError
+from fetchq.events import Event, LaneHeld
 from fetchq.fetch import FetchConfig, fetch_retry_policy
-from fetchq.inputs import InputRow, read_rows
+from fetchq.inputs import Checkpoint, InputChanged, InputError, InputReader, InputRow
 from fetchq.job import Job
 from fetchq.kinds import BadRow, Kind
+from fetchq.output import OutputFile
 from fetchq.progress import ProgressDisplay, RunStats
 from fetchq.queue import ResizableDispatchQueue
 from fetchq.recipe import ApiRecipe, FetchRecipe, Recipe, SmsRecipe
 from fetchq.recipe.model import AdaptiveSpec
 from fetchq.report import Timeline, write_report
 from fetchq.secrets import reveal
-from fetchq.store import NewItem, Record, SQLiteStore, Store
+from fetchq.store import NewItem, SQLiteStore, Store
 
-__all__ = ["FetchRun", "Run", "fetch_config", "make_kind"]
+__all__ = [
+    "EXIT_FAILURES",
+    "EXIT_FATAL",
+    "EXIT_OK",
+    "EXIT_PROBLEMS",
+    "FetchRun",
+    "Run",
+    "fetch_config",
+    "make_kind",
+]
 
 EXIT_OK = 0
+"""The run ended: every row has its record (failed rows included)."""
+EXIT_PROBLEMS = 2
+"""Nothing was run: a bad recipe, or an input that changed since it was read."""
+EXIT_FATAL = 3
+"""The run stopped because it cannot succeed (credentials refused, a recipe
+wrong for the service, an input that cannot be read on): rows are left to do."""
+EXIT_FAILURES = 4
+"""The failure breaker stopped the run (``max_failures``): rows left to do."""
 EXIT_INTERRUPTED: dict[int, int] = {int(signal.SIGINT): 130, int(signal.SIGTERM): 143}
 
-_META_INPUT_NEXT = "input.next_row"
-_META_INPUT_DONE = "input.done"
+INVALID = "invalid"
+"""The store outcome of a row recorded as bad input (its record says
+``failed``): ``--retry-failed`` does not run it again, the input must change."""
+
+_META_INPUT = "input.checkpoint"  # Checkpoint.to_json() of the rows stored
+_META_INPUT_DONE = "input.done"  # the input was read to its end (then)
+_META_INPUT_NEXT = "input.next_row"  # fetchq 0.1 states: rows stored so far
 _META_FIRST_START = "run.first_started"  # wall clock, epoch seconds
+
+_CHUNK = 1000  # rows read into the store in one write
+_LEASE = 3600.0  # one process owns a state file: leases only guard a crash
+_WITHDRAW_AFTER = 1.0  # a lane held this long hands its waiting jobs back
 
 
 def make_controller(spec: AdaptiveSpec) -> AdaptiveController:
@@ -91,9 +141,13 @@ def describe_pace(recipe: Recipe) -> str:
 
 
 def fetch_config(recipe: FetchRecipe) -> FetchConfig:
-    """The fetcher's configuration from a recipe's ``fetch`` section."""
+    """The fetcher's configuration from a recipe's ``fetch`` section.  The
+    bodies directory, if any, is created here (the run is starting)."""
     spec = recipe.fetch
     body = spec.body
+    save = spec.save_bodies
+    if save is not None:
+        save.dir.mkdir(parents=True, exist_ok=True)
     return FetchConfig(
         method=spec.method,
         headers=spec.header_items(),
@@ -109,8 +163,8 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
         retry_statuses=spec.retry_statuses,
         throttle_statuses=spec.throttle_statuses,
         max_retry_after=recipe.retry.max_delay,
-        save_dir=None if spec.save_bodies is None else str(spec.save_bodies.dir),
-        save_name="sha256" if spec.save_bodies is None else spec.save_bodies.name,
+        save_dir=None if save is None else str(save.dir),
+        save_name="sha256" if save is None else save.name,
     )
 
 
@@ -164,57 +218,13 @@ def make_kind(
     )
 
 
-def _lines(records: list[Record]) -> str:
-    """The output lines of ``records``: one JSON object each (a record that
-    is a list, such as an API page's items, is one line per element)."""
-    lines: list[str] = []
-    for r in records:
-        record: Any = r.record
-        if isinstance(record, list):
-            lines.extend(_json_line(one) + "\n" for one in record)
-        else:
-            lines.append(_json_line(record) + "\n")
-    return "".join(lines)
-
-
-_json_line = json.JSONEncoder(separators=(",", ":")).encode  # as json.dumps
-
-
-class OutputFile:
-    """The run's JSONL output, written only from committed store records."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.seq = 0
-        self._file: IO[str] | None = None
-
-    def rebuild(self, store: Store) -> int:
-        """Rewrite the file from every record in the store; how many."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        count = 0
-        with open(tmp, "w", encoding="utf-8") as f:
-            self.seq = 0
-            while batch := store.records(self.seq, 5000):
-                f.write(_lines(batch))
-                self.seq = batch[-1].seq
-                count += len(batch)
-        os.replace(tmp, self.path)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        return count
-
-    def catch_up(self, store: Store) -> None:
-        """Append the records committed since the last call."""
-        assert self._file is not None
-        while batch := store.records(self.seq, 5000):
-            self._file.write(_lines(batch))
-            self.seq = batch[-1].seq
-        self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+def _shown(path: Path) -> str:
+    """A path as a message shows it: relative to here when under it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 class Run:
@@ -235,6 +245,14 @@ class Run:
             end (charts of width, throughput, latency and the controller's
             decisions, and the summary).
         kind: what the recipe's kind adds (default: :func:`make_kind`).
+        fresh: start over: forget everything the state holds first.
+        retry_failed: run the rows that failed again (their records are
+            replaced); ok rows and bad input are kept.
+        max_failures: when to stop for failures (default: the recipe's
+            ``run.max_failures``, else 50 in a row).
+        read_ahead: most pending rows in the store before reading more of
+            the input (None: read it all, in chunks, as the run goes; a
+            durable store holds them on disk).
     """
 
     def __init__(
@@ -248,6 +266,11 @@ class Run:
         store: Store | None = None,
         report: Path | None = None,
         kind: Kind | None = None,
+        *,
+        fresh: bool = False,
+        retry_failed: bool = False,
+        max_failures: MaxFailures | None = None,
+        read_ahead: int | None = None,
     ) -> None:
         self.recipe = recipe
         self.reactor = reactor
@@ -255,6 +278,15 @@ class Run:
         self.tick_seconds = tick
         self.progress_every = progress_every
         self.handle_signals = handle_signals
+        self.fresh = fresh
+        self.retry_failed = retry_failed
+        self.read_ahead = read_ahead
+        if max_failures is None:
+            max_failures = getattr(
+                getattr(recipe, "run", None), "max_failures", DEFAULT_MAX_FAILURES
+            )
+        assert max_failures is not None
+        self.breaker = FailureBreaker(max_failures)
         if store is None:
             recipe.state.path.parent.mkdir(parents=True, exist_ok=True)
             store = SQLiteStore(recipe.state.path, durability=recipe.state.durability)
@@ -273,17 +305,23 @@ class Run:
         self.output = OutputFile(recipe.output.path)
         self.stats = RunStats(reactor)
         self.queue.subscribe(self.stats)
+        self.queue.subscribe(self._on_event)
         self.report_path = report
         self.timeline: Timeline | None = None
         if report is not None:
             self.timeline = Timeline(reactor)
             self.timeline.start(self.queue)
             self.queue.subscribe(self.timeline)
+        self._reader: InputReader | None = None
         self._rows: Iterator[InputRow] | None = None
+        self._skip_below = 0  # rows a fetchq 0.1 state already holds
         self._input_done = False
-        self._next_row = 0
-        self._store_pending = 0
+        self._read_scheduled = False
+        self._in_queue: dict[Any, int] = {}  # lane -> jobs put, not finished
+        self._held: dict[Any, float] = {}  # lane -> hold end (clock time)
+        self._streak: list[tuple[str, Any]] = []  # failures held back
         self._stopping = False
+        self._exit = EXIT_OK
         self._signal: int | None = None
         self._finished: defer.Deferred[int] = defer.Deferred()
         self._closed = False  # set once _finish starts closing the store
@@ -294,80 +332,191 @@ class Run:
     # -- input -------------------------------------------------------------
 
     def _open_input(self) -> None:
+        """Open the input where the state says the rows stored end.
+
+        Raises:
+            InputChanged: the part already read is not what it was.
+            InputError: the input cannot be read.
+        """
         spec = self.recipe.input
-        self._next_row = int(self.store.meta_get(_META_INPUT_NEXT, 0))
-        self._input_done = bool(self.store.meta_get(_META_INPUT_DONE, False))
-        if not self._input_done:
-            self._rows = read_rows(
-                spec.path,
-                spec.format,
-                getattr(spec, "url_field", None),
-                spec.priority_field,
-                spec.id_field,
-                start=self._next_row,
-            )
+        store = self.store
+        start = Checkpoint.from_json(store.meta_get(_META_INPUT))
+        if start is None:
+            self._skip_below = int(store.meta_get(_META_INPUT_NEXT, 0))
+        reader = InputReader(
+            spec.path,
+            spec.format,
+            getattr(spec, "url_field", None),
+            spec.priority_field,
+            spec.id_field,
+            start=start,
+            name=_shown(spec.path),
+        )
+        try:
+            reader.verify()
+        except BaseException:
+            reader.close()
+            raise
+        self._reader = reader
+        self._rows = iter(reader)
 
     def _first_started(self) -> float | None:
         """When this recipe's first run started (wall clock)."""
         value = self.store.meta_get(_META_FIRST_START)
         return None if value is None else float(value)
 
-    def _read_input(self, limit: int) -> None:
-        """Add up to ``limit`` rows to the store; bad rows are recorded as
-        failed input at once."""
-        if self._input_done or self._rows is None:
+    def _read_chunk(self, limit: int) -> None:
+        """Read up to ``limit`` rows into the store, in one write with the
+        input's checkpoint: good rows as pending items, bad rows (and rows
+        whose id an earlier row has) as failed input."""
+        rows = self._rows
+        reader = self._reader
+        if self._input_done or rows is None or reader is None:
             return
-        now = self.reactor.seconds()
-        item = self.kind.item
-        items: list[NewItem] = []
-        bad: list[tuple[InputRow, str]] = []
-        for row in self._rows:
-            self._next_row = row.index + 1
-            if row.error is not None:
-                bad.append((row, row.error))
+        kind = self.kind
+        batch: list[tuple[InputRow, NewItem | str]] = []
+        error: InputError | None = None
+        try:
+            for row in rows:
+                if row.index < self._skip_below:
+                    continue  # stored by an earlier run that kept no checkpoint
+                if row.error is not None:
+                    batch.append((row, row.error))
+                else:
+                    try:
+                        batch.append((row, kind.item(row)))
+                    except BadRow as e:
+                        batch.append((row, f"{reader.name}:{row.line}: {e}"))
+                if len(batch) >= limit:
+                    break
             else:
-                try:
-                    items.append(item(row))
-                except BadRow as e:
-                    bad.append((row, str(e)))
-            if len(items) + len(bad) >= limit:
-                break
-        else:
-            self._input_done = True
-        self._store_pending += self.store.add(items)
-        if bad:
-            self.store.add(NewItem(r.id, {"id": r.id}, 0) for r, _ in bad)
-            for row, reason in bad:
-                record = self.kind.bad_record(row, reason)
-                self.store.ack(row.id, "failed", record, now)
-                self.stats.outcomes["failed"] += 1
-        self.store.meta_set(_META_INPUT_NEXT, self._next_row)
-        self.store.meta_set(_META_INPUT_DONE, self._input_done)
+                self._input_done = True
+        except InputError as e:
+            error = e
+        items = self._items(batch, reader.name)
+        checkpoint = reader.checkpoint()
+        self.store.add(
+            items,
+            meta={
+                _META_INPUT: checkpoint.to_json(),
+                _META_INPUT_DONE: self._input_done,
+            },
+        )
+        bad = sum(1 for item in items if item.outcome is not None)
+        self.stats.outcomes["failed"] += bad
+        if self.kind.commit_each:
+            self.store.flush()
+        if error is not None:
+            self._stop(EXIT_FATAL, f"input: {error}")
+
+    def _items(
+        self, batch: list[tuple[InputRow, NewItem | str]], name: str
+    ) -> list[NewItem]:
+        """The store items of a batch of rows: an id that an earlier row (in
+        the store, or earlier in the batch) has makes the row bad input,
+        recorded under its row number (``#N``)."""
+        if self.recipe.input.id_field is not None:
+            ids = [item.id for _, item in batch if isinstance(item, NewItem)]
+            taken = self.store.known(ids)
+            for n, (row, item) in enumerate(batch):
+                if not isinstance(item, NewItem):
+                    continue
+                if item.id in taken:
+                    reason = (
+                        f"{name}:{row.line}: duplicate id {item.id!r} "
+                        "(an earlier row has it)"
+                    )
+                    batch[n] = (
+                        InputRow(
+                            row.index,
+                            f"#{row.index}",
+                            row.url,
+                            row.priority,
+                            row.extra,
+                            line=row.line,
+                        ),
+                        reason,
+                    )
+                else:
+                    taken.add(item.id)
+        kind = self.kind
+        items: list[NewItem] = []
+        for row, item in batch:
+            if isinstance(item, NewItem):
+                items.append(item)
+            else:
+                record = kind.bad_record(row, item)
+                items.append(
+                    NewItem(row.id, {"id": row.id}, outcome=INVALID, record=record)
+                )
+        return items
+
+    def _read_soon(self) -> None:
+        """Read the next chunk on a later reactor turn (so fetching goes on
+        while a long input is stored)."""
+        if not (self._read_scheduled or self._input_done or self._stopping):
+            self._read_scheduled = True
+            self.reactor.callLater(0, self._read_more)
+
+    def _read_more(self) -> None:
+        self._read_scheduled = False
+        if self._input_done or self._stopping or self._closed:
+            return
+        ahead = self.read_ahead
+        if ahead is not None and self.store.counts().pending >= ahead:
+            return  # the pump calls again as the store drains
+        self._read_chunk(_CHUNK)
+        self._pump()
+        self._read_soon()
 
     # -- feeding the queue ---------------------------------------------------
+
+    def _skip(self, now: float, cap: int) -> set[Any]:
+        """Lanes not to claim for now: held ones, and those whose waiting
+        jobs already fill their look-ahead."""
+        held = self._held
+        for key in [k for k, until in held.items() if until <= now]:
+            del held[key]
+        skip = set(held)
+        queue = self.queue
+        for key, n in self._in_queue.items():
+            if n >= cap:
+                info = queue.lane(key)
+                if info is not None and info.pending >= cap:
+                    skip.add(key)
+        return skip
 
     def _pump(self) -> None:
         """Keep the queue fed from the store, and the store from the input."""
         if self._stopping or self._closed:
             return
-        width = max(self.queue.width, 1)
-        if self._store_pending < 4 * width:
-            self._read_input(max(1000, 8 * width))
-        underway, pending = self.queue.size()
-        want = 2 * width - pending
+        queue = self.queue
+        width = max(queue.width, 1)
+        underway, pending = queue.size()
         if pending < width:  # refill in batches: one claim per ~width jobs
-            claimed = self.store.claim(want, self.reactor.seconds(), lease=3600.0)
-            self._store_pending = max(0, self._store_pending - len(claimed))
+            now = self.reactor.seconds()
+            cap = queue.lane_width or width
+            claimed = self.store.claim(
+                2 * width - pending,
+                now,
+                lease=_LEASE,
+                per_lane=cap,
+                skip=self._skip(now, cap),
+            )
             arg = self.kind.arg
+            in_queue = self._in_queue
             for item in claimed:
-                d = self.queue.put(
-                    arg(item), item.priority, key=item.key, job_id=item.id
-                )
+                key = item.key
+                in_queue[key] = in_queue.get(key, 0) + 1
+                d = queue.put(arg(item), item.priority, key=key, job_id=item.id)
                 d.addCallbacks(self._succeeded, self._failed)
-            underway, pending = self.queue.size()
+            underway, pending = queue.size()
+            if not self._input_done and self.read_ahead is not None:
+                self._read_soon()
         if self._input_done and not (underway or pending):
             counts = self.store.counts()
-            if counts.pending == 0 and counts.claimed == 0:
+            if counts.pending == 0 and counts.claimed == len(self._streak):
+                self._ack_streak()
                 self._finish(EXIT_OK)
 
     def _pump_soon(self) -> None:
@@ -380,15 +529,56 @@ class Run:
         self._pump_scheduled = False
         self._pump()
 
+    def _on_event(self, event: Event) -> None:
+        """A lane held for a while hands its waiting jobs back to the store
+        and is passed over by claims until the hold ends."""
+        if event.__class__ is not LaneHeld:
+            return
+        assert isinstance(event, LaneHeld)
+        key = event.key
+        if key is None or self._closed:
+            return
+        self._held[key] = max(self._held.get(key, 0.0), event.until)
+        wait = event.until - event.time
+        if wait >= _WITHDRAW_AFTER:
+            # Not from inside the queue's own call that held the lane.
+            self.reactor.callLater(0, self._withdraw, key)
+        self.reactor.callLater(wait, self._pump_soon)
+
+    def _withdraw(self, key: Any) -> None:
+        if self._closed or self._stopping:
+            return
+        jobs = self.queue.withdraw(key)
+        if not jobs:
+            return
+        now = self.reactor.seconds()
+        for job in jobs:
+            self.store.requeue(job.id, job.not_before, now)
+        self._lane_done(key, len(jobs))
+        self._pump_soon()
+
+    def _lane_done(self, key: Any, n: int = 1) -> None:
+        in_queue = self._in_queue
+        left = in_queue.get(key, 0) - n
+        if left > 0:
+            in_queue[key] = left
+        else:
+            in_queue.pop(key, None)
+
+    # -- jobs ending ---------------------------------------------------------
+
     def _succeeded(self, job: Job) -> None:
         if self._closed:
             return
+        self._lane_done(job.key)
         kind = self.kind
+        self.breaker.succeeded()
+        self._ack_streak()
         follow = kind.follow_ups(job)
         if follow:
             # In the same commit as this job's record: a crash can neither
             # lose the next page nor fetch it twice.
-            self._store_pending += self.store.add(follow)
+            self.store.add(follow)
         self.store.ack(job.id, "ok", kind.record(job, "ok"), self.reactor.seconds())
         if kind.commit_each:
             self.store.flush()
@@ -403,11 +593,72 @@ class Run:
         job = error.job
         if self._closed:
             return
+        self._lane_done(job.key)
+        now = self.reactor.seconds()
+        cause = None if job.failure is None else job.failure.value
+        if getattr(cause, "fatal", False):
+            self.store.requeue(job.id, None, now)  # left to do, not failed
+            self._stop(EXIT_FATAL, self._fatal_message(cause))
+            return
+        if self._exit == EXIT_FAILURES:
+            self.store.requeue(job.id, None, now)  # one more of the streak
+            return
         record = self.kind.record(job, "failed")
-        self.store.ack(job.id, "failed", record, self.reactor.seconds())
+        trip = self.breaker.fail()
+        if self.breaker.limit.in_a_row is not None:
+            self._streak.append((job.id, record))
+        else:
+            self._ack(job.id, record, now)
+        if trip is not None:
+            self._stop(EXIT_FAILURES, self._breaker_message(trip, cause))
+            return
+        self._pump_soon()
+
+    def _ack(self, item_id: str, record: Any, now: float) -> None:
+        self.store.ack(item_id, "failed", record, now)
         if self.kind.commit_each:
             self.store.flush()
-        self._pump_soon()
+
+    def _ack_streak(self) -> None:
+        """The failures held back were the rows' own: record them."""
+        if self._streak:
+            now = self.reactor.seconds()
+            streak, self._streak = self._streak, []
+            for item_id, record in streak:
+                self._ack(item_id, record, now)
+
+    def _fatal_message(self, error: Any) -> str:
+        name = getattr(error, "name", type(error).__name__)
+        text = f"{name}: {error}"
+        fix = getattr(error, "fix", "")
+        if fix:
+            text += f"; {fix}"
+        return f"cannot go on: {text}"
+
+    def _breaker_message(self, trip: str, error: Any) -> str:
+        limit = self.breaker.limit.describe()
+        last = ""
+        if error is not None:
+            last = f" (the last: {getattr(error, 'name', type(error).__name__)}"
+            last += f": {error})"
+        return (
+            f"stopping: {trip}{last}, past max_failures {limit}; "
+            "check the failures, then run again (--max-failures 0 never stops)"
+        )
+
+    def _stop(self, code: int, message: str) -> None:
+        """Stop launching because the run cannot succeed: what is underway
+        finishes, everything else is left to do."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._exit = code
+        self._say(f"fetchq: {message}")
+        now = self.reactor.seconds()
+        streak, self._streak = self._streak, []
+        for item_id, _ in streak:
+            self.store.requeue(item_id, None, now)
+        self.queue.stop().addCallback(self._stopped)
 
     # -- running -----------------------------------------------------------
 
@@ -416,17 +667,36 @@ class Run:
         self.output.catch_up(self.store)
         if self.display is not None:
             self.display.tick()
+        self._pump()
 
     def run(self) -> defer.Deferred[int]:
         """Run to the end (or to an interruption); fires with the exit code."""
-        if self.store.meta_get(_META_FIRST_START) is None:
-            self.store.meta_set(_META_FIRST_START, time.time())
-            self.store.flush()
-        self.store.release(self.reactor.seconds())
-        self.output.rebuild(self.store)
-        self._open_input()
-        counts = self.store.counts()
+        store = self.store
         self.display = ProgressDisplay(self.stats, self.stream, self.progress_every)
+        if self.fresh:
+            store.reset()
+            self._say("starting afresh: the state of earlier runs is forgotten")
+        if store.meta_get(_META_FIRST_START) is None:
+            store.meta_set(_META_FIRST_START, time.time())
+            store.flush()
+        now = self.reactor.seconds()
+        store.release(now)
+        if self.retry_failed:
+            again = store.reopen("failed", now)
+            store.flush()
+            self._say(f"retrying {again} failed rows")
+        self.output.rebuild(store)
+        try:
+            self._open_input()
+        except InputChanged as e:
+            self._say(f"fetchq: {e}; to start over, run with --fresh")
+            self._finish(EXIT_PROBLEMS)
+            return self._finished
+        except InputError as e:
+            self._say(f"fetchq: input: {e}")
+            self._finish(EXIT_FATAL)
+            return self._finished
+        counts = store.counts()
         self._ticker.clock = self.reactor
         self._ticker.start(self.tick_seconds, now=False)
         if counts.finished:
@@ -435,7 +705,9 @@ class Run:
             self._install_signals()
         if self.controller is not None:
             self.controller.attach(self.queue)
+        self._read_chunk(_CHUNK)
         self._pump()
+        self._read_soon()
         return self._finished
 
     def _write_report(self) -> None:
@@ -458,7 +730,7 @@ class Run:
 
     def _say(self, text: str) -> None:
         if self.display is not None:
-            self.display.console.print(text, highlight=False)
+            self.display.console.print(text, highlight=False, markup=False)
 
     def _install_signals(self) -> None:
         def handler(signum: int, frame: Any) -> None:
@@ -469,12 +741,16 @@ class Run:
 
     def interrupt(self, signum: int) -> None:
         """Stop launching; on a second interrupt cancel underway jobs."""
-        if self._stopping:
+        if self._signal is not None or self._stopping:
+            if self._signal is None:
+                self._signal = signum
             self._say("second interrupt: cancelling underway jobs")
             self.queue.stop(cancel_underway=True)
             return
         self._stopping = True
         self._signal = signum
+        self._exit = EXIT_INTERRUPTED.get(signum, 130)
+        self._ack_streak()
         self._say("interrupted: letting underway jobs finish (Ctrl-C again to cancel)")
         self.queue.stop().addCallback(self._stopped)
 
@@ -482,12 +758,14 @@ class Run:
         now = self.reactor.seconds()
         for job in unprocessed:
             self.store.requeue(job.id, None, now)
-        assert self._signal is not None
+        counts = self.store.counts()
+        left = counts.pending + counts.claimed
+        more = "" if self._input_done else " (and the rest of the input)"
         self._say(
-            f"state saved in {self.recipe.state.path}; resume with: "
-            f"fetchq run {self.recipe.source}"
+            f"state saved in {self.recipe.state.path}; {left} rows left to do{more}; "
+            f"resume with: fetchq run {self.recipe.source}"
         )
-        self._finish(EXIT_INTERRUPTED.get(self._signal, 130))
+        self._finish(self._exit)
 
     def _finish(self, code: int) -> None:
         if self._closed:
@@ -502,6 +780,8 @@ class Run:
         self.store.flush()
         self.output.catch_up(self.store)
         self.output.close()
+        if self._reader is not None:
+            self._reader.close()
         if self.display is not None:
             self.display.close()
         self._write_report()

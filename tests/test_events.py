@@ -21,6 +21,8 @@ from fetchq import (
     JobLaunched,
     JobQueued,
     JobState,
+    JobWithdrawn,
+    LaneHeld,
     Outcome,
     RateChanged,
     ResizableDispatchQueue,
@@ -247,12 +249,81 @@ class EventKindsTests(EventTestCase):
                 JobLaunched(job, 0.0),
                 JobFinished(job, Outcome.RETRIED, 1.0, 1.0),
                 JobLaunched(job, 1.0),
+                LaneHeld(None, 5.0, 2.0),
                 JobFinished(job, Outcome.THROTTLED, 1.0, 2.0),
                 JobLaunched(job, 5.0),
                 JobFinished(job, Outcome.OK, 1.0, 6.0),
             ],
         )
         self.assertEqual(self.successResultOf(d).attempts, 3)
+
+    def test_lane_held_events(self) -> None:
+        """hold() emits LaneHeld with the lane and the hold's end when a hold
+        begins or is extended, and nothing for a hold that extends nothing."""
+        q, _, clock, rec = self.make()
+        clock.advance(1)
+        q.hold(5, key="k")
+        q.hold(2, key="k")  # ends before the hold there is: nothing
+        q.hold(10, key="k")
+        q.hold(3)
+        self.assertEqual(
+            rec.events,
+            [
+                LaneHeld("k", 6.0, 1.0),
+                LaneHeld("k", 11.0, 1.0),
+                LaneHeld(None, 4.0, 1.0),
+            ],
+        )
+
+    def test_withdraw(self) -> None:
+        """withdraw(key) takes that lane's pending and retrying jobs out (in
+        dispatch order) without firing their Deferreds, leaves underway jobs
+        and other lanes alone, keeps a retrying job's not_before, and emits
+        JobWithdrawn for each; the jobs can be requeued elsewhere."""
+        policy = RetryPolicy(retry_on=(FlakyError,), base_delay=4.0)
+        q, worker, clock, rec = self.make(width=2, retry=policy)
+        q.set_lane_width("k", 1)
+        worker.script["k1"] = [(1, FlakyError()), (1, "v")]
+        worker.script["k2"] = [(1, "v")]
+        worker.script["k3"] = [(1, "v")]
+        worker.script["o"] = [(5, "v")]
+        ds = [q.put(a, key="o" if a == "o" else "k") for a in ("k1", "k2", "k3", "o")]
+        advance_to(clock, 1.0)  # k1 failed, waits to retry; k2 underway
+        self.assertEqual(sorted(j.arg for j in q.underway()), ["k2", "o"])
+        rec.events.clear()
+        jobs = q.withdraw("k")
+        self.assertEqual([j.arg for j in jobs], ["k3", "k1"])
+        self.assertIsNone(jobs[0].not_before)
+        self.assertIsNotNone(jobs[1].not_before)
+        self.assertEqual([j.state for j in jobs], [JobState.PENDING] * 2)
+        self.assertEqual(rec.events, [JobWithdrawn(j, 1.0) for j in jobs])
+        self.assertEqual(q.size(), (2, 0))
+        advance_to(clock, 20.0)
+        launched = [arg for arg, _ in worker.launches]
+        self.assertEqual(launched.count("k1"), 1)  # never retried here
+        self.assertNoResult(ds[0])
+        self.assertNoResult(ds[2])
+        self.successResultOf(ds[1])
+        self.assertIsNone(q.lane("k"))
+        again = ResizableDispatchQueue(worker, 1, clock=clock)
+        d = again.requeue(jobs[0])
+        clock.advance(1)
+        self.assertEqual(self.successResultOf(d).result, "v")
+
+    def test_lane_snapshot(self) -> None:
+        """lane(key) is one lane's LaneInfo, or None once the queue keeps
+        nothing for it."""
+        q, worker, clock, _ = self.make(width=1)
+        worker.script["a"] = [(1, "v")]
+        worker.script["b"] = [(1, "v")]
+        q.put("a", key="k")
+        q.put("b", key="k")
+        info = q.lane("k")
+        assert info is not None
+        self.assertEqual((info.pending, info.underway), (1, 1))
+        self.assertIsNone(q.lane("other"))
+        advance_to(clock, 5.0)
+        self.assertIsNone(q.lane("k"))
 
     def test_cancel_pending_event(self) -> None:
         """Cancelling a job that never launched emits JobFinished(cancelled)
@@ -619,6 +690,7 @@ class ObserverBehaviourTests(EventTestCase):
             "JobFinished",
             "WidthChanged",
             "RateChanged",
+            "LaneHeld",
         ):
             real = getattr(fetchq.events, name)
 
@@ -672,7 +744,14 @@ class ObserverBehaviourTests(EventTestCase):
         scenario()
         self.assertEqual(
             set(counts),
-            {"JobQueued", "JobLaunched", "JobFinished", "WidthChanged", "RateChanged"},
+            {
+                "JobQueued",
+                "JobLaunched",
+                "JobFinished",
+                "WidthChanged",
+                "RateChanged",
+                "LaneHeld",
+            },
         )
         self.assertEqual(sum(counts.values()), len(rec.events))
 

@@ -514,7 +514,7 @@ class ProblemTests(SynchronousTestCase):
         messages = [problem.message for problem in caught.exception.problems]
         self.assertIn(
             "extra: unknown key; expected one of: kind, input, output, "
-            "state, queue, retry, fetch",
+            "state, queue, retry, fetch, run",
             messages,
         )
         self.assertIn("extra[...]: nested more than 50 levels deep", messages)

@@ -174,7 +174,7 @@ class RunTests(TestCase):
         recipe = self.write_input(base, 1000, width=8)
         proto = run_fetchq(recipe, signal_after=(0.8, "INT"))
         code = yield proto
-        self.assertEqual(code, 130)
+        self.assertEqual(code, 130, proto.stderr)
         self.assertIn(b"resume with: fetchq run", proto.stderr)
         code = yield run_fetchq(recipe, signal_after=(0.8, "TERM"))
         self.assertEqual(code, 143)

@@ -472,6 +472,169 @@ class StoreContract:
         self.assertEqual(got, expected)
         self.assertEqual(store.counts(), Counts(0, 0, {"ok": 1000}))
 
+    def test_known(self) -> None:
+        """known() names the given ids the store has, in any state, and
+        nothing else."""
+        store = self.store()
+        store.add(items("a", "b", "c"))
+        store.claim(1, 0.0, 10.0)
+        store.ack("b", "ok", None, 0.0)
+        self.assertEqual(store.known(["a", "b", "c", "d"]), {"a", "b", "c"})
+        self.assertEqual(store.known([]), set())
+        many = [f"x{n}" for n in range(1500)]
+        store.add(items(*many[::2]))
+        self.assertEqual(store.known(many), set(many[::2]))
+
+    def test_add_done_items(self) -> None:
+        """An item added with an outcome is done at once with its record,
+        in order with the records of acks; it is never claimed."""
+        store = self.store()
+        store.add(items("a"))
+        store.claim(1, 0.0, 10.0)
+        store.ack("a", "ok", {"n": 1}, 0.0)
+        added = store.add(
+            [
+                NewItem("b", {}, outcome="invalid", record={"n": 2}),
+                NewItem("c", {"id": "c"}),
+                NewItem("a", {}, outcome="invalid", record={"n": 9}),
+            ]
+        )
+        self.assertEqual(added, 2)
+        self.assertEqual(
+            [(r.seq, r.id, r.outcome, r.record) for r in store.records()],
+            [(1, "a", "ok", {"n": 1}), (2, "b", "invalid", {"n": 2})],
+        )
+        self.assertEqual(store.counts(), Counts(1, 0, {"ok": 1, "invalid": 1}))
+        self.assertEqual(ids(store.claim(5, 1.0, 10.0)), ["c"])
+        item = store.get("b")
+        assert item is not None
+        self.assertEqual(item.state, ItemState.DONE)
+
+    def test_add_with_meta(self) -> None:
+        """add(meta=) keeps the values as meta_set() would."""
+        store = self.store()
+        store.add(items("a"), meta={"input": {"offset": 3}, "n": 1})
+        self.assertEqual(store.meta_get("input"), {"offset": 3})
+        self.assertEqual(store.meta_get("n"), 1)
+
+    def lanes(self, store: Store, *spec: tuple[str | None, int]) -> None:
+        """Add ``n`` items to each lane, lane by lane (input sorted by lane):
+        ids are the lane name and a number."""
+        for key, n in spec:
+            store.add(NewItem(f"{key}{i}", {"k": key}, 0, key) for i in range(n))
+
+    def test_claim_by_lane_shares_the_limit(self) -> None:
+        """With per_lane, items come lane by lane however they were added:
+        three lanes added one after the other each give an even share of the
+        limit (at most per_lane), in their own order."""
+        store = self.store()
+        self.lanes(store, ("a", 5), ("b", 5), ("c", 5))
+        got = ids(store.claim(6, 0.0, 10.0, per_lane=10))
+        self.assertEqual(sorted(got), ["a0", "a1", "b0", "b1", "c0", "c1"])
+        got = ids(store.claim(9, 0.0, 10.0, per_lane=1))
+        self.assertEqual(sorted(got), ["a2", "b2", "c2"])
+        got = ids(store.claim(2, 0.0, 10.0, per_lane=5))
+        self.assertEqual(len(got), 2)
+        self.assertEqual(len({g[0] for g in got}), 2, got)
+
+    def test_claim_by_lane_round_robin(self) -> None:
+        """Successive claims of one item go round the lanes: every lane with
+        available items is served before any is served twice, items without
+        a key being a lane too."""
+        store = self.store()
+        self.lanes(store, ("b", 3), ("a", 3), (None, 3), ("c", 3))
+        order = [store.claim(1, 0.0, 10.0, per_lane=1)[0].id for _ in range(12)]
+        for start in range(0, 12, 4):
+            lanes = [i[:-1] for i in order[start : start + 4]]
+            self.assertEqual(sorted(lanes), ["None", "a", "b", "c"], order)
+        self.assertEqual(store.claim(1, 0.0, 10.0, per_lane=1), [])
+
+    def test_claim_by_lane_priority_within_a_lane(self) -> None:
+        """Within a lane, claims by lane follow priority, then insertion."""
+        store = self.store()
+        store.add(
+            [
+                NewItem("x1", 1, 5, "x"),
+                NewItem("x2", 2, -1, "x"),
+                NewItem("y1", 3, 0, "y"),
+                NewItem("x3", 4, -1, "x"),
+            ]
+        )
+        got = ids(store.claim(10, 0.0, 10.0, per_lane=4))
+        self.assertEqual([g for g in got if g[0] == "x"], ["x2", "x3", "x1"])
+
+    def test_claim_by_lane_skip(self) -> None:
+        """Lanes in ``skip`` give nothing (None skips items without a key),
+        and are served again once no longer skipped."""
+        store = self.store()
+        self.lanes(store, ("a", 2), ("b", 2), (None, 2))
+        got = ids(store.claim(10, 0.0, 10.0, per_lane=5, skip={"a", None}))
+        self.assertEqual(got, ["b0", "b1"])
+        self.assertEqual(store.claim(10, 0.0, 10.0, per_lane=5, skip={"a", None}), [])
+        got = ids(store.claim(10, 0.0, 10.0, per_lane=5))
+        self.assertEqual(sorted(got), ["None0", "None1", "a0", "a1"])
+
+    def test_claim_by_lane_takes_what_came_due(self) -> None:
+        """Claims by lane also hand out expired leases and requeued items
+        whose time has come, and nothing before."""
+        store = self.store()
+        self.lanes(store, ("a", 1), ("b", 1))
+        store.claim(2, 0.0, 10.0, per_lane=1)
+        store.requeue("b0", 5.0, 1.0)
+        self.assertEqual(store.claim(5, 4.0, 10.0, per_lane=1), [])
+        self.assertEqual(ids(store.claim(5, 5.0, 10.0, per_lane=1)), ["b0"])
+        got = store.claim(5, 10.0, 10.0, per_lane=1)
+        self.assertEqual([(c.id, c.attempts) for c in got], [("a0", 2)])
+
+    def test_claim_by_lane_rejects_bad_per_lane(self) -> None:
+        """per_lane must be an integer of at least 1."""
+        store = self.store()
+        for bad in (0, -1, 1.5, True):
+            self.assertRaises(ValueError, store.claim, 1, 0.0, 1.0, per_lane=bad)
+
+    def test_reopen(self) -> None:
+        """reopen() puts the items done with an outcome back to pending as
+        new (attempts from 0, no record), leaves other outcomes alone, and
+        records() then skips the gaps their records left; acked again, they
+        get new records at the end."""
+        store = self.store()
+        store.add(items("a", "b", "c", "d"))
+        store.claim(4, 0.0, 10.0)
+        store.ack("a", "ok", {"n": 1}, 1.0)
+        store.ack("b", "failed", {"n": 2}, 1.0)
+        store.ack("c", "ok", {"n": 3}, 1.0)
+        store.ack("d", "failed", {"n": 4}, 1.0)
+        self.assertEqual(store.reopen("failed", 2.0), 2)
+        self.assertEqual(store.reopen("failed", 2.0), 0)
+        self.assertEqual(store.counts(), Counts(2, 0, {"ok": 2}))
+        self.assertEqual([r.id for r in store.records()], ["a", "c"])
+        item = store.get("b")
+        assert item is not None
+        self.assertEqual(
+            (item.state, item.attempts, item.record), (ItemState.PENDING, 0, None)
+        )
+        got = store.claim(5, 3.0, 10.0)
+        self.assertEqual([(c.id, c.attempts) for c in got], [("b", 1), ("d", 1)])
+        store.ack("d", "ok", {"n": 5}, 4.0)
+        records = store.records(3)
+        self.assertEqual([(r.id, r.record) for r in records], [("d", {"n": 5})])
+        self.assertTrue(records[0].seq > 4)
+
+    def test_reset(self) -> None:
+        """reset() forgets every item, record and meta value; the store is
+        then as new and usable."""
+        store = self.store()
+        store.add(items("a", "b"))
+        store.claim(1, 0.0, 10.0)
+        store.ack("b", "ok", None, 0.0)
+        store.meta_set("k", 1)
+        store.reset()
+        self.assertEqual(store.counts(), Counts(0, 0))
+        self.assertEqual(store.records(), [])
+        self.assertIsNone(store.meta_get("k"))
+        self.assertIsNone(store.get("a"))
+        self.assertEqual(store.add(items("a")), 1)
+
     def test_flush(self) -> None:
         """flush() can be called at any time, with or without pending
         writes."""
@@ -619,6 +782,50 @@ class SQLiteContract(StoreContract):
             sqlite_module.SCHEMA_VERSION,
         )
 
+    def crash(self, store: SQLiteStore) -> None:
+        """Lose the uncommitted batch, as kill -9 would."""
+        store._conn.close()
+        store._closed = True
+
+    def test_add_and_meta_commit_together(self) -> None:
+        """The items and meta of one add() reach the file together or not at
+        all, however many items it writes: an input's checkpoint never
+        survives a crash without the rows it covers, or the other way."""
+        for batch_ops, survives in ((100, True), (100_000, False)):
+            path = self.mktemp()
+            store = SQLiteStore(path, durability=self.durability, batch_ops=batch_ops)
+            store.add(items(*[f"i{n}" for n in range(600)]), meta={"cp": 600})
+            self.crash(store)
+            if self.durability == "full":
+                survives = True
+            again = self.open(path)
+            self.assertEqual(again.counts().pending, 600 if survives else 0)
+            self.assertEqual(again.meta_get("cp"), 600 if survives else None)
+            again.close()
+
+    def test_upgrades_schema_1(self) -> None:
+        """A state file of schema 1 (no lane index) opens: it is upgraded in
+        place, keeps its items, and claims by lane."""
+        path = self.mktemp()
+        self.open(path).close()
+        conn = sqlite3.connect(path)
+        conn.execute("DROP INDEX items_lanes")
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+        conn.close()
+        store = self.open(path)
+        store.add(items("a", key="h"))
+        self.assertEqual(ids(store.claim(1, 0.0, 1.0, per_lane=1)), ["a"])
+        indexes = [
+            row[0]
+            for row in store._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index'"
+            )
+        ]
+        self.assertIn("items_lanes", indexes)
+        version = store._conn.execute("PRAGMA user_version").fetchone()[0]
+        self.assertEqual(version, sqlite_module.SCHEMA_VERSION)
+
     def test_query_plans_use_indexes(self) -> None:
         """Every statement of the hot path finds its rows through an index
         (no full-table scan, no sort), so each costs O(log n) per row at
@@ -640,6 +847,10 @@ class SQLiteContract(StoreContract):
             "_RECORDS",
             "_LAST_RECORD",
             "_GET",
+            "_LANES_AFTER",
+            "_NULL_LANE",
+            "_CLAIM_LANE",
+            "_CLAIM_NULL_LANE",
         ]
         for name in names:
             sql = getattr(sqlite_module, name)

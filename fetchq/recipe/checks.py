@@ -8,7 +8,6 @@ fill in a default that depends on other keys.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import os
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from fetchq.inputs import InputError, csv_header
 from fetchq.recipe.convert import Context, template_nodes
 from fetchq.recipe.model import LINE_FIELD
 from fetchq.recipe.units import format_duration
@@ -130,12 +130,9 @@ def _csv_columns(values: dict[str, Any], ctx: Context, where: str) -> list[str] 
     file: Path = values["path"]
     raw = _raw(ctx, f"{where}.path")
     try:
-        with file.open(newline="", encoding="utf-8-sig", errors="replace") as stream:
-            header = next(csv.reader(stream), None)
-    except (OSError, csv.Error) as exc:
-        ctx.report(
-            ctx.locate(f"{where}.path"), f"{where}.path: cannot read {raw!r}: {exc}"
-        )
+        header = csv_header(file, raw)
+    except InputError as exc:
+        ctx.report(ctx.locate(f"{where}.path"), f"{where}.path: {exc}")
         return None
     if not header:
         ctx.report(
@@ -144,7 +141,7 @@ def _csv_columns(values: dict[str, Any], ctx: Context, where: str) -> list[str] 
             "names its columns",
         )
         return None
-    return [column.strip() for column in header]
+    return header
 
 
 def _shown(columns: list[str]) -> str:

@@ -220,6 +220,30 @@ def integer(minimum: int, *, nullable: bool = False, none: str = "") -> Conv:
     return Conv(doc, convert)
 
 
+def failure_limit() -> Conv:
+    """A failure breaker's limit: a count in a row (``50``), a percentage of
+    the finished jobs (``10%``) or ``0`` (never stop)."""
+
+    def convert(node: Node, ctx: Context, where: str) -> Any:
+        from fetchq.breaker import MaxFailures
+
+        value = ctx.scalar(node, "a count (50) or a percentage (10%)")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise Invalid(
+                f"expected a count (50), a percentage (10%) or 0, got {describe(node)}"
+            )
+        try:
+            return MaxFailures.parse(value)
+        except ValueError as e:
+            raise Invalid(str(e)) from None
+
+    return Conv(
+        "count of failures in a row (`50`), percentage of finished jobs "
+        "(`10%`), or `0` (never)",
+        convert,
+    )
+
+
 def boolean() -> Conv:
     """``true`` or ``false``."""
 

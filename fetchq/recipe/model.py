@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 import attrs
 from twisted.python.failure import Failure
 
+from fetchq.breaker import DEFAULT as DEFAULT_MAX_FAILURES
+from fetchq.breaker import MaxFailures
 from fetchq.retry import RetryPolicy
 from fetchq.secrets import Secret, reveal
 
@@ -44,6 +46,7 @@ __all__ = [
     "RecordsMode",
     "RetrySpec",
     "RowFormat",
+    "RunSpec",
     "SaveBodiesSpec",
     "SmsInputSpec",
     "SmsRecipe",
@@ -295,6 +298,18 @@ class RetrySpec:
 
 
 @attrs.frozen
+class RunSpec:
+    """How the run behaves as a whole.
+
+    Attributes:
+        max_failures: when the run stops for failures (see
+            :mod:`fetchq.breaker`).
+    """
+
+    max_failures: MaxFailures = DEFAULT_MAX_FAILURES
+
+
+@attrs.frozen
 class SaveBodiesSpec:
     """Where response bodies are saved.
 
@@ -367,6 +382,7 @@ class FetchRecipe:
         queue: width and rates.
         retry: the retry policy's numbers.
         fetch: how to fetch and classify responses.
+        run: how the run behaves as a whole (``max_failures``).
     """
 
     source: Path
@@ -377,6 +393,7 @@ class FetchRecipe:
     queue: QueueSpec
     retry: RetrySpec
     fetch: FetchSpec
+    run: RunSpec = RunSpec()
 
 
 @attrs.frozen
@@ -536,6 +553,7 @@ class SmsRecipe:
         queue: width and rates (lanes are senders).
         retry: the retry policy's numbers.
         sms: the provider and the message.
+        run: how the run behaves as a whole (``max_failures``).
     """
 
     source: Path
@@ -546,6 +564,7 @@ class SmsRecipe:
     queue: QueueSpec
     retry: RetrySpec
     sms: SmsSpec
+    run: RunSpec = RunSpec()
 
     def message_body(self, row: Mapping[str, Any]) -> str:
         """The text of the message for ``row``: ``sms.body`` filled from the
@@ -614,6 +633,7 @@ class ApiRecipe:
         queue: width and rates (lanes are endpoints).
         retry: the retry policy's numbers.
         api: the endpoint, the request templates and how answers are read.
+        run: how the run behaves as a whole (``max_failures``).
     """
 
     source: Path
@@ -624,6 +644,7 @@ class ApiRecipe:
     queue: QueueSpec
     retry: RetrySpec
     api: ApiSpec
+    run: RunSpec = RunSpec()
 
 
 Recipe = FetchRecipe | SmsRecipe | ApiRecipe

@@ -44,6 +44,7 @@ from fetchq.recipe.convert import (
     describe,
     dotted,
     duration,
+    failure_limit,
     identifier,
     integer,
     join,
@@ -74,6 +75,7 @@ from fetchq.recipe.model import (
     PaginationSpec,
     QueueSpec,
     RetrySpec,
+    RunSpec,
     SaveBodiesSpec,
     SmsInputSpec,
     SmsRecipe,
@@ -646,6 +648,25 @@ RETRY = Section(
     check=check_retry,
 )
 
+RUN = Section(
+    "run",
+    "How the run behaves as a whole.",
+    (
+        Key(
+            "max_failures",
+            failure_limit(),
+            "Stop the run, leaving its rows to do, once this many jobs in a row "
+            "have failed (the failures of the streak are left to do too), or "
+            "once more than this percentage of the jobs finished in the run "
+            "have failed (after 50); `0` never stops. A run that cannot "
+            "succeed (the network or the service down) stops instead of "
+            "marking every row failed; `fetchq run --max-failures` overrides it.",
+            default="50",
+        ),
+    ),
+    build=RunSpec,
+)
+
 CONNECT_TIMEOUT = Key(
     "connect_timeout",
     duration(positive=True),
@@ -761,7 +782,7 @@ FETCH = Section(
 FETCH_RECIPE = Section(
     "",
     "A recipe that fetches every URL of its input.",
-    (KIND, INPUT, OUTPUT, STATE, QUEUE, RETRY, FETCH),
+    (KIND, INPUT, OUTPUT, STATE, QUEUE, RETRY, FETCH, RUN),
     build=FetchRecipe,
     check=check_files,
 )
@@ -873,6 +894,7 @@ SMS_RECIPE = Section(
         SMS_QUEUE,
         RETRY,
         SMS,
+        RUN,
     ),
     build=SmsRecipe,
     check=check_sms_recipe,
@@ -1013,7 +1035,7 @@ API = Section(
 API_RECIPE = Section(
     "",
     "A recipe that calls a JSON API once per input row, following its pages.",
-    (KIND, API_INPUT, OUTPUT, STATE, API_QUEUE, RETRY, API),
+    (KIND, API_INPUT, OUTPUT, STATE, API_QUEUE, RETRY, API, RUN),
     build=ApiRecipe,
     check=check_api_recipe,
 )
@@ -1021,7 +1043,7 @@ API_RECIPE = Section(
 COMMON = Section(
     "",
     "The keys every kind of recipe shares.",
-    (KIND, COMMON_INPUT, OUTPUT, STATE, COMMON_QUEUE, RETRY),
+    (KIND, COMMON_INPUT, OUTPUT, STATE, COMMON_QUEUE, RETRY, RUN),
     build=dict,
     check=check_files,
 )

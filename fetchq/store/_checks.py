@@ -21,9 +21,15 @@ def check_limit(limit: object, what: str = "limit") -> None:
         raise ValueError(f"{what} must be a non-negative integer, not {limit!r}")
 
 
-def check_claim(limit: int, now: float, lease: float) -> None:
+def check_claim(
+    limit: int, now: float, lease: float, per_lane: int | None = None
+) -> None:
     """Check ``claim()``'s arguments."""
     check_limit(limit)
+    if per_lane is not None and (
+        isinstance(per_lane, bool) or not isinstance(per_lane, int) or per_lane < 1
+    ):
+        raise ValueError(f"per_lane must be an integer >= 1 or None, not {per_lane!r}")
     check_time(now)
     if not lease > 0:
         raise ValueError(f"lease must be > 0 seconds, not {lease!r}")

@@ -11,9 +11,11 @@ first) and an optional lane key.  Each item is in one of three states::
              lease expiry ──┘  (claim() takes it again: at-least-once)
 
 ``ack()`` may also finish a pending item directly (bad input recorded as
-failed without ever being claimed).  A done item never moves again: a second
-``ack()`` is refused and ``requeue()`` leaves it alone, so every id ends with
-exactly one record.
+failed without ever being claimed).  A done item does not move again: a
+second ``ack()`` is refused and ``requeue()`` leaves it alone, so every id
+ends with exactly one record.  Only ``reopen()`` (a user asking for failed
+items to be run again) takes done items back to pending, dropping their
+records.
 
 Stores never read a clock: every operation that depends on time takes
 ``now``, a float from the caller's clock (``reactor.seconds()``, a
@@ -29,7 +31,7 @@ raises the builtin that fits, at the call.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
@@ -88,6 +90,11 @@ def _check_priority(instance: object, attribute: object, value: Any) -> None:
     check_priority(value)
 
 
+def _check_outcome(instance: object, attribute: object, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"outcome must be a non-empty str or None, not {value!r}")
+
+
 @attrs.frozen
 class NewItem:
     """An item to :meth:`Store.add`.
@@ -101,17 +108,22 @@ class NewItem:
         priority: an int or float; lower is claimed first, then insertion
             order.
         key: the lane key (a host name, say), or None.
+        outcome: None for a pending item; else the item is added done with
+            this outcome and ``record``, as if acked at once.
+        record: the record of an item added done.
 
     Raises:
         TypeError: for an id that is not a str, a key that is neither a str
             nor None, or a priority that is not an int or float.
-        ValueError: for a NaN priority.
+        ValueError: for a NaN priority or an empty outcome.
     """
 
     id: str = attrs.field(validator=_check_id)
     arg: Any
     priority: int | float = attrs.field(default=0, validator=_check_priority)
     key: str | None = attrs.field(default=None, validator=_check_key)
+    outcome: str | None = attrs.field(default=None, validator=_check_outcome)
+    record: JSONRecord = None
 
 
 @attrs.frozen
@@ -139,7 +151,9 @@ class Record:
     """A finished item's record, as :meth:`Store.records` lists them.
 
     Attributes:
-        seq: its position in ack order, from 1, with no gaps.
+        seq: its position in ack order, from 1, increasing (an item
+            reopened and acked again leaves a gap where its first record
+            was).
         id: the item's id.
         outcome: the outcome given to ``ack()`` (``"ok"``, ``"failed"``, ...).
         record: the record given to ``ack()`` (the output line), or None.
@@ -237,18 +251,39 @@ class Store(Protocol):
     Everything :meth:`records` returns after a :meth:`flush` is durable.
     """
 
-    def add(self, items: Iterable[NewItem]) -> int:
+    def add(
+        self, items: Iterable[NewItem], meta: Mapping[str, Any] | None = None
+    ) -> int:
         """Insert ``items`` as pending, in order; ids already known (in any
-        state, or earlier in ``items``) are skipped.
+        state, or earlier in ``items``) are skipped.  An item with an
+        ``outcome`` is added done, with its ``record`` (bad input, recorded
+        without ever being claimed).
+
+        Args:
+            items: the items.
+            meta: values to :meth:`meta_set` in the same write: a durable
+                store commits the items and these together or not at all
+                (an input's checkpoint with the rows read up to it).
 
         Returns:
             How many items were new.
         """
         ...
 
-    def claim(self, limit: int, now: float, lease: float) -> list[Claimed]:
-        """Take up to ``limit`` available items, lowest priority first, then in
-        insertion order.
+    def known(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` the store has (in any state)."""
+        ...
+
+    def claim(
+        self,
+        limit: int,
+        now: float,
+        lease: float,
+        *,
+        per_lane: int | None = None,
+        skip: Collection[str | None] = (),
+    ) -> list[Claimed]:
+        """Take up to ``limit`` available items.
 
         Available means pending with ``not_before`` unset or ``<= now``, or
         claimed with a lease that expired (``lease_until <= now``): work held
@@ -256,9 +291,20 @@ class Store(Protocol):
         item taken becomes claimed until ``now + lease`` and its
         ``attempts`` goes up by one.
 
+        Without ``per_lane``, items come lowest priority first, then in
+        insertion order, whatever their lane.  With ``per_lane``, items come
+        *by lane* (the item's key; None is a lane too): lanes are served in
+        turn, each lane's items lowest priority first then in insertion
+        order, at most ``per_lane`` from one lane per call, ``limit`` shared
+        out evenly among the lanes found; lanes in ``skip`` are passed over.
+        Successive calls go on round the lanes where the last one stopped,
+        so every lane with available items is served before any is served
+        twice.  That is what keeps an input sorted by host from feeding a
+        runner one host at a time.
+
         Raises:
-            ValueError: for a negative ``limit`` or a ``lease`` that is not
-                positive, or a NaN ``now``.
+            ValueError: for a negative ``limit``, a ``per_lane`` below 1, a
+                ``lease`` that is not positive, or a NaN ``now``.
         """
         ...
 
@@ -291,6 +337,17 @@ class Store(Protocol):
         Raises:
             KeyError: for an unknown id.
         """
+        ...
+
+    def reopen(self, outcome: str, now: float) -> int:
+        """Put every item done with ``outcome`` back to pending, as new: its
+        record is dropped and its ``attempts`` start again from 0 (``fetchq
+        run --retry-failed`` reopens ``"failed"``).  Returns how many."""
+        ...
+
+    def reset(self) -> None:
+        """Forget everything: items, records and meta (``fetchq run
+        --fresh``)."""
         ...
 
     def release(self, now: float) -> int:

@@ -7,13 +7,16 @@ durable store needs them to be JSON.
 Design notes
 ------------
 Pending items that are available sit in a heap of ``(priority, seq, tick,
-slot)`` entries; items waiting for their ``not_before`` sit in a heap keyed
-by that time, and claimed items in a heap keyed by their lease's end.  All
-three use lazy deletion: an entry is live only while the item is still in the
-state (and at the time) the entry was made for, so ack, requeue and release
-never search a heap.  ``claim()`` first moves the waiting items whose time
-has come and the claimed items whose lease expired into the available heap,
-then pops it: O(log n) per item.
+slot)`` entries, and the same entry sits in its lane's heap too (one heap
+per lane key, in an ordered dict kept in least-recently-served order for
+claiming by lane); items waiting for their ``not_before`` sit in a heap
+keyed by that time, and claimed items in a heap keyed by their lease's end.
+All of them use lazy deletion: an entry is live only while the item is still
+in the state (and at the time) the entry was made for, so ack, requeue and
+release never search a heap.  ``claim()`` first moves the waiting items whose
+time has come and the claimed items whose lease expired into the available
+heaps, then pops one: O(log n) per item.  Heaps full of stale entries are
+rebuilt now and then.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
-from collections.abc import Iterable
+import math
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from fetchq.store._checks import check_ack, check_claim, check_id, check_limit
@@ -52,6 +57,8 @@ _STATES = {
 
 _heappush = heapq.heappush
 _heappop = heapq.heappop
+
+_Entry = tuple[Any, int, int, "_Slot"]
 
 
 class _Slot:
@@ -88,7 +95,7 @@ class _Slot:
         self.record: JSONRecord = None
         self.record_seq: int | None = None
         self.done_at: float | None = None
-        self.ready_entry: tuple[Any, int, int, _Slot] | None = None
+        self.ready_entry: _Entry | None = None
 
 
 class MemoryStore:
@@ -99,11 +106,17 @@ class MemoryStore:
     """
 
     def __init__(self) -> None:
+        self._closed = False
+        self._empty()
+
+    def _empty(self) -> None:
+        """Start with no item, record or meta value."""
         self._items: dict[str, _Slot] = {}
-        self._ready: list[tuple[Any, int, int, _Slot]] = []
+        self._ready: list[_Entry] = []
+        self._lanes: OrderedDict[str | None, list[_Entry]] = OrderedDict()
         self._delayed: list[tuple[float, int, _Slot]] = []
         self._leases: list[tuple[float, int, _Slot]] = []
-        self._records: list[Record] = []
+        self._records: list[Record | None] = []  # None: reopened
         self._seq = itertools.count(1)
         self._tick = itertools.count()
         self._n_ready = 0
@@ -111,7 +124,6 @@ class MemoryStore:
         self._n_claimed = 0
         self._done: dict[str, int] = {}
         self._meta: dict[str, Any] = {}
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<MemoryStore {'closed' if self._closed else repr(self.counts())}>"
@@ -131,6 +143,11 @@ class MemoryStore:
         entry = (slot.priority, slot.seq, next(self._tick), slot)
         slot.ready_entry = entry
         _heappush(self._ready, entry)
+        lane = self._lanes.get(slot.key)
+        if lane is None:
+            self._lanes[slot.key] = [entry]
+        else:
+            _heappush(lane, entry)
         self._n_ready += 1
 
     def _leave(self, slot: _Slot) -> None:
@@ -148,9 +165,12 @@ class MemoryStore:
     # ------------------------------------------------------------------
     # The Store protocol
 
-    def add(self, items: Iterable[NewItem]) -> int:
-        """Insert ``items`` as pending; known ids are skipped.  Returns how
-        many were new (see :meth:`fetchq.store.base.Store.add`)."""
+    def add(
+        self, items: Iterable[NewItem], meta: Mapping[str, Any] | None = None
+    ) -> int:
+        """Insert ``items`` (pending, or done with their record); known ids
+        are skipped.  Returns how many were new (see
+        :meth:`fetchq.store.base.Store.add`)."""
         self._check_open()
         known = self._items
         seq = self._seq
@@ -160,14 +180,34 @@ class MemoryStore:
                 continue
             slot = _Slot(item, next(seq))
             known[item.id] = slot
-            self._make_ready(slot)
+            if item.outcome is None:
+                self._make_ready(slot)
+            else:
+                self._n_claimed += 1  # _finish takes it out of claimed
+                slot.state = _CLAIMED
+                self._finish(slot, item.outcome, item.record, None)
             added += 1
+        for name, value in (meta or {}).items():
+            self.meta_set(name, value)
         return added
 
-    def claim(self, limit: int, now: float, lease: float) -> list[Claimed]:
-        """Take up to ``limit`` available items for ``lease`` seconds (see
-        :meth:`fetchq.store.base.Store.claim`)."""
-        check_claim(limit, now, lease)
+    def known(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` the store has."""
+        self._check_open()
+        return {i for i in ids if i in self._items}
+
+    def claim(
+        self,
+        limit: int,
+        now: float,
+        lease: float,
+        *,
+        per_lane: int | None = None,
+        skip: Collection[str | None] = (),
+    ) -> list[Claimed]:
+        """Take up to ``limit`` available items for ``lease`` seconds, by
+        priority or by lane (see :meth:`fetchq.store.base.Store.claim`)."""
+        check_claim(limit, now, lease, per_lane)
         self._check_open()
         delayed = self._delayed
         while delayed and delayed[0][0] <= now:
@@ -182,29 +222,82 @@ class MemoryStore:
                 self._n_claimed -= 1
                 slot.lease_until = None
                 self._make_ready(slot)
-        ready = self._ready
-        until = now + lease
-        tick = self._tick
         claimed: list[Claimed] = []
-        while len(claimed) < limit and ready:
-            entry = _heappop(ready)
-            slot = entry[3]
-            if slot.ready_entry is not entry:
-                continue
-            slot.ready_entry = None
-            slot.state = _CLAIMED
-            slot.attempts += 1
-            slot.not_before = None
-            slot.lease_until = until
-            _heappush(leases, (until, next(tick), slot))
-            claimed.append(
-                Claimed(slot.id, slot.arg, slot.priority, slot.key, slot.attempts)
-            )
+        until = now + lease
+        if per_lane is None:
+            ready = self._ready
+            while len(claimed) < limit and ready:
+                entry = _heappop(ready)
+                if entry[3].ready_entry is entry:
+                    self._take(entry[3], until, claimed)
+        elif limit:
+            self._claim_by_lane(limit, per_lane, skip, until, claimed)
         self._n_ready -= len(claimed)
         self._n_claimed += len(claimed)
         if len(leases) > 2 * self._n_claimed + 1024:
             self._compact_leases()
+        if len(self._ready) > 2 * self._n_ready + 1024:
+            self._compact_ready()
         return claimed
+
+    def _take(self, slot: _Slot, until: float, claimed: list[Claimed]) -> None:
+        """Claim one available item until ``until``."""
+        slot.ready_entry = None
+        slot.state = _CLAIMED
+        slot.attempts += 1
+        slot.not_before = None
+        slot.lease_until = until
+        _heappush(self._leases, (until, next(self._tick), slot))
+        claimed.append(
+            Claimed(slot.id, slot.arg, slot.priority, slot.key, slot.attempts)
+        )
+
+    def _claim_by_lane(
+        self,
+        limit: int,
+        per_lane: int,
+        skip: Collection[str | None],
+        until: float,
+        claimed: list[Claimed],
+    ) -> None:
+        """Up to ``limit`` items from lanes in least-recently-served order."""
+        lanes = self._lanes
+        found: list[tuple[str | None, list[_Entry]]] = []
+        for key in list(lanes):
+            heap = lanes[key]
+            while heap and heap[0][3].ready_entry is not heap[0]:
+                _heappop(heap)
+            if not heap:
+                del lanes[key]
+                continue
+            if key in skip:
+                continue
+            found.append((key, heap))
+            if len(found) >= limit:
+                break
+        if not found:
+            return
+        share = min(per_lane, math.ceil(limit / len(found)))
+        for key, heap in found:
+            taken = 0
+            while heap and taken < share and len(claimed) < limit:
+                entry = _heappop(heap)
+                if entry[3].ready_entry is entry:
+                    self._take(entry[3], until, claimed)
+                    taken += 1
+            if heap:
+                lanes.move_to_end(key)
+            else:
+                del lanes[key]
+            if len(claimed) >= limit:
+                break
+
+    def _compact_ready(self) -> None:
+        """Drop stale entries from the available heap (left there by claims
+        made by lane)."""
+        live = [entry for entry in self._ready if entry[3].ready_entry is entry]
+        heapq.heapify(live)
+        self._ready = live
 
     def _compact_leases(self) -> None:
         """Drop the lease entries of items no longer claimed (acked or
@@ -239,6 +332,12 @@ class MemoryStore:
         slot = self._slot(item_id)
         if slot.state == _DONE:
             return False
+        self._finish(slot, outcome, record, now)
+        return True
+
+    def _finish(
+        self, slot: _Slot, outcome: str, record: JSONRecord, now: float | None
+    ) -> None:
         self._leave(slot)
         slot.state = _DONE
         slot.not_before = None
@@ -247,9 +346,8 @@ class MemoryStore:
         slot.done_at = now
         seq = len(self._records) + 1
         slot.record_seq = seq
-        self._records.append(Record(seq, item_id, outcome, record))
+        self._records.append(Record(seq, slot.id, outcome, record))
         self._done[outcome] = self._done.get(outcome, 0) + 1
-        return True
 
     def requeue(self, item_id: str, not_before: float | None, now: float) -> bool:
         """Back to pending, available from ``not_before``; False if done (see
@@ -272,6 +370,34 @@ class MemoryStore:
             _heappush(self._delayed, (not_before, next(self._tick), slot))
         slot.not_before = not_before
         return True
+
+    def reopen(self, outcome: str, now: float) -> int:
+        """Every item done with ``outcome`` back to pending, its record
+        dropped and its attempts from 0 (see
+        :meth:`fetchq.store.base.Store.reopen`)."""
+        _check_time(now)
+        self._check_open()
+        records = self._records
+        moved = 0
+        for slot in self._items.values():
+            if slot.state != _DONE or slot.outcome != outcome:
+                continue
+            assert slot.record_seq is not None
+            records[slot.record_seq - 1] = None
+            slot.outcome = slot.record = slot.record_seq = slot.done_at = None
+            slot.attempts = 0
+            self._make_ready(slot)
+            moved += 1
+        if moved:
+            self._done[outcome] -= moved
+            if not self._done[outcome]:
+                del self._done[outcome]
+        return moved
+
+    def reset(self) -> None:
+        """Forget every item, record and meta value."""
+        self._check_open()
+        self._empty()
 
     def release(self, now: float) -> int:
         """Every claimed item back to pending; returns how many (see
@@ -297,7 +423,15 @@ class MemoryStore:
         check_limit(after_seq, "after_seq")
         check_limit(limit)
         self._check_open()
-        return self._records[after_seq : after_seq + limit]
+        found: list[Record] = []
+        if not limit:
+            return found
+        for record in itertools.islice(self._records, after_seq, None):
+            if record is not None:
+                found.append(record)
+                if len(found) >= limit:
+                    break
+        return found
 
     def get(self, item_id: str) -> Item | None:
         """Everything known of one item, or None."""
@@ -346,6 +480,7 @@ class MemoryStore:
         self._closed = True
         self._items.clear()
         self._ready.clear()
+        self._lanes.clear()
         self._delayed.clear()
         self._leases.clear()
         self._records.clear()

@@ -23,9 +23,11 @@ One table holds every item, keyed by ``seq`` (insertion order).  Its
 ``state`` is 0 (pending, available), 1 (pending, waiting for
 ``not_before``), 2 (claimed) or 3 (done).  Partial indexes keep every
 operation O(log n) at millions of rows: ``(priority, seq)`` over available
-items is the claim order, ``not_before`` over waiting items and
-``lease_until`` over claimed ones find what has become available, and
-``record_seq`` over done items is the ack order.  Counts live in memory
+items is the claim order, ``(key, priority, seq)`` over available items the
+claim order within each lane (and, walked one distinct key at a time, the
+lanes themselves), ``not_before`` over waiting items and ``lease_until``
+over claimed ones find what has become available, and ``record_seq`` over
+done items is the ack order.  Counts live in memory
 (loaded by one scan at open) and a lower bound on the next time a waiting
 item or a lease comes due spares ``claim()`` the promotion queries until
 then.
@@ -41,7 +43,7 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Literal
 
 from fetchq.store._checks import (
@@ -64,8 +66,9 @@ from fetchq.store.base import (
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 1
-"""The schema this module writes (``PRAGMA user_version``)."""
+SCHEMA_VERSION = 2
+"""The schema this module writes (``PRAGMA user_version``).  Version 1
+files (without the lane index) are upgraded when opened."""
 
 APPLICATION_ID = 0x66657471
 """Marks a SQLite file as a fetchq state file (``PRAGMA application_id``,
@@ -78,6 +81,11 @@ _STATES = {
     _CLAIMED: ItemState.CLAIMED,
     _DONE: ItemState.DONE,
 }
+
+_LANES_INDEX = (
+    "CREATE INDEX IF NOT EXISTS items_lanes ON items (key, priority, seq) "
+    "WHERE state = 0"
+)
 
 _SCHEMA = (
     """CREATE TABLE items (
@@ -96,6 +104,7 @@ _SCHEMA = (
         done_at REAL
     )""",
     "CREATE INDEX items_ready ON items (priority, seq) WHERE state = 0",
+    _LANES_INDEX,
     "CREATE INDEX items_delayed ON items (not_before) WHERE state = 1",
     "CREATE INDEX items_leased ON items (lease_until) WHERE state = 2",
     "CREATE UNIQUE INDEX items_records ON items (record_seq) WHERE state = 3",
@@ -123,7 +132,40 @@ _CLAIM_UPDATE = (
     "UPDATE items SET state = 2, attempts = attempts + 1, not_before = NULL, "
     "lease_until = ? WHERE seq = ?"
 )
+# The lanes after a key (``_LANES_AFTER``) or from a key on (``_LANES_FROM``),
+# one distinct key at a time through the lane index (a loose index scan:
+# each step is one O(log n) seek).
+_LANES = (
+    "WITH RECURSIVE lanes(k, n) AS ("
+    " SELECT (SELECT key FROM items WHERE state = 0 AND key {op} ?1"
+    " ORDER BY key LIMIT 1), 1"
+    " UNION ALL"
+    " SELECT (SELECT key FROM items WHERE state = 0 AND key > lanes.k"
+    " ORDER BY key LIMIT 1), n + 1"
+    " FROM lanes WHERE lanes.k IS NOT NULL AND n < ?2"
+    ") SELECT k FROM lanes WHERE k IS NOT NULL"
+)
+_LANES_AFTER = _LANES.format(op=">")
+_LANES_FROM = _LANES.format(op=">=")
+_NULL_LANE = "SELECT 1 FROM items WHERE state = 0 AND key IS NULL LIMIT 1"
+_CLAIM_LANE = (
+    "SELECT seq, id, arg, priority, key, attempts FROM items "
+    "WHERE state = 0 AND key = ? ORDER BY priority, seq LIMIT ?"
+)
+_CLAIM_NULL_LANE = (
+    "SELECT seq, id, arg, priority, key, attempts FROM items "
+    "WHERE state = 0 AND key IS NULL ORDER BY priority, seq LIMIT ?"
+)
+_INSERT_DONE = (
+    "INSERT OR IGNORE INTO items (id, arg, priority, key, state, outcome, record, "
+    "record_seq) VALUES (?, ?, ?, ?, 3, ?, ?, ?)"
+)
 _FIND = "SELECT seq, state FROM items WHERE id = ?"
+_KNOWN = "SELECT id FROM items WHERE id IN ({})"
+_REOPEN = (
+    "UPDATE items SET state = 0, attempts = 0, outcome = NULL, record = NULL, "
+    "record_seq = NULL, done_at = NULL WHERE state = 3 AND outcome = ?"
+)
 _ACK = (
     "UPDATE items SET state = 3, outcome = ?, record = ?, record_seq = ?, "
     "done_at = ?, not_before = NULL, lease_until = NULL WHERE seq = ?"
@@ -144,6 +186,9 @@ _GET = (
 )
 
 _CHUNK = 512  # items per executemany() in add()
+
+_ROUND_START = object()  # claim() by lane: next, the keyless lane, then all keys
+_AFTER_NULL = object()  # claim() by lane: next, all keys
 
 _dumps = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":")
@@ -207,6 +252,9 @@ class SQLiteStore:
         self._done: dict[str, int] = {}
         self._record_seq = 0
         self._wake = -math.inf
+        # Where claim() by lane goes on: _ROUND_START (the keyless lane, then
+        # every key), _AFTER_NULL (every key) or the last key served.
+        self._lane_cursor: object = _ROUND_START
         self._load()
 
     def _fail(self, conn: sqlite3.Connection, why: str) -> StoreError:
@@ -240,6 +288,9 @@ class SQLiteStore:
             if version == 0:
                 for statement in _SCHEMA:
                     conn.execute(statement)
+            elif version < SCHEMA_VERSION:
+                conn.execute(_LANES_INDEX)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except sqlite3.OperationalError as e:
             why = str(e)
@@ -332,45 +383,106 @@ class SQLiteStore:
     # ------------------------------------------------------------------
     # The Store protocol
 
-    def add(self, items: Iterable[NewItem]) -> int:
-        """Insert ``items`` as pending; known ids are skipped.  Returns how
-        many were new (see :meth:`fetchq.store.base.Store.add`).
+    def add(
+        self, items: Iterable[NewItem], meta: Mapping[str, Any] | None = None
+    ) -> int:
+        """Insert ``items`` (pending, or done with their record); known ids
+        are skipped.  Returns how many were new (see
+        :meth:`fetchq.store.base.Store.add`).
 
-        Items are written in chunks; if ``items`` raises, or an argument does
+        The items and ``meta`` are written in one transaction: a commit
+        takes all of them or none.  If ``items`` raises, or an argument does
         not serialise to JSON (``TypeError``/``ValueError``), the items before
-        it are added.
+        it are added (and ``meta`` is not).
         """
         self._check_open()
+        self._begin()
         added = 0
-        chunk: list[tuple[str, str, int | float, str | None]] = []
+        pending: list[tuple[str, str, int | float, str | None]] = []
         try:
             for item in items:
-                chunk.append((item.id, _dumps(item.arg), item.priority, item.key))
-                if len(chunk) >= _CHUNK:
-                    rows, chunk = chunk, []
-                    added += self._insert(rows)
+                if item.outcome is not None:
+                    added += self._insert(pending)
+                    pending = []
+                    added += self._insert_done(item)
+                    continue
+                pending.append((item.id, _dumps(item.arg), item.priority, item.key))
+                if len(pending) >= _CHUNK:
+                    added += self._insert(pending)
+                    pending = []
+            added += self._insert(pending)
+            pending = []
+            for name, value in (meta or {}).items():
+                self._meta_write(name, value)
         finally:
-            if chunk:
-                added += self._insert(chunk)
+            added += self._insert(pending)
+            self._wrote(added + len(meta or ()), None)
         return added
 
     def _insert(self, rows: list[tuple[str, str, int | float, str | None]]) -> int:
-        conn = self._begin()
+        if not rows:
+            return 0
+        conn = self._conn
         before = conn.total_changes
         conn.executemany(_INSERT, rows)
         added = conn.total_changes - before
         self._n_ready += added
-        self._wrote(added, None)
         return added
 
-    def claim(self, limit: int, now: float, lease: float) -> list[Claimed]:
-        """Take up to ``limit`` available items for ``lease`` seconds (see
-        :meth:`fetchq.store.base.Store.claim`)."""
-        check_claim(limit, now, lease)
+    def _insert_done(self, item: NewItem) -> int:
+        assert item.outcome is not None
+        text = None if item.record is None else _dumps(item.record)
+        cursor = self._conn.execute(
+            _INSERT_DONE,
+            (
+                item.id,
+                _dumps(item.arg),
+                item.priority,
+                item.key,
+                item.outcome,
+                text,
+                self._record_seq + 1,
+            ),
+        )
+        if not cursor.rowcount:
+            return 0
+        self._record_seq += 1
+        self._done[item.outcome] = self._done.get(item.outcome, 0) + 1
+        return 1
+
+    def known(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` the store has."""
+        self._check_open()
+        found: set[str] = set()
+        wanted = list(ids)
+        for start in range(0, len(wanted), _CHUNK):
+            part = wanted[start : start + _CHUNK]
+            sql = _KNOWN.format(",".join("?" * len(part)))
+            found.update(k for (k,) in self._conn.execute(sql, part))
+        return found
+
+    def claim(
+        self,
+        limit: int,
+        now: float,
+        lease: float,
+        *,
+        per_lane: int | None = None,
+        skip: Collection[str | None] = (),
+    ) -> list[Claimed]:
+        """Take up to ``limit`` available items for ``lease`` seconds, by
+        priority or by lane (see :meth:`fetchq.store.base.Store.claim`)."""
+        check_claim(limit, now, lease, per_lane)
         self._check_open()
         conn = self._conn
         promoted = self._promote(now) if now >= self._wake else 0
-        rows = conn.execute(_CLAIM_SELECT, (limit,)).fetchall() if limit else []
+        rows: list[Any]
+        if not limit:
+            rows = []
+        elif per_lane is None:
+            rows = conn.execute(_CLAIM_SELECT, (limit,)).fetchall()
+        else:
+            rows = self._rows_by_lane(limit, per_lane, skip)
         if rows:
             until = now + lease
             self._begin().executemany(_CLAIM_UPDATE, [(until, r[0]) for r in rows])
@@ -381,6 +493,76 @@ class SQLiteStore:
         if rows or promoted:
             self._wrote(len(rows) + promoted, now)
         return [Claimed(r[1], _loads(r[2]), r[3], r[4], r[5] + 1) for r in rows]
+
+    def _lanes_from(
+        self,
+        after: str | None,
+        want: int,
+        skip: Collection[str | None],
+        found: list[str | None],
+        stop: str | None = None,
+    ) -> None:
+        """Add to ``found`` up to ``want`` lanes (not in ``skip``) with
+        available items, in key order after ``after`` (from the first key if
+        None), up to ``stop`` included if given."""
+        step = want + len(skip) + 1
+        sql = _LANES_FROM if after is None else _LANES_AFTER
+        first = "" if after is None else after
+        while len(found) < want:
+            keys = [k for (k,) in self._conn.execute(sql, (first, step))]
+            for key in keys:
+                if stop is not None and key > stop:
+                    return
+                if key not in skip:
+                    found.append(key)
+                    if len(found) >= want:
+                        return
+            if len(keys) < step:
+                return
+            sql, first = _LANES_AFTER, keys[-1]
+
+    def _rows_by_lane(
+        self, limit: int, per_lane: int, skip: Collection[str | None]
+    ) -> list[Any]:
+        """Available rows, shared out among the lanes that come next in the
+        round (see :meth:`claim`): the lane of items without a key, then the
+        lanes in key order."""
+        conn = self._conn
+        found: list[str | None] = []
+        cursor = self._lane_cursor
+        null_ok = None not in skip
+
+        def null_lane() -> None:
+            if null_ok and len(found) < limit and conn.execute(_NULL_LANE).fetchone():
+                found.append(None)
+
+        if cursor is _ROUND_START:
+            null_lane()
+            self._lanes_from(None, limit, skip, found)
+        elif cursor is _AFTER_NULL:
+            self._lanes_from(None, limit, skip, found)
+            null_lane()  # round the end
+        else:
+            assert isinstance(cursor, str)
+            self._lanes_from(cursor, limit, skip, found)
+            null_lane()  # round the end, then the keys up to the cursor
+            self._lanes_from(None, limit, skip, found, stop=cursor)
+        if not found:
+            self._lane_cursor = _ROUND_START
+            return []
+        share = min(per_lane, math.ceil(limit / len(found)))
+        rows: list[Any] = []
+        for key in found:
+            n = min(share, limit - len(rows))
+            if n <= 0:
+                break
+            if key is None:
+                rows.extend(conn.execute(_CLAIM_NULL_LANE, (n,)))
+                self._lane_cursor = _AFTER_NULL
+            else:
+                rows.extend(conn.execute(_CLAIM_LANE, (key, n)))
+                self._lane_cursor = key
+        return rows
 
     def _promote(self, now: float) -> int:
         """Make waiting items whose time came and expired leases available."""
@@ -465,6 +647,31 @@ class SQLiteStore:
         self._wrote(1, now)
         return True
 
+    def reopen(self, outcome: str, now: float) -> int:
+        """Every item done with ``outcome`` back to pending, its record
+        dropped and its attempts from 0 (see
+        :meth:`fetchq.store.base.Store.reopen`)."""
+        check_time(now)
+        self._check_open()
+        if not self._done.get(outcome):
+            return 0
+        moved: int = self._begin().execute(_REOPEN, (outcome,)).rowcount
+        last = self._record_seq
+        self._load()
+        self._record_seq = last  # new records come after every earlier one
+        self._wrote(moved, now)
+        return moved
+
+    def reset(self) -> None:
+        """Forget every item, record and meta value (and commit)."""
+        self._check_open()
+        conn = self._begin()
+        conn.execute("DELETE FROM items")
+        conn.execute("DELETE FROM meta")
+        self._commit()
+        self._load()
+        self._lane_cursor = _ROUND_START
+
     def release(self, now: float) -> int:
         """Every claimed item back to pending; returns how many (see
         :meth:`fetchq.store.base.Store.release`)."""
@@ -527,14 +734,17 @@ class SQLiteStore:
     def meta_set(self, key: str, value: Any) -> None:
         """Keep a JSON-serialisable ``value`` under ``key``, in the current
         batch (so it is committed with the operations before it)."""
+        self._check_open()
+        self._meta_write(key, value)
+        self._wrote(1, None)
+
+    def _meta_write(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"meta key must be a str, not {key!r}")
-        self._check_open()
         text = _dumps(value)
         self._begin().execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, text)
         )
-        self._wrote(1, None)
 
     def flush(self) -> None:
         """Commit every operation so far: they survive a crash from now on."""

@@ -1,0 +1,82 @@
+"""A run's JSONL output, written only from records a store has committed.
+
+On start the whole file is rewritten from the store's records (so after a
+crash and a re-run every row has exactly one line), then the records
+committed since are appended on each tick.  The rewrite goes to a temporary
+file made in the output's directory with a name no other file can have
+(``tempfile.mkstemp``), then replaces the output in one rename: a reader
+never sees half a file, and no input or other file next to the output is
+ever overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from fetchq.store import Record, Store
+
+__all__ = ["OutputFile", "output_lines"]
+
+_json_line = json.JSONEncoder(separators=(",", ":")).encode  # as json.dumps
+
+
+def output_lines(records: list[Record]) -> str:
+    """The output lines of ``records``: one JSON object each (a record that
+    is a list, such as an API page's items, is one line per element)."""
+    lines: list[str] = []
+    for r in records:
+        record: Any = r.record
+        if isinstance(record, list):
+            lines.extend(_json_line(one) + "\n" for one in record)
+        else:
+            lines.append(_json_line(record) + "\n")
+    return "".join(lines)
+
+
+class OutputFile:
+    """The run's JSONL output, written only from committed store records."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seq = 0
+        self._file: IO[str] | None = None
+
+    def rebuild(self, store: Store) -> int:
+        """Rewrite the file from every record in the store; how many."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        count = 0
+        try:
+            with open(fd, "w", encoding="utf-8") as f:
+                self.seq = 0
+                while batch := store.records(self.seq, 5000):
+                    f.write(output_lines(batch))
+                    self.seq = batch[-1].seq
+                    count += len(batch)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        return count
+
+    def catch_up(self, store: Store) -> None:
+        """Append the records committed since the last call."""
+        assert self._file is not None
+        while batch := store.records(self.seq, 5000):
+            self._file.write(output_lines(batch))
+            self.seq = batch[-1].seq
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
