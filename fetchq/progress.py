@@ -130,6 +130,12 @@ class RunStats:
         self.latency = LatencyHistogram()
         self.control: ControlSummary | None = None
 
+    def left_to_do(self, n: int = 1) -> None:
+        """``n`` jobs counted failed are left to do after all (a run that
+        stopped because it cannot succeed hands them back)."""
+        self.outcomes["failed"] -= n
+        self.outcomes["left to do"] += n
+
     @property
     def done(self) -> int:
         """Jobs finished for good (ok, failed or cancelled)."""
@@ -247,6 +253,10 @@ class ProgressDisplay:
     ) -> None:
         self.stats = stats
         self.console = Console(file=stream, stderr=stream is None)
+        if not self.console.is_terminal:
+            # Piped or logged: one line per message, never wrapped (a wrapped
+            # resume command cannot be pasted back).
+            self.console.soft_wrap = True
         self.every = every
         self._last_line = stats.clock.seconds()
         self._progress: Progress | None = None

@@ -597,11 +597,11 @@ class Run:
         now = self.reactor.seconds()
         cause = None if job.failure is None else job.failure.value
         if getattr(cause, "fatal", False):
-            self.store.requeue(job.id, None, now)  # left to do, not failed
+            self._leave_to_do(job.id, now)
             self._stop(EXIT_FATAL, self._fatal_message(cause))
             return
         if self._exit == EXIT_FAILURES:
-            self.store.requeue(job.id, None, now)  # one more of the streak
+            self._leave_to_do(job.id, now)  # one more of the streak
             return
         record = self.kind.record(job, "failed")
         trip = self.breaker.fail()
@@ -613,6 +613,11 @@ class Run:
             self._stop(EXIT_FAILURES, self._breaker_message(trip, cause))
             return
         self._pump_soon()
+
+    def _leave_to_do(self, item_id: str, now: float) -> None:
+        """A job that failed is not recorded: back to the store, to do."""
+        self.store.requeue(item_id, None, now)
+        self.stats.left_to_do()
 
     def _ack(self, item_id: str, record: Any, now: float) -> None:
         self.store.ack(item_id, "failed", record, now)
@@ -657,7 +662,7 @@ class Run:
         now = self.reactor.seconds()
         streak, self._streak = self._streak, []
         for item_id, _ in streak:
-            self.store.requeue(item_id, None, now)
+            self._leave_to_do(item_id, now)
         self.queue.stop().addCallback(self._stopped)
 
     # -- running -----------------------------------------------------------

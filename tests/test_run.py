@@ -11,7 +11,7 @@ import random
 import signal
 import sys
 import tempfile
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -172,12 +172,20 @@ class RunTests(TestCase):
         line saying how to resume (SIGTERM: 143); the next run finishes."""
         base = self.start_site(1000, latency=0.02, error_every=10**6)
         recipe = self.write_input(base, 1000, width=8)
-        proto = run_fetchq(recipe, signal_after=(0.8, "INT"))
+        fetched = lambda: sum(self.site.requests.values())  # noqa: E731
+        before = fetched()
+        proto = run_fetchq(
+            recipe, signal_after=(0.2, "INT"), ready=lambda: fetched() > before
+        )
         code = yield proto
         self.assertEqual(code, 130, proto.stderr)
         self.assertIn(b"resume with: fetchq run", proto.stderr)
-        code = yield run_fetchq(recipe, signal_after=(0.8, "TERM"))
-        self.assertEqual(code, 143)
+        before = fetched()
+        proto = run_fetchq(
+            recipe, signal_after=(0.2, "TERM"), ready=lambda: fetched() > before
+        )
+        code = yield proto
+        self.assertEqual(code, 143, proto.stderr)
         code = yield run_fetchq(recipe)
         self.assertEqual(code, 0)
         self.check_output()
@@ -200,11 +208,14 @@ def run_fetchq(
     recipe: Path,
     kill_after: float | None = None,
     signal_after: tuple[float, str] | None = None,
+    ready: Callable[[], bool] | None = None,
 ) -> defer.Deferred[int]:
     """Run ``python -m fetchq run RECIPE`` in a child process; with
     ``kill_after``, SIGKILL it after that many seconds, with ``signal_after``
-    (seconds, name) send that signal.  Fires with the exit status (-9 if
-    killed); the Deferred's ``stderr`` attribute holds what it printed."""
+    (seconds, name) send that signal, counting from when ``ready()`` first
+    holds if given (the child is at work: on a busy machine its start-up
+    alone can take a second).  Fires with the exit status (-9 if killed);
+    the Deferred's ``stderr`` attribute holds what it printed."""
     proto = _Exit()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     transport = reactor.spawnProcess(
@@ -223,7 +234,24 @@ def run_fetchq(
             if not proto.done.called:
                 transport.signalProcess(name)
 
-        call = reactor.callLater(delay, send)
-        proto.done.addBoth(lambda r: (call.active() and call.cancel(), r)[1])
+        calls: list[Any] = []
+
+        def wait() -> None:
+            if proto.done.called:
+                return
+            if ready is None or ready():
+                calls.append(reactor.callLater(delay, send))
+            else:
+                calls.append(reactor.callLater(0.02, wait))
+
+        wait()
+
+        def cancel(result: Any) -> Any:
+            for call in calls:
+                if call.active():
+                    call.cancel()
+            return result
+
+        proto.done.addBoth(cancel)
     proto.done.addBoth(lambda r: (setattr(proto.done, "stderr", proto.err), r)[1])
     return proto.done

@@ -56,6 +56,7 @@ from fetchq.api.caller import (
 )
 from fetchq.api.config import ApiConfig, Template
 from fetchq.api.errors import (
+    ApiAuthFailed,
     ApiBadResponse,
     ApiConnectionFailed,
     ApiError,
@@ -77,6 +78,7 @@ from fetchq.api.ratelimit import (
 __all__ = [
     "EPOCH_THRESHOLD",
     "RETRYABLE",
+    "ApiAuthFailed",
     "ApiBadResponse",
     "ApiCaller",
     "ApiConfig",

@@ -70,6 +70,7 @@ from twisted.web.http_headers import Headers
 
 from fetchq.api.config import ApiConfig
 from fetchq.api.errors import (
+    ApiAuthFailed,
     ApiBadResponse,
     ApiConnectionFailed,
     ApiServerError,
@@ -625,6 +626,8 @@ class ApiCaller:
         detail = _detail(data)
         if status >= 500:
             return ApiServerError(status, detail)
+        if status in (401, 403):
+            return ApiAuthFailed(status, detail)
         return ApiStatusError(status, detail)
 
     def _throttle(

@@ -6,6 +6,7 @@
     ├── ApiError                         base of every API outcome below
     │   ├── BadRequestRow (ValueError)   a row that cannot fill the request
     │   ├── ApiStatusError               a status that is not ok: 4xx, permanent
+    │   │   ├── ApiAuthFailed            401, or 403 that is no rate limit: fatal
     │   │   └── ApiServerError           a 5xx: retried with backoff
     │   ├── ApiBadResponse               an ok answer whose body is not JSON
     │   ├── ApiTimeout                   no response, or no whole body, in time
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from fetchq.api.ratelimit import Quota
 
 __all__ = [
+    "ApiAuthFailed",
     "ApiBadResponse",
     "ApiConnectionFailed",
     "ApiError",
@@ -115,6 +117,15 @@ class ApiStatusError(ApiError):
             if self.detail
             else f"HTTP {self.status}"
         )
+
+
+class ApiAuthFailed(ApiStatusError):
+    """401, or a 403 that is no rate limit: the token is wrong, expired or
+    may not call this endpoint.  Every other call fails the same way, so it
+    is *fatal*: a run stops and leaves its calls to do."""
+
+    fatal = True
+    fix = "check the token (api.token) and what it may call"
 
 
 class ApiServerError(ApiStatusError):

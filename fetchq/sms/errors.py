@@ -46,6 +46,8 @@ from fetchq.control.signals import Signal
 from fetchq.errors import FetchqError, Throttled
 
 __all__ = [
+    "ACCOUNT_CODES",
+    "SENDER_CODES",
     "AmbiguousSend",
     "AuthFailed",
     "BadMessage",
@@ -143,7 +145,24 @@ class ProviderRejected(SmsError):
 
 class AuthFailed(ProviderRejected):
     """401 or 403: the account SID or auth token is wrong, or the account may
-    not do this.  Every other message will fail the same way."""
+    not do this.  Every other message will fail the same way, so it is
+    *fatal*: a run stops and leaves its messages to send."""
+
+    fatal = True
+    fix = (
+        "check the account SID and auth token (sms.account_sid, sms.auth_token) "
+        "and that the account may send messages"
+    )
+
+
+SENDER_CODES = frozenset({21212, 21603, 21606, 21659})
+"""Twilio codes that mean the sender (``From``) cannot be used: invalid,
+missing, not SMS-capable, not the account's.  When the sender is the
+recipe's own (not a row's), every message fails the same way."""
+
+ACCOUNT_CODES = frozenset({20003, 20404})
+"""Twilio codes that mean the account or its credentials are wrong
+(``Authenticate``; the account's resource not found)."""
 
 
 class ProviderThrottled(Throttled, SmsError):

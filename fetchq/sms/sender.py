@@ -53,6 +53,8 @@ from fetchq.retry import RetryPolicy
 from fetchq.secrets import reveal
 from fetchq.sms.config import SmsConfig
 from fetchq.sms.errors import (
+    ACCOUNT_CODES,
+    SENDER_CODES,
     THROTTLE_CODE,
     AmbiguousSend,
     AuthFailed,
@@ -474,7 +476,25 @@ class SmsSender:
         data = urlencode(form).encode("ascii")
         status, headers, body = await self._exchange("POST", config.messages_url, data)
         if not 200 <= status < 300:
-            raise self._status_error(status, headers, body)
+            error = self._status_error(status, headers, body)
+            code = getattr(error, "code", None)
+            if (
+                isinstance(error, ProviderRejected)
+                and not error.fatal
+                and (
+                    code in ACCOUNT_CODES
+                    or (code in SENDER_CODES and not message.from_)
+                )
+            ):
+                # Not this message's fault: the account, or the recipe's own
+                # sender, is wrong for every message.
+                error.fatal = True
+                error.fix = (
+                    "check the account (sms.account_sid)"
+                    if code in ACCOUNT_CODES
+                    else "check the sender (sms.from, sms.messaging_service_sid)"
+                )
+            raise error
         doc = _json_object(body)
         if doc is None or not isinstance(doc.get("sid"), str) or not doc["sid"]:
             why = "not a JSON object" if doc is None else "no 'sid' in it"
