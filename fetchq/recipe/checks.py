@@ -421,3 +421,27 @@ def check_files(values: dict[str, Any], ctx: Context, where: str) -> None:
                     f"state.path: is the {other} file; give the state its own file",
                 )
                 break
+    bodies = ((values.get("fetch") or {}).get("save_bodies") or {}).get("dir")
+    if bodies is not None:
+        where = "fetch.save_bodies.dir"
+        for other, file in (
+            ("input", input_),
+            ("output", output),
+            ("state", state_path),
+        ):
+            if file is not None and (_same(bodies, file) or _inside(file, bodies)):
+                ctx.report(
+                    ctx.locate(where),
+                    f"{where}: holds the {other} file, which a saved body could "
+                    "overwrite; give the bodies a directory of their own",
+                )
+                break
+
+
+def _inside(file: Path, directory: Path) -> bool:
+    """Whether ``file`` is somewhere under ``directory``."""
+    try:
+        file.resolve().relative_to(directory.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
