@@ -11,6 +11,7 @@ for module in (
     "tests.bench.bench_store",
     "tests.bench.bench_control",
     "tests.bench.bench_pipeline",
+    "tests.bench.bench_lanes",
     "tests.bench.bench_fetch",
 ):
     print(f"## {module}\n", flush=True)
