@@ -33,8 +33,11 @@ statuses; Retry-After answers retry after the server's delay.
 **Limits.** Timeouts for connecting, for the response headers and for the
 whole body; a body size cap counted on decoded bytes; redirects followed by
 hand, each hop checked; optionally no private addresses, checked when the
-name is resolved.  Gzip bodies are decoded, counted and hashed decoded, and
-inflated in 64 KiB steps, so a gzip bomb stops at the limit.  Cookies are
+name is resolved.  Encoded bodies (gzip, x-gzip, deflate zlib-wrapped or
+bare, stacked up to four deep) are decoded, counted and hashed decoded, each
+layer inflated in 64 KiB steps, so a bomb in any layer stops at the limit
+with bounded memory; another encoding (br, zstd, ...) fails with
+:class:`UnsupportedEncoding`.  Cookies are
 neither kept nor sent.  IPv6-literal and underscore hosts are refused as
 ``BadURL``: treq cannot encode them (hyperlink issue #68).
 """
@@ -61,6 +64,7 @@ from fetchq.http.errors import (
     SaveError,
     TooManyRedirects,
     TruncatedBody,
+    UnsupportedEncoding,
 )
 from fetchq.http.urls import (
     DEFAULT_SCHEMES,
@@ -97,6 +101,7 @@ __all__ = [
     "SaveError",
     "TooManyRedirects",
     "TruncatedBody",
+    "UnsupportedEncoding",
     "check_url",
     "checked_host_key",
     "fetch_retry_policy",

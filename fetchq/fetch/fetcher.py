@@ -385,9 +385,11 @@ class _Fetch:
         location = _location(response) if status in _REDIRECTS else None
         # Read and discard a non-ok body so its connection can be reused; a
         # long, slow or broken one is dropped with its connection instead
-        # (and the status stays the outcome).
+        # (and the status stays the outcome).  Its bytes are not decoded.
         limit = min(config.max_body, _DRAIN_LIMIT)
-        drained = read_body(response, None, limit, config.body_timeout, fetcher._clock)
+        drained = read_body(
+            response, None, limit, config.body_timeout, fetcher._clock, decode=False
+        )
         drained.addErrback(_ignore_fetch_error)
         return drained.addCallback(self._drained, response, status, location)
 

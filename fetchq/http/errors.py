@@ -14,7 +14,8 @@
     │   │   ├── HeadersTimeout           ...before the response headers
     │   │   └── BodyTimeout              ...before the whole body arrived
     │   ├── BodyTooLarge                 more than ``max_body`` bytes (decoded)
-    │   ├── ContentDecodingError         a gzip body that does not decode
+    │   ├── ContentDecodingError         a gzip/deflate body that does not decode
+    │   │   └── UnsupportedEncoding      an encoding not decoded (br, zstd, ...)
     │   ├── SaveError                    the body could not be written to save_dir
     │   ├── TooManyRedirects             more than ``max_redirects`` hops
     │   ├── HTTPStatusError              a status that is neither ok nor retried
@@ -60,6 +61,7 @@ __all__ = [
     "SaveError",
     "TooManyRedirects",
     "TruncatedBody",
+    "UnsupportedEncoding",
 ]
 
 
@@ -148,7 +150,27 @@ class TruncatedBody(ConnectionFailed):
 
 
 class ContentDecodingError(FetchError):
-    """The body claimed a content encoding (gzip) that did not decode."""
+    """The body claimed a content encoding (gzip, deflate) that did not
+    decode, or that ended early."""
+
+
+class UnsupportedEncoding(ContentDecodingError):
+    """The body's ``Content-Encoding`` is one fetchq does not decode (``br``,
+    ``zstd``, ``compress``, ...), or a stack of more layers than it decodes;
+    the body is not read, so undecoded bytes are never taken for the body.
+
+    Args:
+        encoding: the encoding refused (or the whole stack).
+        reason: the message, if not "unsupported Content-Encoding 'br'".
+    """
+
+    def __init__(self, encoding: str, reason: str = "") -> None:
+        super().__init__(encoding, reason)
+        self.encoding = encoding
+        self.reason = reason or f"unsupported Content-Encoding {encoding!r}"
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class SaveError(FetchError):
