@@ -15,6 +15,8 @@ behaviour; query parameters tune it:
 ``/redirect``       ``code`` (302) to ``/redirect?n=n-1``; at 0, ``/ok``;
                     ``to``: redirect there instead
 ``/loop``           302 to ``/loop?at=b`` and back to ``?at=a``: forever
+``/mirror``         302 to itself with ``n`` one less and the rest of the
+                    query echoed as it came; at ``n=0``, 200 with the target
 ``/reset``          reads the request, then resets the connection (RST)
 ``/stall-headers``  reads the request, never answers
 ``/stall-body``     Content-Length ``size``, sends ``sent`` bytes, stalls
@@ -206,6 +208,14 @@ class _Connection(Protocol):
                 self.respond(200, body_for(size))
                 return
             self.respond(int(q.get("code", "302")), b"moved", {"Location": location})
+        elif path == "/mirror":
+            n = int(q.get("n", "1"))
+            if n <= 0:
+                self.respond(200, target.encode())
+                return
+            rest = [p for p in parts.query.split("&") if not p.startswith("n=")]
+            location = "/mirror?" + "&".join([f"n={n - 1}", *rest])
+            self.respond(302, b"moved", {"Location": location})
         elif path == "/loop":
             other = "b" if q.get("at", "a") == "a" else "a"
             self.respond(302, b"", {"Location": f"/loop?at={other}"})

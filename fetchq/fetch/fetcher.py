@@ -13,6 +13,21 @@ What comes back is a :class:`FetchResult`, or one of the named exceptions of
     queue.put(url, key=host_key(url))   # lanes by host: 429/503 hold the host
 
 Cookies are neither stored nor sent, so each job stands alone.
+
+**Secrets.**  Header and param values of the
+:class:`~fetchq.fetch.config.FetchConfig` may be
+:class:`~fetchq.secrets.Secret` (a recipe's ``${ENV}`` values, and values
+under names such as ``Authorization`` or ``api_key``).  They are revealed
+only to be sent.  The rule for where they go and what is shown:
+
+- a header whose value is a Secret is sent to the first URL's origin
+  (scheme, host, port) and to same-origin redirects only: it is dropped at
+  the first redirect to another origin, as ``Authorization``, ``Cookie``
+  and ``Proxy-Authorization`` always are (secret or not);
+- a Secret's text never shows: ``final_url`` and every error's message
+  (a ``TooManyRedirects`` whose next hop a server filled with the key, a
+  ``BadURL`` redirect) show it as ``***``, plain or percent-encoded (see
+  :mod:`fetchq.http.masking` for the exact rule).
 """
 
 from __future__ import annotations
@@ -63,8 +78,10 @@ from fetchq.http.errors import (
     SaveError,
     TooManyRedirects,
 )
+from fetchq.http.masking import secret_masker
 from fetchq.http.urls import check_url, parse_retry_after, quick_uri, uri_text
 from fetchq.retry import RetryPolicy
+from fetchq.secrets import Secret, reveal
 
 __all__ = ["RETRYABLE", "FetchResult", "Fetcher", "fetch_retry_policy"]
 
@@ -77,6 +94,7 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization"})
+"""Headers never sent to another origin after a redirect, secret or not."""
 _DRAIN_LIMIT = 64 * 1024  # most bytes read from a non-ok body to reuse its connection
 
 
@@ -108,7 +126,8 @@ class FetchResult:
     Attributes:
         url: the URL as given.
         final_url: the URL (in URI form) whose response this is, after
-            redirects and with the configured query parameters.
+            redirects and with the configured query parameters; the value
+            of every :class:`~fetchq.secrets.Secret` shows as ``***``.
         status: the HTTP status code.
         content_type: the Content-Type header, or None.
         bytes: the body's size, decoded (gzip is decoded).
@@ -162,6 +181,17 @@ class Fetcher:
             raise ValueError(f"pool_size must be an integer >= 1, not {pool_size!r}")
         self._config = config
         self._clock = reactor
+        # Secrets are revealed here, once, for sending; what is shown of a
+        # fetch (final_url, messages) goes through ``_mask``, and a header
+        # that carries one stays with its origin.
+        self._headers = tuple((name, reveal(value)) for name, value in config.headers)
+        self._params = tuple((name, reveal(value)) for name, value in config.params)
+        self._origin_bound = _SENSITIVE | {
+            name.lower() for name, value in config.headers if isinstance(value, Secret)
+        }
+        self._mask = secret_masker(
+            value for _, value in (*config.headers, *config.params)
+        )
         self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
         self._pool.maxPersistentPerHost = pool_size
         factory = EndpointFactory(
@@ -216,9 +246,26 @@ class Fetcher:
             Cancelling it closes the connection and cleans up.
         """
         try:
-            return _Fetch(self, url, job_id).send()
+            d = _Fetch(self, url, job_id).send()
         except Exception:
-            return fail()  # a bad URL fails the Deferred, as any error does
+            d = fail()  # a bad URL fails the Deferred, as any error does
+        if self._mask is not None:
+            d.addErrback(self._masked)
+        return d
+
+    def _masked(self, failure: Failure) -> Failure:
+        """``failure`` with every secret in its error's text masked (a
+        server may echo a secret param into a Location, say)."""
+        mask = self._mask
+        error = failure.value
+        if mask is not None and isinstance(error, Exception):
+            for name, value in vars(error).items():
+                if isinstance(value, str):
+                    setattr(error, name, mask(value))
+            error.args = tuple(
+                mask(arg) if isinstance(arg, str) else arg for arg in error.args
+            )
+        return failure
 
     def _request_error(self, error: Exception, expired: bool) -> Exception:
         """The named error for a request that got no response headers."""
@@ -321,14 +368,14 @@ class _Fetch:
         self.sent: DecodedURL | EncodedURL
         if wire is None:
             current = check_url(url, config.allowed_schemes)
-            for name, value in config.params:
+            for name, value in fetcher._params:
                 current = current.add(name, value)
             self.current = self.sent = current
         else:
             self.sent = wire
         self.method = config.method
         self.body = config.body
-        self.headers = config.headers
+        self.headers = fetcher._headers
         self.redirects = 0
         self.expired = False
         self.request: Deferred[Any] | None = None
@@ -407,9 +454,8 @@ class _Fetch:
             current = check_url(self.url, config.allowed_schemes)
         target = _redirect_target(current, location, config.allowed_schemes)
         if _origin(target) != _origin(current):
-            self.headers = tuple(
-                h for h in self.headers if h[0].lower() not in _SENSITIVE
-            )
+            bound = self.fetcher._origin_bound
+            self.headers = tuple(h for h in self.headers if h[0].lower() not in bound)
         if (status == 303 and self.method != "HEAD") or (
             status in (301, 302) and self.method == "POST"
         ):
@@ -452,6 +498,8 @@ class _Fetch:
         else:
             given = url if isinstance(url, str) else current.to_text()
             final_url = uri_text(current)
+        if fetcher._mask is not None:
+            final_url = fetcher._mask(final_url)
         return FetchResult(
             url=given,
             final_url=final_url,
