@@ -318,14 +318,17 @@ class FaultServer:
         self.scheme = "http"
         self._empty_waiters: list[Deferred[None]] = []
 
-    def start(self, tls: Any = None) -> FaultServer:
-        """Listen on a free port of 127.0.0.1; speak TLS with ``tls`` (server
-        options, e.g. ``PrivateCertificate.options()``) if given."""
+    def start(self, tls: Any = None, interface: str = "127.0.0.1") -> FaultServer:
+        """Listen on a free port of ``interface`` (127.0.0.1); speak TLS with
+        ``tls`` (server options, e.g. ``PrivateCertificate.options()``) if
+        given."""
         factory = Factory.forProtocol(lambda: _Connection(self))
         if tls is None:
-            self.port = self.reactor.listenTCP(0, factory, interface="127.0.0.1")
+            self.port = self.reactor.listenTCP(
+                0, factory, backlog=128, interface=interface
+            )
         else:
-            self.port = self.reactor.listenSSL(0, factory, tls, interface="127.0.0.1")
+            self.port = self.reactor.listenSSL(0, factory, tls, interface=interface)
         self.scheme = "http" if tls is None else "https"
         return self
 
