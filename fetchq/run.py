@@ -150,8 +150,8 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
         save.dir.mkdir(parents=True, exist_ok=True)
     return FetchConfig(
         method=spec.method,
-        headers=spec.header_items(),
-        params=spec.param_items(),
+        headers=tuple(spec.headers.items()),  # Secrets kept: the fetcher
+        params=tuple(spec.params.items()),  # reveals them only to send
         body=None if body is None else reveal(body).encode(),
         connect_timeout=spec.connect_timeout,
         headers_timeout=spec.headers_timeout,

@@ -15,6 +15,8 @@ behaviour; query parameters tune it:
 ``/redirect``       ``code`` (302) to ``/redirect?n=n-1``; at 0, ``/ok``;
                     ``to``: redirect there instead
 ``/loop``           302 to ``/loop?at=b`` and back to ``?at=a``: forever
+``/mirror``         302 to itself with ``n`` one less and the rest of the
+                    query echoed as it came; at ``n=0``, 200 with the target
 ``/reset``          reads the request, then resets the connection (RST)
 ``/stall-headers``  reads the request, never answers
 ``/stall-body``     Content-Length ``size``, sends ``sent`` bytes, stalls
@@ -26,6 +28,10 @@ behaviour; query parameters tune it:
 ``/gzip``           gzip of :func:`body_for` ``size`` (or zeros: ``zeros=1``),
                     only the first ``cut`` bytes of it if given
 ``/bad-gzip``       Content-Encoding gzip, body not gzip
+``/encoded``        :func:`body_for` ``size`` (or zeros: ``zeros=1``) through
+                    the encodings ``enc`` names (comma-separated, applied in
+                    order, see :func:`encode`); the header lists them
+``/canned``         the response :attr:`FaultServer.canned` holds under ``name``
 ``/cookie``         200 with a Set-Cookie header
 ``/echo``           200, JSON of the request: method, target, headers, body
 ==================  =========================================================
@@ -38,6 +44,7 @@ import gzip
 import json
 import socket
 import struct
+import zlib
 from collections import Counter
 from http import HTTPStatus
 from typing import Any
@@ -56,6 +63,29 @@ def body_for(size: int) -> bytes:
     """The known body of ``size`` bytes the server sends."""
     reps = size // len(_PATTERN) + 1
     return (_PATTERN * reps)[:size]
+
+
+def encode(data: bytes, encodings: str) -> tuple[bytes, str]:
+    """``data`` through each encoding of ``encodings`` in turn, and the
+    Content-Encoding header that says so.
+
+    ``gzip``, ``x-gzip``, ``deflate`` (zlib-wrapped, RFC 1950) and
+    ``deflate-raw`` (a bare RFC 1951 stream, labelled ``deflate`` as some
+    servers send it) are applied; any other name (``br``, ...) is only
+    labelled, the bytes left as they are.
+    """
+    names = []
+    for name in (n.strip() for n in encodings.split(",")):
+        if name in ("gzip", "x-gzip"):
+            data = gzip.compress(data, mtime=0)
+        elif name == "deflate":
+            data = zlib.compress(data)
+        elif name == "deflate-raw":
+            packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+            data = packer.compress(data) + packer.flush()
+            name = "deflate"
+        names.append(name)
+    return data, ", ".join(names)
 
 
 class _Connection(Protocol):
@@ -178,6 +208,14 @@ class _Connection(Protocol):
                 self.respond(200, body_for(size))
                 return
             self.respond(int(q.get("code", "302")), b"moved", {"Location": location})
+        elif path == "/mirror":
+            n = int(q.get("n", "1"))
+            if n <= 0:
+                self.respond(200, target.encode())
+                return
+            rest = [p for p in parts.query.split("&") if not p.startswith("n=")]
+            location = "/mirror?" + "&".join([f"n={n - 1}", *rest])
+            self.respond(302, b"moved", {"Location": location})
         elif path == "/loop":
             other = "b" if q.get("at", "a") == "a" else "a"
             self.respond(302, b"", {"Location": f"/loop?at={other}"})
@@ -220,6 +258,13 @@ class _Connection(Protocol):
             self.respond(200, packed, {"Content-Encoding": "gzip"})
         elif path == "/bad-gzip":
             self.respond(200, b"this is not gzip" * 10, {"Content-Encoding": "gzip"})
+        elif path == "/encoded":
+            plain = bytes(size) if q.get("zeros") else body_for(size)
+            packed, header = encode(plain, q.get("enc", "gzip"))
+            self.respond(200, packed, {"Content-Encoding": header})
+        elif path == "/canned":
+            code, canned, extra = server.canned[q["name"]]
+            self.respond(code, canned, extra)
         elif path == "/cookie":
             self.respond(200, b"have one", {"Set-Cookie": "session=secret; Path=/"})
         elif path == "/echo":
@@ -258,6 +303,7 @@ class FaultServer:
         requests: ``(method, target, headers, body)`` of every request.
         trickled: body bytes sent by ``/trickle`` so far.
         connections: the connections open now.
+        canned: ``name -> (status, body, headers)`` answers for ``/canned``.
     """
 
     def __init__(self, reactor: Any) -> None:
@@ -267,18 +313,22 @@ class FaultServer:
         self.connections: set[_Connection] = set()
         self.hits: Counter[str] = Counter()
         self.trickled = 0
+        self.canned: dict[str, tuple[int, bytes, dict[str, str]]] = {}
         self.port: Any = None
         self.scheme = "http"
         self._empty_waiters: list[Deferred[None]] = []
 
-    def start(self, tls: Any = None) -> FaultServer:
-        """Listen on a free port of 127.0.0.1; speak TLS with ``tls`` (server
-        options, e.g. ``PrivateCertificate.options()``) if given."""
+    def start(self, tls: Any = None, interface: str = "127.0.0.1") -> FaultServer:
+        """Listen on a free port of ``interface`` (127.0.0.1); speak TLS with
+        ``tls`` (server options, e.g. ``PrivateCertificate.options()``) if
+        given."""
         factory = Factory.forProtocol(lambda: _Connection(self))
         if tls is None:
-            self.port = self.reactor.listenTCP(0, factory, interface="127.0.0.1")
+            self.port = self.reactor.listenTCP(
+                0, factory, backlog=128, interface=interface
+            )
         else:
-            self.port = self.reactor.listenSSL(0, factory, tls, interface="127.0.0.1")
+            self.port = self.reactor.listenSSL(0, factory, tls, interface=interface)
         self.scheme = "http" if tls is None else "https"
         return self
 

@@ -88,6 +88,7 @@ from fetchq.http.errors import (
     ContentDecodingError,
     TruncatedBody,
 )
+from fetchq.http.masking import secret_masker
 from fetchq.retry import RetryPolicy
 from fetchq.secrets import Secret, reveal
 
@@ -373,6 +374,10 @@ class ApiCaller:
         self._http = http
         self._queue: Holder | None = None
         self._headers = self._request_headers()
+        # An error's detail comes from the server, which may quote a secret.
+        self._mask = secret_masker(
+            [config.token, *(v for _, v in (*config.params, *config.headers))]
+        )
         self.stats = ApiStats()
         # The endpoint's budget (see the module docstring).
         self._limit: int | None = None
@@ -624,6 +629,8 @@ class ApiCaller:
         except (ApiBadResponse, ApiTimeout, ApiConnectionFailed):
             data = b""
         detail = _detail(data)
+        if self._mask is not None:
+            detail = self._mask(detail)
         if status >= 500:
             return ApiServerError(status, detail)
         if status in (401, 403):

@@ -33,10 +33,24 @@ statuses; Retry-After answers retry after the server's delay.
 **Limits.** Timeouts for connecting, for the response headers and for the
 whole body; a body size cap counted on decoded bytes; redirects followed by
 hand, each hop checked; optionally no private addresses, checked when the
-name is resolved.  Gzip bodies are decoded, counted and hashed decoded, and
-inflated in 64 KiB steps, so a gzip bomb stops at the limit.  Cookies are
-neither kept nor sent.  IPv6-literal and underscore hosts are refused as
-``BadURL``: treq cannot encode them (hyperlink issue #68).
+name is resolved.  Encoded bodies (gzip, x-gzip, deflate zlib-wrapped or
+bare, stacked up to four deep) are decoded, counted and hashed decoded, each
+layer inflated in 64 KiB steps, so a bomb in any layer stops at the limit
+with bounded memory; another encoding (br, zstd, ...) fails with
+:class:`UnsupportedEncoding`.
+
+**Connections.**  One pool per fetcher keeps up to ``pool_size`` idle
+connections per host and ``max_idle`` (twice ``pool_size`` by default, less
+under a low ``ulimit -n``) over all hosts, closing the least recently used,
+so a crawl of many hosts holds at most ``max_idle`` + width sockets;
+:meth:`Fetcher.close_idle` closes one host's at once.  If the process runs
+out of file descriptors anyway, a fetch sheds the idle connections and
+waits for descriptors (``descriptor_wait``), then fails with
+:class:`TooManyOpenFiles`, a :class:`LocalResourceError`: retried by
+:func:`fetch_retry_policy`, ignored by an adaptive controller.
+
+Cookies are neither kept nor sent.  IPv6-literal and underscore hosts are
+refused as ``BadURL``: treq cannot encode them (hyperlink issue #68).
 """
 
 from fetchq.fetch.config import DEFAULT_USER_AGENT, FetchConfig
@@ -57,10 +71,13 @@ from fetchq.http.errors import (
     HTTPRetryAfter,
     HTTPStatusError,
     HTTPThrottled,
+    LocalResourceError,
     RetryableStatus,
     SaveError,
+    TooManyOpenFiles,
     TooManyRedirects,
     TruncatedBody,
+    UnsupportedEncoding,
 )
 from fetchq.http.urls import (
     DEFAULT_SCHEMES,
@@ -93,10 +110,13 @@ __all__ = [
     "HTTPStatusError",
     "HTTPThrottled",
     "HeadersTimeout",
+    "LocalResourceError",
     "RetryableStatus",
     "SaveError",
+    "TooManyOpenFiles",
     "TooManyRedirects",
     "TruncatedBody",
+    "UnsupportedEncoding",
     "check_url",
     "checked_host_key",
     "fetch_retry_policy",

@@ -12,6 +12,7 @@ import attrs
 import fetchq
 from fetchq._validate import integer_at_least, non_negative_number, positive_number
 from fetchq.http.urls import DEFAULT_SCHEMES
+from fetchq.secrets import Secret, reveal
 
 __all__ = ["DEFAULT_USER_AGENT", "FetchConfig"]
 
@@ -19,10 +20,11 @@ DEFAULT_USER_AGENT = f"fetchq/{fetchq.__version__}"
 """The User-Agent sent unless the configured headers name another."""
 
 _TOKEN = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
-_Pairs = tuple[tuple[str, str], ...]
+_Pairs = tuple[tuple[str, str | Secret], ...]
+_Given = Mapping[str, str | Secret] | Iterable[tuple[str, str | Secret]]
 
 
-def _pairs(value: Mapping[str, str] | Iterable[tuple[str, str]], what: str) -> _Pairs:
+def _pairs(value: _Given, what: str) -> _Pairs:
     items = value.items() if isinstance(value, Mapping) else value
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
         raise ValueError(f"{what} must be a mapping or name/value pairs, not {value!r}")
@@ -32,17 +34,20 @@ def _pairs(value: Mapping[str, str] | Iterable[tuple[str, str]], what: str) -> _
             name, text = item
         except (TypeError, ValueError):
             raise ValueError(f"{what} must be name/value pairs, not {item!r}") from None
-        if not isinstance(name, str) or not isinstance(text, str):
-            raise ValueError(f"{what} names and values must be text: {item!r}")
+        if not isinstance(name, str) or not isinstance(text, (str, Secret)):
+            raise ValueError(
+                f"{what} names and values must be text (or Secret): {item!r}"
+            )
         pairs.append((name, text))
     return tuple(pairs)
 
 
-def _headers(value: Mapping[str, str] | Iterable[tuple[str, str]]) -> _Pairs:
+def _headers(value: _Given) -> _Pairs:
     pairs = _pairs(value, "headers")
     for name, text in pairs:
         if not name or not set(name) <= _TOKEN:
             raise ValueError(f"bad header name {name!r}")
+        text = reveal(text)
         if "\r" in text or "\n" in text:
             raise ValueError(f"header {name!r} has a line break in its value")
     if not any(name.lower() == "user-agent" for name, _ in pairs):
@@ -50,7 +55,7 @@ def _headers(value: Mapping[str, str] | Iterable[tuple[str, str]]) -> _Pairs:
     return pairs
 
 
-def _params(value: Mapping[str, str] | Iterable[tuple[str, str]]) -> _Pairs:
+def _params(value: _Given) -> _Pairs:
     return _pairs(value, "params")
 
 
@@ -118,7 +123,14 @@ class FetchConfig:
         method: the HTTP method (upper-cased).
         headers: request headers, a mapping or name/value pairs; a
             ``User-Agent: fetchq/<version>`` is added unless one is given.
-        params: query parameters added to every job's URL (not to redirects).
+            A value may be a :class:`~fetchq.secrets.Secret` (a recipe's
+            ``${ENV}``, an Authorization): sent as its text, never shown, and
+            not sent to another origin after a redirect (Authorization,
+            Cookie and Proxy-Authorization never are, secret or not).
+        params: query parameters added to every job's URL (not to
+            redirects).  A :class:`~fetchq.secrets.Secret` value is sent as
+            its text and shown as ``***`` in ``final_url`` and in messages
+            (wherever a server echoes it, too).
         body: the request body, or None.
         connect_timeout: seconds to establish a connection (each address).
         headers_timeout: seconds from sending the request to the response

@@ -13,6 +13,21 @@ What comes back is a :class:`FetchResult`, or one of the named exceptions of
     queue.put(url, key=host_key(url))   # lanes by host: 429/503 hold the host
 
 Cookies are neither stored nor sent, so each job stands alone.
+
+**Secrets.**  Header and param values of the
+:class:`~fetchq.fetch.config.FetchConfig` may be
+:class:`~fetchq.secrets.Secret` (a recipe's ``${ENV}`` values, and values
+under names such as ``Authorization`` or ``api_key``).  They are revealed
+only to be sent.  The rule for where they go and what is shown:
+
+- a header whose value is a Secret is sent to the first URL's origin
+  (scheme, host, port) and to same-origin redirects only: it is dropped at
+  the first redirect to another origin, as ``Authorization``, ``Cookie``
+  and ``Proxy-Authorization`` always are (secret or not);
+- a Secret's text never shows: ``final_url`` and every error's message
+  (a ``TooManyRedirects`` whose next hop a server filled with the key, a
+  ``BadURL`` redirect) show it as ``***``, plain or percent-encoded (see
+  :mod:`fetchq.http.masking` for the exact rule).
 """
 
 from __future__ import annotations
@@ -35,10 +50,10 @@ from twisted.internet.error import (
     DNSLookupError,
 )
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
-    HTTPConnectionPool,
     RequestTransmissionFailed,
     ResponseNeverReceived,
 )
@@ -59,12 +74,23 @@ from fetchq.http.errors import (
     HTTPRetryAfter,
     HTTPStatusError,
     HTTPThrottled,
+    LocalResourceError,
     RetryableStatus,
     SaveError,
+    TooManyOpenFiles,
     TooManyRedirects,
+)
+from fetchq.http.masking import secret_masker
+from fetchq.http.pool import (
+    BoundedPool,
+    default_max_idle,
+    descriptor_limit,
+    descriptors_exhausted,
+    out_of_descriptors,
 )
 from fetchq.http.urls import check_url, parse_retry_after, quick_uri, uri_text
 from fetchq.retry import RetryPolicy
+from fetchq.secrets import Secret, reveal
 
 __all__ = ["RETRYABLE", "FetchResult", "Fetcher", "fetch_retry_policy"]
 
@@ -72,21 +98,27 @@ RETRYABLE: tuple[type[BaseException], ...] = (
     ConnectionFailed,
     FetchTimeout,
     RetryableStatus,
+    LocalResourceError,
 )
 """The fetch errors retried with backoff (``RetryAfter`` ones always retry)."""
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization"})
+"""Headers never sent to another origin after a redirect, secret or not."""
 _DRAIN_LIMIT = 64 * 1024  # most bytes read from a non-ok body to reuse its connection
+_FD_WAIT_FIRST = 0.05  # the first wait for file descriptors (s); doubles
+_FD_WAIT_MAX = 2.0  # the longest single wait
 
 
 def fetch_retry_policy(
     max_attempts: int = 5, base_delay: float = 1.0, max_delay: float = 60.0
 ) -> RetryPolicy:
-    """A retry policy for fetch jobs: connection errors, timeouts and
-    :class:`~fetchq.http.errors.RetryableStatus` retry with exponential
-    backoff and full jitter; ``HTTPRetryAfter``/``HTTPThrottled`` retry after
-    the server's delay; anything else fails at once.
+    """A retry policy for fetch jobs: connection errors, timeouts,
+    :class:`~fetchq.http.errors.RetryableStatus` and running out of file
+    descriptors (:class:`~fetchq.http.errors.TooManyOpenFiles`) retry with
+    exponential backoff and full jitter; ``HTTPRetryAfter``/``HTTPThrottled``
+    retry after the server's delay; anything else fails at once.
 
     Args:
         max_attempts: most attempts per job (1 = no retries).
@@ -108,7 +140,8 @@ class FetchResult:
     Attributes:
         url: the URL as given.
         final_url: the URL (in URI form) whose response this is, after
-            redirects and with the configured query parameters.
+            redirects and with the configured query parameters; the value
+            of every :class:`~fetchq.secrets.Secret` shows as ``***``.
         status: the HTTP status code.
         content_type: the Content-Type header, or None.
         bytes: the body's size, decoded (gzip is decoded).
@@ -143,9 +176,20 @@ class Fetcher:
             width (Twisted's default keeps only 2).
         tls_policy: an ``IPolicyForHTTPS`` for https (default: Twisted's
             browser-like certificate checks).
+        max_idle: idle connections kept over all hosts, the least recently
+            used closed beyond it (default:
+            :func:`~fetchq.http.pool.default_max_idle`: twice ``pool_size``,
+            less if the descriptor limit is low), so a crawl of many hosts
+            holds at most ``max_idle`` + width sockets.
+        descriptor_wait: seconds one fetch waits in all, shedding idle
+            connections and backing off, when the process has no file
+            descriptor left for its connection, before it fails with
+            :class:`~fetchq.http.errors.TooManyOpenFiles` (which the retry
+            policy retries too).
 
     Raises:
-        ValueError: if ``pool_size`` is not an integer >= 1.
+        ValueError: if ``pool_size`` or ``max_idle`` is not an integer >= 1,
+            or ``descriptor_wait`` is negative.
     """
 
     def __init__(
@@ -155,15 +199,32 @@ class Fetcher:
         pool_size: int = 10,
         *,
         tls_policy: IPolicyForHTTPS | None = None,
+        max_idle: int | None = None,
+        descriptor_wait: float = 30.0,
     ) -> None:
         if isinstance(pool_size, bool) or not isinstance(pool_size, int):
             raise ValueError(f"pool_size must be an integer >= 1, not {pool_size!r}")
         if pool_size < 1:
             raise ValueError(f"pool_size must be an integer >= 1, not {pool_size!r}")
+        if not descriptor_wait >= 0:
+            raise ValueError(f"descriptor_wait must be >= 0, not {descriptor_wait!r}")
+        self._descriptor_wait = descriptor_wait
         self._config = config
         self._clock = reactor
-        self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
-        self._pool.maxPersistentPerHost = pool_size
+        # Secrets are revealed here, once, for sending; what is shown of a
+        # fetch (final_url, messages) goes through ``_mask``, and a header
+        # that carries one stays with its origin.
+        self._headers = tuple((name, reveal(value)) for name, value in config.headers)
+        self._params = tuple((name, reveal(value)) for name, value in config.params)
+        self._origin_bound = _SENSITIVE | {
+            name.lower() for name, value in config.headers if isinstance(value, Secret)
+        }
+        self._mask = secret_masker(
+            value for _, value in (*config.headers, *config.params)
+        )
+        if max_idle is None:
+            max_idle = default_max_idle(pool_size)
+        self._pool = BoundedPool(reactor, per_host=pool_size, max_idle=max_idle)
         factory = EndpointFactory(
             reactor, config.connect_timeout, config.allow_private, tls_policy
         )
@@ -179,15 +240,45 @@ class Fetcher:
         return self._config
 
     @property
-    def pool(self) -> HTTPConnectionPool:
+    def pool(self) -> BoundedPool:
         """The connection pool shared by every request."""
         return self._pool
+
+    def close_idle(self, host_key: str) -> int:
+        """Close the idle pooled connections to one host, at once: for a
+        caller that knows the host has nothing more pending (its lane went
+        idle), so its sockets need not wait to be pushed out of the pool.
+
+        Args:
+            host_key: the host as :func:`~fetchq.fetch.host_key` gives it
+                (``example.com``, ``example.com:8080``); every scheme.
+
+        Returns:
+            How many connections were closed.
+        """
+        host, sep, port = host_key.rpartition(":")
+        if not (sep and port.isdigit()):
+            host, port = host_key, ""
+        host = host.lower()
+        if not host.isascii():  # pool keys hold the host in IDNA form
+            host = DecodedURL.from_text(f"http://{host}/").to_uri().host
+        wanted = host.encode("ascii")
+        number = int(port) if port else None
+
+        def match(key: Any) -> bool:
+            scheme, key_host, key_port = key
+            if key_host.lower() != wanted:
+                return False
+            if number is None:
+                return bool(_DEFAULT_PORTS.get(scheme) == key_port)
+            return bool(key_port == number)
+
+        return self._pool.close_idle(match)
 
     def close(self) -> Deferred[None]:
         """Close the idle pooled connections (call when done, before the
         reactor stops).  Returns a Deferred that fires once they are closed."""
-        d: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
-        return d
+        return self._pool.closeCachedConnections()
 
     def __call__(self, job_arg: object) -> Deferred[FetchResult]:
         """Fetch as a queue job function.
@@ -216,9 +307,26 @@ class Fetcher:
             Cancelling it closes the connection and cleans up.
         """
         try:
-            return _Fetch(self, url, job_id).send()
+            d = _Fetch(self, url, job_id).send()
         except Exception:
-            return fail()  # a bad URL fails the Deferred, as any error does
+            d = fail()  # a bad URL fails the Deferred, as any error does
+        if self._mask is not None:
+            d.addErrback(self._masked)
+        return d
+
+    def _masked(self, failure: Failure) -> Failure:
+        """``failure`` with every secret in its error's text masked (a
+        server may echo a secret param into a Location, say)."""
+        mask = self._mask
+        error = failure.value
+        if mask is not None and isinstance(error, Exception):
+            for name, value in vars(error).items():
+                if isinstance(value, str):
+                    setattr(error, name, mask(value))
+            error.args = tuple(
+                mask(arg) if isinstance(arg, str) else arg for arg in error.args
+            )
+        return failure
 
     def _request_error(self, error: Exception, expired: bool) -> Exception:
         """The named error for a request that got no response headers."""
@@ -234,11 +342,15 @@ class Fetcher:
             if isinstance(e, (CancelledError, ConnectingCancelledError)):
                 return CancelledError()  # cancelled from outside: stay cancelled
         for e in found:
+            if out_of_descriptors(e):
+                return TooManyOpenFiles(descriptor_limit())
             if type(e).__module__.startswith("OpenSSL"):
                 return ConnectionFailed(f"TLS failed ({_short_tls(e)})")
             if isinstance(e, ConnectTimeoutError):
                 return ConnectTimeout(self._config.connect_timeout)
             if isinstance(e, DNSLookupError):
+                if descriptors_exhausted():  # getaddrinfo could not open files
+                    return TooManyOpenFiles(descriptor_limit())
                 return DNSFailed(f"DNS lookup failed ({e})")
             if isinstance(e, ConnectionRefusedError):
                 return ConnectionFailed("connection refused")
@@ -293,6 +405,7 @@ class _Fetch:
         "body",
         "current",
         "expired",
+        "fd_wait",
         "fetcher",
         "headers",
         "job_id",
@@ -321,15 +434,16 @@ class _Fetch:
         self.sent: DecodedURL | EncodedURL
         if wire is None:
             current = check_url(url, config.allowed_schemes)
-            for name, value in config.params:
+            for name, value in fetcher._params:
                 current = current.add(name, value)
             self.current = self.sent = current
         else:
             self.sent = wire
         self.method = config.method
         self.body = config.body
-        self.headers = config.headers
+        self.headers = fetcher._headers
         self.redirects = 0
+        self.fd_wait = 0.0  # seconds waited for file descriptors so far
         self.expired = False
         self.request: Deferred[Any] | None = None
         self.timer: Any = None
@@ -371,8 +485,23 @@ class _Fetch:
             error = result.value
             if not isinstance(error, Exception):
                 return result
-            raise self.fetcher._request_error(error, self.expired)
+            problem = self.fetcher._request_error(error, self.expired)
+            if isinstance(problem, TooManyOpenFiles):
+                return self._wait_for_descriptors(problem)
+            raise problem
         return self._response(result)
+
+    def _wait_for_descriptors(self, problem: TooManyOpenFiles) -> Any:
+        """No descriptor for the connection: free the pool's idle ones and
+        send again after a backoff, for up to ``descriptor_wait`` seconds in
+        all; the URL is not at fault, so this is no attempt of the job's."""
+        fetcher = self.fetcher
+        delay = min(_FD_WAIT_MAX, max(_FD_WAIT_FIRST, self.fd_wait))
+        if self.fd_wait + delay > fetcher._descriptor_wait:
+            raise problem
+        self.fd_wait += delay
+        fetcher._pool.close_idle(_every_key)
+        return deferLater(fetcher._clock, delay, self.send)
 
     # -- what the response means
 
@@ -385,9 +514,11 @@ class _Fetch:
         location = _location(response) if status in _REDIRECTS else None
         # Read and discard a non-ok body so its connection can be reused; a
         # long, slow or broken one is dropped with its connection instead
-        # (and the status stays the outcome).
+        # (and the status stays the outcome).  Its bytes are not decoded.
         limit = min(config.max_body, _DRAIN_LIMIT)
-        drained = read_body(response, None, limit, config.body_timeout, fetcher._clock)
+        drained = read_body(
+            response, None, limit, config.body_timeout, fetcher._clock, decode=False
+        )
         drained.addErrback(_ignore_fetch_error)
         return drained.addCallback(self._drained, response, status, location)
 
@@ -405,9 +536,8 @@ class _Fetch:
             current = check_url(self.url, config.allowed_schemes)
         target = _redirect_target(current, location, config.allowed_schemes)
         if _origin(target) != _origin(current):
-            self.headers = tuple(
-                h for h in self.headers if h[0].lower() not in _SENSITIVE
-            )
+            bound = self.fetcher._origin_bound
+            self.headers = tuple(h for h in self.headers if h[0].lower() not in bound)
         if (status == 303 and self.method != "HEAD") or (
             status in (301, 302) and self.method == "POST"
         ):
@@ -423,7 +553,9 @@ class _Fetch:
         try:
             sink = BodySink(config.save_dir)
         except OSError as e:
-            error = SaveError(f"cannot save body: {e}")
+            error: Exception = SaveError(f"cannot save body: {e}")
+            if out_of_descriptors(e):
+                error = TooManyOpenFiles(descriptor_limit())
             return drop_body(response, fetcher._clock).addCallback(_raise, error)
         d = read_body(
             response, sink, config.max_body, config.body_timeout, fetcher._clock
@@ -450,6 +582,8 @@ class _Fetch:
         else:
             given = url if isinstance(url, str) else current.to_text()
             final_url = uri_text(current)
+        if fetcher._mask is not None:
+            final_url = fetcher._mask(final_url)
         return FetchResult(
             url=given,
             final_url=final_url,
@@ -461,6 +595,10 @@ class _Fetch:
             elapsed=fetcher._clock.seconds() - self.started,
             redirects=self.redirects,
         )
+
+
+def _every_key(key: object) -> bool:
+    return True
 
 
 def _ignore_fetch_error(failure: Failure) -> Failure | None:

@@ -1,7 +1,9 @@
 """Streaming a response body: counted, hashed, size-capped, optionally saved.
 
 A body is never held whole in memory.  :func:`read_body` delivers it to a
-protocol that counts each (decoded) chunk against ``max_body``, feeds it to a
+protocol that undoes its content encodings (gzip and deflate, stacked or
+not, each layer inflated in bounded steps), counts each decoded chunk
+against ``max_body``, feeds it to a
 SHA-256 and, if a :class:`BodySink` has a file, writes it there; a deadline
 covers the whole body, so a stalled or trickling one fails with
 ``BodyTimeout``.  Whenever reading stops early (too large, too slow,
@@ -15,7 +17,7 @@ import hashlib
 import os
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -31,9 +33,17 @@ from fetchq.http.errors import (
     ContentDecodingError,
     SaveError,
     TruncatedBody,
+    UnsupportedEncoding,
 )
 
-__all__ = ["BodySink", "drop_body", "read_body", "reasons"]
+__all__ = [
+    "MAX_ENCODINGS",
+    "BodySink",
+    "content_encodings",
+    "drop_body",
+    "read_body",
+    "reasons",
+]
 
 
 def reasons(failure: Failure | BaseException) -> Iterator[BaseException]:
@@ -107,7 +117,113 @@ class BodySink:
             self._temp = None
 
 
-_INFLATE_STEP = 64 * 1024  # most decoded bytes made from one gzip step
+_INFLATE_STEP = 64 * 1024  # most bytes one layer makes from one inflate step
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_DECODED = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+MAX_ENCODINGS = 4
+"""The most content encodings stacked on one body that are decoded."""
+
+
+def _zlib_header(data: bytes) -> bool:
+    """Whether ``data`` starts with a zlib header (RFC 1950: method 8, and the
+    first two bytes a multiple of 31), not a bare deflate stream."""
+    return (data[0] & 0x0F) == 8 and ((data[0] << 8) | data[1]) % 31 == 0
+
+
+class _Undecodable(Exception):
+    """A layer's bytes do not decode; carries the layer's name."""
+
+
+class _Layer:
+    """One content encoding being undone: gzip (any number of members) or
+    deflate (zlib-wrapped, RFC 1950, or bare, RFC 1951, told apart by the
+    first two bytes as browsers and curl do), inflated in steps of at most
+    ``_INFLATE_STEP`` decoded bytes."""
+
+    __slots__ = ("_head", "_obj", "_trailing", "name", "started")
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # "gzip" or "deflate"
+        self.started = False  # any byte received
+        self._obj: Any = zlib.decompressobj(_GZIP_WBITS) if name == "gzip" else None
+        self._head = b""  # deflate: the first byte, until the second comes
+        self._trailing = False  # bytes after the end of the stream: ignored
+
+    def steps(self, data: bytes) -> Iterator[bytes]:
+        """The decoded bytes of ``data``, in pieces of at most one step.
+
+        Raises:
+            _Undecodable: the bytes are not this encoding.
+        """
+        if not data or self._trailing:
+            return
+        self.started = True
+        try:
+            obj = self._obj
+            if obj is None:
+                data = self._head + data
+                if len(data) < 2:
+                    self._head = data
+                    return
+                self._head = b""
+                wbits = zlib.MAX_WBITS if _zlib_header(data) else -zlib.MAX_WBITS
+                obj = self._obj = zlib.decompressobj(wbits)
+            while True:
+                if obj.eof:
+                    data = obj.unused_data + data
+                    if not data:
+                        return
+                    if self.name == "gzip" and b"\x1f\x8b".startswith(data[:2]):
+                        obj = self._obj = zlib.decompressobj(_GZIP_WBITS)
+                    else:
+                        self._trailing = True  # as before: bytes after the end
+                        return
+                out = obj.decompress(data, _INFLATE_STEP)
+                data = obj.unconsumed_tail
+                if out:
+                    yield out
+                # A full step may leave decoded bytes inside zlib: ask again.
+                if not data and len(out) < _INFLATE_STEP and not obj.eof:
+                    return
+        except zlib.error:
+            raise _Undecodable(f"{self.name} body does not decode") from None
+
+    def ended(self) -> bool:
+        """Whether the stream is complete (or never began: an empty body)."""
+        if not self.started:
+            return True
+        return self._obj is not None and bool(self._obj.eof)
+
+
+def content_encodings(response: Any) -> tuple[Any, list[str]]:
+    """The response to read raw bytes from, and the content encodings of
+    those bytes, in the order they were applied (``Content-Encoding`` order,
+    lower case, ``identity`` left out).
+
+    treq wraps a gzip response in Twisted's ``GzipDecoder`` (once per
+    trailing ``gzip`` of the header, which it takes off the header), and
+    that decoder inflates a whole socket read at once; the layers are
+    peeled off here and put back in the list, so that every layer is read
+    raw and inflated in bounded steps by :func:`read_body`.
+    """
+    inner = getattr(response, "original", None)
+    wrapped = 0
+    if isinstance(inner, GzipDecoder):
+        while isinstance(inner, GzipDecoder):
+            wrapped += 1
+            inner = inner.original
+        response = inner
+    header = response.headers.getRawHeaders(b"content-encoding")
+    if not header and not wrapped:
+        return response, []
+    names = []
+    for value in header or ():
+        for part in value.split(b","):
+            name = part.strip().lower().decode("latin-1")
+            if name and name != "identity":
+                names.append(name)
+    names.extend(["gzip"] * wrapped)
+    return response, names
 
 
 class _BodyReader(Protocol):
@@ -120,7 +236,11 @@ class _BodyReader(Protocol):
     """
 
     def __init__(
-        self, sink: BodySink | None, limit: int, clock: Any, gzipped: bool = False
+        self,
+        sink: BodySink | None,
+        limit: int,
+        clock: Any,
+        layers: Sequence[_Layer] = (),
     ) -> None:
         self.done: Deferred[int] = Deferred(self._cancel)
         self.size = 0
@@ -129,25 +249,30 @@ class _BodyReader(Protocol):
         self._clock = clock
         self._stopping: Any = None  # the delayed call that fails ``done``
         self._stopped = False
-        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
-        self._compressed = 0
+        self._layers = layers  # in decoding order: the last one applied first
 
     def dataReceived(self, data: bytes) -> None:
         if self._stopped:
             return
-        inflater = self._inflater
-        if inflater is None:
+        if not self._layers:
             self._take(data)
             return
-        self._compressed += len(data)
         try:
-            # Inflate in bounded steps, so a gzip bomb is caught after at most
-            # one step past the limit, never inflated whole.
-            while data and not self._stopped and not inflater.eof:
-                self._take(inflater.decompress(data, _INFLATE_STEP))
-                data = inflater.unconsumed_tail
-        except zlib.error:
-            self.stop(ContentDecodingError("gzip body does not decode"))
+            self._inflate(data, 0)
+        except _Undecodable as e:
+            self.stop(ContentDecodingError(str(e)))
+
+    def _inflate(self, data: bytes, depth: int) -> None:
+        """Undo layer ``depth`` and those under it, a bounded step at a time,
+        so a bomb in any layer is caught at most one step past the limit."""
+        layers = self._layers
+        if depth == len(layers):
+            self._take(data)
+            return
+        for piece in layers[depth].steps(data):
+            self._inflate(piece, depth + 1)
+            if self._stopped:
+                return
 
     def _take(self, data: bytes) -> None:
         self.size += len(data)
@@ -165,21 +290,18 @@ class _BodyReader(Protocol):
         if not reason.check(ResponseDone, PotentialDataLoss):  # type: ignore[no-untyped-call]
             self._stopped = True
             if any(isinstance(e, zlib.error) for e in reasons(reason)):
-                self.done.errback(ContentDecodingError("gzip body does not decode"))
+                self.done.errback(ContentDecodingError("body does not decode"))
             else:
                 message = f"connection lost after {self.size} body bytes"
                 self.done.errback(TruncatedBody(message))
             return
-        # PotentialDataLoss: no length and no chunking, so the end of the
-        # connection is the end of the body (HTTP/1.0 style).
-        inflater = self._inflater
-        if inflater is not None and self._compressed:
-            # A flush error shows as a stream that did not end, just below.
-            with contextlib.suppress(zlib.error):
-                self._take(inflater.flush())
-            if not self._stopped and not inflater.eof:
+        # (PotentialDataLoss: no length and no chunking, so the end of the
+        # connection is the end of the body, HTTP/1.0 style.)  Every layer
+        # that began must have ended.
+        for layer in self._layers:
+            if not layer.ended():
                 self._stopped = True
-                self.done.errback(ContentDecodingError("gzip body ends early"))
+                self.done.errback(ContentDecodingError(f"{layer.name} body ends early"))
                 return
         if not self._stopped:
             self._stopped = True
@@ -214,27 +336,24 @@ class _BodyReader(Protocol):
                 self.transport.stopProducing()
 
 
-def _unwrap(response: Any) -> tuple[Any, bool]:
-    """The response to read from, and whether to gunzip its body.
-
-    treq wraps a gzip response in Twisted's ``GzipDecoder``, which inflates a
-    whole socket read at once and loses decoding errors; a single gzip layer
-    is read from the raw response and inflated here instead, in steps.
-    """
-    inner = getattr(response, "original", None)
-    if isinstance(inner, GzipDecoder) and not isinstance(inner.original, GzipDecoder):
-        return inner.original, True
-    return response, False
-
-
 def read_body(
     response: Any,
     sink: BodySink | None,
     limit: int,
     timeout: float,
     clock: Any,
+    *,
+    decode: bool = True,
 ) -> Deferred[int]:
     """Stream ``response``'s body into ``sink``.
+
+    Every content encoding of the body (gzip or x-gzip, deflate in either
+    form, stacked in any order, at most :data:`MAX_ENCODINGS` of them) is
+    undone layer by layer, each inflated in bounded steps, and the decoded
+    bytes are counted against ``limit`` as they come: a bomb stops one step
+    past the limit, in any layer, and memory stays bounded.  Any other
+    encoding (br, zstd, compress, ...) fails at once with
+    ``UnsupportedEncoding`` and the body is not read.
 
     Args:
         response: an ``IResponse`` (a treq response is one).
@@ -243,18 +362,37 @@ def read_body(
             that is not encoded fails at once.
         timeout: seconds for the whole body.
         clock: an ``IReactorTime`` for the deadline.
+        decode: False to take the bytes as sent, encoded or not (to drain a
+            body that is thrown away: nothing is inflated).
 
     Returns:
         A Deferred that fires with the body's decoded size, or fails with
         ``BodyTooLarge``, ``BodyTimeout``, ``TruncatedBody``,
-        ``ContentDecodingError`` or ``SaveError``; cancelling it drops the
-        connection.
+        ``ContentDecodingError`` (``UnsupportedEncoding``) or ``SaveError``;
+        cancelling it drops the connection.
     """
-    raw, gzipped = _unwrap(response)
-    reader = _BodyReader(sink, limit, clock, gzipped)
+    raw, names = content_encodings(response)
+    refused: BaseException | None = None
+    layers: list[_Layer] = []
+    if names and decode:
+        if len(names) > MAX_ENCODINGS:
+            refused = UnsupportedEncoding(
+                ", ".join(names),
+                f"{len(names)} content encodings (at most {MAX_ENCODINGS} are decoded)",
+            )
+        for name in reversed(names):
+            kind = _DECODED.get(name)
+            if kind is None:
+                refused = UnsupportedEncoding(name)
+                break
+            layers.append(_Layer(kind))
+    reader = _BodyReader(sink, limit, clock, layers)
     raw.deliverBody(reader)
     length = raw.length
-    if not gzipped and length is not UNKNOWN_LENGTH and length > limit:
+    if refused is not None:
+        reader.stop(refused)
+        return reader.done
+    if not layers and length is not UNKNOWN_LENGTH and length > limit:
         reader.stop(BodyTooLarge(limit, declared=length))
         return reader.done
     if reader.done.called:

@@ -14,9 +14,12 @@
     │   │   ├── HeadersTimeout           ...before the response headers
     │   │   └── BodyTimeout              ...before the whole body arrived
     │   ├── BodyTooLarge                 more than ``max_body`` bytes (decoded)
-    │   ├── ContentDecodingError         a gzip body that does not decode
+    │   ├── ContentDecodingError         a gzip/deflate body that does not decode
+    │   │   └── UnsupportedEncoding      an encoding not decoded (br, zstd, ...)
     │   ├── SaveError                    the body could not be written to save_dir
     │   ├── TooManyRedirects             more than ``max_redirects`` hops
+    │   ├── LocalResourceError           this process ran short, not the URL
+    │   │   └── TooManyOpenFiles         no file descriptor left (EMFILE/ENFILE)
     │   ├── HTTPStatusError              a status that is neither ok nor retried
     │   │   └── RetryableStatus          a retry status without Retry-After
     │   ├── HTTPRetryAfter (RetryAfter)  a retry status with Retry-After
@@ -32,8 +35,8 @@ holds the job's lane (its host) for that long.
 Each error also carries the :class:`~fetchq.control.Signal` an adaptive
 controller reads (``error.signal``): timeouts, broken connections and 429,
 503 and 504 answers are drops (throttles when they came with a delay); a bad
-URL, a DNS failure, a refused address and other statuses say nothing about
-the pace.
+URL, a DNS failure, a refused address, a local shortage
+(:class:`LocalResourceError`) and other statuses say nothing about the pace.
 """
 
 from __future__ import annotations
@@ -56,10 +59,13 @@ __all__ = [
     "HTTPStatusError",
     "HTTPThrottled",
     "HeadersTimeout",
+    "LocalResourceError",
     "RetryableStatus",
     "SaveError",
+    "TooManyOpenFiles",
     "TooManyRedirects",
     "TruncatedBody",
+    "UnsupportedEncoding",
 ]
 
 
@@ -148,7 +154,27 @@ class TruncatedBody(ConnectionFailed):
 
 
 class ContentDecodingError(FetchError):
-    """The body claimed a content encoding (gzip) that did not decode."""
+    """The body claimed a content encoding (gzip, deflate) that did not
+    decode, or that ended early."""
+
+
+class UnsupportedEncoding(ContentDecodingError):
+    """The body's ``Content-Encoding`` is one fetchq does not decode (``br``,
+    ``zstd``, ``compress``, ...), or a stack of more layers than it decodes;
+    the body is not read, so undecoded bytes are never taken for the body.
+
+    Args:
+        encoding: the encoding refused (or the whole stack).
+        reason: the message, if not "unsupported Content-Encoding 'br'".
+    """
+
+    def __init__(self, encoding: str, reason: str = "") -> None:
+        super().__init__(encoding, reason)
+        self.encoding = encoding
+        self.reason = reason or f"unsupported Content-Encoding {encoding!r}"
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class SaveError(FetchError):
@@ -229,6 +255,34 @@ class TooManyRedirects(FetchError):
 
     def __str__(self) -> str:
         return f"more than {self.limit} redirects (next: {_short(self.location)})"
+
+
+class LocalResourceError(FetchError):
+    """This process, not the URL or its server, ran short of something a
+    fetch needs.  Retryable with :func:`~fetchq.fetch.fetch_retry_policy`;
+    says nothing about the server's pace (the controller ignores it)."""
+
+
+class TooManyOpenFiles(LocalResourceError):
+    """No file descriptor was left for a connection or a saved body: the
+    process's limit (``ulimit -n``, EMFILE) or the system's (ENFILE).  The
+    fetcher sheds its idle connections and waits for descriptors before it
+    gives up with this.
+
+    Args:
+        limit: the process's descriptor limit, if known.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+    def __str__(self) -> str:
+        which = "" if self.limit is None else f" (ulimit -n is {self.limit})"
+        return (
+            f"too many open files in this process{which}: a local limit, not the "
+            "URL's failure; raise the limit or lower the width"
+        )
 
 
 class HTTPStatusError(FetchError):
