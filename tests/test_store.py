@@ -15,11 +15,12 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, ClassVar, Literal
 
 import attrs
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from fetchq.store import (
     Claimed,
@@ -33,9 +34,10 @@ from fetchq.store import (
     StoreError,
 )
 from fetchq.store import sqlite as sqlite_module
+from tests import redis_server
 
 
-class TempDirTestCase(SynchronousTestCase):
+class TempDirTestCase(TestCase):
     """A SynchronousTestCase whose ``mktemp()`` paths live in a fresh
     directory under the system's temp dir, removed after the test.
 
@@ -68,8 +70,9 @@ class StoreContract:
     """The :class:`fetchq.store.Store` contract.  Mixed into a TestCase that
     defines :meth:`make_store`."""
 
-    def make_store(self) -> Store:
-        """A new, empty store (closed after the test)."""
+    def make_store(self) -> Any:
+        """A new, empty store, or a Deferred of one (closed after the
+        test)."""
         raise NotImplementedError
 
     # These come from the TestCase this is mixed into.
@@ -80,37 +83,57 @@ class StoreContract:
     assertTrue: Any
     assertFalse: Any
     addCleanup: Any
+    fail: Any
 
-    def store(self) -> Store:
+    @defer.inlineCallbacks
+    def store(self) -> Generator[Any, Any, Store]:
         """A new store, closed after the test."""
-        store = self.make_store()
+        store = yield self.make_store()
         self.addCleanup(store.close)
         return store
 
-    def test_implements_protocol(self) -> None:
-        """The store is a Store as far as ``isinstance`` can tell."""
-        self.assertTrue(isinstance(self.store(), Store))
+    @defer.inlineCallbacks
+    def fails(
+        self, error: type[BaseException], call: Any, *args: Any, **kw: Any
+    ) -> Generator[Any, Any, BaseException]:
+        """``call(*args, **kw)`` raises ``error``, at once or through the
+        Deferred it returns (a store over the network finds some errors
+        only on the server)."""
+        try:
+            yield call(*args, **kw)
+        except error as e:
+            return e
+        self.fail(f"{call} did not raise {error.__name__}")
 
-    def test_add_returns_new_count(self) -> None:
+    @defer.inlineCallbacks
+    def test_implements_protocol(self) -> Generator[Any, Any, None]:
+        """The store is a Store as far as ``isinstance`` can tell."""
+        self.assertTrue(isinstance((yield self.store()), Store))
+
+    @defer.inlineCallbacks
+    def test_add_returns_new_count(self) -> Generator[Any, Any, None]:
         """add() counts only ids it did not know, including duplicates within
         one call, and all items start pending."""
-        store = self.store()
-        self.assertEqual(store.add(items("a", "b", "a")), 2)
-        self.assertEqual(store.add(items("b", "c")), 1)
-        self.assertEqual(store.add([]), 0)
-        self.assertEqual(store.counts(), Counts(pending=3, claimed=0))
-        self.assertEqual(store.counts().total, 3)
+        store = yield self.store()
+        self.assertEqual((yield store.add(items("a", "b", "a"))), 2)
+        self.assertEqual((yield store.add(items("b", "c"))), 1)
+        self.assertEqual((yield store.add([])), 0)
+        self.assertEqual((yield store.counts()), Counts(pending=3, claimed=0))
+        self.assertEqual((yield store.counts()).total, 3)
 
-    def test_add_ignores_known_ids_in_any_state(self) -> None:
+    @defer.inlineCallbacks
+    def test_add_ignores_known_ids_in_any_state(self) -> Generator[Any, Any, None]:
         """Re-adding a claimed or done id neither changes it nor revives it,
         and the first argument and priority are kept."""
-        store = self.store()
-        store.add(items("a", "b", "c"))
-        store.claim(1, 0.0, 10.0)  # a
-        store.ack("b", "ok", None, 0.0)
+        store = yield self.store()
+        yield store.add(items("a", "b", "c"))
+        yield store.claim(1, 0.0, 10.0)  # a
+        yield store.ack("b", "ok", None, 0.0)
         again = [NewItem(i, "other", priority=-5) for i in ("a", "b", "c")]
-        self.assertEqual(store.add(again), 0)
-        a, b, c = (store.get(i) for i in "abc")
+        self.assertEqual((yield store.add(again)), 0)
+        a = yield store.get("a")
+        b = yield store.get("b")
+        c = yield store.get("c")
         assert a is not None and b is not None and c is not None
         self.assertEqual(
             (a.state, a.arg, a.priority), (ItemState.CLAIMED, {"id": "a"}, 0)
@@ -118,65 +141,72 @@ class StoreContract:
         self.assertEqual((b.state, b.arg), (ItemState.DONE, {"id": "b"}))
         self.assertEqual((c.state, c.arg), (ItemState.PENDING, {"id": "c"}))
 
-    def test_add_keeps_items_before_a_failure(self) -> None:
+    @defer.inlineCallbacks
+    def test_add_keeps_items_before_a_failure(self) -> Generator[Any, Any, None]:
         """When the iterable given to add() raises, the items it yielded
         before are added and the error propagates."""
-        store = self.store()
+        store = yield self.store()
 
         def feed() -> Iterator[NewItem]:
             yield from items(*(f"i{n}" for n in range(600)))
             raise OSError("input went away")
 
-        self.assertRaises(OSError, store.add, feed())
-        self.assertEqual(store.counts().pending, 600)
-        self.assertEqual(store.add(items("i0", "i599", "new")), 1)
+        yield self.fails(OSError, store.add, feed())
+        self.assertEqual((yield store.counts()).pending, 600)
+        self.assertEqual((yield store.add(items("i0", "i599", "new"))), 1)
 
-    def test_claim_order(self) -> None:
+    @defer.inlineCallbacks
+    def test_claim_order(self) -> Generator[Any, Any, None]:
         """claim() hands out the lowest priority first, then insertion order,
         ints and floats compared by value."""
-        store = self.store()
-        store.add(
-            [
-                NewItem("late", 1, priority=2),
-                NewItem("first", 2, priority=-1.5),
-                NewItem("mid1", 3, priority=1),
-                NewItem("mid2", 4, priority=1.0),
-                NewItem("mid3", 5, priority=1),
-                NewItem("zero", 6),
-            ]
+        store = yield self.store()
+        (
+            yield store.add(
+                [
+                    NewItem("late", 1, priority=2),
+                    NewItem("first", 2, priority=-1.5),
+                    NewItem("mid1", 3, priority=1),
+                    NewItem("mid2", 4, priority=1.0),
+                    NewItem("mid3", 5, priority=1),
+                    NewItem("zero", 6),
+                ]
+            )
         )
-        got = store.claim(2, 0.0, 5.0) + store.claim(10, 0.0, 5.0)
+        got = (yield store.claim(2, 0.0, 5.0)) + (yield store.claim(10, 0.0, 5.0))
         self.assertEqual(ids(got), ["first", "zero", "mid1", "mid2", "mid3", "late"])
 
-    def test_claim_returns_item_and_marks_claimed(self) -> None:
+    @defer.inlineCallbacks
+    def test_claim_returns_item_and_marks_claimed(self) -> Generator[Any, Any, None]:
         """A claimed item carries its argument, priority, key and attempt
         number, and is claimed until now + lease."""
-        store = self.store()
-        store.add([NewItem("a", {"url": "http://x/", "n": [1, 2]}, 3, "x")])
-        (claimed,) = store.claim(5, 10.0, 30.0)
+        store = yield self.store()
+        yield store.add([NewItem("a", {"url": "http://x/", "n": [1, 2]}, 3, "x")])
+        (claimed,) = yield store.claim(5, 10.0, 30.0)
         self.assertEqual(
             claimed, Claimed("a", {"url": "http://x/", "n": [1, 2]}, 3, "x", 1)
         )
-        item = store.get("a")
+        item = yield store.get("a")
         assert item is not None
         self.assertEqual((item.state, item.attempts), (ItemState.CLAIMED, 1))
         self.assertEqual(item.lease_until, 40.0)
-        self.assertEqual(store.counts(), Counts(pending=0, claimed=1))
-        self.assertEqual(store.claim(5, 39.9, 30.0), [])
+        self.assertEqual((yield store.counts()), Counts(pending=0, claimed=1))
+        self.assertEqual((yield store.claim(5, 39.9, 30.0)), [])
 
-    def test_claim_limit(self) -> None:
+    @defer.inlineCallbacks
+    def test_claim_limit(self) -> Generator[Any, Any, None]:
         """claim() returns at most ``limit`` items and nothing for 0."""
-        store = self.store()
-        store.add(items(*"abcde"))
-        self.assertEqual(store.claim(0, 0.0, 1.0), [])
-        self.assertEqual(ids(store.claim(3, 0.0, 1.0)), ["a", "b", "c"])
-        self.assertEqual(store.counts(), Counts(pending=2, claimed=3))
+        store = yield self.store()
+        yield store.add(items(*"abcde"))
+        self.assertEqual((yield store.claim(0, 0.0, 1.0)), [])
+        self.assertEqual(ids((yield store.claim(3, 0.0, 1.0))), ["a", "b", "c"])
+        self.assertEqual((yield store.counts()), Counts(pending=2, claimed=3))
 
-    def test_claim_rejects_bad_arguments(self) -> None:
+    @defer.inlineCallbacks
+    def test_claim_rejects_bad_arguments(self) -> Generator[Any, Any, None]:
         """A negative or non-int limit, a lease that is not positive and a NaN
         or infinite ``now`` raise ValueError at the call."""
-        store = self.store()
-        store.add(items("a"))
+        store = yield self.store()
+        yield store.add(items("a"))
         for limit, now, lease in [
             (-1, 0.0, 1.0),
             (1.5, 0.0, 1.0),
@@ -187,45 +217,48 @@ class StoreContract:
             (1, math.nan, 1.0),
             (1, math.inf, 1.0),
         ]:
-            self.assertRaises(ValueError, store.claim, limit, now, lease)
-        self.assertEqual(store.counts(), Counts(pending=1, claimed=0))
+            yield self.fails(ValueError, store.claim, limit, now, lease)
+        self.assertEqual((yield store.counts()), Counts(pending=1, claimed=0))
 
-    def test_expired_lease_is_claimed_again(self) -> None:
+    @defer.inlineCallbacks
+    def test_expired_lease_is_claimed_again(self) -> Generator[Any, Any, None]:
         """Once ``now`` reaches an item's lease end, claim() hands it out
         again with one more attempt, in priority order with pending items."""
-        store = self.store()
-        store.add(items("a", "b", priority=1))
-        store.add(items("c", priority=2))
-        self.assertEqual(ids(store.claim(1, 0.0, 10.0)), ["a"])
+        store = yield self.store()
+        yield store.add(items("a", "b", priority=1))
+        yield store.add(items("c", priority=2))
+        self.assertEqual(ids((yield store.claim(1, 0.0, 10.0))), ["a"])
         self.assertEqual(
-            store.claim(1, 9.999, 10.0), [Claimed("b", {"id": "b"}, 1, None, 1)]
+            (yield store.claim(1, 9.999, 10.0)), [Claimed("b", {"id": "b"}, 1, None, 1)]
         )
-        again = store.claim(5, 10.0, 10.0)
+        again = yield store.claim(5, 10.0, 10.0)
         self.assertEqual(ids(again), ["a", "c"])
         self.assertEqual(again[0].attempts, 2)
-        self.assertEqual(store.counts(), Counts(pending=0, claimed=3))
+        self.assertEqual((yield store.counts()), Counts(pending=0, claimed=3))
 
-    def test_infinite_lease_never_expires(self) -> None:
+    @defer.inlineCallbacks
+    def test_infinite_lease_never_expires(self) -> Generator[Any, Any, None]:
         """An infinite lease keeps an item claimed until acked or released."""
-        store = self.store()
-        store.add(items("a"))
-        store.claim(1, 0.0, math.inf)
-        self.assertEqual(store.claim(1, 1e12, 1.0), [])
-        self.assertEqual(store.release(1e12), 1)
-        self.assertEqual(ids(store.claim(1, 1e12, 1.0)), ["a"])
+        store = yield self.store()
+        yield store.add(items("a"))
+        yield store.claim(1, 0.0, math.inf)
+        self.assertEqual((yield store.claim(1, 1e12, 1.0)), [])
+        self.assertEqual((yield store.release(1e12)), 1)
+        self.assertEqual(ids((yield store.claim(1, 1e12, 1.0))), ["a"])
 
-    def test_ack(self) -> None:
+    @defer.inlineCallbacks
+    def test_ack(self) -> Generator[Any, Any, None]:
         """ack() finishes a claimed or a pending item once; a second ack is
         refused and keeps the first outcome and record."""
-        store = self.store()
-        store.add(items("a", "b"))
-        store.claim(1, 0.0, 10.0)
-        self.assertTrue(store.ack("a", "ok", {"status": 200}, 1.0))
-        self.assertTrue(store.ack("b", "failed", {"error": "bad url"}, 2.0))
-        self.assertFalse(store.ack("a", "failed", {"status": 500}, 3.0))
-        self.assertEqual(store.counts(), Counts(0, 0, {"ok": 1, "failed": 1}))
-        self.assertEqual(store.counts().finished, 2)
-        item = store.get("a")
+        store = yield self.store()
+        yield store.add(items("a", "b"))
+        yield store.claim(1, 0.0, 10.0)
+        self.assertTrue((yield store.ack("a", "ok", {"status": 200}, 1.0)))
+        self.assertTrue((yield store.ack("b", "failed", {"error": "bad url"}, 2.0)))
+        self.assertFalse((yield store.ack("a", "failed", {"status": 500}, 3.0)))
+        self.assertEqual((yield store.counts()), Counts(0, 0, {"ok": 1, "failed": 1}))
+        self.assertEqual((yield store.counts()).finished, 2)
+        item = yield store.get("a")
         assert item is not None
         self.assertEqual(
             (item.state, item.outcome, item.record, item.record_seq, item.done_at),
@@ -233,168 +266,186 @@ class StoreContract:
         )
         self.assertIsNone(item.lease_until)
         self.assertEqual(
-            store.records(),
+            (yield store.records()),
             [
                 Record(1, "a", "ok", {"status": 200}),
                 Record(2, "b", "failed", {"error": "bad url"}),
             ],
         )
-        self.assertEqual(store.claim(5, 100.0, 1.0), [])
+        self.assertEqual((yield store.claim(5, 100.0, 1.0)), [])
 
-    def test_ack_without_record(self) -> None:
+    @defer.inlineCallbacks
+    def test_ack_without_record(self) -> Generator[Any, Any, None]:
         """An ack with no record still finishes the item and lists it."""
-        store = self.store()
-        store.add(items("a"))
-        self.assertTrue(store.ack("a", "skipped", None, 0.0))
-        self.assertEqual(store.records(), [Record(1, "a", "skipped", None)])
+        store = yield self.store()
+        yield store.add(items("a"))
+        self.assertTrue((yield store.ack("a", "skipped", None, 0.0)))
+        self.assertEqual((yield store.records()), [Record(1, "a", "skipped", None)])
 
-    def test_late_ack_after_lease_expiry(self) -> None:
+    @defer.inlineCallbacks
+    def test_late_ack_after_lease_expiry(self) -> Generator[Any, Any, None]:
         """When a lease expires and another claim takes the item, the first
         ack to arrive wins and the other is refused."""
-        store = self.store()
-        store.add(items("a"))
-        store.claim(1, 0.0, 5.0)
-        (second,) = store.claim(1, 6.0, 5.0)
+        store = yield self.store()
+        yield store.add(items("a"))
+        yield store.claim(1, 0.0, 5.0)
+        (second,) = yield store.claim(1, 6.0, 5.0)
         self.assertEqual(second.attempts, 2)
-        self.assertTrue(store.ack("a", "ok", {"by": "first"}, 7.0))
-        self.assertFalse(store.ack("a", "ok", {"by": "second"}, 8.0))
-        self.assertEqual(store.records(), [Record(1, "a", "ok", {"by": "first"})])
-        self.assertEqual(store.counts(), Counts(0, 0, {"ok": 1}))
-        self.assertEqual(store.claim(1, 100.0, 5.0), [])
+        self.assertTrue((yield store.ack("a", "ok", {"by": "first"}, 7.0)))
+        self.assertFalse((yield store.ack("a", "ok", {"by": "second"}, 8.0)))
+        self.assertEqual(
+            (yield store.records()), [Record(1, "a", "ok", {"by": "first"})]
+        )
+        self.assertEqual((yield store.counts()), Counts(0, 0, {"ok": 1}))
+        self.assertEqual((yield store.claim(1, 100.0, 5.0)), [])
 
-    def test_ack_misuse(self) -> None:
+    @defer.inlineCallbacks
+    def test_ack_misuse(self) -> Generator[Any, Any, None]:
         """ack() raises KeyError for an unknown id, TypeError for a non-str id
         or a record that is not a dict, ValueError for an empty outcome, and
         changes nothing."""
-        store = self.store()
-        store.add(items("a"))
-        self.assertRaises(KeyError, store.ack, "nope", "ok", None, 0.0)
-        self.assertRaises(TypeError, store.ack, 1, "ok", None, 0.0)
-        self.assertRaises(TypeError, store.ack, "a", "ok", ["not", "a", "dict"], 0.0)
-        self.assertRaises(ValueError, store.ack, "a", "", None, 0.0)
-        self.assertRaises(ValueError, store.ack, "a", None, None, 0.0)
-        self.assertRaises(ValueError, store.ack, "a", "ok", None, math.nan)
-        self.assertEqual(store.counts(), Counts(pending=1, claimed=0))
-        self.assertEqual(store.records(), [])
+        store = yield self.store()
+        yield store.add(items("a"))
+        yield self.fails(KeyError, store.ack, "nope", "ok", None, 0.0)
+        yield self.fails(TypeError, store.ack, 1, "ok", None, 0.0)
+        yield self.fails(TypeError, store.ack, "a", "ok", ["not", "a", "dict"], 0.0)
+        yield self.fails(ValueError, store.ack, "a", "", None, 0.0)
+        yield self.fails(ValueError, store.ack, "a", None, None, 0.0)
+        yield self.fails(ValueError, store.ack, "a", "ok", None, math.nan)
+        self.assertEqual((yield store.counts()), Counts(pending=1, claimed=0))
+        self.assertEqual((yield store.records()), [])
 
-    def test_requeue_later(self) -> None:
+    @defer.inlineCallbacks
+    def test_requeue_later(self) -> Generator[Any, Any, None]:
         """A requeued item with ``not_before`` is pending and not claimed
         before that time, then claimed with one more attempt."""
-        store = self.store()
-        store.add(items("a", "b"))
-        store.claim(1, 0.0, 10.0)
-        self.assertTrue(store.requeue("a", 5.0, 1.0))
-        self.assertEqual(store.counts(), Counts(pending=2, claimed=0))
-        item = store.get("a")
+        store = yield self.store()
+        yield store.add(items("a", "b"))
+        yield store.claim(1, 0.0, 10.0)
+        self.assertTrue((yield store.requeue("a", 5.0, 1.0)))
+        self.assertEqual((yield store.counts()), Counts(pending=2, claimed=0))
+        item = yield store.get("a")
         assert item is not None
         self.assertEqual(
             (item.state, item.not_before, item.lease_until),
             (ItemState.PENDING, 5.0, None),
         )
-        self.assertEqual(ids(store.claim(5, 4.9, 10.0)), ["b"])
-        (again,) = store.claim(5, 5.0, 10.0)
+        self.assertEqual(ids((yield store.claim(5, 4.9, 10.0))), ["b"])
+        (again,) = yield store.claim(5, 5.0, 10.0)
         self.assertEqual((again.id, again.attempts), ("a", 2))
-        item = store.get("a")
+        item = yield store.get("a")
         assert item is not None
         self.assertIsNone(item.not_before)
 
-    def test_requeue_now_keeps_insertion_order(self) -> None:
+    @defer.inlineCallbacks
+    def test_requeue_now_keeps_insertion_order(self) -> Generator[Any, Any, None]:
         """An item requeued with no ``not_before`` (or one already past) is
         available at once, in its original place in the order."""
-        store = self.store()
-        store.add(items("a", "b", "c"))
-        self.assertEqual(ids(store.claim(2, 0.0, 10.0)), ["a", "b"])
-        self.assertTrue(store.requeue("b", None, 1.0))
-        self.assertTrue(store.requeue("a", 0.5, 1.0))
-        self.assertEqual(ids(store.claim(5, 1.0, 10.0)), ["a", "b", "c"])
+        store = yield self.store()
+        yield store.add(items("a", "b", "c"))
+        self.assertEqual(ids((yield store.claim(2, 0.0, 10.0))), ["a", "b"])
+        self.assertTrue((yield store.requeue("b", None, 1.0)))
+        self.assertTrue((yield store.requeue("a", 0.5, 1.0)))
+        self.assertEqual(ids((yield store.claim(5, 1.0, 10.0))), ["a", "b", "c"])
 
-    def test_requeue_pending_item(self) -> None:
+    @defer.inlineCallbacks
+    def test_requeue_pending_item(self) -> Generator[Any, Any, None]:
         """Requeueing a pending item can postpone it, and bring it forward
         again; it is never duplicated."""
-        store = self.store()
-        store.add(items("a", "b"))
-        store.requeue("a", 50.0, 0.0)
-        store.requeue("a", 50.0, 0.0)
-        self.assertEqual(ids(store.claim(5, 1.0, 100.0)), ["b"])
-        store.requeue("a", None, 2.0)
-        self.assertEqual(ids(store.claim(5, 2.0, 100.0)), ["a"])
-        self.assertEqual(store.claim(5, 60.0, 100.0), [])
-        self.assertEqual(store.counts(), Counts(pending=0, claimed=2))
+        store = yield self.store()
+        yield store.add(items("a", "b"))
+        yield store.requeue("a", 50.0, 0.0)
+        yield store.requeue("a", 50.0, 0.0)
+        self.assertEqual(ids((yield store.claim(5, 1.0, 100.0))), ["b"])
+        yield store.requeue("a", None, 2.0)
+        self.assertEqual(ids((yield store.claim(5, 2.0, 100.0))), ["a"])
+        self.assertEqual((yield store.claim(5, 60.0, 100.0)), [])
+        self.assertEqual((yield store.counts()), Counts(pending=0, claimed=2))
 
-    def test_requeue_done_item_is_refused(self) -> None:
+    @defer.inlineCallbacks
+    def test_requeue_done_item_is_refused(self) -> Generator[Any, Any, None]:
         """requeue() of a done item returns False and leaves it done."""
-        store = self.store()
-        store.add(items("a"))
-        store.ack("a", "ok", {"x": 1}, 0.0)
-        self.assertFalse(store.requeue("a", None, 1.0))
-        self.assertEqual(store.counts(), Counts(0, 0, {"ok": 1}))
-        self.assertEqual(store.claim(1, 1.0, 1.0), [])
+        store = yield self.store()
+        yield store.add(items("a"))
+        yield store.ack("a", "ok", {"x": 1}, 0.0)
+        self.assertFalse((yield store.requeue("a", None, 1.0)))
+        self.assertEqual((yield store.counts()), Counts(0, 0, {"ok": 1}))
+        self.assertEqual((yield store.claim(1, 1.0, 1.0)), [])
 
-    def test_requeue_misuse(self) -> None:
+    @defer.inlineCallbacks
+    def test_requeue_misuse(self) -> Generator[Any, Any, None]:
         """requeue() raises KeyError for an unknown id and ValueError for a
         NaN time."""
-        store = self.store()
-        store.add(items("a"))
-        self.assertRaises(KeyError, store.requeue, "nope", None, 0.0)
-        self.assertRaises(ValueError, store.requeue, "a", math.nan, 0.0)
-        self.assertRaises(ValueError, store.requeue, "a", None, math.nan)
+        store = yield self.store()
+        yield store.add(items("a"))
+        yield self.fails(KeyError, store.requeue, "nope", None, 0.0)
+        yield self.fails(ValueError, store.requeue, "a", math.nan, 0.0)
+        yield self.fails(ValueError, store.requeue, "a", None, math.nan)
 
-    def test_release(self) -> None:
+    @defer.inlineCallbacks
+    def test_release(self) -> Generator[Any, Any, None]:
         """release() moves every claimed item (expired or not) back to
         available, and leaves pending, waiting and done items alone."""
-        store = self.store()
-        store.add(items(*"abcde"))
-        store.claim(4, 0.0, 10.0)
-        store.ack("a", "ok", None, 1.0)
-        store.requeue("b", 100.0, 1.0)
-        self.assertEqual(store.release(2.0), 2)
-        self.assertEqual(store.counts(), Counts(pending=4, claimed=0, done={"ok": 1}))
-        self.assertEqual(store.release(2.0), 0)
-        got = store.claim(10, 3.0, 10.0)
+        store = yield self.store()
+        yield store.add(items(*"abcde"))
+        yield store.claim(4, 0.0, 10.0)
+        yield store.ack("a", "ok", None, 1.0)
+        yield store.requeue("b", 100.0, 1.0)
+        self.assertEqual((yield store.release(2.0)), 2)
+        self.assertEqual(
+            (yield store.counts()), Counts(pending=4, claimed=0, done={"ok": 1})
+        )
+        self.assertEqual((yield store.release(2.0)), 0)
+        got = yield store.claim(10, 3.0, 10.0)
         self.assertEqual(ids(got), ["c", "d", "e"])
         self.assertEqual([c.attempts for c in got], [2, 2, 1])
-        item = store.get("b")
+        item = yield store.get("b")
         assert item is not None
         self.assertEqual((item.state, item.not_before), (ItemState.PENDING, 100.0))
 
-    def test_release_then_expiry_does_not_duplicate(self) -> None:
+    @defer.inlineCallbacks
+    def test_release_then_expiry_does_not_duplicate(self) -> Generator[Any, Any, None]:
         """An item released and claimed again is not handed out a second time
         when its first lease's time comes."""
-        store = self.store()
-        store.add(items("a", "b"))
-        store.claim(1, 0.0, 5.0)
-        store.release(1.0)
-        store.claim(1, 1.0, 100.0)
-        self.assertEqual(ids(store.claim(5, 6.0, 100.0)), ["b"])
-        self.assertEqual(store.claim(5, 7.0, 100.0), [])
+        store = yield self.store()
+        yield store.add(items("a", "b"))
+        yield store.claim(1, 0.0, 5.0)
+        yield store.release(1.0)
+        yield store.claim(1, 1.0, 100.0)
+        self.assertEqual(ids((yield store.claim(5, 6.0, 100.0))), ["b"])
+        self.assertEqual((yield store.claim(5, 7.0, 100.0)), [])
 
-    def test_records_paging(self) -> None:
+    @defer.inlineCallbacks
+    def test_records_paging(self) -> Generator[Any, Any, None]:
         """records() pages through the ack order by ``after_seq`` and
         ``limit``, with no gaps."""
-        store = self.store()
+        store = yield self.store()
         names = [f"r{n:02}" for n in range(25)]
-        store.add(items(*names))
+        yield store.add(items(*names))
         for n, name in enumerate(reversed(names)):
-            store.ack(name, "ok", {"n": n}, float(n))
+            yield store.ack(name, "ok", {"n": n}, float(n))
         seen: list[Record] = []
         after = 0
-        while page := store.records(after, 10):
+        while page := (yield store.records(after, 10)):
             self.assertTrue(len(page) <= 10)
             seen += page
             after = page[-1].seq
         self.assertEqual([r.seq for r in seen], list(range(1, 26)))
         self.assertEqual([r.id for r in seen], list(reversed(names)))
-        self.assertEqual(store.records(24, 10), [Record(25, "r00", "ok", {"n": 24})])
-        self.assertEqual(store.records(0, 0), [])
-        self.assertRaises(ValueError, store.records, -1)
+        self.assertEqual(
+            (yield store.records(24, 10)), [Record(25, "r00", "ok", {"n": 24})]
+        )
+        self.assertEqual((yield store.records(0, 0)), [])
+        yield self.fails(ValueError, store.records, -1)
 
-    def test_get(self) -> None:
+    @defer.inlineCallbacks
+    def test_get(self) -> Generator[Any, Any, None]:
         """get() returns None for an unknown id and the item's full state for
         a known one."""
-        store = self.store()
-        self.assertIsNone(store.get("a"))
-        store.add([NewItem("a", ["x", 1, None, True, 2.5], 7.5, "k")])
-        item = store.get("a")
+        store = yield self.store()
+        self.assertIsNone((yield store.get("a")))
+        yield store.add([NewItem("a", ["x", 1, None, True, 2.5], 7.5, "k")])
+        item = yield store.get("a")
         assert item is not None
         self.assertEqual(
             attrs.asdict(item, recurse=False),
@@ -414,29 +465,31 @@ class StoreContract:
             },
         )
 
-    def test_meta(self) -> None:
+    @defer.inlineCallbacks
+    def test_meta(self) -> Generator[Any, Any, None]:
         """meta_set() values come back from meta_get(), the last one wins, and
         unknown keys give the default."""
-        store = self.store()
-        self.assertIsNone(store.meta_get("recipe"))
-        self.assertEqual(store.meta_get("offset", 0), 0)
-        store.meta_set("recipe", "abc123")
-        store.meta_set("offset", 10)
-        store.meta_set("offset", 20)
-        store.meta_set("info", {"files": ["a", "b"]})
-        self.assertEqual(store.meta_get("recipe"), "abc123")
-        self.assertEqual(store.meta_get("offset", 0), 20)
-        self.assertEqual(store.meta_get("info"), {"files": ["a", "b"]})
-        self.assertRaises(TypeError, store.meta_set, "bad", {1, 2})
-        self.assertRaises(ValueError, store.meta_set, "bad", math.inf)
-        self.assertRaises(TypeError, store.meta_set, 5, "x")
+        store = yield self.store()
+        self.assertIsNone((yield store.meta_get("recipe")))
+        self.assertEqual((yield store.meta_get("offset", 0)), 0)
+        yield store.meta_set("recipe", "abc123")
+        yield store.meta_set("offset", 10)
+        yield store.meta_set("offset", 20)
+        yield store.meta_set("info", {"files": ["a", "b"]})
+        self.assertEqual((yield store.meta_get("recipe")), "abc123")
+        self.assertEqual((yield store.meta_get("offset", 0)), 20)
+        self.assertEqual((yield store.meta_get("info")), {"files": ["a", "b"]})
+        yield self.fails(TypeError, store.meta_set, "bad", {1, 2})
+        yield self.fails(ValueError, store.meta_set, "bad", math.inf)
+        yield self.fails(TypeError, store.meta_set, 5, "x")
 
-    def test_closed_store(self) -> None:
+    @defer.inlineCallbacks
+    def test_closed_store(self) -> Generator[Any, Any, None]:
         """After close() every call but close() raises RuntimeError."""
-        store = self.make_store()
-        store.add(items("a"))
-        store.close()
-        store.close()
+        store = yield self.make_store()
+        yield store.add(items("a"))
+        yield store.close()
+        yield store.close()
         for call, args in [
             (store.add, (items("b"),)),
             (store.claim, (1, 0.0, 1.0)),
@@ -452,47 +505,50 @@ class StoreContract:
         ]:
             self.assertRaises(RuntimeError, call, *args)
 
-    def test_many_items_in_order(self) -> None:
+    @defer.inlineCallbacks
+    def test_many_items_in_order(self) -> Generator[Any, Any, None]:
         """A thousand items with mixed priorities, claimed in small batches
         with some requeued and some acked, come out in exactly the order a
         sort by (priority, insertion) gives."""
-        store = self.store()
+        store = yield self.store()
         prios = [(n * 7919) % 13 - 6 for n in range(1000)]
-        store.add(NewItem(f"{n}", n, p) for n, p in enumerate(prios))
+        yield store.add(NewItem(f"{n}", n, p) for n, p in enumerate(prios))
         expected = [
             f"{n}" for n, _ in sorted(enumerate(prios), key=lambda t: (t[1], t[0]))
         ]
         got: list[str] = []
         now = 0.0
-        while batch := store.claim(17, now, 1000.0):
+        while batch := (yield store.claim(17, now, 1000.0)):
             got += ids(batch)
             for c in batch:
-                store.ack(c.id, "ok", None, now)
+                yield store.ack(c.id, "ok", None, now)
             now += 0.001
         self.assertEqual(got, expected)
-        self.assertEqual(store.counts(), Counts(0, 0, {"ok": 1000}))
+        self.assertEqual((yield store.counts()), Counts(0, 0, {"ok": 1000}))
 
-    def test_known(self) -> None:
+    @defer.inlineCallbacks
+    def test_known(self) -> Generator[Any, Any, None]:
         """known() names the given ids the store has, in any state, and
         nothing else."""
-        store = self.store()
-        store.add(items("a", "b", "c"))
-        store.claim(1, 0.0, 10.0)
-        store.ack("b", "ok", None, 0.0)
-        self.assertEqual(store.known(["a", "b", "c", "d"]), {"a", "b", "c"})
-        self.assertEqual(store.known([]), set())
+        store = yield self.store()
+        yield store.add(items("a", "b", "c"))
+        yield store.claim(1, 0.0, 10.0)
+        yield store.ack("b", "ok", None, 0.0)
+        self.assertEqual((yield store.known(["a", "b", "c", "d"])), {"a", "b", "c"})
+        self.assertEqual((yield store.known([])), set())
         many = [f"x{n}" for n in range(1500)]
-        store.add(items(*many[::2]))
-        self.assertEqual(store.known(many), set(many[::2]))
+        yield store.add(items(*many[::2]))
+        self.assertEqual((yield store.known(many)), set(many[::2]))
 
-    def test_add_done_items(self) -> None:
+    @defer.inlineCallbacks
+    def test_add_done_items(self) -> Generator[Any, Any, None]:
         """An item added with an outcome is done at once with its record,
         in order with the records of acks; it is never claimed."""
-        store = self.store()
-        store.add(items("a"))
-        store.claim(1, 0.0, 10.0)
-        store.ack("a", "ok", {"n": 1}, 0.0)
-        added = store.add(
+        store = yield self.store()
+        yield store.add(items("a"))
+        yield store.claim(1, 0.0, 10.0)
+        yield store.ack("a", "ok", {"n": 1}, 0.0)
+        added = yield store.add(
             [
                 NewItem("b", {}, outcome="invalid", record={"n": 2}),
                 NewItem("c", {"id": "c"}),
@@ -501,149 +557,169 @@ class StoreContract:
         )
         self.assertEqual(added, 2)
         self.assertEqual(
-            [(r.seq, r.id, r.outcome, r.record) for r in store.records()],
+            [(r.seq, r.id, r.outcome, r.record) for r in (yield store.records())],
             [(1, "a", "ok", {"n": 1}), (2, "b", "invalid", {"n": 2})],
         )
-        self.assertEqual(store.counts(), Counts(1, 0, {"ok": 1, "invalid": 1}))
-        self.assertEqual(ids(store.claim(5, 1.0, 10.0)), ["c"])
-        item = store.get("b")
+        self.assertEqual((yield store.counts()), Counts(1, 0, {"ok": 1, "invalid": 1}))
+        self.assertEqual(ids((yield store.claim(5, 1.0, 10.0))), ["c"])
+        item = yield store.get("b")
         assert item is not None
         self.assertEqual(item.state, ItemState.DONE)
 
-    def test_add_with_meta(self) -> None:
+    @defer.inlineCallbacks
+    def test_add_with_meta(self) -> Generator[Any, Any, None]:
         """add(meta=) keeps the values as meta_set() would."""
-        store = self.store()
-        store.add(items("a"), meta={"input": {"offset": 3}, "n": 1})
-        self.assertEqual(store.meta_get("input"), {"offset": 3})
-        self.assertEqual(store.meta_get("n"), 1)
+        store = yield self.store()
+        yield store.add(items("a"), meta={"input": {"offset": 3}, "n": 1})
+        self.assertEqual((yield store.meta_get("input")), {"offset": 3})
+        self.assertEqual((yield store.meta_get("n")), 1)
 
-    def lanes(self, store: Store, *spec: tuple[str | None, int]) -> None:
+    @defer.inlineCallbacks
+    def lanes(
+        self, store: Store, *spec: tuple[str | None, int]
+    ) -> Generator[Any, Any, None]:
         """Add ``n`` items to each lane, lane by lane (input sorted by lane):
         ids are the lane name and a number."""
         for key, n in spec:
-            store.add(NewItem(f"{key}{i}", {"k": key}, 0, key) for i in range(n))
+            yield store.add(NewItem(f"{key}{i}", {"k": key}, 0, key) for i in range(n))
 
-    def test_claim_by_lane_shares_the_limit(self) -> None:
+    @defer.inlineCallbacks
+    def test_claim_by_lane_shares_the_limit(self) -> Generator[Any, Any, None]:
         """With per_lane, items come lane by lane however they were added:
         three lanes added one after the other each give an even share of the
         limit (at most per_lane), in their own order."""
-        store = self.store()
-        self.lanes(store, ("a", 5), ("b", 5), ("c", 5))
-        got = ids(store.claim(6, 0.0, 10.0, per_lane=10))
+        store = yield self.store()
+        yield self.lanes(store, ("a", 5), ("b", 5), ("c", 5))
+        got = ids((yield store.claim(6, 0.0, 10.0, per_lane=10)))
         self.assertEqual(sorted(got), ["a0", "a1", "b0", "b1", "c0", "c1"])
-        got = ids(store.claim(9, 0.0, 10.0, per_lane=1))
+        got = ids((yield store.claim(9, 0.0, 10.0, per_lane=1)))
         self.assertEqual(sorted(got), ["a2", "b2", "c2"])
-        got = ids(store.claim(2, 0.0, 10.0, per_lane=5))
+        got = ids((yield store.claim(2, 0.0, 10.0, per_lane=5)))
         self.assertEqual(len(got), 2)
         self.assertEqual(len({g[0] for g in got}), 2, got)
 
-    def test_claim_by_lane_round_robin(self) -> None:
+    @defer.inlineCallbacks
+    def test_claim_by_lane_round_robin(self) -> Generator[Any, Any, None]:
         """Successive claims of one item go round the lanes: every lane with
         available items is served before any is served twice, items without
         a key being a lane too."""
-        store = self.store()
-        self.lanes(store, ("b", 3), ("a", 3), (None, 3), ("c", 3))
-        order = [store.claim(1, 0.0, 10.0, per_lane=1)[0].id for _ in range(12)]
+        store = yield self.store()
+        yield self.lanes(store, ("b", 3), ("a", 3), (None, 3), ("c", 3))
+        order = []
+        for _ in range(12):
+            (got,) = yield store.claim(1, 0.0, 10.0, per_lane=1)
+            order.append(got.id)
         for start in range(0, 12, 4):
             lanes = [i[:-1] for i in order[start : start + 4]]
             self.assertEqual(sorted(lanes), ["None", "a", "b", "c"], order)
-        self.assertEqual(store.claim(1, 0.0, 10.0, per_lane=1), [])
+        self.assertEqual((yield store.claim(1, 0.0, 10.0, per_lane=1)), [])
 
-    def test_claim_by_lane_priority_within_a_lane(self) -> None:
+    @defer.inlineCallbacks
+    def test_claim_by_lane_priority_within_a_lane(self) -> Generator[Any, Any, None]:
         """Within a lane, claims by lane follow priority, then insertion."""
-        store = self.store()
-        store.add(
-            [
-                NewItem("x1", 1, 5, "x"),
-                NewItem("x2", 2, -1, "x"),
-                NewItem("y1", 3, 0, "y"),
-                NewItem("x3", 4, -1, "x"),
-            ]
+        store = yield self.store()
+        (
+            yield store.add(
+                [
+                    NewItem("x1", 1, 5, "x"),
+                    NewItem("x2", 2, -1, "x"),
+                    NewItem("y1", 3, 0, "y"),
+                    NewItem("x3", 4, -1, "x"),
+                ]
+            )
         )
-        got = ids(store.claim(10, 0.0, 10.0, per_lane=4))
+        got = ids((yield store.claim(10, 0.0, 10.0, per_lane=4)))
         self.assertEqual([g for g in got if g[0] == "x"], ["x2", "x3", "x1"])
 
-    def test_claim_by_lane_skip(self) -> None:
+    @defer.inlineCallbacks
+    def test_claim_by_lane_skip(self) -> Generator[Any, Any, None]:
         """Lanes in ``skip`` give nothing (None skips items without a key),
         and are served again once no longer skipped."""
-        store = self.store()
-        self.lanes(store, ("a", 2), ("b", 2), (None, 2))
-        got = ids(store.claim(10, 0.0, 10.0, per_lane=5, skip={"a", None}))
+        store = yield self.store()
+        yield self.lanes(store, ("a", 2), ("b", 2), (None, 2))
+        got = ids((yield store.claim(10, 0.0, 10.0, per_lane=5, skip={"a", None})))
         self.assertEqual(got, ["b0", "b1"])
-        self.assertEqual(store.claim(10, 0.0, 10.0, per_lane=5, skip={"a", None}), [])
-        got = ids(store.claim(10, 0.0, 10.0, per_lane=5))
+        self.assertEqual(
+            (yield store.claim(10, 0.0, 10.0, per_lane=5, skip={"a", None})), []
+        )
+        got = ids((yield store.claim(10, 0.0, 10.0, per_lane=5)))
         self.assertEqual(sorted(got), ["None0", "None1", "a0", "a1"])
 
-    def test_claim_by_lane_takes_what_came_due(self) -> None:
+    @defer.inlineCallbacks
+    def test_claim_by_lane_takes_what_came_due(self) -> Generator[Any, Any, None]:
         """Claims by lane also hand out expired leases and requeued items
         whose time has come, and nothing before."""
-        store = self.store()
-        self.lanes(store, ("a", 1), ("b", 1))
-        store.claim(2, 0.0, 10.0, per_lane=1)
-        store.requeue("b0", 5.0, 1.0)
-        self.assertEqual(store.claim(5, 4.0, 10.0, per_lane=1), [])
-        self.assertEqual(ids(store.claim(5, 5.0, 10.0, per_lane=1)), ["b0"])
-        got = store.claim(5, 10.0, 10.0, per_lane=1)
+        store = yield self.store()
+        yield self.lanes(store, ("a", 1), ("b", 1))
+        yield store.claim(2, 0.0, 10.0, per_lane=1)
+        yield store.requeue("b0", 5.0, 1.0)
+        self.assertEqual((yield store.claim(5, 4.0, 10.0, per_lane=1)), [])
+        self.assertEqual(ids((yield store.claim(5, 5.0, 10.0, per_lane=1))), ["b0"])
+        got = yield store.claim(5, 10.0, 10.0, per_lane=1)
         self.assertEqual([(c.id, c.attempts) for c in got], [("a0", 2)])
 
-    def test_claim_by_lane_rejects_bad_per_lane(self) -> None:
+    @defer.inlineCallbacks
+    def test_claim_by_lane_rejects_bad_per_lane(self) -> Generator[Any, Any, None]:
         """per_lane must be an integer of at least 1."""
-        store = self.store()
+        store = yield self.store()
         for bad in (0, -1, 1.5, True):
-            self.assertRaises(ValueError, store.claim, 1, 0.0, 1.0, per_lane=bad)
+            yield self.fails(ValueError, store.claim, 1, 0.0, 1.0, per_lane=bad)
 
-    def test_reopen(self) -> None:
+    @defer.inlineCallbacks
+    def test_reopen(self) -> Generator[Any, Any, None]:
         """reopen() puts the items done with an outcome back to pending as
         new (attempts from 0, no record), leaves other outcomes alone, and
         records() then skips the gaps their records left; acked again, they
         get new records at the end."""
-        store = self.store()
-        store.add(items("a", "b", "c", "d"))
-        store.claim(4, 0.0, 10.0)
-        store.ack("a", "ok", {"n": 1}, 1.0)
-        store.ack("b", "failed", {"n": 2}, 1.0)
-        store.ack("c", "ok", {"n": 3}, 1.0)
-        store.ack("d", "failed", {"n": 4}, 1.0)
-        self.assertEqual(store.reopen("failed", 2.0), 2)
-        self.assertEqual(store.reopen("failed", 2.0), 0)
-        self.assertEqual(store.counts(), Counts(2, 0, {"ok": 2}))
-        self.assertEqual([r.id for r in store.records()], ["a", "c"])
-        item = store.get("b")
+        store = yield self.store()
+        yield store.add(items("a", "b", "c", "d"))
+        yield store.claim(4, 0.0, 10.0)
+        yield store.ack("a", "ok", {"n": 1}, 1.0)
+        yield store.ack("b", "failed", {"n": 2}, 1.0)
+        yield store.ack("c", "ok", {"n": 3}, 1.0)
+        yield store.ack("d", "failed", {"n": 4}, 1.0)
+        self.assertEqual((yield store.reopen("failed", 2.0)), 2)
+        self.assertEqual((yield store.reopen("failed", 2.0)), 0)
+        self.assertEqual((yield store.counts()), Counts(2, 0, {"ok": 2}))
+        self.assertEqual([r.id for r in (yield store.records())], ["a", "c"])
+        item = yield store.get("b")
         assert item is not None
         self.assertEqual(
             (item.state, item.attempts, item.record), (ItemState.PENDING, 0, None)
         )
-        got = store.claim(5, 3.0, 10.0)
+        got = yield store.claim(5, 3.0, 10.0)
         self.assertEqual([(c.id, c.attempts) for c in got], [("b", 1), ("d", 1)])
-        store.ack("d", "ok", {"n": 5}, 4.0)
-        records = store.records(3)
+        yield store.ack("d", "ok", {"n": 5}, 4.0)
+        records = yield store.records(3)
         self.assertEqual([(r.id, r.record) for r in records], [("d", {"n": 5})])
         self.assertTrue(records[0].seq > 4)
 
-    def test_reset(self) -> None:
+    @defer.inlineCallbacks
+    def test_reset(self) -> Generator[Any, Any, None]:
         """reset() forgets every item, record and meta value; the store is
         then as new and usable."""
-        store = self.store()
-        store.add(items("a", "b"))
-        store.claim(1, 0.0, 10.0)
-        store.ack("b", "ok", None, 0.0)
-        store.meta_set("k", 1)
-        store.reset()
-        self.assertEqual(store.counts(), Counts(0, 0))
-        self.assertEqual(store.records(), [])
-        self.assertIsNone(store.meta_get("k"))
-        self.assertIsNone(store.get("a"))
-        self.assertEqual(store.add(items("a")), 1)
+        store = yield self.store()
+        yield store.add(items("a", "b"))
+        yield store.claim(1, 0.0, 10.0)
+        yield store.ack("b", "ok", None, 0.0)
+        yield store.meta_set("k", 1)
+        yield store.reset()
+        self.assertEqual((yield store.counts()), Counts(0, 0))
+        self.assertEqual((yield store.records()), [])
+        self.assertIsNone((yield store.meta_get("k")))
+        self.assertIsNone((yield store.get("a")))
+        self.assertEqual((yield store.add(items("a"))), 1)
 
-    def test_flush(self) -> None:
+    @defer.inlineCallbacks
+    def test_flush(self) -> Generator[Any, Any, None]:
         """flush() can be called at any time, with or without pending
         writes."""
-        store = self.store()
-        store.flush()
-        store.add(items("a"))
-        store.flush()
-        store.flush()
-        self.assertEqual(store.counts().pending, 1)
+        store = yield self.store()
+        yield store.flush()
+        yield store.add(items("a"))
+        yield store.flush()
+        yield store.flush()
+        self.assertEqual((yield store.counts()).pending, 1)
 
 
 class NewItemTests(SynchronousTestCase):
@@ -711,6 +787,26 @@ class MemoryStoreTests(StoreContract, TempDirTestCase):
         self.assertIs(claimed.arg, arg)
         store.ack("a", "ok", record, 0.0)
         self.assertIs(store.records()[0].record, record)
+
+
+class RedisStoreTests(StoreContract, TempDirTestCase):
+    """The contract, on :class:`RedisStore` against a real redis-server
+    (its deadlines on the test's ``now`` rather than the server's clock)."""
+
+    @defer.inlineCallbacks
+    def make_store(self) -> Generator[Any, Any, Store]:
+        """A new RedisStore, a run of its own on the shared server."""
+        from fetchq.store.redis import RedisStore
+
+        server = redis_server.shared()
+        store = yield RedisStore.connect(
+            server.url,
+            redis_server.run_name(),
+            reactor,
+            server_time=False,
+            renew=False,
+        )
+        return store
 
 
 class SQLiteContract(StoreContract):

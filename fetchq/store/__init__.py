@@ -33,6 +33,7 @@ from fetchq.store.base import (
     Record,
     Store,
     StoreError,
+    when,
 )
 from fetchq.store.memory import MemoryStore
 from fetchq.store.sqlite import SQLiteStore
@@ -48,4 +49,5 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "when",
 ]

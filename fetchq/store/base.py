@@ -31,11 +31,12 @@ raises the builtin that fits, at the call.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
+from twisted.internet.defer import Deferred
 
 from fetchq._validate import check_priority
 from fetchq.errors import FetchqError
@@ -49,6 +50,7 @@ __all__ = [
     "Record",
     "Store",
     "StoreError",
+    "when",
 ]
 
 
@@ -238,17 +240,33 @@ class Item:
     done_at: float | None
 
 
+def when(result: Any, then: Callable[[Any], Any]) -> Any:
+    """Call ``then`` with a store method's result, now if it is a value, or
+    once it fires if it is a Deferred (a store over the network); returns
+    what ``then`` returns, or a Deferred of it.
+
+    A runner written with ``when`` works with every store, and pays nothing
+    for Deferreds with a local one.
+    """
+    if isinstance(result, Deferred):
+        return result.addCallback(then)
+    return then(result)
+
+
 @runtime_checkable
 class Store(Protocol):
     """Where items live: the seam between a runner and its durable state.
 
     :class:`~fetchq.store.memory.MemoryStore` (the default for programmatic
     use) and :class:`~fetchq.store.sqlite.SQLiteStore` (durable, one machine)
-    implement it; a Redis store can be added behind the same methods.
+    return results at once; :class:`~fetchq.store.redis.RedisStore` (many
+    processes on many machines) returns a ``Deferred`` from each method that
+    talks to the server.  A runner that supports both calls :func:`when`.
 
     Durable stores batch their writes: an operation is durable once
-    :meth:`flush` has returned (or the store committed a batch on its own).
-    Everything :meth:`records` returns after a :meth:`flush` is durable.
+    :meth:`flush` has returned (or fired), or the store committed a batch on
+    its own.  Everything :meth:`records` returns after a :meth:`flush` is
+    durable.
     """
 
     def add(

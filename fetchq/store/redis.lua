@@ -1,0 +1,549 @@
+-- fetchq's Redis store: the helpers every script starts with.
+--
+-- Each script is this file's COMMON part followed by one "--@ name" section
+-- (fetchq/store/redis.py cuts the file at those markers).  Every key of a
+-- run lives under one hash tag, "{fetchq:RUN}:", passed as KEYS[1] (the
+-- run's cfg hash); the other keys are built from it inside the scripts, all
+-- in the same slot, so the scripts work on Redis Cluster too.
+--
+-- Time: one "now" per script, in milliseconds: the server's TIME, unless
+-- the caller passes ARGV[1] (tests on a simulated clock).  Every deadline
+-- (leases, holds, retry times, rate-limit TATs) is on that clock.
+--
+-- Layout (P = the prefix):
+--   P cfg        HASH   width, rate, burst, lane_width, lane_rate, lane_burst,
+--                       paused (limits; empty = none)
+--   P seq        STRING insertion counter (FIFO within a priority)
+--   P i:BBB      HASH   id -> item: prio US key US attempts US seq US arg
+--                       (pending or claimed; BBB = 3 hex digits of sha1(id))
+--   P d:BBB      HASH   id -> done: outcome US record_seq US done-at ms US
+--                       the item's five fields US record-json (the record
+--                       last: JSON never holds a raw US byte)
+--   P q:LANE     ZSET   pending items of a lane: score priority, member
+--                       "%012x:id" (seq first: FIFO among equal priorities)
+--   P lanes      ZSET   lane -> earliest ms it may launch (lanes with items)
+--   P delayed    ZSET   id -> not_before ms (pending, waiting)
+--   P leases     ZSET   id -> lease deadline ms (claimed); ZCARD = in flight
+--   P owner      HASH   id -> worker that claimed it
+--   P lane:LANE  HASH   f (in flight), t (rate TAT ms), h (held until ms)
+--   P lcfg:LANE  HASH   a lane's own width/rate/burst
+--   P tat        STRING the global rate's TAT (GCRA)
+--   P rr         STRING turns given to served lanes (round-robin order)
+--   P rec        LIST   ids in ack order (index = record seq - 1; "" = reopened)
+--   P n          HASH   counters: pending, claimed, done:OUTCOME
+--   P meta       HASH   name -> JSON value
+-- A lane's name is "+" .. key, or "-" for items without a key.
+
+local US = "\031"
+local CFG = KEYS[1]
+local P = string.sub(CFG, 1, #CFG - 3)
+
+local function now_ms()
+  if ARGV[1] ~= nil and ARGV[1] ~= "" then
+    return tonumber(ARGV[1])
+  end
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function bucket(id)
+  return string.sub(redis.sha1hex(id), 1, 3)
+end
+
+local function split(s)
+  local out = {}
+  local start = 1
+  for _ = 1, 4 do
+    local stop = string.find(s, US, start, true)
+    out[#out + 1] = string.sub(s, start, stop - 1)
+    start = stop + 1
+  end
+  out[#out + 1] = string.sub(s, start)
+  return out -- prio, key, attempts, seq, arg
+end
+
+local function join(f)
+  return f[1] .. US .. f[2] .. US .. f[3] .. US .. f[4] .. US .. f[5]
+end
+
+local function member(seq, id)
+  return string.format("%012x", tonumber(seq)) .. ":" .. id
+end
+
+local function num(v, default)
+  if v == false or v == nil or v == "" then return default end
+  return tonumber(v)
+end
+
+local function cfg_all()
+  local flat = redis.call("HGETALL", CFG)
+  local c = {}
+  for i = 1, #flat, 2 do c[flat[i]] = flat[i + 1] end
+  return c
+end
+
+local function lane_limits(lane, c)
+  local own = redis.call("HMGET", P .. "lcfg:" .. lane, "width", "rate", "burst")
+  local width = num(own[1], num(c.lane_width, nil))
+  local rate = num(own[2], num(c.lane_rate, nil))
+  local burst = num(own[3], num(c.lane_burst, 1))
+  if own[1] == "none" then width = nil end
+  if own[2] == "none" then rate = nil end
+  return width, rate, burst
+end
+
+-- GCRA: "rate per second, burst" allows a launch at now when
+-- now >= tat - burst * interval; taking one moves tat on by an interval.
+local function gcra_wait(tat, now, rate, burst)
+  if not rate or rate <= 0 then return 0 end
+  local interval = 1000.0 / rate
+  local allow_at = math.max(tat, now) + interval - burst * interval
+  if allow_at <= now then return 0 end
+  return allow_at - now
+end
+
+local function gcra_take(tat, now, rate)
+  local interval = 1000.0 / rate
+  return math.max(tat, now) + interval
+end
+
+local function counter(field, delta)
+  if delta ~= 0 then redis.call("HINCRBY", P .. "n", field, delta) end
+end
+
+-- Make a lane known to the calendar at the earliest time it may launch
+-- (ZADD LT adds a new lane, and only ever moves a known one earlier).
+local function wake_lane(lane, at)
+  redis.call("ZADD", P .. "lanes", "LT", at, lane)
+end
+
+local function enqueue(id, f, now)
+  local lane = f[2]
+  redis.call("ZADD", P .. "q:" .. lane, tonumber(f[1]), member(f[4], id))
+  local held = num(redis.call("HGET", P .. "lane:" .. lane, "h"), 0)
+  wake_lane(lane, math.max(now, held))
+end
+
+local function lane_release(lane, now)
+  local key = P .. "lane:" .. lane
+  local left = redis.call("HINCRBY", key, "f", -1)
+  if left < 0 then redis.call("HSET", key, "f", 0) end
+  if redis.call("ZCARD", P .. "q:" .. lane) > 0 then
+    local held = num(redis.call("HGET", key, "h"), 0)
+    wake_lane(lane, math.max(now, held))
+  end
+end
+
+-- Move due delayed items and expired leases back to their lanes.
+local function promote(now, c)
+  local due = redis.call("ZRANGEBYSCORE", P .. "delayed", "-inf", now, "LIMIT", 0, 500)
+  for _, id in ipairs(due) do
+    redis.call("ZREM", P .. "delayed", id)
+    local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
+    if raw then enqueue(id, split(raw), now) end
+  end
+  local expired = redis.call("ZRANGEBYSCORE", P .. "leases", "-inf", now, "LIMIT", 0, 500)
+  for _, id in ipairs(expired) do
+    redis.call("ZREM", P .. "leases", id)
+    redis.call("HDEL", P .. "owner", id)
+    local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
+    if raw then
+      local f = split(raw)
+      lane_release(f[2], now)
+      enqueue(id, f, now)
+      counter("claimed", -1)
+      counter("pending", 1)
+    end
+  end
+end
+
+-- Take an item out of whatever pending/claimed structure holds it.
+local function detach(id, f, now)
+  local lane = f[2]
+  if redis.call("ZREM", P .. "leases", id) == 1 then
+    redis.call("HDEL", P .. "owner", id)
+    lane_release(lane, now)
+    counter("claimed", -1)
+    return "claimed"
+  end
+  redis.call("ZREM", P .. "q:" .. lane, member(f[4], id))
+  redis.call("ZREM", P .. "delayed", id)
+  counter("pending", -1)
+  return "pending"
+end
+
+local function done(id, b, f, outcome, record, at)
+  local seq = redis.call("RPUSH", P .. "rec", id)
+  redis.call("HSET", P .. "d:" .. b, id,
+             outcome .. US .. seq .. US .. at .. US .. join(f) .. US .. record)
+  counter("done:" .. outcome, 1)
+end
+
+local function finish(id, b, f, outcome, record, now)
+  detach(id, f, now)
+  redis.call("HDEL", P .. "i:" .. b, id)
+  done(id, b, f, outcome, record, now)
+end
+
+-- A done envelope's parts: outcome, record seq, done at (ms or ""), the
+-- item's five fields, the record.
+local function unpack_done(env)
+  local parts = {}
+  local start = 1
+  for _ = 1, 8 do
+    local stop = string.find(env, US, start, true)
+    parts[#parts + 1] = string.sub(env, start, stop - 1)
+    start = stop + 1
+  end
+  parts[#parts + 1] = string.sub(env, start)
+  return parts
+end
+
+--@ add
+-- ARGV: now, then per item: id, prio, key, arg, outcome ("" = pending),
+-- record; after the items: "meta", then name, value pairs.
+local now = now_ms()
+local added = 0
+local i = 2
+while i <= #ARGV do
+  if ARGV[i] == "\030meta" then
+    for j = i + 1, #ARGV, 2 do
+      redis.call("HSET", P .. "meta", ARGV[j], ARGV[j + 1])
+    end
+    break
+  end
+  local id, prio, key, arg, outcome, record =
+    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  i = i + 6
+  local b = bucket(id)
+  if redis.call("HEXISTS", P .. "i:" .. b, id) == 0
+    and redis.call("HEXISTS", P .. "d:" .. b, id) == 0 then
+    local seq = redis.call("INCR", P .. "seq")
+    added = added + 1
+    local f = {prio, key, "0", tostring(seq), arg}
+    if outcome == "" then
+      redis.call("HSET", P .. "i:" .. b, id, join(f))
+      enqueue(id, f, now)
+      counter("pending", 1)
+    else
+      done(id, b, f, outcome, record, "")
+    end
+  end
+end
+return added
+
+--@ known
+local found = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local b = bucket(id)
+  if redis.call("HEXISTS", P .. "i:" .. b, id) == 1
+    or redis.call("HEXISTS", P .. "d:" .. b, id) == 1 then
+    found[#found + 1] = id
+  end
+end
+return found
+
+--@ claim
+-- ARGV: now, worker, limit, per_lane ("" = global priority order), lease
+-- ms, limits ("1": apply cfg's width, rate and lane limits), skip lanes...
+-- Returns {wake ms (-1: nothing due), id, item, id, item, ...}.
+local now = now_ms()
+local worker, limit = ARGV[2], tonumber(ARGV[3])
+local per_lane = num(ARGV[4], nil)
+local lease_ms = tonumber(ARGV[5])
+local use_limits = ARGV[6] == "1"
+local skip = {}
+for i = 7, #ARGV do skip[ARGV[i]] = true end
+local c = cfg_all()
+promote(now, c)
+local out = {-1}
+local wake = nil
+local function soon(t)
+  if t and (wake == nil or t < wake) then wake = t end
+end
+local free = limit
+local width, rate, burst = nil, nil, 1
+if use_limits then
+  if c.paused == "1" then return {-1} end
+  width = num(c.width, nil)
+  rate = num(c.rate, nil)
+  burst = num(c.burst, 1)
+  if width then
+    local busy = redis.call("ZCARD", P .. "leases")
+    free = math.min(free, width - busy)
+  end
+end
+local tat = num(redis.call("GET", P .. "tat"), 0)
+local taken = 0
+
+local function take(id, lane)
+  local b = bucket(id)
+  local raw = redis.call("HGET", P .. "i:" .. b, id)
+  local f = split(raw)
+  f[3] = tostring(tonumber(f[3]) + 1)
+  redis.call("HSET", P .. "i:" .. b, id, join(f))
+  redis.call("ZADD", P .. "leases", now + lease_ms, id)
+  redis.call("HSET", P .. "owner", id, worker)
+  redis.call("HINCRBY", P .. "lane:" .. lane, "f", 1)
+  counter("pending", -1)
+  counter("claimed", 1)
+  out[#out + 1] = id
+  out[#out + 1] = join(f)
+  taken = taken + 1
+end
+
+if free > 0 and use_limits and rate then
+  local w = gcra_wait(tat, now, rate, burst)
+  if w > 0 then free = 0; soon(now + w) end
+end
+
+if free > 0 and per_lane == nil then
+  -- Global priority order: the best head among the lanes, item by item.
+  local lanes = redis.call("ZRANGE", P .. "lanes", 0, -1)
+  while taken < free do
+    local best, best_lane, best_score = nil, nil, nil
+    for _, lane in ipairs(lanes) do
+      local head = redis.call("ZRANGE", P .. "q:" .. lane, 0, 0, "WITHSCORES")
+      if head[1] then
+        local score = tonumber(head[2])
+        if best == nil or score < best_score
+          or (score == best_score and head[1] < best) then
+          best, best_lane, best_score = head[1], lane, score
+        end
+      end
+    end
+    if best == nil then break end
+    redis.call("ZREM", P .. "q:" .. best_lane, best)
+    take(string.sub(best, 14), best_lane)
+    if redis.call("ZCARD", P .. "q:" .. best_lane) == 0 then
+      redis.call("ZREM", P .. "lanes", best_lane)
+    end
+  end
+elseif free > 0 then
+  -- Ready: lanes due before the next millisecond.  A lane served now is
+  -- scored now + 0.5 + its turn (a counter, in 0.4 us steps), so it comes
+  -- after every lane waiting since before and after the lanes served
+  -- before it: a round is served before any lane is served twice.
+  local ready = redis.call("ZRANGEBYSCORE", P .. "lanes", "-inf", "(" .. (now + 1),
+                           "LIMIT", 0, free + 64)
+  local lanes = {}
+  for _, lane in ipairs(ready) do
+    if not skip[lane] then lanes[#lanes + 1] = lane end
+  end
+  local share = per_lane
+  if #lanes > 0 then share = math.min(per_lane, math.ceil(free / #lanes)) end
+  for _, lane in ipairs(lanes) do
+    if taken >= free then break end
+    local state = redis.call("HMGET", P .. "lane:" .. lane, "f", "t", "h")
+    local inflight, ltat, held = num(state[1], 0), num(state[2], 0), num(state[3], 0)
+    local lwidth, lrate, lburst = nil, nil, 1
+    if use_limits then lwidth, lrate, lburst = lane_limits(lane, c) end
+    local n = math.min(share, free - taken)
+    local next_at = now
+    if held > now then
+      n = 0; next_at = held
+    end
+    if n > 0 and lwidth then n = math.min(n, lwidth - inflight) end
+    local got = 0
+    while n > 0 do
+      if lrate then
+        local w = gcra_wait(ltat, now, lrate, lburst)
+        if w > 0 then next_at = now + w; break end
+      end
+      if rate then
+        local w = gcra_wait(tat, now, rate, burst)
+        if w > 0 then soon(now + w); free = taken; break end
+      end
+      local head = redis.call("ZPOPMIN", P .. "q:" .. lane, 1)
+      if not head[1] then break end
+      take(string.sub(head[1], 14), lane)
+      got = got + 1
+      n = n - 1
+      if lrate then ltat = gcra_take(ltat, now, lrate) end
+      if rate then tat = gcra_take(tat, now, rate) end
+    end
+    if lrate and got > 0 then
+      redis.call("HSET", P .. "lane:" .. lane, "t", ltat)
+      local w = gcra_wait(ltat, now, lrate, lburst)
+      if w > 0 then next_at = math.max(next_at, now + w) end
+    end
+    if redis.call("ZCARD", P .. "q:" .. lane) == 0 then
+      redis.call("ZREM", P .. "lanes", lane)
+    elseif lwidth and inflight + got >= lwidth then
+      redis.call("ZREM", P .. "lanes", lane) -- back when a slot frees
+    else
+      local turn = redis.call("INCR", P .. "rr") % 1000
+      redis.call("ZADD", P .. "lanes", math.max(next_at, now + 0.5 + turn * 0.0004), lane)
+    end
+  end
+end
+if rate and taken > 0 then redis.call("SET", P .. "tat", tat) end
+-- When something may next be claimable.
+local first = redis.call("ZRANGE", P .. "lanes", 0, 0, "WITHSCORES")
+if first[2] then soon(math.max(tonumber(first[2]), now)) end
+local d = redis.call("ZRANGE", P .. "delayed", 0, 0, "WITHSCORES")
+if d[2] then soon(tonumber(d[2])) end
+local l = redis.call("ZRANGE", P .. "leases", 0, 0, "WITHSCORES")
+if l[2] then soon(tonumber(l[2])) end
+if wake then out[1] = math.max(0, wake - now) end
+return out
+
+--@ ack
+-- ARGV: now, then per item: id, outcome, record-json.  Returns one 1/0 each.
+local now = now_ms()
+local res = {}
+for i = 2, #ARGV, 3 do
+  local id, outcome, record = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local b = bucket(id)
+  local raw = redis.call("HGET", P .. "i:" .. b, id)
+  if raw then
+    finish(id, b, split(raw), outcome, record, now)
+    res[#res + 1] = 1
+  elseif redis.call("HEXISTS", P .. "d:" .. b, id) == 1 then
+    res[#res + 1] = 0
+  else
+    res[#res + 1] = -1
+  end
+end
+return res
+
+--@ requeue
+-- ARGV: now, then per item: id, not_before ms ("" = now, "+MS" = MS from
+-- now).  1 moved, 0 done, -1 unknown.
+local now = now_ms()
+local res = {}
+for i = 2, #ARGV, 2 do
+  local id, when = ARGV[i], ARGV[i + 1]
+  if string.sub(when, 1, 1) == "+" then
+    when = now + tonumber(string.sub(when, 2)) -- a delay from the server's now
+  else
+    when = num(when, nil)
+  end
+  local b = bucket(id)
+  local raw = redis.call("HGET", P .. "i:" .. b, id)
+  if raw then
+    local f = split(raw)
+    detach(id, f, now)
+    counter("pending", 1)
+    if when and when > now then
+      redis.call("ZADD", P .. "delayed", when, id)
+    else
+      enqueue(id, f, now)
+    end
+    res[#res + 1] = 1
+  elseif redis.call("HEXISTS", P .. "d:" .. b, id) == 1 then
+    res[#res + 1] = 0
+  else
+    res[#res + 1] = -1
+  end
+end
+return res
+
+--@ renew
+-- ARGV: now, worker, lease ms, ids...  Extends the leases this worker still
+-- holds; returns the ids it no longer holds.
+local now = now_ms()
+local worker, lease_ms = ARGV[2], tonumber(ARGV[3])
+local lost = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  if redis.call("HGET", P .. "owner", id) == worker then
+    redis.call("ZADD", P .. "leases", "XX", "GT", now + lease_ms, id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
+
+--@ release
+-- ARGV: now.  Every claimed item back to its lane; returns how many.
+local now = now_ms()
+local ids = redis.call("ZRANGE", P .. "leases", 0, -1)
+for _, id in ipairs(ids) do
+  local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
+  if raw then
+    local f = split(raw)
+    detach(id, f, now)
+    counter("pending", 1)
+    enqueue(id, f, now)
+  end
+end
+return #ids
+
+--@ hold
+-- ARGV: now, lane, seconds.  Holds only ever extend.  Returns the end (ms).
+local now = now_ms()
+local lane, ms = ARGV[2], tonumber(ARGV[3]) * 1000
+local key = P .. "lane:" .. lane
+local until_ms = math.max(num(redis.call("HGET", key, "h"), 0), now + ms)
+redis.call("HSET", key, "h", until_ms)
+redis.call("ZADD", P .. "lanes", "XX", "GT", until_ms, lane)
+return until_ms
+
+--@ get
+-- ARGV: now, id.  {state, item or done envelope, lease or not_before}
+local id = ARGV[2]
+local b = bucket(id)
+local raw = redis.call("HGET", P .. "i:" .. b, id)
+if raw then
+  local lease = redis.call("ZSCORE", P .. "leases", id)
+  if lease then return {"claimed", raw, lease} end
+  local nb = redis.call("ZSCORE", P .. "delayed", id)
+  return {"pending", raw, nb or ""}
+end
+local done = redis.call("HGET", P .. "d:" .. b, id)
+if done then return {"done", done, ""} end
+return {}
+
+--@ records
+-- ARGV: now, after, limit.  {id, envelope, ...} in ack order.
+local after, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+local start = after
+while #out < 2 * limit do
+  local ids = redis.call("LRANGE", P .. "rec", start, start + limit - 1)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    if id ~= "" and #out < 2 * limit then
+      local env = redis.call("HGET", P .. "d:" .. bucket(id), id)
+      if env then
+        out[#out + 1] = id
+        out[#out + 1] = env
+      end
+    end
+  end
+  start = start + #ids
+end
+return out
+
+--@ reopen
+-- ARGV: now, outcome, from (list index), count.  Moves the done items with
+-- this outcome among rec[from, from+count) back to pending, as new.
+-- Returns {moved, the next index (-1 at the end)}.
+local now = now_ms()
+local outcome, from, count = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local ids = redis.call("LRANGE", P .. "rec", from, from + count - 1)
+local moved = 0
+for k, id in ipairs(ids) do
+  if id ~= "" then
+    local b = bucket(id)
+    local env = redis.call("HGET", P .. "d:" .. b, id)
+    if env then
+      local parts = unpack_done(env)
+      if parts[1] == outcome and tonumber(parts[2]) == from + k then
+        redis.call("HDEL", P .. "d:" .. b, id)
+        redis.call("LSET", P .. "rec", from + k - 1, "")
+        counter("done:" .. outcome, -1)
+        local seq = redis.call("INCR", P .. "seq")
+        local f = {parts[4], parts[5], "0", tostring(seq), parts[8]}
+        redis.call("HSET", P .. "i:" .. b, id, join(f))
+        enqueue(id, f, now)
+        counter("pending", 1)
+        moved = moved + 1
+      end
+    end
+  end
+end
+if #ids < count then return {moved, -1} end
+return {moved, from + #ids}
