@@ -74,7 +74,7 @@ from fetchq.recipe import ApiRecipe, FetchRecipe, Recipe, SmsRecipe
 from fetchq.recipe.model import AdaptiveSpec
 from fetchq.report import Timeline, write_report
 from fetchq.secrets import reveal
-from fetchq.store import NewItem, SQLiteStore, Store
+from fetchq.store import Claimed, Counts, NewItem, SQLiteStore, Store, when
 
 __all__ = [
     "EXIT_FAILURES",
@@ -218,6 +218,10 @@ def make_kind(
     )
 
 
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def _shown(path: Path) -> str:
     """A path as a message shows it: relative to here when under it."""
     try:
@@ -317,6 +321,11 @@ class Run:
         self._skip_below = 0  # rows a fetchq 0.1 state already holds
         self._input_done = False
         self._read_scheduled = False
+        self._reading = False
+        self._claiming = False
+        self._first_start: float | None = None
+        self._lease = _LEASE
+        self._stream_output = True  # write records as they are committed
         self._in_queue: dict[Any, int] = {}  # lane -> jobs put, not finished
         self._held: dict[Any, float] = {}  # lane -> hold end (clock time)
         self._streak: list[tuple[str, Any]] = []  # failures held back
@@ -331,7 +340,7 @@ class Run:
 
     # -- input -------------------------------------------------------------
 
-    def _open_input(self) -> None:
+    async def _open_input(self) -> None:
         """Open the input where the state says the rows stored end.
 
         Raises:
@@ -340,9 +349,9 @@ class Run:
         """
         spec = self.recipe.input
         store = self.store
-        start = Checkpoint.from_json(store.meta_get(_META_INPUT))
+        start = Checkpoint.from_json(await _maybe(store.meta_get(_META_INPUT)))
         if start is None:
-            self._skip_below = int(store.meta_get(_META_INPUT_NEXT, 0))
+            self._skip_below = int(await _maybe(store.meta_get(_META_INPUT_NEXT, 0)))
         reader = InputReader(
             spec.path,
             spec.format,
@@ -361,18 +370,18 @@ class Run:
         self._rows = iter(reader)
 
     def _first_started(self) -> float | None:
-        """When this recipe's first run started (wall clock)."""
-        value = self.store.meta_get(_META_FIRST_START)
-        return None if value is None else float(value)
+        """When this recipe's first run started (wall clock; read at start)."""
+        return self._first_start
 
-    def _read_chunk(self, limit: int) -> None:
+    def _read_chunk(self, limit: int) -> Any:
         """Read up to ``limit`` rows into the store, in one write with the
         input's checkpoint: good rows as pending items, bad rows (and rows
-        whose id an earlier row has) as failed input."""
+        whose id an earlier row has) as failed input.  Returns None, or a
+        Deferred that fires once the rows are stored."""
         rows = self._rows
         reader = self._reader
         if self._input_done or rows is None or reader is None:
-            return
+            return None
         kind = self.kind
         batch: list[tuple[InputRow, NewItem | str]] = []
         error: InputError | None = None
@@ -393,31 +402,44 @@ class Run:
                 self._input_done = True
         except InputError as e:
             error = e
-        items = self._items(batch, reader.name)
-        checkpoint = reader.checkpoint()
-        self.store.add(
-            items,
-            meta={
-                _META_INPUT: checkpoint.to_json(),
-                _META_INPUT_DONE: self._input_done,
-            },
-        )
-        bad = sum(1 for item in items if item.outcome is not None)
-        self.stats.outcomes["failed"] += bad
-        if self.kind.commit_each:
-            self.store.flush()
-        if error is not None:
-            self._stop(EXIT_FATAL, f"input: {error}")
+        meta = {
+            _META_INPUT: reader.checkpoint().to_json(),
+            _META_INPUT_DONE: self._input_done,
+        }
+
+        def store_rows(taken: set[str]) -> Any:
+            items = self._items(batch, reader.name, taken)
+            added = self.store.add(items, meta=meta, **self._add_options())
+            return when(added, lambda _: stored(items))
+
+        def stored(items: list[NewItem]) -> None:
+            self.stats.outcomes["failed"] += sum(
+                1 for item in items if item.outcome is not None
+            )
+            if self.kind.commit_each:
+                self._watch(self.store.flush())
+            if error is not None:
+                self._stop(EXIT_FATAL, f"input: {error}")
+
+        if self.recipe.input.id_field is None:
+            return store_rows(set())
+        ids = [item.id for _, item in batch if isinstance(item, NewItem)]
+        return when(self.store.known(ids), store_rows)
+
+    def _add_options(self) -> dict[str, Any]:
+        """Extra keyword arguments for the store's ``add`` of input rows."""
+        return {}
 
     def _items(
-        self, batch: list[tuple[InputRow, NewItem | str]], name: str
+        self,
+        batch: list[tuple[InputRow, NewItem | str]],
+        name: str,
+        taken: set[str],
     ) -> list[NewItem]:
         """The store items of a batch of rows: an id that an earlier row (in
-        the store, or earlier in the batch) has makes the row bad input,
-        recorded under its row number (``#N``)."""
+        the store: ``taken``, or earlier in the batch) has makes the row bad
+        input, recorded under its row number (``#N``)."""
         if self.recipe.input.id_field is not None:
-            ids = [item.id for _, item in batch if isinstance(item, NewItem)]
-            taken = self.store.known(ids)
             for n, (row, item) in enumerate(batch):
                 if not isinstance(item, NewItem):
                     continue
@@ -460,14 +482,24 @@ class Run:
 
     def _read_more(self) -> None:
         self._read_scheduled = False
-        if self._input_done or self._stopping or self._closed:
+        if self._input_done or self._stopping or self._closed or self._reading:
             return
-        ahead = self.read_ahead
-        if ahead is not None and self.store.counts().pending >= ahead:
-            return  # the pump calls again as the store drains
-        self._read_chunk(_CHUNK)
-        self._pump()
-        self._read_soon()
+        self._reading = True
+
+        def read(counts: Counts | None) -> Any:
+            ahead = self.read_ahead
+            if counts is not None and ahead is not None and counts.pending >= ahead:
+                return None  # the pump calls again as the store drains
+            return when(self._read_chunk(_CHUNK), lambda _: True)
+
+        def done(more: Any) -> None:
+            self._reading = False
+            if more and not self._closed:
+                self._pump()
+                self._read_soon()
+
+        counts = None if self.read_ahead is None else self.store.counts()
+        self._watch(when(when(counts, read), done))
 
     # -- feeding the queue ---------------------------------------------------
 
@@ -490,34 +522,84 @@ class Run:
         """Keep the queue fed from the store, and the store from the input."""
         if self._stopping or self._closed:
             return
+        if not self._claiming:
+            request = self._claim_request()
+            if request is not None:
+                self._claiming = True
+                claimed = self.store.claim(**request)
+                result = when(claimed, self._put_claimed)
+                if isinstance(result, defer.Deferred):
+                    result.addErrback(self._claim_failed)
+        self._check_finished()
+
+    def _claim_request(self) -> dict[str, Any] | None:
+        """The arguments of the next claim, or None if the queue is full
+        enough."""
         queue = self.queue
         width = max(queue.width, 1)
-        underway, pending = queue.size()
-        if pending < width:  # refill in batches: one claim per ~width jobs
+        _, pending = queue.size()
+        if pending >= width:  # refill in batches: one claim per ~width jobs
+            return None
+        now = self.reactor.seconds()
+        cap = queue.lane_width or width
+        return {
+            "limit": 2 * width - pending,
+            "now": now,
+            "lease": self._lease,
+            "per_lane": cap,
+            "skip": self._skip(now, cap),
+        }
+
+    def _put_claimed(self, claimed: list[Claimed]) -> None:
+        """Put claimed items into the queue."""
+        self._claiming = False
+        if self._closed or self._stopping:
             now = self.reactor.seconds()
-            cap = queue.lane_width or width
-            claimed = self.store.claim(
-                2 * width - pending,
-                now,
-                lease=_LEASE,
-                per_lane=cap,
-                skip=self._skip(now, cap),
-            )
-            arg = self.kind.arg
-            in_queue = self._in_queue
-            for item in claimed:
-                key = item.key
-                in_queue[key] = in_queue.get(key, 0) + 1
-                d = queue.put(arg(item), item.priority, key=key, job_id=item.id)
-                d.addCallbacks(self._succeeded, self._failed)
-            underway, pending = queue.size()
-            if not self._input_done and self.read_ahead is not None:
-                self._read_soon()
-        if self._input_done and not (underway or pending):
-            counts = self.store.counts()
-            if counts.pending == 0 and counts.claimed == len(self._streak):
-                self._ack_streak()
-                self._finish(EXIT_OK)
+            for item in claimed:  # not ours to run any more: back they go
+                self._watch(self.store.requeue(item.id, None, now))
+            return
+        queue = self.queue
+        arg = self.kind.arg
+        in_queue = self._in_queue
+        for item in claimed:
+            key = item.key
+            in_queue[key] = in_queue.get(key, 0) + 1
+            d = queue.put(arg(item), item.priority, key=key, job_id=item.id)
+            d.addCallbacks(self._succeeded, self._failed)
+        if not self._input_done and self.read_ahead is not None:
+            self._read_soon()
+        self._claimed_now(claimed)
+
+    def _claimed_now(self, claimed: list[Claimed]) -> None:
+        """After a claim (a hook for runs that wait between claims)."""
+
+    def _claim_failed(self, failure: Failure) -> None:
+        self._claiming = False
+        self._store_failed(failure)
+
+    def _check_finished(self) -> None:
+        """Finish if the input is read and every row is done."""
+        if not self._input_done or self._closed:
+            return
+        underway, pending = self.queue.size()
+        if underway or pending:
+            return
+        counts = self.store.counts()
+        if counts.pending == 0 and counts.claimed == len(self._streak):
+            self._ack_streak()
+            self._finish(EXIT_OK)
+
+    def _watch(self, result: Any) -> Any:
+        """A store call whose result nobody waits for: report its failure."""
+        if isinstance(result, defer.Deferred):
+            result.addErrback(self._store_failed)
+        return result
+
+    def _store_failed(self, failure: Failure) -> None:
+        """A store operation failed for good: stop, rows left to do."""
+        if self._closed:
+            return
+        self._stop(EXIT_FATAL, f"state: {_one_line(failure.value)}")
 
     def _pump_soon(self) -> None:
         """Pump once on the next reactor turn, however many jobs end now."""
@@ -553,7 +635,7 @@ class Run:
             return
         now = self.reactor.seconds()
         for job in jobs:
-            self.store.requeue(job.id, job.not_before, now)
+            self._watch(self.store.requeue(job.id, job.not_before, now))
         self._lane_done(key, len(jobs))
         self._pump_soon()
 
@@ -578,10 +660,11 @@ class Run:
         if follow:
             # In the same commit as this job's record: a crash can neither
             # lose the next page nor fetch it twice.
-            self.store.add(follow)
-        self.store.ack(job.id, "ok", kind.record(job, "ok"), self.reactor.seconds())
+            self._watch(self.store.add(follow))
+        record = kind.record(job, "ok")
+        self._watch(self.store.ack(job.id, "ok", record, self.reactor.seconds()))
         if kind.commit_each:
-            self.store.flush()
+            self._watch(self.store.flush())
         self._pump_soon()
 
     def _failed(self, failure: Failure) -> None:
@@ -616,13 +699,13 @@ class Run:
 
     def _leave_to_do(self, item_id: str, now: float) -> None:
         """A job that failed is not recorded: back to the store, to do."""
-        self.store.requeue(item_id, None, now)
+        self._watch(self.store.requeue(item_id, None, now))
         self.stats.left_to_do()
 
     def _ack(self, item_id: str, record: Any, now: float) -> None:
-        self.store.ack(item_id, "failed", record, now)
+        self._watch(self.store.ack(item_id, "failed", record, now))
         if self.kind.commit_each:
-            self.store.flush()
+            self._watch(self.store.flush())
 
     def _ack_streak(self) -> None:
         """The failures held back were the rows' own: record them."""
@@ -668,40 +751,54 @@ class Run:
     # -- running -----------------------------------------------------------
 
     def _tick(self) -> None:
-        self.store.flush()
-        self.output.catch_up(self.store)
+        self._watch(self.store.flush())
+        if self._stream_output:
+            self.output.catch_up(self.store)
         if self.display is not None:
             self.display.tick()
         self._pump()
 
     def run(self) -> defer.Deferred[int]:
         """Run to the end (or to an interruption); fires with the exit code."""
-        store = self.store
         self.display = ProgressDisplay(self.stats, self.stream, self.progress_every)
+        started = defer.Deferred.fromCoroutine(self._start())
+        started.addErrback(self._start_failed)
+        return self._finished
+
+    def _start_failed(self, failure: Failure) -> None:
+        self._say(f"fetchq: {_one_line(failure.value)}")
+        self._finish(EXIT_FATAL)
+
+    async def _start(self) -> None:
+        store = self.store
         if self.fresh:
-            store.reset()
+            await _maybe(store.reset())
             self._say("starting afresh: the state of earlier runs is forgotten")
-        if store.meta_get(_META_FIRST_START) is None:
-            store.meta_set(_META_FIRST_START, time.time())
-            store.flush()
+        first = await _maybe(store.meta_get(_META_FIRST_START))
+        if first is None:
+            first = time.time()
+            await _maybe(store.meta_set(_META_FIRST_START, first))
+            await _maybe(store.flush())
+        self._first_start = float(first)
         now = self.reactor.seconds()
-        store.release(now)
+        await self._release(now)
         if self.retry_failed:
-            again = store.reopen("failed", now)
-            store.flush()
+            again = await _maybe(store.reopen("failed", now))
+            await _maybe(store.flush())
             self._say(f"retrying {again} failed rows")
-        self.output.rebuild(store)
+        if self._stream_output:
+            self.output.rebuild(store)
         try:
-            self._open_input()
+            await self._open_input()
         except InputChanged as e:
             self._say(f"fetchq: {e}; to start over, run with --fresh")
             self._finish(EXIT_PROBLEMS)
-            return self._finished
+            return
         except InputError as e:
             self._say(f"fetchq: input: {e}")
             self._finish(EXIT_FATAL)
-            return self._finished
-        counts = store.counts()
+            return
+        counts = await _maybe(store.counts())
         self._ticker.clock = self.reactor
         self._ticker.start(self.tick_seconds, now=False)
         if counts.finished:
@@ -710,10 +807,14 @@ class Run:
             self._install_signals()
         if self.controller is not None:
             self.controller.attach(self.queue)
-        self._read_chunk(_CHUNK)
+        await _maybe(self._read_chunk(_CHUNK))
         self._pump()
         self._read_soon()
-        return self._finished
+
+    async def _release(self, now: float) -> None:
+        """Claims a crashed earlier run left: back to pending at once (one
+        process owns a local state)."""
+        await _maybe(self.store.release(now))
 
     def _write_report(self) -> None:
         if self.timeline is None or self.report_path is None:
@@ -762,15 +863,23 @@ class Run:
     def _stopped(self, unprocessed: list[Job]) -> None:
         now = self.reactor.seconds()
         for job in unprocessed:
-            self.store.requeue(job.id, None, now)
-        counts = self.store.counts()
-        left = counts.pending + counts.claimed
-        more = "" if self._input_done else " (and the rest of the input)"
-        self._say(
-            f"state saved in {self.recipe.state.path}; {left} rows left to do{more}; "
-            f"resume with: fetchq run {self.recipe.source}"
-        )
-        self._finish(self._exit)
+            self._watch(self.store.requeue(job.id, None, now))
+
+        def say(counts: Counts) -> None:
+            left = counts.pending + counts.claimed
+            more = "" if self._input_done else " (and the rest of the input)"
+            self._say(
+                f"state saved in {self._where()}; {left} rows left to do{more}; "
+                f"resume with: fetchq run {self.recipe.source}"
+            )
+            self._finish(self._exit)
+
+        flushed = when(self.store.flush(), lambda _: self.store.counts())
+        self._watch(when(flushed, say))
+
+    def _where(self) -> str:
+        """Where the state is, for messages."""
+        return str(self.recipe.state.path)
 
     def _finish(self, code: int) -> None:
         if self._closed:
@@ -782,16 +891,38 @@ class Run:
             self.controller.detach()
         if not self.queue.stopped:
             self.queue.stop()  # nothing is left; this drops its timers
-        self.store.flush()
-        self.output.catch_up(self.store)
+        closing = defer.Deferred.fromCoroutine(self._close(code))
+        closing.addErrback(lambda f: self._close_failed(f, code))
+
+    async def _close(self, code: int) -> None:
+        await _maybe(self.store.flush())
+        await self._write_output(code)
         self.output.close()
         if self._reader is not None:
             self._reader.close()
         if self.display is not None:
             self.display.close()
         self._write_report()
-        self.store.close()
-        self.kind.close().addBoth(lambda _: self._finished.callback(code))
+        await _maybe(self.store.close())
+        await self.kind.close()
+        self._finished.callback(code)
+
+    async def _write_output(self, code: int) -> None:
+        """The output's last records."""
+        if self._stream_output:
+            self.output.catch_up(self.store)
+
+    def _close_failed(self, failure: Failure, code: int) -> None:
+        self._say(f"fetchq: while closing: {_one_line(failure.value)}")
+        if not self._finished.called:
+            self._finished.callback(code if code != EXIT_OK else EXIT_FATAL)
+
+
+def _maybe(result: Any) -> defer.Deferred[Any]:
+    """A store call's result as a Deferred (already fired for a local one)."""
+    if isinstance(result, defer.Deferred):
+        return result
+    return defer.succeed(result)
 
 
 FetchRun = Run

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -412,6 +413,18 @@ def check_files(values: dict[str, Any], ctx: Context, where: str) -> None:
                 ctx.locate("output.path"),
                 "output.path: is the input file; the output would overwrite it",
             )
+    if state.get("url") is not None:
+        if ctx.given("state.path"):
+            ctx.report(
+                ctx.locate("state.path"),
+                "state.path: give state.path (a SQLite file) or state.url "
+                "(Redis), not both",
+            )
+        if state.get("run") is None:
+            name = Path(ctx.path).stem + "-" + (input_.name if input_ else "input")
+            state["run"] = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    elif state.get("run") is None and "run" in state:
+        state["run"] = "run"
     state_path = state.get("path")
     if state_path is not None:
         for other, file in (("input", input_), ("output", output)):

@@ -449,6 +449,32 @@ def _secret_text(
     return expanded
 
 
+def redis_url() -> Conv:
+    """A ``redis://`` or ``rediss://`` URL in which ``${NAME}`` expands (a
+    password from the environment), or null; kept as a Secret when anything
+    expanded or it holds a password, and never shown."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str | Secret | None:
+        if is_null(node):
+            return None
+        value = _secret_text(node, ctx, sensitive=False, header=True)
+        from fetchq.store.redis import parse_url
+
+        try:
+            settings = parse_url(value)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        if settings["password"] is not None and not isinstance(value, Secret):
+            return Secret(value, ())
+        return value
+
+    return Conv(
+        "`redis://[user:password@]host[:port][/db]` (`rediss://` for TLS; "
+        "`${NAME}` expands; never shown), or null",
+        convert,
+    )
+
+
 def secret_text() -> Conv:
     """A string in which ``${NAME}`` expands, or null."""
 

@@ -175,10 +175,17 @@ class StateSpec:
     Attributes:
         path: the SQLite file (absolute).
         durability: ``normal`` (batched commits) or ``full`` (fsync each).
+        url: a Redis URL (possibly a Secret) to keep the state there, shared
+            by every process of the run; None for the SQLite file.
+        run: the run's name in Redis.
+        lease: seconds a worker's claim on a row lasts (Redis).
     """
 
     path: Path
     durability: Durability
+    url: str | Secret | None = None
+    run: str = "run"
+    lease: float = 30.0
 
 
 @attrs.frozen

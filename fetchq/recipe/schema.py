@@ -52,6 +52,7 @@ from fetchq.recipe.convert import (
     method,
     path,
     rate,
+    redis_url,
     secret,
     secret_text,
     sender,
@@ -447,6 +448,30 @@ def state_section(durability: str, why: str = "") -> Section:
                 "`normal`: batched commits (a crash may redo a few jobs); "
                 "`full`: fsync on every commit (slower)." + (f" {why}" if why else ""),
                 default=durability,
+            ),
+            Key(
+                "url",
+                redis_url(),
+                "Keep the state in Redis instead of a file: every `fetchq run` of "
+                "this recipe, on any machine, joins the same run and shares its "
+                "limits (see Many machines).  A password from the environment: "
+                "`redis://:${REDIS_PASSWORD}@host:6379/0`.",
+                default="null",
+            ),
+            Key(
+                "run",
+                identifier("run name", nullable=True),
+                "The run's name in Redis (several runs can share one Redis).",
+                default_doc="the recipe's and the input's file names: "
+                "`<recipe stem>-<input name>` (letters, digits, `-`, `_`)",
+            ),
+            Key(
+                "lease",
+                duration(positive=True),
+                "With Redis: how long a worker's claim on a row lasts before "
+                "another worker may take it (renewed while the job runs; a "
+                "worker that dies frees its rows when their leases end).",
+                default="30s",
             ),
         ),
         build=StateSpec,

@@ -363,7 +363,7 @@ class Store(Protocol):
         run --retry-failed`` reopens ``"failed"``).  Returns how many."""
         ...
 
-    def reset(self) -> None:
+    def reset(self) -> Deferred[None] | None:
         """Forget everything: items, records and meta (``fetchq run
         --fresh``)."""
         ...
@@ -393,17 +393,17 @@ class Store(Protocol):
         """The value :meth:`meta_set` stored under ``key``, else ``default``."""
         ...
 
-    def meta_set(self, key: str, value: Any) -> None:
+    def meta_set(self, key: str, value: Any) -> Deferred[None] | None:
         """Keep a small JSON-serialisable value under ``key`` (a recipe hash,
         the input offset reached), written with the same batch as the
         operations around it."""
         ...
 
-    def flush(self) -> None:
+    def flush(self) -> Deferred[None] | None:
         """Make every operation so far durable (commit now)."""
         ...
 
-    def close(self) -> None:
+    def close(self) -> Deferred[None] | None:
         """Flush, then release the store's resources.  Closing twice is
         harmless; any other call after closing raises ``RuntimeError``."""
         ...
