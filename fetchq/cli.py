@@ -188,10 +188,15 @@ def run(args: argparse.Namespace) -> int:
     return _react(lambda reactor: _start_run(recipe, reactor, options))
 
 
-def _start_run(recipe: object, reactor: object, options: dict[str, Any]) -> object:
+def _start_run(recipe: Any, reactor: object, options: dict[str, Any]) -> object:
     from fetchq.run import Run
 
-    run = Run(recipe, reactor, handle_signals=True, **options)  # type: ignore[arg-type]
+    if recipe.state.url is not None:
+        from fetchq.shared_run import SharedRun
+
+        shared = SharedRun(recipe, reactor, handle_signals=True, **options)
+        return shared.run()
+    run = Run(recipe, reactor, handle_signals=True, **options)
     return run.run()
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from inspect import iscoroutine
 from typing import Any, Protocol, cast
 
@@ -561,8 +561,9 @@ class ResizableDispatchQueue(LaneScheduling):
 
     clearQueue = clear  # txrdq's name
 
-    def withdraw(self, key: Any) -> list[Job]:
-        """Take lane ``key``'s pending and retrying jobs out of the queue.
+    def withdraw(self, key: Any, only: Collection[Job] | None = None) -> list[Job]:
+        """Take lane ``key``'s pending and retrying jobs (or only those of
+        them in ``only``) out of the queue.
 
         For a runner that keeps work elsewhere (a store) and would rather not
         hold a lane's jobs in memory while the lane cannot launch (held for a
@@ -574,7 +575,17 @@ class ResizableDispatchQueue(LaneScheduling):
             The jobs, in dispatch order (re-queueable); their state is
             ``pending``.
         """
-        jobs = [job for job in self.pending() if job.key == key]
+        if only is not None:
+            jobs = [
+                job
+                for job in only
+                if job.key == key
+                and (job.state is _PENDING or job.state is _RETRYING)
+                and isinstance(job._d, _JobDeferred)
+                and job._d.queue is self
+            ]
+        else:
+            jobs = [job for job in self.pending() if job.key == key]
         now = self._seconds()
         for job in jobs:
             self._unqueue(job, now)

@@ -74,7 +74,7 @@ from fetchq.recipe import ApiRecipe, FetchRecipe, Recipe, SmsRecipe
 from fetchq.recipe.model import AdaptiveSpec
 from fetchq.report import Timeline, write_report
 from fetchq.secrets import reveal
-from fetchq.store import Claimed, Counts, NewItem, SQLiteStore, Store, when
+from fetchq.store import Claimed, Counts, NewItem, SQLiteStore, when
 
 __all__ = [
     "EXIT_FAILURES",
@@ -267,7 +267,7 @@ class Run:
         tick: float = 0.2,
         progress_every: float = 5.0,
         handle_signals: bool = False,
-        store: Store | None = None,
+        store: Any = None,
         report: Path | None = None,
         kind: Kind | None = None,
         *,
@@ -291,10 +291,10 @@ class Run:
             )
         assert max_failures is not None
         self.breaker = FailureBreaker(max_failures)
-        if store is None:
+        if store is None and recipe.state.url is None:
             recipe.state.path.parent.mkdir(parents=True, exist_ok=True)
             store = SQLiteStore(recipe.state.path, durability=recipe.state.durability)
-        self.store: Store = store
+        self.store: Any = store  # a SharedRun connects to Redis when it starts
         width = recipe.queue.width
         adaptive = recipe.queue.adaptive
         self.controller = None if adaptive is None else make_controller(adaptive)
@@ -303,7 +303,7 @@ class Run:
             kind = make_kind(recipe, reactor, self._first_started, pool)
         self.kind = kind
         self.queue = ResizableDispatchQueue(
-            kind.job, **recipe.queue.queue_kwargs(), retry=kind.retry, clock=reactor
+            kind.job, **self._queue_kwargs(), retry=kind.retry, clock=reactor
         )
         kind.bind(self.queue)
         self.output = OutputFile(recipe.output.path)
@@ -337,6 +337,10 @@ class Run:
         self._pump_scheduled = False
         self.display: ProgressDisplay | None = None  # made by run()
         self._ticker = task.LoopingCall(self._tick)
+
+    def _queue_kwargs(self) -> dict[str, Any]:
+        """The local queue's limits: the recipe's pace."""
+        return dict(self.recipe.queue.queue_kwargs())
 
     # -- input -------------------------------------------------------------
 
@@ -484,6 +488,8 @@ class Run:
         self._read_scheduled = False
         if self._input_done or self._stopping or self._closed or self._reading:
             return
+        if self._rows is None:
+            return  # another process reads the input
         self._reading = True
 
         def read(counts: Counts | None) -> Any:

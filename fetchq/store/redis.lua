@@ -200,11 +200,19 @@ local function unpack_done(env)
 end
 
 --@ add
--- ARGV: now, then per item: id, prio, key, arg, outcome ("" = pending),
+-- ARGV: now, fence ("" or "NAME TOKEN": refuse unless lease NAME is held by
+-- TOKEN), then per item: id, prio, key, arg, outcome ("" = pending),
 -- record; after the items: "meta", then name, value pairs.
 local now = now_ms()
+if ARGV[2] ~= "" then
+  local sp = string.find(ARGV[2], " ", 1, true)
+  local holder = redis.call("GET", P .. "lease:" .. string.sub(ARGV[2], 1, sp - 1))
+  if holder ~= string.sub(ARGV[2], sp + 1) then
+    return redis.error_reply("FENCED the lease is held by another process")
+  end
+end
 local added = 0
-local i = 2
+local i = 3
 while i <= #ARGV do
   if ARGV[i] == "\030meta" then
     for j = i + 1, #ARGV, 2 do
@@ -547,3 +555,26 @@ for k, id in ipairs(ids) do
 end
 if #ids < count then return {moved, -1} end
 return {moved, from + #ids}
+
+--@ lease
+-- ARGV: now, name, token, ms, action ("take", "renew" or "drop").  A named
+-- lease (the input's loader, the controller's leader): take it if free (or
+-- already ours), renew it if ours, drop it if ours.  Returns 1 if we hold it
+-- after the call, else 0; "take" also bumps the lease's epoch (fencing).
+local name, token, ms, action = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local key = P .. "lease:" .. name
+local holder = redis.call("GET", key)
+if action == "drop" then
+  if holder == token then redis.call("DEL", key) end
+  return 0
+end
+if holder == token then
+  redis.call("PEXPIRE", key, ms)
+  return 1
+end
+if action == "take" and not holder then
+  redis.call("SET", key, token, "PX", ms)
+  redis.call("INCR", key .. ":epoch")
+  return 1
+end
+return 0

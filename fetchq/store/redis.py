@@ -308,12 +308,25 @@ class RedisStore:
     # The Store protocol
 
     def add(
-        self, items: Iterable[NewItem], meta: Mapping[str, Any] | None = None
+        self,
+        items: Iterable[NewItem],
+        meta: Mapping[str, Any] | None = None,
+        *,
+        fence: str | None = None,
     ) -> Deferred[int]:
         """Insert ``items`` (pending, or done with their record) and ``meta``
-        in one script: all or nothing.  Known ids are skipped."""
+        in one script: all or nothing.  Known ids are skipped.
+
+        Args:
+            fence: the name of a lease this process must still hold (see
+                :meth:`lease`), or the add fails with ``FENCED``: a loader
+                that lost its lease cannot add rows behind its successor.
+        """
         self._check_open()
-        args: list[Any] = [self._now(None)]
+        args: list[Any] = [
+            self._now(None),
+            "" if fence is None else f"{fence} {self.worker}",
+        ]
         try:
             for item in items:
                 args += [
@@ -328,13 +341,13 @@ class RedisStore:
             # As a local store: the items before the failure are added (and
             # not the meta), then the error.
             error = e
-            d = self._eval("add", args) if len(args) > 1 else defer.succeed(0)
+            d = self._eval("add", args) if len(args) > 2 else defer.succeed(0)
             return d.addCallback(lambda _: defer.fail(error))
         if meta:
             args.append(_META)
             for name, value in meta.items():
                 args += [name, _dumps(value)]
-        if len(args) == 1:
+        if len(args) == 2:
             return defer.succeed(0)
         return self._eval("add", args).addCallback(int)
 
@@ -723,6 +736,16 @@ class RedisStore:
         if gone:
             ds.append(self._client.execute_command("HDEL", name, *gone))
         return defer.gatherResults(ds).addCallback(lambda _: None)
+
+    def lease(self, name: str, seconds: float, action: str = "take") -> Deferred[bool]:
+        """Take (if free), renew or drop the named lease for this process
+        (:attr:`worker`): one loader of the input, one leader of the
+        controller.  Fires with whether this process holds it now."""
+        self._check_open()
+        if action not in ("take", "renew", "drop"):
+            raise ValueError(f"action must be take, renew or drop, not {action!r}")
+        d = self._eval("lease", ["", name, self.worker, max(1, _ms(seconds)), action])
+        return d.addCallback(lambda held: int(held) == 1)
 
     def hold_lane(self, key: str | None, seconds: float) -> Deferred[float]:
         """Launch nothing from lane ``key`` for ``seconds`` (server time),

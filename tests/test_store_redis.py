@@ -1,0 +1,257 @@
+"""What only the Redis store does, against a real redis-server: limits that
+every worker obeys together (global width by leases, GCRA rates, lane width,
+rate and holds), leases renewed on the server's clock, named leases with
+fencing, batched writes that survive a lost connection, and the layout's
+memory per pending item.  (The Store contract itself runs on Redis in
+tests/test_store.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+from twisted.trial.unittest import TestCase
+
+from fetchq.store import NewItem
+from fetchq.store.base import StoreError
+from fetchq.store.redis import RedisStore, bucket, parse_url
+from tests import redis_server
+
+
+def items(lane: str | None, n: int, start: int = 0) -> list[NewItem]:
+    return [NewItem(f"{lane}-{i}", {"i": i}, 0, lane) for i in range(start, start + n)]
+
+
+class RedisTestCase(TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def connect(
+        self, run: str | None = None, **kw: Any
+    ) -> Generator[Any, Any, RedisStore]:
+        server = redis_server.shared()
+        store = yield RedisStore.connect(
+            server.url, run or redis_server.run_name(), reactor, **kw
+        )
+        self.addCleanup(store.close)
+        return store
+
+
+class LimitTests(RedisTestCase):
+    """Limits on a simulated clock: every deadline from the test's ``now``."""
+
+    @defer.inlineCallbacks
+    def test_global_width_counts_every_workers_leases(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """Two workers (two connections) never hold more than the run's width
+        between them; a slot comes back when its item is acked, and a dead
+        worker's slots come back when its leases run out."""
+        run = redis_server.run_name()
+        a = yield self.connect(run, server_time=False, renew=False)
+        b = yield self.connect(run, server_time=False, renew=False)
+        yield a.configure(width=3)
+        yield a.add(items("x", 10))
+        got_a = yield a.claim(2, 0.0, 10.0, per_lane=10, limits=True)
+        got_b = yield b.claim(5, 0.0, 10.0, per_lane=10, limits=True)
+        self.assertEqual((len(got_a), len(got_b)), (2, 1))
+        self.assertEqual((yield b.claim(5, 1.0, 10.0, per_lane=10, limits=True)), [])
+        yield a.ack(got_a[0].id, "ok", None, 1.0)
+        self.assertEqual(
+            len((yield b.claim(5, 1.0, 10.0, per_lane=10, limits=True))), 1
+        )
+        # a dies: its remaining lease ends at 10 s; then its slot is free
+        self.assertEqual((yield b.claim(5, 9.9, 10.0, per_lane=10, limits=True)), [])
+        again = yield b.claim(5, 10.0, 10.0, per_lane=10, limits=True)
+        self.assertEqual([c.id for c in again], [got_a[1].id])
+        self.assertEqual(again[0].attempts, 2)
+
+    @defer.inlineCallbacks
+    def test_global_rate_is_gcra(self) -> Generator[Any, Any, None]:
+        """At 10/s with a burst of 2, two launches come at once, then one
+        every 100 ms, however the claims are spread over workers; the claim
+        says when the next may come."""
+        run = redis_server.run_name()
+        a = yield self.connect(run, server_time=False, renew=False)
+        b = yield self.connect(run, server_time=False, renew=False)
+        yield a.configure(rate=10, burst=2)
+        yield a.add(items("x", 20))
+        got = yield a.claim(10, 0.0, 60.0, per_lane=10, limits=True)
+        self.assertEqual(len(got), 2)
+        self.assertAlmostEqual(a.last_wake, 0.1, places=3)
+        self.assertEqual((yield b.claim(10, 0.05, 60.0, per_lane=10, limits=True)), [])
+        launched = 2
+        t = 0.1
+        while t < 1.0 - 1e-9:
+            for store in (a, b):
+                got = yield store.claim(10, t, 60.0, per_lane=10, limits=True)
+                launched += len(got)
+            t = round(t + 0.05, 3)
+        self.assertEqual(launched, 2 + 9)  # at 0.1, 0.2, ... 0.9
+
+    @defer.inlineCallbacks
+    def test_lane_width_rate_and_hold(self) -> Generator[Any, Any, None]:
+        """A lane's width caps its leases; its rate spaces its launches; a
+        hold from any worker stops it until the hold ends, while the other
+        lanes go on."""
+        store = yield self.connect(server_time=False, renew=False)
+        yield store.configure(lane_width=2)
+        yield store.set_lane("slow", rate=1)
+        yield store.add(items("wide", 5) + items("slow", 5) + items("held", 5))
+        yield store.hold_lane("held", 30.0)
+        got = yield store.claim(20, 0.0, 60.0, per_lane=10, limits=True)
+        lanes = sorted(c.key or "" for c in got)
+        self.assertEqual(lanes, ["slow", "wide", "wide"])
+        got = yield store.claim(20, 0.5, 60.0, per_lane=10, limits=True)
+        self.assertEqual(got, [])  # wide at width, slow's next at 1 s
+        got = yield store.claim(20, 1.0, 60.0, per_lane=10, limits=True)
+        self.assertEqual([c.key for c in got], ["slow"])
+
+    @defer.inlineCallbacks
+    def test_paused_and_configure_reach_every_worker(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """paused=True hands out nothing to any worker; limits() reads back
+        what configure() set."""
+        run = redis_server.run_name()
+        a = yield self.connect(run, server_time=False, renew=False)
+        b = yield self.connect(run, server_time=False, renew=False)
+        yield a.add(items("x", 3))
+        yield a.configure(paused=True, width=7, rate=2.5)
+        self.assertEqual((yield b.claim(5, 0.0, 9.0, per_lane=5, limits=True)), [])
+        limits = yield b.limits()
+        self.assertEqual(
+            (limits["width"], limits["rate"], limits["paused"]), (7, 2.5, True)
+        )
+        yield a.configure(paused=None, width=None, rate=None)
+        self.assertEqual(len((yield b.claim(5, 0.0, 9.0, per_lane=5, limits=True))), 3)
+
+
+class LeaseTests(RedisTestCase):
+    @defer.inlineCallbacks
+    def test_leases_renew_while_a_job_runs(self) -> Generator[Any, Any, None]:
+        """On the server's clock, a held item's lease (0.3 s) is renewed
+        while this process holds it: after 1 s another worker still cannot
+        claim it; once the holder stops renewing, it can."""
+        run = redis_server.run_name()
+        a = yield self.connect(run)
+        b = yield self.connect(run, renew=False)
+        yield a.add(items("x", 1))
+        (got,) = yield a.claim(1, 0.0, 0.3, per_lane=1)
+        yield task.deferLater(reactor, 1.0, lambda: None)
+        self.assertEqual((yield b.claim(1, 0.0, 0.3, per_lane=1)), [])
+        assert a._renewer is not None
+        a._renewer.stop()
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        (again,) = yield b.claim(1, 0.0, 5.0, per_lane=1)
+        self.assertEqual((again.id, again.attempts), (got.id, 2))
+
+    @defer.inlineCallbacks
+    def test_named_lease_and_fence(self) -> Generator[Any, Any, None]:
+        """A named lease has one holder; a process that lost it cannot add
+        rows fenced by it; the new holder can."""
+        run = redis_server.run_name()
+        a = yield self.connect(run)
+        b = yield self.connect(run)
+        self.assertTrue((yield a.lease("loader", 0.2)))
+        self.assertFalse((yield b.lease("loader", 0.2)))
+        self.assertEqual((yield a.add(items("x", 1), fence="loader")), 1)
+        yield task.deferLater(reactor, 0.4, lambda: None)
+        self.assertTrue((yield b.lease("loader", 5.0)))
+        error = yield self.assertFailure(
+            a.add(items("x", 1, 1), fence="loader"), Exception
+        )
+        self.assertIn("FENCED", str(error))
+        self.assertEqual((yield b.add(items("x", 1, 1), fence="loader")), 1)
+        self.assertFalse((yield a.lease("loader", 5.0, "renew")))
+
+
+class ConnectTests(RedisTestCase):
+    @defer.inlineCallbacks
+    def test_unreachable_redis_is_a_clear_error(self) -> Generator[Any, Any, None]:
+        """A Redis that does not answer is a StoreError naming the host and
+        port, never the password, within the timeout."""
+        error = yield self.assertFailure(
+            RedisStore.connect(
+                "redis://:hunter2@127.0.0.1:1/0", "x", reactor, timeout=0.5
+            ),
+            StoreError,
+        )
+        self.assertIn("127.0.0.1:1", str(error))
+        self.assertNotIn("hunter2", str(error))
+
+    def test_parse_url(self) -> None:
+        """redis:// and rediss:// URLs parse; anything else is a ValueError
+        that names the part."""
+        self.assertEqual(
+            parse_url("rediss://u:p%40ss@h.example:6380/3"),
+            {
+                "host": "h.example",
+                "port": 6380,
+                "db": 3,
+                "username": "u",
+                "password": "p@ss",
+                "tls": True,
+            },
+        )
+        for bad in ("http://h/", "redis:///0", "redis://h/x", "redis://h:99999/0"):
+            self.assertRaises(ValueError, parse_url, bad)
+
+    @defer.inlineCallbacks
+    def test_writes_survive_a_lost_connection(self) -> Generator[Any, Any, None]:
+        """Acks made while Redis is down land once it is back (retried with
+        backoff), and flush() fires only then."""
+        server = redis_server.RedisServer(
+            "--appendonly", "yes", "--appendfsync", "always"
+        )
+        self.addCleanup(server.stop)
+        store = yield RedisStore.connect(server.url, "r", reactor, renew=False)
+        self.addCleanup(store.close)
+        yield store.add(items("x", 3))
+        got = yield store.claim(3, 0.0, 60.0, per_lane=3)
+        server.kill()
+        acks = [store.ack(c.id, "ok", {"n": 1}, 0.0) for c in got]
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        server.start()
+        yield store.flush()
+        self.assertEqual((yield defer.gatherResults(acks)), [True, True, True])
+        counts = yield store.counts()
+        self.assertEqual(dict(counts.done), {"ok": 3})
+
+
+class LayoutTests(RedisTestCase):
+    def test_bucket_matches_the_scripts(self) -> None:
+        """The Python bucket of an id is the one the scripts compute."""
+        self.assertEqual(bucket("abc"), "a99")  # sha1("abc") = a9993e36...
+
+    @defer.inlineCallbacks
+    def test_memory_per_pending_item(self) -> Generator[Any, Any, None]:
+        """A pending fetch row (a 55-byte URL, on 100 hosts) costs at most
+        250 bytes of Redis memory (used_memory before and after 20,000)."""
+        server = redis_server.RedisServer()
+        self.addCleanup(server.stop)
+        store = yield RedisStore.connect(server.url, "mem", reactor)
+        self.addCleanup(store.close)
+
+        def used() -> int:
+            info = server.command("INFO", "memory").decode()
+            return int(info.split("used_memory:")[1].split("\r")[0])
+
+        before = used()
+        n = 20_000
+        for start in range(0, n, 1000):
+            yield store.add(
+                NewItem(
+                    str(i),
+                    {
+                        "url": f"https://host{i % 100:03}.example.com/path/page-{i:08}.html",
+                        "id": str(i),
+                    },
+                    0,
+                    f"host{i % 100:03}.example.com",
+                )
+                for i in range(start, start + 1000)
+            )
+        per_item = (used() - before) / n
+        self.assertLessEqual(per_item, 250, per_item)
