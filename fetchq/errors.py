@@ -4,6 +4,8 @@
 
     FetchqError                      base of everything fetchq raises
     ├── QueueStopped                 put()/resume() on a queue that was stopped
+    ├── AlreadyQueued                DeferredPriorityQueue.put() of an item it
+    │   (ValueError, RuntimeError)   holds (RuntimeError as in txrdq)
     ├── JobError                     a job did not succeed; ``.job`` is the Job
     │   ├── JobFailed                its function failed (``job.failure`` holds why)
     │   └── JobCancelled             cancelled (also a Twisted ``CancelledError``)
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from fetchq.job import Job
 
 __all__ = [
+    "AlreadyQueued",
     "FetchqError",
     "JobCancelled",
     "JobError",
@@ -51,6 +54,14 @@ class FetchqError(Exception):
 
 class QueueStopped(FetchqError):
     """Raised by ``put()`` (and ``resume()``) once ``stop()`` has been called."""
+
+
+class AlreadyQueued(FetchqError, ValueError, RuntimeError):
+    """``DeferredPriorityQueue.put()`` of an item the queue already holds.
+
+    A ``ValueError`` (what fetchq raised before) and a ``RuntimeError`` (what
+    txrdq raised), so code written for either catches it.
+    """
 
 
 class JobError(FetchqError):
