@@ -29,7 +29,7 @@ carrying the job, so the caller always has the job's details.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError
 
@@ -64,8 +64,22 @@ class AlreadyQueued(FetchqError, ValueError, RuntimeError):
     """
 
 
+def _job_attribute(name: str) -> Any:
+    """A read-only property of a JobError that reads ``name`` off its job."""
+
+    def read(self: JobError) -> Any:
+        return getattr(self.job, name)
+
+    return property(read, doc=f"``self.job.{name}`` (txrdq errbacked with the job).")
+
+
 class JobError(FetchqError):
     """A job ended without a result.
+
+    txrdq errbacked with the Job itself; code that reads the job's attributes
+    off ``failure.value`` keeps working, because a JobError reads them through
+    from its job: ``state``, ``jobarg``, ``priority``, ``failure``,
+    ``result``, ``queuedTime``, ``startTime`` and ``stopTime``.
 
     Args:
         job: the job, with its timing, attempts and (for failures) the original
@@ -75,6 +89,15 @@ class JobError(FetchqError):
     def __init__(self, job: Job) -> None:
         super().__init__(job)
         self.job = job
+
+    state = _job_attribute("state")
+    jobarg = _job_attribute("jobarg")
+    priority = _job_attribute("priority")
+    failure = _job_attribute("failure")
+    result = _job_attribute("result")
+    queuedTime = _job_attribute("queued_at")
+    startTime = _job_attribute("launched_at")
+    stopTime = _job_attribute("stopped_at")
 
     def __str__(self) -> str:
         return f"{type(self).__name__}: {self.job!r}"
