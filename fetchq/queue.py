@@ -613,6 +613,10 @@ class ResizableDispatchQueue(LaneScheduling):
     def width(self, width: int) -> None:
         self.setWidth(width)
 
+    def getWidth(self) -> int:
+        """txrdq's getter for :attr:`width` (the width, even while paused)."""
+        return self._width
+
     def setWidth(self, width: int) -> None:
         """Change the width at any moment.
 

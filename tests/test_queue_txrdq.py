@@ -208,7 +208,15 @@ class AdminViewTests(SynchronousTestCase):
 
 
 class TxrdqKeywordTests(SynchronousTestCase):
-    """txrdq's camelCase keywords, accepted beside fetchq's."""
+    """txrdq's camelCase names and keywords, accepted beside fetchq's."""
+
+    def test_get_width(self) -> None:
+        """getWidth() reads the width txrdq's way, paused or not."""
+        queue, _, _ = make(3)
+        self.assertEqual(queue.getWidth(), 3)
+        queue.pause()
+        queue.setWidth(5)
+        self.assertEqual(queue.getWidth(), 5)
 
     def test_stop_cancel_underway_keyword(self) -> None:
         """
