@@ -157,7 +157,7 @@ class ResizableDispatchQueue(LaneScheduling):
         self._func = func
         self._width = check_width(width)
         # txrdq's pendingStops: slots open above the width after a narrowing,
-        # given up at the next job end (see pendingStops).
+        # given up as jobs end (see pendingStops, _slot_freed_narrowed).
         self._slots = self._width
         if size is not None:
             check_width(size, "size")
@@ -482,8 +482,6 @@ class ResizableDispatchQueue(LaneScheduling):
         d.errback(failure)
 
     def _slot_freed(self) -> None:
-        if self._slots > self._width:
-            self._slots = max(self._width, len(self._underway))
         if not self._underway:
             if self._drain_waiters:
                 waiters, self._drain_waiters = self._drain_waiters, []
@@ -494,6 +492,19 @@ class ResizableDispatchQueue(LaneScheduling):
                 return
         if self._heap:
             self._dispatch()
+
+    def _slot_freed_narrowed(self) -> None:
+        """``_slot_freed`` while a narrowing leaves slots open (pendingStops).
+
+        setWidth puts it in the instance's dict, shadowing the method, so
+        only a narrowed queue pays for this: a job ending gives up the idle
+        slots and its own, and once none is left above the width the plain
+        method is back.
+        """
+        self._slots = max(self._width, len(self._underway))
+        if self._slots == self._width:
+            vars(self).pop("_slot_freed", None)
+        type(self)._slot_freed(self)
 
     # ------------------------------------------------------------------
     # Cancelling
@@ -631,6 +642,9 @@ class ResizableDispatchQueue(LaneScheduling):
         old, self._width = self._width, width
         if width >= self._slots:
             self._slots = width
+            vars(self).pop("_slot_freed", None)
+        else:
+            vars(self)["_slot_freed"] = self._slot_freed_narrowed
         if self._observers and old != width:
             self._emit(WidthChanged(old, width))
         if width > old:

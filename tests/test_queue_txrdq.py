@@ -146,6 +146,29 @@ class PendingStopsTests(SynchronousTestCase):
         self.assertEqual(queue.pendingStops, 0)
         self.assertEqual(queue.size(), (1, 0))
 
+    def test_only_a_narrowed_queue_pays_for_them(self) -> None:
+        """
+        Counting them costs a job's end nothing unless a narrowing is still
+        unabsorbed: the queue's own _slot_freed runs again once the last
+        stop is given up, or once widening takes them all back.
+        """
+        queue, work, _ = make(2)
+        for arg in "abc":
+            queue.put(arg)
+        self.assertNotIn("_slot_freed", vars(queue))
+        queue.width = 1
+        self.assertIn("_slot_freed", vars(queue))
+        work.finish("a")
+        self.assertEqual(queue.pendingStops, 0)
+        self.assertNotIn("_slot_freed", vars(queue))
+        queue.width = 0
+        self.assertEqual(queue.pendingStops, 1)
+        queue.width = 1
+        self.assertEqual(queue.pendingStops, 0)
+        self.assertNotIn("_slot_freed", vars(queue))
+        work.finish("b")
+        self.assertEqual(work.calls, ["a", "b", "c"])
+
 
 class AdminViewTests(SynchronousTestCase):
     """underway(), size() and pending() as txrdq's callers read them."""
