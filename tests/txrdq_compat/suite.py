@@ -340,7 +340,12 @@ def convert(sdist: Path, cache: Path, converter: str | None = None) -> Path:
         shutil.move(str(package), str(result / "lib" / "txrdq"))
         (result / ".complete").write_text(f"txrdq {VERSION}, {converter}\n")
         shutil.rmtree(out, ignore_errors=True)
-        os.replace(result, out)
+        try:
+            os.replace(result, out)
+        except OSError:
+            if not (out / ".complete").exists():
+                raise
+            # Another run converted it meanwhile; theirs is as good.
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
