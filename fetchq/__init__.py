@@ -9,6 +9,7 @@ the jobs not yet processed.
 
 from fetchq.dpq import DeferredPriorityQueue
 from fetchq.errors import (
+    AlreadyQueued,
     FetchqError,
     JobCancelled,
     JobError,
@@ -38,6 +39,7 @@ from fetchq.retry import RetryPolicy
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyQueued",
     "ControlDecision",
     "DeferredPool",
     "DeferredPriorityQueue",

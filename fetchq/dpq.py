@@ -17,7 +17,7 @@ it grow without bound.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Generic, TypeVar
 
 from twisted.internet.defer import (
@@ -26,6 +26,8 @@ from twisted.internet.defer import (
     QueueUnderflow,
     succeed,
 )
+
+from fetchq.errors import AlreadyQueued
 
 __all__ = ["DeferredPriorityQueue"]
 
@@ -115,28 +117,30 @@ class DeferredPriorityQueue(Generic[T]):
         """The number of :meth:`get` Deferreds waiting for an item."""
         return len(self._waiters)
 
-    def put(self, item: T, priority: float = 0) -> None:
+    def put(self, obj: T, priority: float = 0) -> None:
         """Add an item to the queue, or hand it to a waiting :meth:`get`.
 
         If any :meth:`get` Deferred is waiting, the oldest one fires with
-        ``item`` at once and the item is not stored. Otherwise the item is
+        ``obj`` at once and the item is not stored. Otherwise the item is
         stored behind every queued item with the same priority.
 
         Args:
-            item: The item to add. It must be hashable.
+            obj: The item to add. It must be hashable. (Named as in
+                :meth:`twisted.internet.defer.DeferredQueue.put` and txrdq.)
             priority: Where the item sorts; lower values come out first.
 
         Raises:
-            ValueError: If ``item`` is already in the queue.
+            fetchq.AlreadyQueued: If ``obj`` is already in the queue; it is
+                both a ``ValueError`` and a ``RuntimeError`` (txrdq's).
             twisted.internet.defer.QueueOverflow: If no :meth:`get` is
                 waiting and the queue already holds ``size`` items.
         """
-        if item in self._live:
-            raise ValueError(f"{item!r} is already in the queue")
+        if obj in self._live:
+            raise AlreadyQueued(f"{obj!r} is already in the queue")
         if self._waiters:
-            self._waiters.pop(0).callback(item)
+            self._waiters.pop(0).callback(obj)
         elif self.size is None or len(self._live) < self.size:
-            self._push(item, priority)
+            self._push(obj, priority)
         else:
             raise QueueOverflow()
 
@@ -223,6 +227,11 @@ class DeferredPriorityQueue(Generic[T]):
             return them.
         """
         return [entry[2] for entry in sorted(self._live.values())]
+
+    def asGenerator(self) -> Iterator[T]:
+        """txrdq's view of the queued items: an iterator over a snapshot of
+        :meth:`pending` (txrdq's gave them in heap order, unsorted)."""
+        return iter(self.pending())
 
     def clear(self) -> list[T]:
         """Remove every item from the queue.

@@ -4,6 +4,8 @@
 
     FetchqError                      base of everything fetchq raises
     ├── QueueStopped                 put()/resume() on a queue that was stopped
+    ├── AlreadyQueued                DeferredPriorityQueue.put() of an item it
+    │   (ValueError, RuntimeError)   holds (RuntimeError as in txrdq)
     ├── JobError                     a job did not succeed; ``.job`` is the Job
     │   ├── JobFailed                its function failed (``job.failure`` holds why)
     │   └── JobCancelled             cancelled (also a Twisted ``CancelledError``)
@@ -27,7 +29,7 @@ carrying the job, so the caller always has the job's details.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from fetchq.job import Job
 
 __all__ = [
+    "AlreadyQueued",
     "FetchqError",
     "JobCancelled",
     "JobError",
@@ -62,8 +65,30 @@ class QueueStopped(FetchqError):
     """Raised by ``put()`` (and ``resume()``) once ``stop()`` has been called."""
 
 
+class AlreadyQueued(FetchqError, ValueError, RuntimeError):
+    """``DeferredPriorityQueue.put()`` of an item the queue already holds.
+
+    A ``ValueError`` (what fetchq raised before) and a ``RuntimeError`` (what
+    txrdq raised), so code written for either catches it.
+    """
+
+
+def _job_attribute(name: str) -> Any:
+    """A read-only property of a JobError that reads ``name`` off its job."""
+
+    def read(self: JobError) -> Any:
+        return getattr(self.job, name)
+
+    return property(read, doc=f"``self.job.{name}`` (txrdq errbacked with the job).")
+
+
 class JobError(FetchqError):
     """A job ended without a result.
+
+    txrdq errbacked with the Job itself; code that reads the job's attributes
+    off ``failure.value`` keeps working, because a JobError reads them through
+    from its job: ``state``, ``jobarg``, ``priority``, ``failure``,
+    ``result``, ``queuedTime``, ``startTime`` and ``stopTime``.
 
     Args:
         job: the job, with its timing, attempts and (for failures) the original
@@ -73,6 +98,15 @@ class JobError(FetchqError):
     def __init__(self, job: Job) -> None:
         super().__init__(job)
         self.job = job
+
+    state = _job_attribute("state")
+    jobarg = _job_attribute("jobarg")
+    priority = _job_attribute("priority")
+    failure = _job_attribute("failure")
+    result = _job_attribute("result")
+    queuedTime = _job_attribute("queued_at")
+    startTime = _job_attribute("launched_at")
+    stopTime = _job_attribute("stopped_at")
 
     def __str__(self) -> str:
         return f"{type(self).__name__}: {self.job!r}"

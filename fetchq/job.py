@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
-__all__ = ["TRANSITIONS", "Job", "JobState", "Outcome"]
+__all__ = ["TRANSITIONS", "Job", "JobList", "JobState", "Outcome"]
 
 
 class JobState(enum.Enum):
@@ -91,7 +91,9 @@ class Job:
     """One job: the argument given to ``put()``, its priority, lane key and
     identity, its state, and when it was queued, launched and stopped.
 
-    Jobs are made by the queue, never by hand.  A finished job is what the
+    Jobs are made by the queue.  One made by hand (``Job(arg, priority)``,
+    as txrdq's tests do) belongs to no queue: reprioritising it raises
+    ``KeyError`` and cancelling it does nothing.  A finished job is what the
     ``put()`` Deferred fires with (or, for a failure or cancellation, what the
     ``JobError`` it errbacks with carries as ``.job``).  Jobs returned by
     ``pending()``, ``underway()`` and ``stop()`` can be cancelled,
@@ -108,6 +110,12 @@ class Job:
         launched_at: clock time the latest attempt started, or None.
         stopped_at: clock time the job (or its latest attempt) stopped, or None.
         not_before: while retrying, the clock time of the next attempt.
+
+    txrdq's names still work: ``jobarg`` (``arg``), ``queuedTime``,
+    ``startTime`` and ``stopTime`` (``queued_at``, ``launched_at``,
+    ``stopped_at``), and the state constants ``Job.PENDING``,
+    ``Job.UNDERWAY``, ``Job.FINISHED`` (succeeded), ``Job.FAILED`` and
+    ``Job.CANCELLED``, which are :class:`JobState` members rather than ints.
     """
 
     # Kept small on purpose: a million pending jobs must fit in ~400 bytes each.
@@ -127,6 +135,12 @@ class Job:
         "stopped_at",
     )
 
+    PENDING = JobState.PENDING
+    UNDERWAY = JobState.UNDERWAY
+    FINISHED = JobState.SUCCEEDED
+    FAILED = JobState.FAILED
+    CANCELLED = JobState.CANCELLED
+
     arg: Any
     key: Any
     id: Any
@@ -143,11 +157,11 @@ class Job:
     def __init__(
         self,
         arg: Any,
-        priority: Any,
-        seq: int,
-        key: Any,
-        job_id: Any,
-        queued_at: float,
+        priority: Any = 0,
+        seq: int = 0,
+        key: Any = None,
+        job_id: Any = None,
+        queued_at: float = 0.0,
         attempts: int = 0,
     ) -> None:
         self.arg = arg
@@ -167,6 +181,26 @@ class Job:
     def priority(self) -> Any:
         """The job's priority: lower runs first."""
         return self._entry[0]
+
+    @property
+    def jobarg(self) -> Any:
+        """txrdq's name for :attr:`arg`."""
+        return self.arg
+
+    @property
+    def queuedTime(self) -> float:
+        """txrdq's name for :attr:`queued_at`."""
+        return self.queued_at
+
+    @property
+    def startTime(self) -> float | None:
+        """txrdq's name for :attr:`launched_at`."""
+        return self.launched_at
+
+    @property
+    def stopTime(self) -> float | None:
+        """txrdq's name for :attr:`stopped_at`."""
+        return self.stopped_at
 
     @property
     def result(self) -> Any:
@@ -221,3 +255,24 @@ class Job:
         self._entry = (state["priority"], 0, self)
         self._d = None
         self._outcome = state.get("result", state.get("failure"))
+
+
+class JobList(list[Job]):
+    """A list of jobs that also compares equal to a set of the same jobs.
+
+    ``underway()`` returns one: a list in launch order, as the seed describes
+    (``pending`` and ``underway`` "return lists of job instances"), that still
+    equals the set txrdq's ``underway()`` returned (``underway() == set()``).
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (set, frozenset)):
+            return len(other) == len(self) and other.issuperset(self)
+        return list.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None

@@ -34,8 +34,9 @@ class DeferredPool:
         first.callback("a")
         second.callback("b")  # pool is empty: done fires with None
 
-    ``notifyWhenEmpty`` is an alias of :meth:`notify_when_empty`, kept for
-    code written against txrdq's ``DeferredPool``.
+    ``notifyWhenEmpty(testImmediately=True)`` is :meth:`notify_when_empty`
+    under its txrdq name and keyword, kept for code written against txrdq's
+    ``DeferredPool``.
     """
 
     def __init__(self) -> None:
@@ -94,8 +95,17 @@ class DeferredPool:
         self._waiters.append(d)
         return d
 
-    #: Alias of :meth:`notify_when_empty`, kept for txrdq users.
-    notifyWhenEmpty = notify_when_empty
+    def notifyWhenEmpty(
+        self,
+        testImmediately: bool = True,  # noqa: N803 (txrdq's keyword)
+        *,
+        test_immediately: bool | None = None,
+    ) -> Deferred[None]:
+        """:meth:`notify_when_empty` under txrdq's name; takes txrdq's
+        ``testImmediately`` keyword as well as ``test_immediately``."""
+        if test_immediately is None:
+            return self.notify_when_empty(testImmediately)
+        return self.notify_when_empty(test_immediately)
 
     def status(self) -> tuple[int, int]:
         """Report how busy the pool is.

@@ -53,7 +53,7 @@ from fetchq.events import (
     RateChanged,
     WidthChanged,
 )
-from fetchq.job import Job, JobState, Outcome
+from fetchq.job import Job, JobList, JobState, Outcome
 from fetchq.lanes import Lane, LaneScheduling, live
 from fetchq.ratelimit import EPSILON, TokenBucket, check_rate, reconfigure
 from fetchq.retry import DEFAULT_RETRY, RetryPolicy
@@ -111,7 +111,9 @@ class ResizableDispatchQueue(LaneScheduling):
 
     Args:
         func: the one-argument function that processes a job.  It may return
-            a value, a Deferred or a coroutine, or raise.
+            a value, a Deferred or a coroutine, or raise.  None (as txrdq
+            allowed) makes a queue whose jobs fail when they launch, each
+            with a ``TypeError`` that says so.
         width: how many jobs may be underway at once (0 launches nothing).
         size: most jobs that may be pending; ``put()`` beyond raises
             ``twisted.internet.defer.QueueOverflow``.  None = unbounded.
@@ -128,11 +130,12 @@ class ResizableDispatchQueue(LaneScheduling):
 
     Raises:
         ValueError: for a negative or non-integer width, or a bad rate.
+        TypeError: if ``func`` is neither callable nor None.
     """
 
     def __init__(
         self,
-        func: Callable[[Any], Any],
+        func: Callable[[Any], Any] | None,
         width: int = 0,
         size: int | None = None,
         *,
@@ -145,7 +148,9 @@ class ResizableDispatchQueue(LaneScheduling):
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        if not callable(func):
+        if func is None:
+            func = _no_func
+        elif not callable(func):
             raise TypeError(f"func must be callable, not {func!r}")
         if clock is None:
             from twisted.internet import reactor
@@ -153,6 +158,9 @@ class ResizableDispatchQueue(LaneScheduling):
             clock = cast(ClockLike, reactor)
         self._func = func
         self._width = check_width(width)
+        # txrdq's pendingStops: slots open above the width after a narrowing,
+        # given up as jobs end (see pendingStops, _slot_freed_narrowed).
+        self._slots = self._width
         if size is not None:
             check_width(size, "size")
         self._size = size
@@ -195,6 +203,7 @@ class ResizableDispatchQueue(LaneScheduling):
         self._drain_waiters: list[Deferred[None]] = []
         self._stop_waiters: list[Deferred[list[Job]]] = []
         self._stop_result: list[Job] | None = None
+        self._left: list[Job] = []  # pending when stop() finished; never run
         self._cancelled_underway: list[Job] = []
         self._refresh_fast()
 
@@ -486,6 +495,19 @@ class ResizableDispatchQueue(LaneScheduling):
         if self._heap:
             self._dispatch()
 
+    def _slot_freed_narrowed(self) -> None:
+        """``_slot_freed`` while a narrowing leaves slots open (pendingStops).
+
+        setWidth puts it in the instance's dict, shadowing the method, so
+        only a narrowed queue pays for this: a job ending gives up the idle
+        slots and its own, and once none is left above the width the plain
+        method is back.
+        """
+        self._slots = max(self._width, len(self._underway))
+        if self._slots == self._width:
+            vars(self).pop("_slot_freed", None)
+        type(self)._slot_freed(self)
+
     # ------------------------------------------------------------------
     # Cancelling
 
@@ -557,9 +579,18 @@ class ResizableDispatchQueue(LaneScheduling):
         jobs = self.pending()
         for job in jobs:
             job.cancel()
+        self._left = []
         return jobs
 
-    clearQueue = clear  # txrdq's name
+    def clearQueue(
+        self,
+        cancelPending: bool = True,  # noqa: N803 (txrdq's keyword)
+        *,
+        cancel_pending: bool | None = None,
+    ) -> list[Job]:
+        """:meth:`clear` under txrdq's name; takes txrdq's ``cancelPending``
+        keyword as well as ``cancel_pending``."""
+        return self.clear(cancelPending if cancel_pending is None else cancel_pending)
 
     def withdraw(self, key: Any, only: Collection[Job] | None = None) -> list[Job]:
         """Take lane ``key``'s pending and retrying jobs (or only those of
@@ -598,6 +629,7 @@ class ResizableDispatchQueue(LaneScheduling):
 
     def _detach_pending(self) -> list[Job]:
         jobs = self.pending()
+        self._left = []
         for job in jobs:
             job._d = None
             job._entry = (job.priority, 0, job)  # every old entry is now stale
@@ -629,6 +661,10 @@ class ResizableDispatchQueue(LaneScheduling):
     def width(self, width: int) -> None:
         self.setWidth(width)
 
+    def getWidth(self) -> int:
+        """txrdq's getter for :attr:`width` (the width, even while paused)."""
+        return self._width
+
     def setWidth(self, width: int) -> None:
         """Change the width at any moment.
 
@@ -641,10 +677,27 @@ class ResizableDispatchQueue(LaneScheduling):
         """
         width = check_width(width)
         old, self._width = self._width, width
+        if width >= self._slots:
+            self._slots = width
+            vars(self).pop("_slot_freed", None)
+        else:
+            vars(self)["_slot_freed"] = self._slot_freed_narrowed
         if self._observers and old != width:
             self._emit(WidthChanged(old, width))
         if width > old:
             self._dispatch()
+
+    @property
+    def pendingStops(self) -> int:
+        """txrdq's count of launch slots still to be given up after a narrowing.
+
+        Narrowing leaves the slots that were open above the new width; they
+        are given up at the next job end (txrdq's idle slots gave theirs up
+        on the next reactor turn), after which this is the number of jobs
+        still underway beyond the width.  Widening takes them back first.
+        fetchq never needs it: narrowing is immediate and interrupts nothing.
+        """
+        return max(0, self._slots - self._width)
 
     @property
     def rate(self) -> float | None:
@@ -733,12 +786,18 @@ class ResizableDispatchQueue(LaneScheduling):
         """True once ``stop()`` has been called."""
         return self._stopped
 
-    def stop(self, cancel_underway: bool = False) -> Deferred[list[Job]]:
+    def stop(
+        self,
+        cancel_underway: bool = False,
+        *,
+        cancelUnderway: bool | None = None,  # noqa: N803 (txrdq's keyword)
+    ) -> Deferred[list[Job]]:
         """Stop for good: launch nothing more, refuse new jobs.
 
         Args:
             cancel_underway: cancel underway jobs instead of waiting for them;
                 they are then returned along with the pending ones.
+            cancelUnderway: txrdq's spelling of ``cancel_underway``.
 
         Returns:
             A Deferred that fires, once nothing is underway, with the jobs not
@@ -746,8 +805,12 @@ class ResizableDispatchQueue(LaneScheduling):
             retrying ones in dispatch order.  They pickle, and ``requeue()``
             puts them into a new queue.  The pending jobs' ``put()`` Deferreds
             are let go and never fire; cancelled underway jobs' Deferreds
-            errback with ``JobCancelled`` as any cancellation does.
+            errback with ``JobCancelled`` as any cancellation does.  The
+            pending ones still show in ``pending()`` and ``size()``, as in
+            txrdq, though they never run.
         """
+        if cancelUnderway is not None:
+            cancel_underway = cancelUnderway
         d: Deferred[list[Job]] = Deferred()
         if self._stop_result is not None:
             d.callback(list(self._stop_result))
@@ -767,7 +830,9 @@ class ResizableDispatchQueue(LaneScheduling):
     def _finish_stop(self) -> None:
         if self._stop_result is not None:
             return
-        jobs = self._cancelled_underway + self._detach_pending()
+        left = self._detach_pending()
+        jobs = self._cancelled_underway + left
+        self._left = left
         self._cancelled_underway = []
         self._stop_result = jobs
         if self._timer is not None:
@@ -799,7 +864,10 @@ class ResizableDispatchQueue(LaneScheduling):
 
     def pending(self) -> list[Job]:
         """A copy of the pending jobs in dispatch order: jobs that can run by
-        (priority, arrival), then jobs waiting to retry by their retry time."""
+        (priority, arrival), then jobs waiting to retry by their retry time.
+        Once stopped, the jobs ``stop()`` left pending (they never run)."""
+        if self._left:
+            return list(self._left)
         heap = self._heap
         pending = _PENDING
         if not self._lanes:
@@ -824,16 +892,18 @@ class ResizableDispatchQueue(LaneScheduling):
             jobs.extend([e[2] for e in waiting])
         return jobs
 
-    def underway(self) -> list[Job]:
-        """A copy of the jobs underway, in launch order."""
-        return list(self._underway)
+    def underway(self) -> JobList:
+        """A copy of the jobs underway, in launch order: a list that also
+        equals the set of them (txrdq returned a set)."""
+        return JobList(self._underway)
 
     def size(self) -> tuple[int, int]:
-        """``(underway, pending)`` counts; pending includes retrying jobs."""
-        return len(self._underway), self._npending
+        """``(underway, pending)`` counts; pending includes retrying jobs and,
+        once stopped, the jobs ``stop()`` left pending."""
+        return len(self._underway), self._npending + len(self._left)
 
     def __len__(self) -> int:
-        return self._npending
+        return self._npending + len(self._left)
 
     def reprioritize(self, job: Job, priority: float) -> None:
         """Give a pending (or retrying) job a new priority; it goes to the
@@ -961,6 +1031,14 @@ class ResizableDispatchQueue(LaneScheduling):
                 observer(event)
             except Exception:
                 log.failure("fetchq observer {observer!r} failed", observer=observer)
+
+
+def _no_func(arg: object) -> None:
+    """The job function of a queue made with ``func=None``."""
+    raise TypeError(
+        "this ResizableDispatchQueue was made with func=None, so it cannot run"
+        " jobs: give it a one-argument function"
+    )
 
 
 def _waiting(entry: tuple[float, int, Job]) -> bool:

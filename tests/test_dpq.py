@@ -19,6 +19,7 @@ from twisted.internet.defer import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
+from fetchq import AlreadyQueued, FetchqError
 from fetchq.dpq import DeferredPriorityQueue
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
@@ -483,6 +484,31 @@ class SizeAndMembershipTests(SynchronousTestCase):
         self.assertEqual(queue.pending(), ["a", "b"])
         self.assertEqual(len(queue), 2)
 
+    def test_duplicate_put_raises_runtime_error_as_txrdq(self) -> None:
+        """
+        The duplicate-item error is fetchq.AlreadyQueued, which is also a
+        RuntimeError, as txrdq raised, so txrdq-era handlers still catch it.
+        """
+        queue: DeferredPriorityQueue[str] = DeferredPriorityQueue()
+        queue.put("a", 5)
+        with self.assertRaises(RuntimeError) as caught:
+            queue.put("a", 0)
+        self.assertIsInstance(caught.exception, AlreadyQueued)
+        self.assertIsInstance(caught.exception, ValueError)
+        self.assertIsInstance(caught.exception, FetchqError)
+        self.assertIn("'a'", str(caught.exception))
+        self.assertEqual(queue.pending(), ["a"])
+
+    def test_put_takes_txrdq_keywords(self) -> None:
+        """
+        put(obj=..., priority=...), as txrdq's and Twisted's DeferredQueue's
+        keyword is spelled, queues the item.
+        """
+        queue: DeferredPriorityQueue[str] = DeferredPriorityQueue()
+        queue.put(obj="b", priority=2)
+        queue.put(obj="a", priority=1)
+        self.assertEqual(queue.pending(), ["a", "b"])
+
     def test_put_again_after_get(self) -> None:
         """An item returned by get() may be put again."""
         queue: DeferredPriorityQueue[str] = DeferredPriorityQueue()
@@ -514,6 +540,21 @@ class SnapshotTests(SynchronousTestCase):
         self.assertEqual(len(queue), 3)
         got = [self.successResultOf(queue.get()) for _ in range(3)]
         self.assertEqual(got, ["a", "b", "b2"])
+
+    def test_as_generator_is_txrdq_snapshot(self) -> None:
+        """
+        asGenerator(), txrdq's view, iterates the queued items (in get()
+        order) from a snapshot: changing the queue meanwhile changes nothing.
+        """
+        queue: DeferredPriorityQueue[str] = DeferredPriorityQueue()
+        queue.put("b", 2)
+        queue.put("a", 1)
+        queue.put("gone", 0)
+        queue.delete("gone")
+        items = queue.asGenerator()
+        queue.put("c", 0)
+        self.assertEqual(list(items), ["a", "b"])
+        self.assertEqual(list(queue.asGenerator()), ["c", "a", "b"])
 
     def test_clear(self) -> None:
         """clear() empties the queue and returns the items in get() order."""

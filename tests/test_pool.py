@@ -167,14 +167,34 @@ class NotifyWhenEmptyTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(done))
 
     def test_camel_case_alias(self) -> None:
-        """notifyWhenEmpty is the same method as notify_when_empty."""
-        self.assertIs(DeferredPool.notifyWhenEmpty, DeferredPool.notify_when_empty)
+        """notifyWhenEmpty behaves as notify_when_empty, positionally too."""
         pool = DeferredPool()
         self.assertIsNone(self.successResultOf(pool.notifyWhenEmpty()))
         waiter = pool.notifyWhenEmpty(False)
         self.assertNoResult(waiter)
         pool.add(succeed(None))
         self.assertIsNone(self.successResultOf(waiter))
+
+    def test_camel_case_alias_takes_txrdq_keyword(self) -> None:
+        """
+        notifyWhenEmpty(testImmediately=...) works as in txrdq: True on an
+        empty pool has fired, False waits for the next emptying; the
+        snake_case keyword is accepted too.
+        """
+        pool = DeferredPool()
+        self.assertIsNone(
+            self.successResultOf(pool.notifyWhenEmpty(testImmediately=True))
+        )
+        late = pool.notifyWhenEmpty(testImmediately=False)
+        also_late = pool.notifyWhenEmpty(test_immediately=False)
+        self.assertEqual(pool.status(), (0, 2))
+        d: Deferred[None] = Deferred()
+        pool.add(d)
+        self.assertNoResult(late)
+        d.callback(None)
+        self.assertIsNone(self.successResultOf(late))
+        self.assertIsNone(self.successResultOf(also_late))
+        self.assertEqual(pool.status(), (0, 0))
 
 
 class AddTests(SynchronousTestCase):

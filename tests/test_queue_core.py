@@ -850,7 +850,8 @@ class PauseTests(SynchronousTestCase):
     def test_stop_while_paused_returns_pending(self) -> None:
         """
         stop() on a paused queue with nothing underway fires at once with the
-        pending jobs, whose own Deferreds never fire.
+        pending jobs, whose own Deferreds never fire; pending() and size()
+        still show them, as txrdq's did.
         """
         queue, work, clock = make(1)
         da = queue.put("a")
@@ -866,7 +867,8 @@ class PauseTests(SynchronousTestCase):
         self.assertNoResult(db)
         self.assertNoResult(dc)
         self.assertEqual(work.calls, ["a"])
-        self.assertEqual(queue.size(), (0, 0))
+        self.assertEqual(queue.size(), (0, 2))
+        self.assertEqual(queue.pending(), jobs)
 
     def test_resume_after_stop_raises(self) -> None:
         """resume() after stop() raises QueueStopped and launches nothing."""
@@ -909,7 +911,8 @@ class StopTests(SynchronousTestCase):
         """
         stop(cancel_underway=True) cancels the underway jobs and returns them
         first (launch order), then the pending ones (dispatch order); the
-        cancelled ones errback JobCancelled, the pending ones never fire.
+        cancelled ones errback JobCancelled, the pending ones never fire and
+        are what size() and pending() count afterwards.
         """
         queue, work, clock = make(2)
         ds = {}
@@ -931,7 +934,8 @@ class StopTests(SynchronousTestCase):
         self.assertNoResult(ds["c"])
         self.assertNoResult(ds["d"])
         self.assertEqual(work.calls, ["a", "b"])
-        self.assertEqual(queue.size(), (0, 0))
+        self.assertEqual(queue.size(), (0, 2))
+        self.assertEqual(queue.pending(), jobs[2:])
 
     def test_stop_cancel_underway_waits_for_stubborn_work(self) -> None:
         """
@@ -1006,7 +1010,8 @@ class StopTests(SynchronousTestCase):
         """
         A job that raises RetryAfter(5) while the queue is stopping is
         returned by stop() in state retrying (after the pending jobs), its
-        put() Deferred never fires and it is not run again.
+        put() Deferred never fires and it is not run again; size() counts it
+        with the pending job left behind.
         """
         clock = Clock()
         calls: list[str] = []
@@ -1034,7 +1039,7 @@ class StopTests(SynchronousTestCase):
         clock.advance(60)
         self.assertNoResult(da)
         self.assertEqual(calls, ["a"])
-        self.assertEqual(queue.size(), (0, 0))
+        self.assertEqual(queue.size(), (0, 2))
 
 
 class ClearTests(SynchronousTestCase):

@@ -382,15 +382,15 @@ class QueueRateTests(SynchronousTestCase):
 
     def test_stop_with_rate_limited_backlog(self) -> None:
         """stop() on a rate-held backlog fires at once with the pending jobs
-        in dispatch order; nothing launches after, no timer is left, and
-        put() raises QueueStopped."""
+        in dispatch order (still counted by size()); nothing launches after,
+        no timer is left, and put() raises QueueStopped."""
         q, worker, clock = self.make(rate=1)
         for i in range(5):
             q.put(i, priority=-i if i else 0)
         advance_to(clock, 0.5)
         jobs = self.successResultOf(q.stop())
         self.assertEqual([j.arg for j in jobs], [4, 3, 2, 1])
-        self.assertEqual(q.size(), (0, 0))
+        self.assertEqual(q.size(), (0, 4))
         advance_to(clock, 10.0)
         self.assertEqual(worker.args, [0])
         self.assertEqual(clock.getDelayedCalls(), [])

@@ -1,0 +1,5 @@
+"""``txrdq.job``: fetchq's Job."""
+
+from fetchq.job import Job
+
+__all__ = ["Job"]

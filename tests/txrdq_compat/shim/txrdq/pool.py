@@ -1,0 +1,5 @@
+"""``txrdq.pool``: fetchq's DeferredPool."""
+
+from fetchq.pool import DeferredPool
+
+__all__ = ["DeferredPool"]
