@@ -54,16 +54,16 @@ class LimitTests(RedisTestCase):
         yield a.configure(width=3)
         yield a.add(items("x", 10))
         got_a = yield a.claim(2, 0.0, 10.0, per_lane=10, limits=True)
-        got_b = yield b.claim(5, 0.0, 10.0, per_lane=10, limits=True)
+        got_b = yield b.claim(5, 0.0, 60.0, per_lane=10, limits=True)
         self.assertEqual((len(got_a), len(got_b)), (2, 1))
-        self.assertEqual((yield b.claim(5, 1.0, 10.0, per_lane=10, limits=True)), [])
+        self.assertEqual((yield b.claim(5, 1.0, 60.0, per_lane=10, limits=True)), [])
         yield a.ack(got_a[0].id, "ok", None, 1.0)
         self.assertEqual(
-            len((yield b.claim(5, 1.0, 10.0, per_lane=10, limits=True))), 1
+            len((yield b.claim(5, 1.0, 60.0, per_lane=10, limits=True))), 1
         )
         # a dies: its remaining lease ends at 10 s; then its slot is free
-        self.assertEqual((yield b.claim(5, 9.9, 10.0, per_lane=10, limits=True)), [])
-        again = yield b.claim(5, 10.0, 10.0, per_lane=10, limits=True)
+        self.assertEqual((yield b.claim(5, 9.9, 60.0, per_lane=10, limits=True)), [])
+        again = yield b.claim(5, 10.0, 60.0, per_lane=10, limits=True)
         self.assertEqual([c.id for c in again], [got_a[1].id])
         self.assertEqual(again[0].attempts, 2)
 
@@ -99,7 +99,7 @@ class LimitTests(RedisTestCase):
         yield store.configure(lane_width=2)
         yield store.set_lane("slow", rate=1)
         yield store.add(items("wide", 5) + items("slow", 5) + items("held", 5))
-        yield store.hold_lane("held", 30.0)
+        yield store.hold_lane("held", 30.0, now=0.0)
         got = yield store.claim(20, 0.0, 60.0, per_lane=10, limits=True)
         lanes = sorted(c.key or "" for c in got)
         self.assertEqual(lanes, ["slow", "wide", "wide"])
@@ -245,7 +245,8 @@ class LayoutTests(RedisTestCase):
                 NewItem(
                     str(i),
                     {
-                        "url": f"https://host{i % 100:03}.example.com/path/page-{i:08}.html",
+                        "url": f"https://host{i % 100:03}.example.com"
+                        f"/path/page-{i:08}.html",
                         "id": str(i),
                     },
                     0,

@@ -14,25 +14,34 @@
 --   P cfg        HASH   width, rate, burst, lane_width, lane_rate, lane_burst,
 --                       paused (limits; empty = none)
 --   P seq        STRING insertion counter (FIFO within a priority)
---   P i:BBB      HASH   id -> item: prio US key US attempts US seq US arg
+--   P i:BBB      HASH   id -> item: prio US lane id US attempts US seq US arg
 --                       (pending or claimed; BBB = 3 hex digits of sha1(id))
 --   P d:BBB      HASH   id -> done: outcome US record_seq US done-at ms US
 --                       the item's five fields US record-json (the record
 --                       last: JSON never holds a raw US byte)
---   P q:LANE     ZSET   pending items of a lane: score priority, member
---                       "%012x:id" (seq first: FIFO among equal priorities)
+--   P q:LANE:PRI LIST   a lane's pending items of one priority, in insertion
+--                       order: "%012x:id" (seq first)
+--   P qp:LANE    ZSET   the priorities a lane has lists for (score = priority)
+--   P rq:LANE    ZSET   a lane's items that came back (requeued, retried,
+--                       leases run out): score priority, member "%012x:id";
+--                       a claim takes the best of its head and the lists'
+--   (Lists cost about 16 bytes an item at any length, where a ZSET over 128
+--   items costs about 110: most pending items are in lists.)
 --   P lanes      ZSET   lane -> earliest ms it may launch (lanes with items)
 --   P delayed    ZSET   id -> not_before ms (pending, waiting)
 --   P leases     ZSET   id -> lease deadline ms (claimed); ZCARD = in flight
 --   P owner      HASH   id -> worker that claimed it
 --   P lane:LANE  HASH   f (in flight), t (rate TAT ms), h (held until ms)
---   P lcfg:LANE  HASH   a lane's own width/rate/burst
+--   P lcfg:NAME  HASH   a lane's own width/rate/burst
+--   P lid, lnm   HASH   lane name -> lane id, and back: items, queues and
+--                       the calendar use the short id (memory per item)
 --   P tat        STRING the global rate's TAT (GCRA)
 --   P rr         STRING turns given to served lanes (round-robin order)
 --   P rec        LIST   ids in ack order (index = record seq - 1; "" = reopened)
 --   P n          HASH   counters: pending, claimed, done:OUTCOME
 --   P meta       HASH   name -> JSON value
--- A lane's name is "+" .. key, or "-" for items without a key.
+-- A lane's name is "+" .. key, or "-" for items without a key; inside, a
+-- lane is known by a short id (LANE above), its name only at the edges.
 
 local US = "\031"
 local CFG = KEYS[1]
@@ -70,6 +79,25 @@ local function member(seq, id)
   return string.format("%012x", tonumber(seq)) .. ":" .. id
 end
 
+local function lane_id(name)
+  local id = redis.call("HGET", P .. "lid", name)
+  if not id then
+    id = tostring(redis.call("INCR", P .. "lseq"))
+    redis.call("HSET", P .. "lid", name, id)
+    redis.call("HSET", P .. "lnm", id, name)
+  end
+  return id
+end
+
+local function lane_of(id)
+  return redis.call("HGET", P .. "lnm", id)
+end
+
+-- An item's fields as the caller sees them: the lane by name.
+local function named(f)
+  return {f[1], lane_of(f[2]), f[3], f[4], f[5]}
+end
+
 local function num(v, default)
   if v == false or v == nil or v == "" then return default end
   return tonumber(v)
@@ -83,7 +111,7 @@ local function cfg_all()
 end
 
 local function lane_limits(lane, c)
-  local own = redis.call("HMGET", P .. "lcfg:" .. lane, "width", "rate", "burst")
+  local own = redis.call("HMGET", P .. "lcfg:" .. lane_of(lane), "width", "rate", "burst")
   local width = num(own[1], num(c.lane_width, nil))
   local rate = num(own[2], num(c.lane_rate, nil))
   local burst = num(own[3], num(c.lane_burst, 1))
@@ -117,18 +145,69 @@ local function wake_lane(lane, at)
   redis.call("ZADD", P .. "lanes", "LT", at, lane)
 end
 
-local function enqueue(id, f, now)
+-- Pending items of a lane: appended to its priority's list when new (their
+-- seq is the largest yet), into rq when they come back.
+local function enqueue(id, f, now, fresh)
   local lane = f[2]
-  redis.call("ZADD", P .. "q:" .. lane, tonumber(f[1]), member(f[4], id))
+  local m = member(f[4], id)
+  if fresh then
+    redis.call("RPUSH", P .. "q:" .. lane .. ":" .. f[1], m)
+    redis.call("ZADD", P .. "qp:" .. lane, "NX", tonumber(f[1]), f[1])
+  else
+    redis.call("ZADD", P .. "rq:" .. lane, tonumber(f[1]), m)
+  end
   local held = num(redis.call("HGET", P .. "lane:" .. lane, "h"), 0)
   wake_lane(lane, math.max(now, held))
+end
+
+local function lane_pending(lane)
+  return redis.call("EXISTS", P .. "qp:" .. lane, P .. "rq:" .. lane) > 0
+end
+
+-- The lane's best pending item: {member, priority, "list"/"rq", list prio}
+local function lane_head(lane)
+  local best = nil
+  local pr = redis.call("ZRANGE", P .. "qp:" .. lane, 0, 0, "WITHSCORES")
+  if pr[1] then
+    local m = redis.call("LINDEX", P .. "q:" .. lane .. ":" .. pr[1], 0)
+    if m then best = {m, tonumber(pr[2]), "list", pr[1]} end
+  end
+  local r = redis.call("ZRANGE", P .. "rq:" .. lane, 0, 0, "WITHSCORES")
+  if r[1] then
+    local score = tonumber(r[2])
+    if best == nil or score < best[2] or (score == best[2] and r[1] < best[1]) then
+      best = {r[1], score, "rq"}
+    end
+  end
+  return best
+end
+
+local function drop_head(lane, head)
+  if head[3] == "rq" then
+    redis.call("ZREM", P .. "rq:" .. lane, head[1])
+  else
+    local list = P .. "q:" .. lane .. ":" .. head[4]
+    redis.call("LPOP", list)
+    if redis.call("LLEN", list) == 0 then
+      redis.call("ZREM", P .. "qp:" .. lane, head[4])
+    end
+  end
+end
+
+local function unqueue(lane, f, id)
+  local m = member(f[4], id)
+  if redis.call("ZREM", P .. "rq:" .. lane, m) == 1 then return end
+  local list = P .. "q:" .. lane .. ":" .. f[1]
+  if redis.call("LREM", list, 1, m) == 1 and redis.call("LLEN", list) == 0 then
+    redis.call("ZREM", P .. "qp:" .. lane, f[1])
+  end
 end
 
 local function lane_release(lane, now)
   local key = P .. "lane:" .. lane
   local left = redis.call("HINCRBY", key, "f", -1)
   if left < 0 then redis.call("HSET", key, "f", 0) end
-  if redis.call("ZCARD", P .. "q:" .. lane) > 0 then
+  if lane_pending(lane) then
     local held = num(redis.call("HGET", key, "h"), 0)
     wake_lane(lane, math.max(now, held))
   end
@@ -166,13 +245,13 @@ local function detach(id, f, now)
     counter("claimed", -1)
     return "claimed"
   end
-  redis.call("ZREM", P .. "q:" .. lane, member(f[4], id))
-  redis.call("ZREM", P .. "delayed", id)
+  if redis.call("ZREM", P .. "delayed", id) == 0 then unqueue(lane, f, id) end
   counter("pending", -1)
   return "pending"
 end
 
 local function done(id, b, f, outcome, record, at)
+  -- f names its lane (done items keep the name: they leave the lanes)
   local seq = redis.call("RPUSH", P .. "rec", id)
   redis.call("HSET", P .. "d:" .. b, id,
              outcome .. US .. seq .. US .. at .. US .. join(f) .. US .. record)
@@ -182,7 +261,7 @@ end
 local function finish(id, b, f, outcome, record, now)
   detach(id, f, now)
   redis.call("HDEL", P .. "i:" .. b, id)
-  done(id, b, f, outcome, record, now)
+  done(id, b, named(f), outcome, record, now)
 end
 
 -- A done envelope's parts: outcome, record seq, done at (ms or ""), the
@@ -228,13 +307,13 @@ while i <= #ARGV do
     and redis.call("HEXISTS", P .. "d:" .. b, id) == 0 then
     local seq = redis.call("INCR", P .. "seq")
     added = added + 1
-    local f = {prio, key, "0", tostring(seq), arg}
     if outcome == "" then
+      local f = {prio, lane_id(key), "0", tostring(seq), arg}
       redis.call("HSET", P .. "i:" .. b, id, join(f))
-      enqueue(id, f, now)
+      enqueue(id, f, now, true)
       counter("pending", 1)
     else
-      done(id, b, f, outcome, record, "")
+      done(id, b, {prio, key, "0", tostring(seq), arg}, outcome, record, "")
     end
   end
 end
@@ -262,7 +341,10 @@ local per_lane = num(ARGV[4], nil)
 local lease_ms = tonumber(ARGV[5])
 local use_limits = ARGV[6] == "1"
 local skip = {}
-for i = 7, #ARGV do skip[ARGV[i]] = true end
+for i = 7, #ARGV do
+  local id = redis.call("HGET", P .. "lid", ARGV[i])
+  if id then skip[id] = true end
+end
 local c = cfg_all()
 promote(now, c)
 local out = {-1}
@@ -297,7 +379,7 @@ local function take(id, lane)
   counter("pending", -1)
   counter("claimed", 1)
   out[#out + 1] = id
-  out[#out + 1] = join(f)
+  out[#out + 1] = join(named(f))
   taken = taken + 1
 end
 
@@ -310,21 +392,18 @@ if free > 0 and per_lane == nil then
   -- Global priority order: the best head among the lanes, item by item.
   local lanes = redis.call("ZRANGE", P .. "lanes", 0, -1)
   while taken < free do
-    local best, best_lane, best_score = nil, nil, nil
+    local best, best_lane = nil, nil
     for _, lane in ipairs(lanes) do
-      local head = redis.call("ZRANGE", P .. "q:" .. lane, 0, 0, "WITHSCORES")
-      if head[1] then
-        local score = tonumber(head[2])
-        if best == nil or score < best_score
-          or (score == best_score and head[1] < best) then
-          best, best_lane, best_score = head[1], lane, score
-        end
+      local head = lane_head(lane)
+      if head and (best == nil or head[2] < best[2]
+          or (head[2] == best[2] and head[1] < best[1])) then
+        best, best_lane = head, lane
       end
     end
     if best == nil then break end
-    redis.call("ZREM", P .. "q:" .. best_lane, best)
-    take(string.sub(best, 14), best_lane)
-    if redis.call("ZCARD", P .. "q:" .. best_lane) == 0 then
+    drop_head(best_lane, best)
+    take(string.sub(best[1], 14), best_lane)
+    if not lane_pending(best_lane) then
       redis.call("ZREM", P .. "lanes", best_lane)
     end
   end
@@ -363,8 +442,9 @@ elseif free > 0 then
         local w = gcra_wait(tat, now, rate, burst)
         if w > 0 then soon(now + w); free = taken; break end
       end
-      local head = redis.call("ZPOPMIN", P .. "q:" .. lane, 1)
-      if not head[1] then break end
+      local head = lane_head(lane)
+      if not head then break end
+      drop_head(lane, head)
       take(string.sub(head[1], 14), lane)
       got = got + 1
       n = n - 1
@@ -376,7 +456,7 @@ elseif free > 0 then
       local w = gcra_wait(ltat, now, lrate, lburst)
       if w > 0 then next_at = math.max(next_at, now + w) end
     end
-    if redis.call("ZCARD", P .. "q:" .. lane) == 0 then
+    if not lane_pending(lane) then
       redis.call("ZREM", P .. "lanes", lane)
     elseif lwidth and inflight + got >= lwidth then
       redis.call("ZREM", P .. "lanes", lane) -- back when a slot frees
@@ -387,13 +467,18 @@ elseif free > 0 then
   end
 end
 if rate and taken > 0 then redis.call("SET", P .. "tat", tat) end
--- When something may next be claimable.
+-- When something may next be claimable: a lane coming due, a retry time, a
+-- lease running out; but never before the global rate allows a launch.
+wake = nil
 local first = redis.call("ZRANGE", P .. "lanes", 0, 0, "WITHSCORES")
 if first[2] then soon(math.max(tonumber(first[2]), now)) end
 local d = redis.call("ZRANGE", P .. "delayed", 0, 0, "WITHSCORES")
 if d[2] then soon(tonumber(d[2])) end
 local l = redis.call("ZRANGE", P .. "leases", 0, 0, "WITHSCORES")
 if l[2] then soon(tonumber(l[2])) end
+if wake and rate then
+  wake = math.max(wake, now + gcra_wait(tat, now, rate, burst))
+end
 if wake then out[1] = math.max(0, wake - now) end
 return out
 
@@ -482,7 +567,7 @@ return #ids
 --@ hold
 -- ARGV: now, lane, seconds.  Holds only ever extend.  Returns the end (ms).
 local now = now_ms()
-local lane, ms = ARGV[2], tonumber(ARGV[3]) * 1000
+local lane, ms = lane_id(ARGV[2]), tonumber(ARGV[3]) * 1000
 local key = P .. "lane:" .. lane
 local until_ms = math.max(num(redis.call("HGET", key, "h"), 0), now + ms)
 redis.call("HSET", key, "h", until_ms)
@@ -495,10 +580,11 @@ local id = ARGV[2]
 local b = bucket(id)
 local raw = redis.call("HGET", P .. "i:" .. b, id)
 if raw then
+  local named_raw = join(named(split(raw)))
   local lease = redis.call("ZSCORE", P .. "leases", id)
-  if lease then return {"claimed", raw, lease} end
+  if lease then return {"claimed", named_raw, lease} end
   local nb = redis.call("ZSCORE", P .. "delayed", id)
-  return {"pending", raw, nb or ""}
+  return {"pending", named_raw, nb or ""}
 end
 local done = redis.call("HGET", P .. "d:" .. b, id)
 if done then return {"done", done, ""} end
@@ -544,9 +630,9 @@ for k, id in ipairs(ids) do
         redis.call("LSET", P .. "rec", from + k - 1, "")
         counter("done:" .. outcome, -1)
         local seq = redis.call("INCR", P .. "seq")
-        local f = {parts[4], parts[5], "0", tostring(seq), parts[8]}
+        local f = {parts[4], lane_id(parts[5]), "0", tostring(seq), parts[8]}
         redis.call("HSET", P .. "i:" .. b, id, join(f))
-        enqueue(id, f, now)
+        enqueue(id, f, now, true)
         counter("pending", 1)
         moved = moved + 1
       end

@@ -121,6 +121,14 @@ def _key_of(lane: str) -> str | None:
     return None if lane == "-" else lane[1:]
 
 
+def _priority_text(priority: int | float) -> str:
+    """A priority as the scripts keep it: one text per value (1 and 1.0 are
+    the same priority, and FIFO between them holds)."""
+    if isinstance(priority, float) and priority.is_integer():
+        return str(int(priority))
+    return repr(priority)
+
+
 def _priority(text: str) -> int | float:
     try:
         return int(text)
@@ -267,7 +275,9 @@ class RedisStore:
             policy = yield client.execute_command("CONFIG", "GET", "maxmemory-policy")
         except Exception as e:
             with contextlib.suppress(Exception):
-                yield client.disconnect()
+                gone = client.disconnect()
+                gone.addTimeout(1.0, reactor)
+                yield gone
             raise StoreError(f"{where}: cannot use it: {_short(e)}") from None
         version = _info(info, "redis_version") or "0"
         if int(version.split(".")[0]) < 7:
@@ -331,7 +341,7 @@ class RedisStore:
             for item in items:
                 args += [
                     item.id,
-                    repr(item.priority),
+                    _priority_text(item.priority),
                     lane_name(item.key),
                     _dumps(item.arg),
                     item.outcome or "",
@@ -747,29 +757,26 @@ class RedisStore:
         d = self._eval("lease", ["", name, self.worker, max(1, _ms(seconds)), action])
         return d.addCallback(lambda held: int(held) == 1)
 
-    def hold_lane(self, key: str | None, seconds: float) -> Deferred[float]:
-        """Launch nothing from lane ``key`` for ``seconds`` (server time),
-        for every worker; holds only ever extend.  Fires with the seconds
-        the hold has left."""
+    def hold_lane(
+        self, key: str | None, seconds: float, now: float | None = None
+    ) -> Deferred[float]:
+        """Launch nothing from lane ``key`` for ``seconds`` (from the
+        server's now, or the caller's ``now`` without server time), for
+        every worker; holds only ever extend.  Fires with ``seconds``."""
         self._check_open()
-        d = self._eval("hold", [self._now(None), lane_name(key), f"{seconds:.3f}"])
+        at = "" if self._server_time else str(_ms(now or 0.0))
+        d = self._eval("hold", [at, lane_name(key), f"{seconds:.3f}"])
         return d.addCallback(lambda _: seconds)
 
 
 async def _wait_connected(client: Any, timeout: float, reactor: Any) -> None:
-    """PING until the lazy pool has a connection, or raise after ``timeout``."""
-    from twisted.internet.task import deferLater
-
-    waited = 0.0
-    while True:
-        try:
-            await client.ping()
-            return
-        except Exception:
-            if waited >= timeout:
-                raise
-        await deferLater(reactor, 0.1, lambda: None)
-        waited += 0.1
+    """PING until the lazy pool answers, or raise after ``timeout``."""
+    d: Deferred[Any] = client.ping()
+    d.addTimeout(timeout, reactor)
+    try:
+        await d
+    except defer.TimeoutError:
+        raise StoreError(f"no answer within {timeout:g}s") from None
 
 
 def _ms(seconds: float) -> int:
