@@ -79,6 +79,25 @@ api:
 """
 
 
+WIDE_API_RECIPE = """\
+kind: api
+input:
+  path: users.jsonl
+  id_field: id
+output:
+  path: out/pages.jsonl
+queue:
+  width: 50
+api:
+  base_url: {base}
+  path: /2/users/{{id}}/tweets
+  token: ${{API_TOKEN}}
+  pagination:
+    max_pages: 3
+  reset_margin: 100ms
+"""
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -210,3 +229,48 @@ class KindRunTests(TestCase):
         self.assertEqual(len(pages), 36)
         # 36 calls at 10 per window: the fourth window must start (3 s).
         self.assertGreater(elapsed, 3.0)
+
+    @defer.inlineCallbacks
+    def test_api_run_wider_than_the_quota(self) -> Generator[Any, Any, None]:
+        """A real `fetchq run` (its own process) of an api recipe at width 50
+        against 15 calls per 1 s window, the fake on a loopback port with
+        answers taking 10-30 ms in any order: 20 users x 3 pages, and the
+        fake served no 429, every page of every user has its record, and
+        the run exits 0.  (Before the fix each window after the first held
+        the lane for a guessed minute, so the run outlived the test's 120 s
+        timeout.)"""
+        served = serve_api(
+            reactor,
+            quotas={"/2/users/{id}/tweets": (15, 1.0)},
+            latency=0.01,
+            jitter=0.02,
+            aligned=True,
+            pages=3,
+            items_per_page=5,
+        )
+        self.addCleanup(served.stop)
+        rows = [json.dumps({"id": str(100 + i)}) for i in range(20)]
+        (self.folder / "users.jsonl").write_text("\n".join(rows) + "\n")
+        recipe = self.folder / "api.yaml"
+        recipe.write_text(WIDE_API_RECIPE.format(base=served.url))
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fetchq", "run", str(recipe)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        while process.poll() is None:
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        stderr = process.stderr.read() if process.stderr else b""
+        self.assertEqual(process.returncode, 0, stderr)
+        self.assertEqual(sum(served.fake.throttled.values()), 0)
+        self.assertEqual(served.fake.statuses[429], 0)
+        records = read_jsonl(self.folder / "out" / "pages.jsonl")
+        self.assertEqual(
+            sorted((r["id"], r["page"]) for r in records),
+            sorted((str(100 + i), page) for i in range(20) for page in (1, 2, 3)),
+        )
+        self.assertEqual({r["outcome"] for r in records}, {"ok"})
+        self.assertEqual(served.fake.requests["/2/users/{id}/tweets"], 60)
