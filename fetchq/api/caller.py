@@ -321,8 +321,8 @@ class Budget:
     Attributes:
         limit: the announced limit, or None.
         remaining: requests left as last announced (lowest in the window),
-            or None when unknown (nothing announced, or a new window whose
-            limit is unknown).
+            or None when unknown (nothing announced, or a new window that
+            no answer has spoken for yet).
         reset_at: clock time of the reset, or None.
         in_flight: requests sent and not yet answered.
     """
