@@ -131,9 +131,10 @@ class SmsWalkthroughTests(SynchronousTestCase):
 T = TypeVar("T")
 
 
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 10) -> T:
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 30) -> T:
     """Call ``probe`` until it returns something other than None (or False);
-    fail naming ``what`` if ``timeout`` seconds pass first."""
+    fail naming ``what`` if ``timeout`` seconds pass first (a guard against
+    a hang, generous so that a busy machine does not trip it)."""
     deadline = time.monotonic() + timeout
     while True:
         got = probe()
@@ -198,7 +199,7 @@ class WebForm:
         return Counter(m["body"] for m in self.status()["provider"]["accepted"])
 
     def exit_code(self) -> int:
-        return self.proc.wait(10)
+        return self.proc.wait(30)
 
 
 class SmsWebFormTests(SynchronousTestCase):

@@ -25,9 +25,17 @@ remaining, reset; see :mod:`fetchq.api.ratelimit`) and the requests in
 flight.  The server may count each of those already or not yet, so the
 budget is ``remaining - in_flight``:
 
-- *Sending the request that spends the budget* holds the endpoint's lane
-  (``queue.hold``) until the reset plus ``reset_margin``, so the queue
-  launches nothing more from it.
+- *When the budget is surely spent* (the server said ``remaining: 0``)
+  the caller holds the endpoint's lane (``queue.hold``) until the reset
+  plus ``reset_margin``, so the queue launches nothing more from it.
+- *When only an answer can tell* -- a probe is out, or the requests in
+  flight may have spent what is left, or may not -- the lane is held in
+  short steps (a quarter of the latest answer's time each), renewed until
+  that answer comes.  A queue's hold can only be extended, never shortened, so the
+  caller never holds for longer than it knows it must: a guess that an
+  answer would have corrected (a reset taken to be a minute away, a budget
+  taken to be spent by requests the server had already counted) would
+  keep the lane shut long after the answer came.
 - *A launch that finds the budget spent* (a queue without that lane, or an
   unbound caller) is not sent: it raises :class:`QuotaExhausted` (a
   ``Throttled`` for the time to the reset), and the queue holds the lane and
@@ -37,12 +45,13 @@ budget is ``remaining - in_flight``:
 - *Every answer* (ok or not) updates the budget from its headers.  Answers
   can arrive out of order, so within one window the lowest ``remaining``
   wins, and an answer from a window that has already reset is ignored.
-- *At the reset* (plus the margin) the budget is taken to be the announced
-  limit again, until the first answer of the new window says otherwise.
-- *Before the first answer* nothing is known, so one request goes alone and
-  the others launched meanwhile wait for its answer (a probe): a width above
-  the quota cannot overrun it on the first burst.  An endpoint that
-  announces no quota is then called at full width.
+- *Before the first answer*, and again *after each reset* (plus the
+  margin), the window's budget is not known, not even assumed: one request
+  goes alone (a probe), the lane is held until its answer says what is
+  left, and launches that came meanwhile wait for it.  So a width above
+  the quota cannot overrun it, nor spend a new window before knowing what
+  it holds (another client may have used it; our clocks may disagree).  An
+  endpoint that announces no quota is then called at full width.
 
 A 429, or a GitHub-style secondary limit (403 with Retry-After, or with a
 spent quota and a reset), still ends in :class:`ApiThrottled`: the lane is
@@ -314,8 +323,8 @@ class Budget:
     Attributes:
         limit: the announced limit, or None.
         remaining: requests left as last announced (lowest in the window),
-            or None when unknown (nothing announced, or a new window whose
-            limit is unknown).
+            or None when unknown (nothing announced, or a new window that
+            no answer has spoken for yet).
         reset_at: clock time of the reset, or None.
         in_flight: requests sent and not yet answered.
     """
@@ -333,6 +342,10 @@ class Budget:
 
 _SAME_WINDOW = 1.0  # resets this close belong to one window (delta resets jitter)
 _SLACK = 1e-6  # float error between a hold's end and the reset it came from
+# Holding for an answer, a step is a quarter of the latest answer's time
+# (so the lane opens at most that late after the answer), within these.
+_STEPS = (0.005, 0.5)
+_FIRST_STEP = 0.01  # before any answer
 
 
 class ApiCaller:
@@ -384,10 +397,12 @@ class ApiCaller:
         self._remaining: int | None = None
         self._reset_at: float | None = None
         self._in_flight = 0
-        self._answered = False
+        self._probing = True  # the window's budget is unknown: one at a time
         self._quota: Quota | None = None
         self._waiters: list[Deferred[None]] = []
         self._held_until = 0.0
+        self._step_length = _FIRST_STEP
+        self._stepper: Any = None  # the DelayedCall renewing a step's hold
 
     # ------------------------------------------------------------------
     # Public face
@@ -438,6 +453,7 @@ class ApiCaller:
     def close(self) -> Deferred[None]:
         """Close the caller's idle pooled connections (when it made its own
         client).  Returns a Deferred that fires once they are closed."""
+        self._stop_stepping()
         if self._pool is None:
             return succeed(None)
         d: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
@@ -493,8 +509,7 @@ class ApiCaller:
         started = clock.seconds()
         self._in_flight += 1
         self.stats.sent += 1
-        if self._spent():
-            self._hold(self._wait(started), ahead=True)
+        self._gate(started)
         answered = False
         try:
             response = await self._send(url, body)
@@ -504,10 +519,11 @@ class ApiCaller:
             headers = _pairs(response.headers)
             quota = parse_quota(headers, now)
             throttle = self._throttle(status, headers, quota, now)
-            self._answer(quota, throttle, now)
+            self._answer(status, quota, throttle, now - started)
         finally:
             if not answered:
                 self._in_flight -= 1
+                self._gate(clock.seconds())
                 self._wake()
         if throttle is not None:
             if status == 429:
@@ -672,12 +688,12 @@ class ApiCaller:
     # The budget
 
     async def _admit(self) -> None:
-        """Wait for the probe's answer if no answer came yet; refuse to send
-        (QuotaExhausted) if the budget is spent."""
+        """Wait while only an answer can say whether to send; refuse to send
+        (QuotaExhausted) once the budget is surely spent."""
         while True:
             now = self._clock.seconds()
             self._roll(now)
-            if not self._answered and self._in_flight:
+            if self._unsure():
                 waiter: Deferred[None] = Deferred()
                 self._waiters.append(waiter)
                 await waiter
@@ -692,6 +708,42 @@ class ApiCaller:
     def _spent(self) -> bool:
         return self._remaining is not None and self._remaining - self._in_flight <= 0
 
+    def _unsure(self) -> bool:
+        """Whether an answer still to come decides if a request may go: the
+        probe's, or those of requests in flight that the server may or may
+        not have counted in the ``remaining`` it announced."""
+        if not self._in_flight:
+            return False
+        if self._probing:
+            return True
+        return self._remaining is not None and 0 < self._remaining <= self._in_flight
+
+    def _gate(self, now: float) -> None:
+        """Shut or open the endpoint's lane for what is known now: held in
+        steps while an answer is awaited (:meth:`_unsure`; each step is
+        renewed halfway through until then), until the reset once the budget
+        is surely spent, else open."""
+        if self._unsure():
+            if self._queue is not None:
+                step = self._step_length
+                self._hold(step)
+                if self._stepper is None:
+                    self._stepper = self._clock.callLater(step / 2, self._step)
+            return
+        self._stop_stepping()
+        if self._spent():
+            self._hold(self._wait(now), ahead=True)
+
+    def _step(self) -> None:
+        """Renew the hold of a step, if the answer has not come."""
+        self._stepper = None
+        self._gate(self._clock.seconds())
+
+    def _stop_stepping(self) -> None:
+        stepper, self._stepper = self._stepper, None
+        if stepper is not None and stepper.active():
+            stepper.cancel()
+
     def _wait(self, now: float) -> float:
         """Seconds until the spent budget comes back: the reset plus the
         margin.  With no announced reset, one ``default_retry_after`` away is
@@ -703,38 +755,49 @@ class ApiCaller:
         return min(delay, config.max_retry_after)
 
     def _roll(self, now: float) -> None:
-        """Past the reset (and margin): a fresh window of ``limit`` requests."""
+        """Past the reset (and margin): a new window, its budget unknown
+        until its first answer (a probe goes first)."""
         reset = self._reset_at
         if reset is not None and now + _SLACK >= reset + self._config.reset_margin:
-            self._remaining = self._limit
+            self._remaining = None
             self._reset_at = None
+            self._probing = True
 
     def _answer(
-        self, quota: Quota | None, throttle: tuple[float, str] | None, now: float
+        self,
+        status: int,
+        quota: Quota | None,
+        throttle: tuple[float, str] | None,
+        latency: float,
     ) -> None:
-        """An answer's headers came: one fewer in flight, learn its quota,
-        hold the lane if the budget is spent (or the answer refused us), then
-        wake the launches waiting for an answer."""
+        """An answer's headers came, ``latency`` seconds after the request:
+        one fewer in flight, learn its quota, hold the lane if the answer
+        refused us, shut or open it for what is known now, then wake the
+        launches waiting for an answer."""
+        now = self._clock.seconds()
         self._in_flight -= 1
-        self._answered = True
+        self._step_length = min(max(latency / 4, _STEPS[0]), _STEPS[1])
         self.stats.answered += 1
         if quota is not None:
             self._quota = quota
-            self._learn(quota, now)
+            if self._learn(quota, now):
+                self._probing = False
+        elif (self._limit is None and self._remaining is None) or 200 <= status < 300:
+            # No quota announced: an endpoint that never announces one, or
+            # one that announces it only when it refuses.  (An error page
+            # without the headers from an endpoint that has them says
+            # nothing of the window: the probe goes on.)
+            self._probing = False
         if throttle is not None:
-            delay, basis = throttle
+            delay, _basis = throttle
             self.stats.throttled += 1
             self._exhaust(now, delay)
-            if basis == "default":
-                # The server refused without saying for how long: after the
-                # hold, one request goes first again (a probe), not a burst.
-                self._answered = False
-        elif self._spent():
-            self._hold(self._wait(now), ahead=True)
+        self._gate(now)
         self._wake()
 
-    def _learn(self, quota: Quota, now: float) -> None:
-        """Fold an announced quota into the budget."""
+    def _learn(self, quota: Quota, now: float) -> bool:
+        """Fold an announced quota into the budget; False if it was about a
+        window that is over."""
         if quota.limit is not None:
             self._limit = quota.limit
         new_reset = quota.reset_at
@@ -742,18 +805,19 @@ class ApiCaller:
             new_reset is not None
             and new_reset + self._config.reset_margin <= now + _SLACK
         ):
-            return  # a window that is over says nothing about this one
+            return False  # a window that is over says nothing about this one
         self._roll(now)
         old_reset = self._reset_at
         if self._remaining is None or old_reset is None or new_reset is None:
             self._remaining, self._reset_at = quota.remaining, new_reset
         elif new_reset < old_reset - _SAME_WINDOW:
-            return  # a late answer from an earlier window
+            return False  # a late answer from an earlier window
         elif new_reset > old_reset + _SAME_WINDOW:
             self._remaining, self._reset_at = quota.remaining, new_reset
         else:  # the same window: the lowest count is the latest
             self._remaining = min(self._remaining, quota.remaining)
             self._reset_at = max(old_reset, new_reset)
+        return True
 
     def _exhaust(self, now: float, delay: float) -> None:
         """A refusal: nothing left until ``now + delay``."""

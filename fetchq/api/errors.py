@@ -221,7 +221,9 @@ class ApiThrottled(Throttled, ApiError):
 
 class QuotaExhausted(Throttled, ApiError):
     """Raised *before sending*: the quota the endpoint announced is spent
-    (``remaining`` minus the requests in flight is 0) until its reset.  No
+    (it announced ``remaining: 0``, or no answer is still to come that
+    could show ``remaining`` minus the requests in flight above 0) until its
+    reset.  No
     request was made; the queue holds the lane until the reset and runs the
     job again then.
 

@@ -6,6 +6,14 @@ each problem can point at its place.  A first pass finds duplicate keys
 (:mod:`fetchq.recipe.schema`) is walked, converting every key and collecting
 every problem; then checks that span several keys run; and only a recipe with
 no problem at all is built into its typed value.
+
+Loading is bounded, so a recipe cannot exhaust the machine: a file over
+:data:`MAX_RECIPE_BYTES` is refused before it is parsed (and never read past
+the cap), a recipe may hold at most :data:`MAX_RECIPE_VALUES` values with
+its YAML aliases expanded (a few hundred bytes of nested aliases could
+otherwise stand for billions; the refusal points at the alias or value
+that goes over), an alias inside the value it names is refused, and running
+out of memory anyway is a problem, not a :class:`MemoryError`.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.events import AliasEvent, Event, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fetchq.recipe.convert import Context, Invalid, describe, is_null, join
@@ -25,9 +34,23 @@ from fetchq.recipe.errors import Problem, RecipeError
 from fetchq.recipe.model import Recipe
 from fetchq.recipe.schema import COMMON, KINDS, Key, Section, all_paths, build
 
-__all__ = ["load_recipe", "parse_recipe"]
+__all__ = ["MAX_RECIPE_BYTES", "MAX_RECIPE_VALUES", "load_recipe", "parse_recipe"]
+
+MAX_RECIPE_BYTES = 1024 * 1024
+"""The largest recipe, in bytes (1 MiB): hundreds of times the examples
+(under 2 KB each); at the cap, checking takes seconds, not minutes."""
+
+MAX_RECIPE_VALUES = 100_000
+"""The most values a recipe may hold: each scalar, list and mapping (keys
+included) counts one, and a YAML alias as many as the value it repeats.
+The largest example holds about 100."""
 
 _MAX_DEPTH = 50
+_TOO_LARGE = (
+    f"the recipe is larger than {MAX_RECIPE_BYTES // (1024 * 1024)} MiB "
+    f"({MAX_RECIPE_BYTES:,} bytes), the most a recipe may be"
+)
+_NO_MEMORY = "out of memory while loading the recipe"
 
 
 def load_recipe(
@@ -44,12 +67,17 @@ def load_recipe(
     """
     shown = os.fspath(path)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as file:
+            data = file.read(MAX_RECIPE_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise RecipeError(
             [Problem(shown, 1, 1, f"cannot read the recipe: {reason.lower()}")]
         ) from None
+    except MemoryError:
+        raise RecipeError([Problem(shown, 1, 1, _NO_MEMORY)]) from None
+    if len(data) > MAX_RECIPE_BYTES:
+        raise RecipeError([Problem(shown, 1, 1, _TOO_LARGE)])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -76,6 +104,19 @@ def parse_recipe(
         RecipeError: listing every problem found.
     """
     shown = os.fspath(path)
+    if len(text) > MAX_RECIPE_BYTES or (
+        4 * len(text) > MAX_RECIPE_BYTES
+        and len(text.encode("utf-8", "surrogatepass")) > MAX_RECIPE_BYTES
+    ):
+        raise RecipeError([Problem(shown, 1, 1, _TOO_LARGE)])
+    try:
+        return _parse(text, shown, environ)
+    except MemoryError:
+        # Raised from here, the frames that held the memory are gone.
+        raise RecipeError([Problem(shown, 1, 1, _NO_MEMORY)]) from None
+
+
+def _parse(text: str, shown: str, environ: Mapping[str, str] | None) -> Recipe:
     ctx = Context(
         path=shown,
         base=Path(shown).absolute().parent,
@@ -102,7 +143,10 @@ def parse_recipe(
 def _compose(text: str, ctx: Context) -> MappingNode | None:
     """The top-level mapping node, or None after reporting why not."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
+    except _TooMuch as exc:
+        ctx.problems.append(Problem(ctx.path, exc.line, exc.column, exc.message))
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = _one_line(exc.problem or exc.context or "")
@@ -153,6 +197,110 @@ def _compose(text: str, ctx: Context) -> MappingNode | None:
         )
         return None
     return root
+
+
+class _TooMuch(Exception):
+    """The recipe holds too much from here on: stop composing."""
+
+    def __init__(self, at: tuple[int, int], message: str) -> None:
+        super().__init__(message)
+        self.line, self.column = at
+        self.message = message
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting the recipe's values as it composes.
+
+    Each value (scalar, list or mapping, keys included) counts one, and an
+    alias counts as many as the value it names holds, which is known once
+    that value is composed.  The value or alias that takes the count past
+    :data:`MAX_RECIPE_VALUES` stops composition there, and so does an alias
+    that names a value still being composed (one it is inside).  So the work
+    is proportional to the text, whatever the aliases stand for.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}
+        self._count = 0
+        self._where: list[str] = []
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        # ``index`` is a list item's index, or a mapping value's key node
+        # (PyYAML's stub says int only).
+        event: Event = self.peek_event()  # type: ignore[no-untyped-call]
+        step = _step(parent, index, event)
+        mark = event.start_mark
+        at = (1, 1) if mark is None else (mark.line + 1, mark.column + 1)
+        if isinstance(event, AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # else PyYAML reports an undefined alias
+                self._add_alias(target, event, at, step)
+            return super().compose_node(parent, index)
+        self._count += 1
+        if self._count > MAX_RECIPE_VALUES:
+            raise _TooMuch(
+                at,
+                self._at(
+                    step,
+                    f"the recipe holds more than {MAX_RECIPE_VALUES:,} values, "
+                    "the most a recipe may",
+                ),
+            )
+        self._where.append(step)
+        node = super().compose_node(parent, index)
+        self._where.pop()
+        assert node is not None
+        children: list[Node] = []
+        if isinstance(node, SequenceNode):
+            children = node.value
+        elif isinstance(node, MappingNode):
+            children = [part for pair in node.value for part in pair]
+        self._sizes[id(node)] = 1 + sum(self._sizes[id(child)] for child in children)
+        return node
+
+    def _add_alias(
+        self, target: Node, event: AliasEvent, at: tuple[int, int], step: str
+    ) -> None:
+        size = self._sizes.get(id(target))
+        if size is None:
+            raise _TooMuch(
+                at,
+                self._at(
+                    step,
+                    f"the alias *{event.anchor} is inside the value it names, "
+                    "so it would repeat forever",
+                ),
+            )
+        self._count += size
+        if self._count > MAX_RECIPE_VALUES:
+            values = "value" if size == 1 else "values"
+            raise _TooMuch(
+                at,
+                self._at(
+                    step,
+                    f"the alias *{event.anchor} repeats {size:,} {values}, which "
+                    f"takes the recipe past {MAX_RECIPE_VALUES:,} values, the "
+                    "most a recipe may hold (aliases expanded)",
+                ),
+            )
+
+    def _at(self, step: str, message: str) -> str:
+        where = "".join([*self._where, step]).lstrip(".")
+        return f"{where}: {message}" if where else message
+
+
+def _step(parent: Node | None, index: object, event: object) -> str:
+    """The part of a dotted path that the composer's ``(parent, index)``
+    names for the node that ``event`` starts: a key's value, a list item,
+    or a key itself."""
+    if isinstance(index, int):
+        return f"[{index}]"
+    if isinstance(index, ScalarNode):
+        return f".{index.value}"
+    if isinstance(parent, MappingNode):  # a key, or the value of a complex key
+        return f".{event.value}" if isinstance(event, ScalarEvent) else ".<key>"
+    return ""
 
 
 def _one_line(text: str) -> str:
