@@ -43,10 +43,12 @@ whole queue, or each lane with ``per_lane=True``):
 5. discounts what the client itself adds.  At each tick it reads the
    client's load (:mod:`fetchq.control.load`): how late its own timer fired
    (the event loop's lag) and the process's CPU share.  A window's latency
-   is judged less its mean lag (a probe's baseline likewise), so a busy
-   client is not taken for a congested server, and while the lag reaches
-   ``client_lag`` the width does not grow (reason ``client-bound``): more
-   requests in flight would only wait longer for the client;
+   is judged less the median lag it had beyond the lag while the baseline
+   was measured, so a busy client is not taken for a congested server.
+   While the client is the bottleneck (it uses 90% of a core, or answers
+   wait for it at least a quarter of their latency and ``client_lag``) the
+   width does not grow (reason ``client-bound``): more requests in flight
+   would only wait longer for the client;
 6. announces each decision as a :class:`~fetchq.events.ControlDecision`
    through ``queue.announce()``, with the window's lag and CPU share.
 
@@ -80,19 +82,35 @@ __all__ = ["AdaptiveController", "Controller", "FixedWidth"]
 
 # A window keeps at most this many latencies for its median.
 _MAX_WINDOW_SAMPLES = 4096
+# ... and at most this many readings of the loop's lag (ten per interval).
+_MAX_LAGS = 3000
+# The client is the bottleneck at this share of a core, or while the loop's
+# lag is at least this share of the latency (and at least client_lag).
+_CPU_BOUND = 0.9
+_LAG_SHARE = 0.25
+# Every _STEP_EVERY seconds (jittered) a scope whose latency is 5% above its
+# floor steps down to 3/4 of its width (from _STEP_FROM) for one probe: if
+# the latency stays at _KNEE of what it was or more, it was no queue at the
+# server, and serves as the floor the latency is judged against.
+_STEP_EVERY = 10.0
+_STEP_FIRST = 3.0
+_STEP_FROM = 8
+_KNEE = 0.93
 
 _SAMPLE = Signal.SAMPLE
 _DROP = Signal.DROP
 _THROTTLE = Signal.THROTTLE
 
 
-def _discount(latency: float | None, lag: float | None) -> float | None:
-    """A latency less the client's own lag (never below half of it: a lag
-    that large says the client is the bottleneck, not how fast the server
-    is)."""
-    if latency is None or not lag:
+def _discount(
+    latency: float | None, lag: float | None, base_lag: float
+) -> float | None:
+    """A latency less the client's lag beyond what it was when the baseline
+    was measured (never below half of it: a lag that large says the client
+    is the bottleneck, not how fast the server is)."""
+    if latency is None or lag is None or lag <= base_lag:
         return latency
-    return max(latency - lag, latency / 2)
+    return max(latency - (lag - base_lag), latency / 2)
 
 
 class Controller(Protocol):
@@ -121,11 +139,15 @@ class FixedWidth:
 
 
 class _Probe:
-    __slots__ = ("latencies", "marks", "started")
+    """A baseline probe (at ``probe_width``), or a step down (to 3/4 of the
+    width, ``before`` being the latency it is compared with)."""
 
-    def __init__(self, started: float, marks: tuple[float, int]) -> None:
+    __slots__ = ("before", "latencies", "readings", "started")
+
+    def __init__(self, started: float, readings: int, before: float | None = None):
         self.started = started
-        self.marks = marks  # the controller's lag sum and count at its start
+        self.readings = readings  # the load readings before it began
+        self.before = before
         self.latencies: list[float] = []
 
 
@@ -134,6 +156,7 @@ class _Scope:
 
     __slots__ = (
         "applied_rate",
+        "base_lag",
         "baseline",
         "calm_ok",
         "calm_since",
@@ -149,7 +172,9 @@ class _Scope:
         "gap",
         "good",
         "goodput",
+        "judged",
         "key",
+        "knee",
         "last_cut",
         "last_launch",
         "last_seen",
@@ -160,6 +185,7 @@ class _Scope:
         "margin",
         "marks",
         "next_probe",
+        "next_step",
         "oks",
         "opened",
         "peak",
@@ -184,6 +210,10 @@ class _Scope:
         self.applied_rate: float | None = None  # as last set on the queue
         self.cut_rate = 0.0
         self.baseline: float | None = None
+        self.base_lag = 0.0  # the client's lag when the baseline was measured
+        self.judged: float | None = None  # the last window's latency, judged
+        self.knee: float | None = None  # latency that a step down kept
+        self.next_step = now + _STEP_FIRST
         self.probe: _Probe | None = None
         self.next_probe = now
         self.goodput: float | None = None  # successes per second (smoothed)
@@ -218,9 +248,9 @@ class _Scope:
         # and the launches and successes then.
         self.episode = (now, 0, 0)
         self.gap: float | None = None  # seconds between launches (smoothed)
-        # The controller's lag sum, lag count, CPU seconds and span when the
+        # The controller's load readings, CPU seconds and their span when the
         # window opened.
-        self.marks: tuple[float, int, float, float] = (0.0, 0, 0.0, 0.0)
+        self.marks: tuple[int, float, float] = (0, 0.0, 0.0)
 
 
 class AdaptiveController:
@@ -267,7 +297,7 @@ class AdaptiveController:
         load: measures the client's event-loop lag and CPU share at each
             tick (default: :class:`~fetchq.control.load.ProcessLoad`, this
             process on the queue's clock).
-        client_lag: a window's mean loop lag (seconds) from which the client
+        client_lag: a window's median loop lag (seconds) from which the client
             counts as the bottleneck: the width stops growing.
         rng: random source for the probe jitter.
     """
@@ -353,12 +383,14 @@ class AdaptiveController:
         self.idle_after = idle_after
         self.load: ClientLoad = ProcessLoad() if load is None else load
         self.client_lag = client_lag
+        self._every = interval / 10  # between readings of the client's load
         self._rng = random.Random() if rng is None else rng
 
         self._queue: ResizableDispatchQueue | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._timer: DelayedCallLike | None = None
-        self._due = 0.0  # when the timer was due
+        self._sampler: DelayedCallLike | None = None
+        self._due = 0.0  # when the sampler was due
         self._urgent: list[DelayedCallLike] = []
         self._global: _Scope | None = None
         self._lanes: dict[Any, _Scope] = {}
@@ -367,10 +399,11 @@ class AdaptiveController:
         # every lane (the queue's lane_rate), which the others then keep under.
         self._learned: tuple[float, float] | None = None
         self._teach = False
-        # Sums over the ticks: loop lag and its count; CPU seconds and the
-        # seconds they were measured over.
-        self._lag_sum = 0.0
-        self._lag_n = 0
+        # The client's load: the latest readings' loop lag and how many
+        # readings there were; CPU seconds and the seconds they were measured
+        # over.
+        self._lags: list[float] = []
+        self._readings = 0
         self._lag = 0.0  # smoothed
         self._cpu_sum = 0.0
         self._cpu_span = 0.0
@@ -403,8 +436,9 @@ class AdaptiveController:
             self._global = self._new_scope(None, start, queue.rate, now)
             self._decide(self._global, now, "probe")
         self._unsubscribe = queue.subscribe(self._observe)
-        self._due = now + self.interval
         self._timer = queue.clock.callLater(self.interval, self._tick)
+        self._due = now + self._every
+        self._sampler = queue.clock.callLater(self._every, self._sample)
 
     def detach(self) -> None:
         """Stop steering.  The widths stay as last set; launch rates the
@@ -415,10 +449,10 @@ class AdaptiveController:
             return
         assert self._unsubscribe is not None
         self._unsubscribe()
-        for call in (self._timer, *self._urgent):
+        for call in (self._timer, self._sampler, *self._urgent):
             if call is not None and call.active():
                 call.cancel()
-        self._timer = None
+        self._timer = self._sampler = None
         self._urgent = []
         if self.pace and hasattr(queue, "guessed_hold"):
             if queue.guessed_hold == self._guessed_hold:
@@ -574,14 +608,6 @@ class AdaptiveController:
         if queue is None:
             return
         now = queue.clock.seconds()
-        reading = self.load.read(self._due, now)
-        self._lag_sum += reading.lag
-        self._lag_n += 1
-        self._lag += 0.1 * (reading.lag - self._lag)  # about a second
-        if reading.cpu is not None and now > self._last_tick:
-            self._cpu_sum += reading.cpu * (now - self._last_tick)
-            self._cpu_span += now - self._last_tick
-        self._last_tick = now
         for scope in self._scopes():
             probe = scope.probe
             if probe is not None:
@@ -590,10 +616,15 @@ class AdaptiveController:
                 ) >= self.probe_samples or now - probe.started >= max(
                     self.max_window, 10 * self.interval
                 ):
-                    self._decide(scope, now, "baseline")
+                    self._decide(
+                        scope, now, "baseline" if probe.before is None else "knee"
+                    )
                 continue
             if now >= scope.next_probe and scope.rate is None:
                 self._decide(scope, now, "probe")
+                continue
+            if self._step_due(scope, now):
+                self._decide(scope, now, "step-down")
                 continue
             outcomes = scope.samples + scope.drops
             age = now - scope.opened
@@ -610,8 +641,27 @@ class AdaptiveController:
             ):
                 del self._lanes[scope.key]
                 queue.reset_lane(scope.key)
-        self._due = now + self.interval
         self._timer = queue.clock.callLater(self.interval, self._tick)
+
+    def _sample(self) -> None:
+        """Read the client's load: ten times per decision interval, so a
+        window's median lag sees the event loop's stalls."""
+        queue = self._queue
+        if queue is None:
+            return
+        now = queue.clock.seconds()
+        reading = self.load.read(self._due, now)
+        self._lags.append(reading.lag)
+        if len(self._lags) > 2 * _MAX_LAGS:
+            del self._lags[:-_MAX_LAGS]
+        self._readings += 1
+        self._lag += 0.02 * (reading.lag - self._lag)  # about a second
+        if reading.cpu is not None and now > self._last_tick:
+            self._cpu_sum += reading.cpu * (now - self._last_tick)
+            self._cpu_span += now - self._last_tick
+        self._last_tick = now
+        self._due = now + self._every
+        self._sampler = queue.clock.callLater(self._every, self._sample)
 
     def _decide(self, scope: _Scope, now: float, why: str) -> None:
         """One decision for ``scope``: ``why`` is "drop", "window", "probe"
@@ -625,27 +675,63 @@ class AdaptiveController:
         window = Window(duration, samples, latency, scope.drops, in_flight)
         throttles = scope.throttles
         self._smooth(scope, window)
-        # What the client added: the loop's mean lag over the window.
-        lag_sum, lag_n, cpu_sum, cpu_span = scope.marks
-        lag = self._mean_lag(lag_sum, lag_n)
+        # What the client added: the loop's median lag over the window.
+        readings, cpu_sum, cpu_span = scope.marks
+        lag = self._lag_since(readings)
         span = self._cpu_span - cpu_span
         cpu = (self._cpu_sum - cpu_sum) / span if span > 0 else None
-        client_bound = lag is not None and lag >= self.client_lag
-        judged = _discount(latency, lag)
+        # The client is the bottleneck when it uses a whole core, or when
+        # answers wait for it a good part of their latency.
+        client_bound = (cpu is not None and cpu >= _CPU_BOUND) or (
+            lag is not None
+            and latency is not None
+            and lag >= max(self.client_lag, _LAG_SHARE * latency)
+        )
+        judged = _discount(latency, lag, scope.base_lag)
+        if why == "step-down" and not (
+            judged is not None
+            and scope.judged is not None
+            and samples >= self.min_samples
+            and not window.drops
+            and abs(judged - scope.judged) <= 0.1 * scope.judged  # steady
+        ):
+            why = "window"  # not now: this window is a window like any
         reason = why
         gradient: float | None = None
         if why == "drop":
             reason = self._on_drop(scope, now)
         elif why == "probe":
-            scope.probe = _Probe(now, (self._lag_sum, self._lag_n))
-            reason = "probe"
+            scope.probe = _Probe(now, self._readings)
+        elif why == "step-down":
+            assert judged is not None and scope.latency is not None
+            # Compared with the latency of the last second (smoothed), less
+            # the lag it had beyond the baseline's, as this window's is.
+            before = scope.latency - (judged - latency if latency else 0.0)
+            scope.probe = _Probe(now, self._readings, before)
+        elif why == "knee":
+            probe = scope.probe
+            assert probe is not None and probe.before is not None
+            scope.probe = None
+            scope.knee = None
+            if probe.latencies:
+                kept = _discount(
+                    statistics.median(probe.latencies),
+                    self._lag_since(probe.readings),
+                    scope.base_lag,
+                )
+                assert kept is not None
+                if kept >= _KNEE * probe.before:
+                    # A quarter fewer in flight, and no faster: not a queue.
+                    scope.knee = kept
+            jitter = 1 + 0.1 * (2 * self._rng.random() - 1)
+            scope.next_step = now + _STEP_EVERY * jitter
         elif why == "baseline":
             probe = scope.probe
             assert probe is not None
             if probe.latencies:
-                scope.baseline = _discount(
-                    statistics.median(probe.latencies), self._mean_lag(*probe.marks)
-                )
+                scope.baseline = statistics.median(probe.latencies)
+                scope.base_lag = self._lag_since(probe.readings) or 0.0
+                scope.knee = None
             scope.probe = None
             jitter = 1 + 0.1 * (2 * self._rng.random() - 1)
             scope.next_probe = now + self.probe_every * jitter
@@ -654,14 +740,22 @@ class AdaptiveController:
             if not window.drops:
                 scope.cutting = False
             if (
-                judged is not None
+                latency is not None
                 and scope.baseline is not None
                 and samples >= self.min_samples
                 and scope.probe is None
+                and latency < scope.baseline
             ):
-                scope.baseline = min(scope.baseline, judged)
+                scope.baseline = latency
+                scope.base_lag = lag or 0.0
+            scope.judged = judged if samples >= self.min_samples else None
+            if window.drops:
+                scope.knee = None
+            floor = scope.baseline
+            if floor is not None and scope.knee is not None:
+                floor = max(floor, scope.knee)
             seen = Window(duration, samples, judged, window.drops, in_flight)
-            step = self.algorithm.on_window(scope.limit, seen, scope.baseline)
+            step = self.algorithm.on_window(scope.limit, seen, floor)
             reason, gradient = step.reason, step.gradient
             if client_bound and step.limit > scope.limit:
                 # More in flight would only wait longer for the client.
@@ -678,7 +772,7 @@ class AdaptiveController:
         scope.fresh = 0
         scope.peak = scope.underway
         scope.opened = now
-        scope.marks = (self._lag_sum, self._lag_n, self._cpu_sum, self._cpu_span)
+        scope.marks = (self._readings, self._cpu_sum, self._cpu_span)
         self._apply(queue, scope)
         decision = self._decision(scope, now, reason, window, throttles, gradient)
         if lag is not None or cpu is not None:
@@ -694,10 +788,28 @@ class AdaptiveController:
                     if other.rate is not None:
                         self._decide(other, now, "learned")
 
-    def _mean_lag(self, lag_sum: float, lag_n: int) -> float | None:
-        """The mean loop lag of the ticks since the sums stood at these."""
-        n = self._lag_n - lag_n
-        return (self._lag_sum - lag_sum) / n if n > 0 else None
+    def _step_due(self, scope: _Scope, now: float) -> bool:
+        """Whether to step down now: latency well above the floor and no
+        drop in the last window, a width wide enough to step from, not
+        paced, and the client not the bottleneck."""
+        judged = scope.judged
+        if (
+            now < scope.next_step
+            or judged is None
+            or scope.baseline is None
+            or scope.rate is not None
+            or scope.cutting
+            or scope.width < _STEP_FROM
+        ):
+            return False
+        return judged >= 1.05 * max(scope.baseline, scope.knee or 0.0)
+
+    def _lag_since(self, readings: int) -> float | None:
+        """The median loop lag of the load readings after the first
+        ``readings`` (a median, as the window's latency is: a rare stall
+        moves neither)."""
+        n = min(self._readings - readings, _MAX_LAGS)
+        return statistics.median(self._lags[-n:]) if n > 0 else None
 
     def _smooth(self, scope: _Scope, window: Window) -> None:
         """Fold the window into the smoothed goodput and latency (a time
@@ -917,8 +1029,12 @@ class AdaptiveController:
 
     def _apply(self, queue: ResizableDispatchQueue, scope: _Scope) -> None:
         width = round(scope.limit)
-        if scope.probe is not None:
-            width = min(width, self.probe_width)
+        probe = scope.probe
+        if probe is not None:
+            if probe.before is None:
+                width = min(width, self.probe_width)
+            else:
+                width = max(self.min_width, round(0.75 * scope.limit))
         if width != scope.width:
             scope.width = width
             if scope.key is None:

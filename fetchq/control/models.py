@@ -261,9 +261,12 @@ class ClientCPU:
     Sending a request takes ``send`` seconds of CPU and handling its answer
     ``receive`` seconds, one piece of work at a time in arrival order: a
     request leaves when the core gets to it, an answer is seen when the core
-    has handled it.  ``hog`` is the share of the core something else in the
-    process takes (0.5: every piece of work takes twice as long).  The most
-    jobs the client can finish per second is
+    has handled it.  ``hog`` is the share of the core something else takes:
+    with ``slice`` 0, a hog in the same process (every piece of work takes
+    ``1 / (1 - hog)`` times as long); with a ``slice``, another process on a
+    loaded machine, which holds the core for ``slice`` seconds out of every
+    ``slice / hog`` (the client's work waits meanwhile, however little of it
+    there is).  The most jobs the client can finish per second is
     ``(1 - hog) / (send + receive)``.
 
     Use :meth:`wrap` for the server the client talks to and pass the same
@@ -274,14 +277,25 @@ class ClientCPU:
         send: CPU seconds to launch one request.
         receive: CPU seconds to handle one answer.
         hog: the share of the core taken by other work, in [0, 1).
+        slice: seconds the other work holds the core at a time (0: it
+            shares every moment, as a hog in the same process).
     """
 
-    def __init__(self, send: float = 0.001, receive: float = 0.0015, hog: float = 0.0):
+    def __init__(
+        self,
+        send: float = 0.001,
+        receive: float = 0.0015,
+        hog: float = 0.0,
+        slice: float = 0.0,
+    ) -> None:
         if not 0 <= hog < 1:
             raise ValueError(f"hog must be in [0, 1), not {hog!r}")
+        if not slice >= 0:
+            raise ValueError(f"slice must be >= 0, not {slice!r}")
         self.send = send
         self.receive = receive
         self.hog = hog
+        self.slice = slice if hog else 0.0
         self.clock: Clock | None = None
         self.free_at = 0.0  # the core is busy until then
         self.busy = 0.0  # CPU seconds of work done (hog included)
@@ -289,11 +303,30 @@ class ClientCPU:
 
     def _work(self, now: float, cost: float) -> float:
         """Queue ``cost`` CPU seconds at ``now``; when it is done."""
-        scaled = cost / (1 - self.hog)
         start = max(now, self.free_at)
-        self.free_at = start + scaled
-        self.busy += scaled
-        return self.free_at
+        if not self.slice:
+            done = start + cost / (1 - self.hog)
+            self.busy += done - start  # the hog's share is this process's too
+        else:
+            done = self._sliced(start, cost)
+            self.busy += cost
+        self.free_at = done
+        return done
+
+    def _sliced(self, start: float, cost: float) -> float:
+        """When ``cost`` seconds of work started at ``start`` end, running
+        only while the other process does not hold the core (it does for the
+        first ``slice`` seconds of every period)."""
+        period = self.slice / self.hog
+        begun = math.floor(start / period) * period  # this period's start
+        t = max(start, begun + self.slice)  # the other process holds [begun, +slice)
+        while True:
+            room = begun + period - t
+            if cost <= room:
+                return t + cost
+            cost -= room
+            begun += period
+            t = begun + self.slice
 
     def wrap(self, clock: Clock, server: Job) -> Job:
         """``server`` as this client sees it, on ``clock``."""
@@ -324,12 +357,24 @@ class ClientCPU:
 
     def read(self, due: float, now: float) -> LoadReading:
         """How late a timer due at ``due`` fires (the work queued ahead of
-        it), and the core's busy share since the last reading."""
-        lag = max(0.0, self.free_at - due)
+        it, and the other process's slice), and the core's busy share since
+        the last reading."""
+        # The work queued ahead of it, and on average half of the other
+        # process's slice whenever the timer falls due inside one.
+        lag = max(0.0, self.free_at - due) + self.hog * self.slice / 2
         cpu: float | None = None
+        busy = self.busy - self._ahead(now)
         last = self._read_at
         if last is not None and now > last[0]:
-            done = self.busy - max(0.0, self.free_at - now) - last[1]
-            cpu = min(1.0, max(0.0, done / (now - last[0])))
-        self._read_at = (now, self.busy - max(0.0, self.free_at - now))
+            cpu = min(1.0, max(0.0, (busy - last[1]) / (now - last[0])))
+        self._read_at = (now, busy)
         return LoadReading(lag, cpu)
+
+    def _ahead(self, now: float) -> float:
+        """CPU seconds of work queued but not yet done at ``now``."""
+        if self.free_at <= now:
+            return 0.0
+        if not self.slice:
+            return self.free_at - now
+        # Approximately: the share of the time left the client runs.
+        return (self.free_at - now) * (1 - self.hog)
