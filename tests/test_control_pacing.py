@@ -14,11 +14,13 @@ from __future__ import annotations
 import math
 import random
 import re
+import time
 from typing import Any
 
 import pytest
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
 
 from fetchq import ControlDecision, LaneHeld, ResizableDispatchQueue, Throttled
 from fetchq.control import AdaptiveController
@@ -31,8 +33,13 @@ from fetchq.control.models import (
     WorkerPoolServer,
 )
 from fetchq.control.sim import CapacityServer, SimResult, simulate
+from fetchq.fetch import FetchConfig, Fetcher, fetch_retry_policy, host_key
 from fetchq.progress import ControlSummary
 from fetchq.retry import RetryPolicy
+from fetchq.sms import Message, SmsConfig, SmsSender, check_message, sms_retry_policy
+from fetchq.testing import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, serve_sms
+from fetchq.testing.served import serve_resource
+from tests.leaky_site import LeakySite
 
 # ----------------------------------------------------------------------
 # The models themselves
@@ -565,3 +572,141 @@ def test_summary_line_names_a_client_bound_run() -> None:
     quiet.add(decision(False, 0.5))
     assert "client-bound" not in quiet.line()
     assert math.isclose(0.97, summary.bound_cpu[0])
+
+
+# ----------------------------------------------------------------------
+# On real sockets, on this machine's clock (nothing timed is asserted)
+
+
+class LeakySiteTests(TestCase):
+    """A leaky-bucket site of our own over loopback (50 requests/s, burst 5,
+    429 without Retry-After) fetched with the fetch adapter under the
+    default controller."""
+
+    async def test_paced_under_the_bucket_with_short_holds(self) -> None:
+        """Every page is fetched once; the site refuses some requests (its
+        limit was met) but the controller paces instead of letting each
+        refusal hold the host for the adapter's guessed second: no hold
+        after the first pace is as long as the guess."""
+        site = LeakySite(reactor, rate=50, burst=5)
+        served = serve_resource(reactor, site)
+        self.addCleanup(served.stop)
+        fetcher = Fetcher(FetchConfig(allow_private=True), reactor, pool_size=20)
+        self.addCleanup(fetcher.close)
+        queue = ResizableDispatchQueue(
+            fetcher,
+            20,
+            clock=reactor,
+            retry=fetch_retry_policy(max_attempts=20, base_delay=0.05),
+        )
+        events: list[Any] = []
+        queue.subscribe(events.append)
+        controller = AdaptiveController(max_width=50)
+        controller.attach(queue)
+        self.addCleanup(controller.detach)
+        urls = [f"{served.url}/page/{n}" for n in range(150)]
+        jobs = await defer.gatherResults(
+            [queue.put(url, key=host_key(url)) for url in urls]
+        )
+        self.assertEqual(sorted(job.result.url for job in jobs), sorted(urls))
+        self.assertEqual(site.served[200], 150)
+        self.assertGreater(site.served.get(429, 0), 0)
+        decisions = [e for e in events if isinstance(e, ControlDecision)]
+        paced = [d.time for d in decisions if d.reason == "pace"]
+        self.assertTrue(paced)
+        holds = [e for e in events if isinstance(e, LaneHeld) and e.time > paced[0]]
+        self.assertTrue(all(h.until - h.time < 1.0 for h in holds))
+        # Every decision read the client's load on the real clock.
+        self.assertTrue(any(d.lag is not None for d in decisions))
+
+
+class StrictProviderLoopbackTests(TestCase):
+    """The strict, jittered fake SMS provider over loopback."""
+
+    async def test_lanes_refused_at_their_rate_learn_a_margin(self) -> None:
+        """15 messages over 3 senders at 1/s each: exactly one a second meets
+        the provider's jitter, some are refused, every message is accepted
+        exactly once, and every lane ends paced under 1/s."""
+        served = serve_sms(reactor, latency=0.02, strict=True, jitter=0.02)
+        self.addCleanup(served.stop)
+        senders = [f"+1212555020{i}" for i in range(3)]
+        config = SmsConfig(
+            account_sid=DEFAULT_ACCOUNT_SID,
+            auth_token=DEFAULT_AUTH_TOKEN,
+            base_url=served.url,
+            from_number=senders[0],
+        )
+        sender = SmsSender(config, reactor)
+        self.addCleanup(sender.close)
+        queue = ResizableDispatchQueue(
+            sender,
+            10,
+            clock=reactor,
+            lane_rate=1.0,
+            retry=sms_retry_policy(max_attempts=20),
+        )
+        self.addCleanup(queue.stop)  # its lane buckets' timers
+        decisions: list[ControlDecision] = []
+        queue.subscribe(
+            lambda e: decisions.append(e) if isinstance(e, ControlDecision) else None
+        )
+        controller = AdaptiveController(max_width=10, per_lane=True)
+        controller.attach(queue)
+        self.addCleanup(controller.detach)
+        puts = []
+        for n in range(15):
+            message = check_message(
+                Message(f"+1917555{n:04d}", f"message {n}", senders[n % 3]), config
+            )
+            puts.append(queue.put(message, key=sender.lane_key(message)))
+        await defer.gatherResults(puts)
+        provider = served.fake
+        self.assertEqual(len(provider.messages), 15)
+        self.assertEqual(provider.duplicates(), [])
+        self.assertGreater(provider.codes[20429], 0)
+        final = {d.key: d for d in decisions}
+        self.assertEqual(set(final), set(senders))
+        for d in final.values():
+            assert d.rate is not None
+            self.assertLess(d.rate, 1.0)
+
+
+class CPUHogTests(TestCase):
+    """A CPU hog in the same process as the controller, on the real
+    reactor."""
+
+    async def test_the_hog_shows_as_lag_and_client_bound(self) -> None:
+        """A hog that holds the event loop 30 ms of every 40 ms: the
+        controller's readings show the loop's lag (timers late by several
+        ms), windows where the client was the bottleneck are marked
+        client-bound, and the summary line says so."""
+
+        def hog() -> None:
+            end = time.perf_counter() + 0.03
+            while time.perf_counter() < end:
+                pass
+
+        hogging = task.LoopingCall(hog)
+        hogging.start(0.04)
+        self.addCleanup(hogging.stop)
+        queue = ResizableDispatchQueue(
+            lambda arg: task.deferLater(reactor, 0.01, lambda: None),
+            8,
+            clock=reactor,
+        )
+        decisions: list[ControlDecision] = []
+        queue.subscribe(
+            lambda e: decisions.append(e) if isinstance(e, ControlDecision) else None
+        )
+        controller = AdaptiveController(max_width=50)
+        controller.attach(queue)
+        self.addCleanup(controller.detach)
+        await defer.gatherResults([queue.put(n) for n in range(400)])
+        lags = [d.lag for d in decisions if d.lag is not None]
+        self.assertTrue(lags)
+        self.assertGreaterEqual(sorted(lags)[len(lags) // 2], 0.005)
+        self.assertTrue(any(d.client_bound for d in decisions))
+        summary = ControlSummary("default")
+        for d in decisions:
+            summary.add(d)
+        self.assertIn("client-bound", summary.line())
