@@ -93,6 +93,10 @@ _LAG_SHARE = 0.25
 # the latency stays at _KNEE of what it was or more, it was no queue at the
 # server, and serves as the floor the latency is judged against.
 _STEP_EVERY = 10.0
+# Until a window shows a queue (gradient under _START_GRADIENT) or a drop, a
+# width in full use grows by a quarter per window (TCP's slow start, gentler).
+_START_GRADIENT = 0.95
+_START_GROWTH = 1.25
 _STEP_FIRST = 3.0
 _STEP_FROM = 8
 _KNEE = 0.93
@@ -195,6 +199,7 @@ class _Scope:
         "quiet",
         "rate",
         "samples",
+        "starting",
         "throttles",
         "underway",
         "urgent",
@@ -213,6 +218,7 @@ class _Scope:
         self.base_lag = 0.0  # the client's lag when the baseline was measured
         self.judged: float | None = None  # the last window's latency, judged
         self.knee: float | None = None  # latency that a step down kept
+        self.starting = True  # no window has shown a queue or a drop yet
         self.next_step = now + _STEP_FIRST
         self.probe: _Probe | None = None
         self.next_probe = now
@@ -757,11 +763,20 @@ class AdaptiveController:
             seen = Window(duration, samples, judged, window.drops, in_flight)
             step = self.algorithm.on_window(scope.limit, seen, floor)
             reason, gradient = step.reason, step.gradient
-            if client_bound and step.limit > scope.limit:
+            limit = step.limit
+            if scope.starting:
+                if step.reason == "grow" and (gradient or 0.0) >= _START_GRADIENT:
+                    # Nothing in the way yet: grow by a quarter, not a step,
+                    # while every slot is in use.
+                    if in_flight >= scope.width:
+                        limit = max(limit, scope.limit * _START_GROWTH)
+                elif step.reason != "app-limited":
+                    scope.starting = False  # the first sign of a queue
+            if client_bound and limit > scope.limit:
                 # More in flight would only wait longer for the client.
                 reason = "client-bound"
             else:
-                scope.limit = self._clamp(step.limit)
+                scope.limit = self._clamp(limit)
             if scope.rate is not None:
                 reason = self._relax_pace(scope, window, now)
         scope.urgent = False
@@ -849,6 +864,7 @@ class AdaptiveController:
         return max(self.min_rate, scope.ceiling * (1 - scope.margin))
 
     def _on_drop(self, scope: _Scope, now: float) -> str:
+        scope.starting = False
         # Successes of attempts launched since the cut before last (the first
         # cut has none before it): none means an outage, not a quota.
         still_succeeding = scope.fresh_ok + scope.prev_ok > 0
