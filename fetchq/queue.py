@@ -653,6 +653,19 @@ class ResizableDispatchQueue(LaneScheduling):
         return self._clock
 
     @property
+    def func(self) -> Callable[[Any], Any]:
+        """The job function; settable.  Jobs launched from then on call the
+        new one (a wrapper, such as :class:`fetchq.shared.SharedLimits`'s,
+        that waits for a slot shared with other processes first)."""
+        return self._func
+
+    @func.setter
+    def func(self, func: Callable[[Any], Any]) -> None:
+        if not callable(func):
+            raise TypeError(f"func must be callable, not {func!r}")
+        self._func = func
+
+    @property
     def width(self) -> int:
         """How many jobs may be underway at once; settable (see setWidth)."""
         return self._width
@@ -707,6 +720,11 @@ class ResizableDispatchQueue(LaneScheduling):
     @rate.setter
     def rate(self, rate: float | None) -> None:
         self.set_rate(rate, 1 if self._bucket is None else self._bucket.burst)
+
+    @property
+    def burst(self) -> int:
+        """Launches the rate allows back to back (1 without a rate)."""
+        return 1 if self._bucket is None else self._bucket.burst
 
     def set_rate(self, rate: float | None, burst: int = 1) -> None:
         """Change the queue-wide launch rate (None = unlimited) and burst."""

@@ -757,6 +757,19 @@ class RedisStore:
         d = self._eval("lease", ["", name, self.worker, max(1, _ms(seconds)), action])
         return d.addCallback(lambda held: int(held) == 1)
 
+    def script(self, name: str, args: Iterable[Any]) -> Deferred[Any]:
+        """Run the section ``name`` of ``redis.lua`` on this run's keys with
+        ``args`` (ARGV[1] is ``now``: "" for the server's clock).  For the
+        modules that share limits through the run (:mod:`fetchq.shared`)."""
+        self._check_open()
+        return self._eval(name, list(args))
+
+    def command(self, *args: Any) -> Deferred[Any]:
+        """Send one Redis command (keys under :attr:`prefix`)."""
+        self._check_open()
+        d: Deferred[Any] = self._client.execute_command(*args)
+        return d
+
     def hold_lane(
         self, key: str | None, seconds: float, now: float | None = None
     ) -> Deferred[float]:
