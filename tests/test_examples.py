@@ -128,6 +128,40 @@ class SmsWalkthroughTests(SynchronousTestCase):
             self.assertEqual(len(times.split()), int(count))
 
 
+class SmsWebServiceTests(SynchronousTestCase):
+    def test_three_workers_share_width_and_sender_pace(self) -> None:
+        """The scaled-out web service (its own redis-server, the fake
+        provider, 3 worker processes): 18 messages sent through all three
+        workers are each accepted once, the provider never answers 20429
+        nor has more than the shared width (3) in flight, a width set on
+        one worker's admin page reaches all three, and on the Redis clock no
+        sender is granted two messages within a second."""
+        from tests.redis_server import need_redis
+
+        need_redis()
+        out = run_example("sms_web_service.py")
+        self.assertIn("queued 18 messages through 3 workers", out)
+        self.assertRegex(out, r"width 3 -> 2 on worker 3's page; reached all 3 workers")
+        self.assertIn(
+            "sent 18 of 18: the provider accepted 18, more than once 0, "
+            "20429 answers 0",
+            out,
+        )
+        most = re.search(r"most requests in flight at the provider: (\d+)", out)
+        assert most is not None, out
+        self.assertLessEqual(int(most[1]), 3)
+        sent = re.search(r"each worker sent: (\d+), (\d+), (\d+)", out)
+        assert sent is not None, out
+        self.assertEqual(sum(int(n) for n in sent.groups()), 18)
+        gaps = re.findall(
+            r"^\+\d+: (\d+) sent, min gap ([\d.]+) s on the Redis", out, re.M
+        )
+        self.assertEqual(len(gaps), 3, out)
+        self.assertEqual(sum(int(n) for n, _ in gaps), 18)
+        for _, gap in gaps:
+            self.assertGreaterEqual(float(gap), 0.999)
+
+
 T = TypeVar("T")
 
 
