@@ -60,7 +60,7 @@ from twisted.python.failure import Failure
 from fetchq import __version__
 from fetchq.breaker import DEFAULT as DEFAULT_MAX_FAILURES
 from fetchq.breaker import FailureBreaker, MaxFailures
-from fetchq.control import AdaptiveController, algorithm
+from fetchq.control import AdaptiveController, Controller, algorithm
 from fetchq.errors import JobCancelled, JobError
 from fetchq.events import Event, LaneHeld
 from fetchq.fetch import FetchConfig, fetch_retry_policy
@@ -297,7 +297,9 @@ class Run:
         self.store: Any = store  # a SharedRun connects to Redis when it starts
         width = recipe.queue.width
         adaptive = recipe.queue.adaptive
-        self.controller = None if adaptive is None else make_controller(adaptive)
+        self.controller: Controller | None = (
+            None if adaptive is None else make_controller(adaptive)
+        )
         pool = width if adaptive is None else max(width, adaptive.max_width)
         if kind is None:
             kind = make_kind(recipe, reactor, self._first_started, pool)

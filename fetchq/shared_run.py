@@ -33,6 +33,7 @@ from typing import IO, Any
 
 from twisted.internet import defer
 
+from fetchq.control import AdaptiveController
 from fetchq.events import Event, JobFinished, LaneHeld
 from fetchq.job import Outcome
 from fetchq.recipe import Recipe
@@ -46,6 +47,7 @@ from fetchq.run import (
     Run,
     _maybe,
 )
+from fetchq.shared.control import SharedControl
 from fetchq.store import Claimed, StoreError, when
 from fetchq.store.redis import RedisStore
 
@@ -57,6 +59,7 @@ _LOADER = "loader"
 _LIMITS = "run.limits"  # the recipe's limits the run's were last set from
 _POLL = 0.25  # most seconds between claims while nothing can launch
 _WITHDRAW_RETRY = 0.5  # a job retrying later than this hands its slot back
+_LEADER_LEASE = 5.0  # a dead controller leader is replaced within this
 
 
 class SharedRun(Run):
@@ -98,11 +101,25 @@ class SharedRun(Run):
         self._outage = False
         self._backoff = 0.0
         self.queue.subscribe(self._on_retry)
+        if isinstance(self.controller, AdaptiveController):
+            # One controller for the whole run: the leader's, fed by every
+            # worker, setting the run's limits in Redis (fetchq.shared.control).
+            self.controller = SharedControl(
+                self.controller,
+                lambda: self.store,
+                reactor,
+                lease=min(_LEADER_LEASE, self._lease),
+            )
 
     def _queue_kwargs(self) -> dict[str, Any]:
         """Only the local width: Redis applies the rate and the lane limits
-        to every worker together when it hands work out."""
-        return {"width": self.recipe.queue.width}
+        to every worker together when it hands work out (an adaptive run's
+        width may grow to ``max_width``, so this process may run as many)."""
+        queue = self.recipe.queue
+        width = queue.width
+        if queue.adaptive is not None:
+            width = max(width, queue.adaptive.max_width)
+        return {"width": width}
 
     def _where(self) -> str:
         return f"redis run {self.recipe.state.run!r}"

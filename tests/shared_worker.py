@@ -1,13 +1,14 @@
 """A worker process for the SharedLimits tests: a queue attached to shared
 limits, running jobs that call the test's counting server.
 
-    python -m tests.shared_worker REDIS_URL NAME COUNT_URL JOBS [--hang]
+    python -m tests.shared_worker REDIS_URL NAME COUNT_URL JOBS [--hang | --lead]
 
 Each job GETs ``COUNT_URL?key=K`` (the server counts how many are in flight
 at once); keys cycle over ``a``, ``b``, ``c``.  It prints ``grant KEY T``
 for each slot granted (T: the Redis server's clock) and ``done N`` at the
 end.  With ``--hang`` the jobs never end: it prints ``holding N`` as slots
-come, and waits to be killed.
+come, and waits to be killed.  With ``--lead`` it stands for the run's
+controller instead (see :func:`lead`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ import treq
 from twisted.internet import defer, task
 
 from fetchq import ResizableDispatchQueue
+from fetchq.control import AIMD, AdaptiveController
 from fetchq.shared import SharedLimits
+from fetchq.shared.control import SharedControl
+from fetchq.store.redis import RedisStore
 
 
 async def main(reactor: Any, argv: list[str]) -> None:
     url, name, count_url, jobs = argv[:4]
     hang = "--hang" in argv
+    if "--lead" in argv:
+        await lead(reactor, url, name)
+        return
     granted = 0
 
     def on_grant(key: Any, server: float) -> None:
@@ -53,6 +60,19 @@ async def main(reactor: Any, argv: list[str]) -> None:
     await defer.gatherResults(puts)
     print(f"done {len(puts)}", flush=True)
     await limits.close()
+
+
+async def lead(reactor: Any, url: str, name: str) -> None:
+    """Stand for the run's controller; print ``leading EPOCH`` once leading,
+    then wait to be killed."""
+    store = await RedisStore.connect(url, name, reactor)
+    queue = ResizableDispatchQueue(lambda n: n, 10, clock=reactor)
+    control = SharedControl(AdaptiveController(AIMD()), store, reactor, lease=1.0)
+    control.attach(queue)
+    while not control.leading:
+        await task.deferLater(reactor, 0.02, lambda: None)
+    print(f"leading {control.epoch}", flush=True)
+    await defer.Deferred()
 
 
 if __name__ == "__main__":
