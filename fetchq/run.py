@@ -337,6 +337,7 @@ class Run:
         self._finished: defer.Deferred[int] = defer.Deferred()
         self._closed = False  # set once _finish starts closing the store
         self._pump_scheduled = False
+        self._later: list[Any] = []  # pumps at the ends of holds
         self.display: ProgressDisplay | None = None  # made by run()
         self._ticker = task.LoopingCall(self._tick)
 
@@ -633,7 +634,9 @@ class Run:
         if wait >= _WITHDRAW_AFTER:
             # Not from inside the queue's own call that held the lane.
             self.reactor.callLater(0, self._withdraw, key)
-        self.reactor.callLater(wait, self._pump_soon)
+        later = [call for call in self._later if call.active()]
+        later.append(self.reactor.callLater(wait, self._pump_soon))
+        self._later = later
 
     def _withdraw(self, key: Any) -> None:
         if self._closed or self._stopping:
@@ -895,6 +898,9 @@ class Run:
         self._closed = True
         if self._ticker.running:
             self._ticker.stop()
+        for call in self._later:
+            if call.active():
+                call.cancel()
         if self.controller is not None:
             self.controller.detach()
         if not self.queue.stopped:

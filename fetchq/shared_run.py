@@ -139,6 +139,9 @@ class SharedRun(Run):
                 self._finish(EXIT_PROBLEMS)
                 return
         await self._set_limits()
+        share = getattr(self.kind, "share", None)
+        if share is not None:
+            share(self.store)  # what the kind keeps per run (an API's quota)
         await super()._start()
 
     async def _set_limits(self) -> None:

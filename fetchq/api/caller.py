@@ -68,6 +68,7 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
+from fetchq.api.budget import Admission, Budget, LocalBudget, QuotaBudget
 from fetchq.api.config import ApiConfig
 from fetchq.api.errors import (
     ApiAuthFailed,
@@ -307,34 +308,6 @@ class ApiStats:
     holds: int = 0
 
 
-@attrs.frozen
-class Budget:
-    """A snapshot of what the caller knows of its endpoint's quota.
-
-    Attributes:
-        limit: the announced limit, or None.
-        remaining: requests left as last announced (lowest in the window),
-            or None when unknown (nothing announced, or a new window whose
-            limit is unknown).
-        reset_at: clock time of the reset, or None.
-        in_flight: requests sent and not yet answered.
-    """
-
-    limit: int | None
-    remaining: int | None
-    reset_at: float | None
-    in_flight: int
-
-    @property
-    def available(self) -> int | None:
-        """``remaining - in_flight`` (None when unknown)."""
-        return None if self.remaining is None else self.remaining - self.in_flight
-
-
-_SAME_WINDOW = 1.0  # resets this close belong to one window (delta resets jitter)
-_SLACK = 1e-6  # float error between a hold's end and the reset it came from
-
-
 class ApiCaller:
     """Calls one API endpoint under an :class:`~fetchq.api.ApiConfig`;
     callable as a fetchq job function.
@@ -380,13 +353,8 @@ class ApiCaller:
         )
         self.stats = ApiStats()
         # The endpoint's budget (see the module docstring).
-        self._limit: int | None = None
-        self._remaining: int | None = None
-        self._reset_at: float | None = None
-        self._in_flight = 0
-        self._answered = False
+        self._budget: QuotaBudget = LocalBudget(config)
         self._quota: Quota | None = None
-        self._waiters: list[Deferred[None]] = []
         self._held_until = 0.0
 
     # ------------------------------------------------------------------
@@ -405,7 +373,14 @@ class ApiCaller:
     @property
     def budget(self) -> Budget:
         """What the caller knows of the endpoint's quota now."""
-        return Budget(self._limit, self._remaining, self._reset_at, self._in_flight)
+        return self._budget.snapshot()
+
+    def use_budget(self, budget: QuotaBudget) -> None:
+        """Keep the endpoint's budget in ``budget`` from now on: a
+        :class:`fetchq.shared.quota.RedisBudget` makes every worker of a
+        run spend one budget.  (The default is a
+        :class:`~fetchq.api.budget.LocalBudget`, this process's alone.)"""
+        self._budget = budget
 
     def bind(self, queue: Holder) -> None:
         """Let the caller hold its endpoint's lane in ``queue`` (anything with
@@ -488,13 +463,13 @@ class ApiCaller:
             params.append((config.token_param, request.token))
         body = config.fill_body(row)
         url, shown = self._url(path, params)
-        await self._admit()
+        budget = self._budget
+        admission = await self._admit(budget)
         clock = self._clock
         started = clock.seconds()
-        self._in_flight += 1
         self.stats.sent += 1
-        if self._spent():
-            self._hold(self._wait(started), ahead=True)
+        if admission.ahead is not None:
+            self._hold(admission.ahead, ahead=True)
         answered = False
         try:
             response = await self._send(url, body)
@@ -504,11 +479,10 @@ class ApiCaller:
             headers = _pairs(response.headers)
             quota = parse_quota(headers, now)
             throttle = self._throttle(status, headers, quota, now)
-            self._answer(quota, throttle, now)
+            self._answer(budget, admission.ticket, quota, throttle, now)
         finally:
             if not answered:
-                self._in_flight -= 1
-                self._wake()
+                budget.abandoned(admission.ticket)
         if throttle is not None:
             if status == 429:
                 self.stats.status_429 += 1
@@ -671,95 +645,46 @@ class ApiCaller:
     # ------------------------------------------------------------------
     # The budget
 
-    async def _admit(self) -> None:
+    async def _admit(self, budget: QuotaBudget) -> Admission:
         """Wait for the probe's answer if no answer came yet; refuse to send
-        (QuotaExhausted) if the budget is spent."""
+        (QuotaExhausted) if the budget is spent; else the request's ticket."""
         while True:
-            now = self._clock.seconds()
-            self._roll(now)
-            if not self._answered and self._in_flight:
-                waiter: Deferred[None] = Deferred()
-                self._waiters.append(waiter)
-                await waiter
+            result = budget.admit(self._clock.seconds())
+            admission = await result if isinstance(result, Deferred) else result
+            if admission.go:
+                return admission
+            if admission.wait:
+                await budget.until_answer()
                 continue
-            if self._spent():
-                delay = self._wait(now)
-                self.stats.quota_waits += 1
-                self._hold(delay)
-                raise QuotaExhausted(self._config.endpoint, delay, self._quota)
-            return
-
-    def _spent(self) -> bool:
-        return self._remaining is not None and self._remaining - self._in_flight <= 0
-
-    def _wait(self, now: float) -> float:
-        """Seconds until the spent budget comes back: the reset plus the
-        margin.  With no announced reset, one ``default_retry_after`` away is
-        assumed, so the budget does come back."""
-        config = self._config
-        if self._reset_at is None:
-            self._reset_at = now + config.default_retry_after - config.reset_margin
-        delay = max(0.0, self._reset_at + config.reset_margin - now)
-        return min(delay, config.max_retry_after)
-
-    def _roll(self, now: float) -> None:
-        """Past the reset (and margin): a fresh window of ``limit`` requests."""
-        reset = self._reset_at
-        if reset is not None and now + _SLACK >= reset + self._config.reset_margin:
-            self._remaining = self._limit
-            self._reset_at = None
+            self.stats.quota_waits += 1
+            self._hold(admission.delay)
+            raise QuotaExhausted(self._config.endpoint, admission.delay, self._quota)
 
     def _answer(
-        self, quota: Quota | None, throttle: tuple[float, str] | None, now: float
+        self,
+        budget: QuotaBudget,
+        ticket: Any,
+        quota: Quota | None,
+        throttle: tuple[float, str] | None,
+        now: float,
     ) -> None:
-        """An answer's headers came: one fewer in flight, learn its quota,
-        hold the lane if the budget is spent (or the answer refused us), then
-        wake the launches waiting for an answer."""
-        self._in_flight -= 1
-        self._answered = True
+        """An answer's headers came: tell the budget, and hold the lane if
+        the answer refused us (until its delay) or the budget is spent."""
         self.stats.answered += 1
         if quota is not None:
             self._quota = quota
-            self._learn(quota, now)
         if throttle is not None:
-            delay, basis = throttle
             self.stats.throttled += 1
-            self._exhaust(now, delay)
-            if basis == "default":
-                # The server refused without saying for how long: after the
-                # hold, one request goes first again (a probe), not a burst.
-                self._answered = False
-        elif self._spent():
-            self._hold(self._wait(now), ahead=True)
-        self._wake()
+            self._hold(throttle[0])
+        ahead = budget.answered(ticket, quota, throttle, now)
+        if isinstance(ahead, Deferred):
+            ahead.addCallback(self._hold_ahead)
+        else:
+            self._hold_ahead(ahead)
 
-    def _learn(self, quota: Quota, now: float) -> None:
-        """Fold an announced quota into the budget."""
-        if quota.limit is not None:
-            self._limit = quota.limit
-        new_reset = quota.reset_at
-        if (
-            new_reset is not None
-            and new_reset + self._config.reset_margin <= now + _SLACK
-        ):
-            return  # a window that is over says nothing about this one
-        self._roll(now)
-        old_reset = self._reset_at
-        if self._remaining is None or old_reset is None or new_reset is None:
-            self._remaining, self._reset_at = quota.remaining, new_reset
-        elif new_reset < old_reset - _SAME_WINDOW:
-            return  # a late answer from an earlier window
-        elif new_reset > old_reset + _SAME_WINDOW:
-            self._remaining, self._reset_at = quota.remaining, new_reset
-        else:  # the same window: the lowest count is the latest
-            self._remaining = min(self._remaining, quota.remaining)
-            self._reset_at = max(old_reset, new_reset)
-
-    def _exhaust(self, now: float, delay: float) -> None:
-        """A refusal: nothing left until ``now + delay``."""
-        self._remaining = 0
-        self._reset_at = now + delay - self._config.reset_margin  # the server's word
-        self._hold(delay)
+    def _hold_ahead(self, seconds: float | None) -> None:
+        if seconds is not None:
+            self._hold(seconds, ahead=True)
 
     def _hold(self, seconds: float, ahead: bool = False) -> None:
         """Hold the endpoint's lane for ``seconds`` (if bound and longer than
@@ -774,12 +699,6 @@ class ApiCaller:
         if ahead:
             self.stats.holds += 1
         self._queue.hold(seconds, self._config.endpoint)
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.called:
-                waiter.callback(None)
 
 
 class _Collector(BodySink):

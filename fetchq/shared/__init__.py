@@ -12,9 +12,18 @@ through the same Lua: a lane, a hold and a rate mean one thing whether a
 - :class:`SharedControl`: the adaptive controller of a shared run: one
   leader, elected by lease and fenced by epoch, decides from every worker's
   signals and sets the run's limits.
+- :class:`RedisBudget`: an API endpoint's quota budget (remaining, reset,
+  requests in flight) kept for every worker at once.
 """
 
 from fetchq.shared.control import RemoteQueue, SharedControl, SignalPublisher
 from fetchq.shared.limits import SharedLimits
+from fetchq.shared.quota import RedisBudget
 
-__all__ = ["RemoteQueue", "SharedControl", "SharedLimits", "SignalPublisher"]
+__all__ = [
+    "RedisBudget",
+    "RemoteQueue",
+    "SharedControl",
+    "SharedLimits",
+    "SignalPublisher",
+]

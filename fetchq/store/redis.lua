@@ -867,3 +867,111 @@ for _, e in ipairs(entries) do
   end
 end
 return out
+
+--@ quota
+-- An API endpoint's quota budget shared by every worker
+-- (fetchq.shared.quota.RedisBudget): the rules of
+-- fetchq.api.budget.LocalBudget on the server's clock.  P quota:ENDPOINT
+-- HASH l (limit), r (remaining, lowest in the window), z (reset ms), a
+-- ("1": an answer came); P qf:ENDPOINT ZSET tickets in flight -> deadline
+-- (a dead worker's requests stop counting when their deadlines pass).
+-- ARGV: now, action, endpoint, margin ms, default ms, max ms, ticket, then
+--   take: lease ms -> {"go", ahead ms or -1} / {"wait", 0} / {"spent", ms}
+--   answer: limit, remaining, reset ms from now, throttle ms, basis
+--     ("" where none) -> ahead ms (the budget is now spent) or -1
+--   forget: -> -1
+-- Every reply ends with the budget as it stands: limit, remaining, reset
+-- ms from now, in flight ("" where unknown).
+local now = now_ms()
+local action, endpoint = ARGV[2], ARGV[3]
+local margin, default, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ticket = ARGV[7]
+local q = P .. "quota:" .. endpoint
+local fl = P .. "qf:" .. endpoint
+redis.call("ZREMRANGEBYSCORE", fl, "-inf", now)
+
+local function roll()
+  local z = num(redis.call("HGET", q, "z"), nil)
+  if z and now >= z + margin then
+    local limit = redis.call("HGET", q, "l")
+    if limit then redis.call("HSET", q, "r", limit) else redis.call("HDEL", q, "r") end
+    redis.call("HDEL", q, "z")
+  end
+end
+
+local function wait_ms()
+  local z = num(redis.call("HGET", q, "z"), nil)
+  if not z then
+    z = now + default - margin
+    redis.call("HSET", q, "z", z)
+  end
+  return math.ceil(math.min(math.max(0, z + margin - now), cap))
+end
+
+local function spent(extra)
+  local r = num(redis.call("HGET", q, "r"), nil)
+  return r ~= nil and r - redis.call("ZCARD", fl) - extra <= 0
+end
+
+local function learn(limit, remaining, reset)
+  if limit then redis.call("HSET", q, "l", limit) end
+  if reset and reset + margin <= now then return end -- a window that is over
+  roll()
+  local r = num(redis.call("HGET", q, "r"), nil)
+  local old = num(redis.call("HGET", q, "z"), nil)
+  local set = false
+  if r == nil or old == nil or reset == nil then
+    set = true
+  elseif reset < old - 1000 then
+    return -- a late answer from an earlier window
+  elseif reset > old + 1000 then
+    set = true
+  else -- the same window: the lowest count is the latest
+    redis.call("HSET", q, "r", math.min(r, remaining), "z", math.max(old, reset))
+    return
+  end
+  if set then
+    redis.call("HSET", q, "r", remaining)
+    if reset then redis.call("HSET", q, "z", reset) else redis.call("HDEL", q, "z") end
+  end
+end
+
+local out
+if action == "take" then
+  roll()
+  local answered = redis.call("HGET", q, "a") == "1"
+  if not answered and redis.call("ZCARD", fl) > 0 then
+    out = {"wait", 0}
+  elseif spent(0) then
+    out = {"spent", wait_ms()}
+  else
+    redis.call("ZADD", fl, now + tonumber(ARGV[8]), ticket)
+    if spent(0) then out = {"go", wait_ms()} else out = {"go", -1} end
+  end
+elseif action == "answer" then
+  redis.call("ZREM", fl, ticket)
+  redis.call("HSET", q, "a", "1")
+  local limit, remaining = num(ARGV[8], nil), num(ARGV[9], nil)
+  if remaining then
+    local reset = num(ARGV[10], nil)
+    if reset then reset = now + reset end
+    learn(limit, remaining, reset)
+  end
+  local throttle = num(ARGV[11], nil)
+  out = {-1}
+  if throttle then
+    redis.call("HSET", q, "r", 0, "z", now + throttle - margin)
+    if ARGV[12] == "default" then redis.call("HSET", q, "a", "0") end
+  elseif spent(0) then
+    out = {wait_ms()}
+  end
+else
+  redis.call("ZREM", fl, ticket)
+  out = {-1}
+end
+local state = redis.call("HMGET", q, "l", "r", "z")
+out[#out + 1] = state[1] or ""
+out[#out + 1] = state[2] or ""
+if state[3] then out[#out + 1] = tostring(math.floor(tonumber(state[3]) - now)) else out[#out + 1] = "" end
+out[#out + 1] = redis.call("ZCARD", fl)
+return out
