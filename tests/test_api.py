@@ -972,6 +972,24 @@ class _Skewed:
 # The issue's figure
 
 
+class WideQueueTests(SynchronousTestCase):
+    def test_a_window_spent_before_its_first_answer(self) -> None:
+        """A queue wider than the quota sends a whole window's 15 calls
+        before any of them is answered, so the budget is spent while its
+        reset is unknown: the lane is held until the reset the answers then
+        announce (plus the margin), not for default_retry_after (60 s), and
+        45 calls take three windows with no 429."""
+        run = _Run(width=20, quotas={TWEETS: (15, 3.0)}, latency=0.02, pages=1)
+        for n in range(45):
+            run.put({"id": n}, n)
+        run.run()
+        self.assertEqual(len(run.done), 45)
+        self.assertEqual(sum(run.fake.throttled.values()), 0)
+        last = max(job.stopped_at for job in run.done)
+        # two resets, each at most 1 s of rounding and 1 s of margin away
+        self.assertLessEqual(last, 2 * (3.0 + 2.0) + 0.1)
+
+
 class FigureTests(SynchronousTestCase):
     """2,000 calls against 450 per 900 s window, lanes by endpoint: zero
     429s, and simulated time within 10% of the quota's lower bound.

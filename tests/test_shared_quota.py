@@ -91,6 +91,33 @@ class BudgetTests(TestCase):
         self.assertEqual(b.snapshot().remaining, 4)
 
     @defer.inlineCallbacks
+    def test_spent_before_the_windows_first_answer(self) -> Generator[Any, Any, None]:
+        """In a new window the workers take all 4 calls before any answer:
+        the last one is not told to hold (its reset is unknown), the next
+        ask waits for an answer instead of guessing default_retry_after
+        (60 s), and once an answer names the reset the budget is spent until
+        then."""
+        a, b = yield self.budgets()
+        probe = yield a.admit(reactor.seconds())
+        yield a.answered(probe.ticket, self.quota(0, 0.2, 4), None, reactor.seconds())
+        yield sleep(0.35)  # the reset and margin pass: 4 again, reset unknown
+        got = []
+        for budget in (a, b, a, b):
+            got.append((yield budget.admit(reactor.seconds())))
+        self.assertTrue(all(g.go for g in got))
+        self.assertEqual([g.ahead for g in got], [None] * 4)
+        waiting = yield b.admit(reactor.seconds())
+        self.assertTrue(waiting.wait)
+        ahead = yield a.answered(
+            got[0].ticket, self.quota(0, 1.0, 4), None, reactor.seconds()
+        )
+        self.assertIsNotNone(ahead)
+        self.assertLessEqual(ahead, 1.1 + 0.01)
+        refused = yield b.admit(reactor.seconds())
+        self.assertFalse(refused.go or refused.wait)
+        self.assertLessEqual(refused.delay, 1.1 + 0.01)
+
+    @defer.inlineCallbacks
     def test_a_refusal_spends_the_budget_for_all(self) -> Generator[Any, Any, None]:
         """A 429 with Retry-After 2 s answered to one worker: the other is
         refused for those 2 s (less the time gone by)."""

@@ -123,6 +123,7 @@ class LocalBudget:
         self._reset_at: float | None = None
         self._in_flight = 0
         self._answered = False
+        self._guessed = False  # the reset is default_retry_after's guess
         self._waiters: list[Deferred[None]] = []
 
     def snapshot(self) -> Budget:
@@ -133,9 +134,13 @@ class LocalBudget:
         if not self._answered and self._in_flight:
             return Admission(False, wait=True)
         if self._spent():
+            if self._reset_at is None and self._in_flight:
+                # Spent before any answer of this window said when it
+                # resets: the answers on their way will.
+                return Admission(False, wait=True)
             return Admission(False, delay=self._wait(now))
         self._in_flight += 1
-        return Admission(True, ahead=self._wait(now) if self._spent() else None)
+        return Admission(True, ahead=self._ahead(now))
 
     def until_answer(self) -> Deferred[None]:
         waiter: Deferred[None] = Deferred()
@@ -158,12 +163,13 @@ class LocalBudget:
             delay, basis = throttle
             self._remaining = 0
             self._reset_at = now + delay - self._config.reset_margin  # its word
+            self._guessed = False
             if basis == "default":
                 # The server refused without saying for how long: after the
                 # hold, one request goes first again (a probe), not a burst.
                 self._answered = False
-        elif self._spent():
-            ahead = self._wait(now)
+        else:
+            ahead = self._ahead(now)
         self._wake()
         return ahead
 
@@ -174,6 +180,14 @@ class LocalBudget:
     def _spent(self) -> bool:
         return self._remaining is not None and self._remaining - self._in_flight <= 0
 
+    def _ahead(self, now: float) -> float | None:
+        """The hold for a budget just spent: until the reset and margin;
+        None if not spent, or if the reset is unknown while answers are on
+        their way (the one that tells it holds the lane)."""
+        if not self._spent() or (self._reset_at is None and self._in_flight):
+            return None
+        return self._wait(now)
+
     def _wait(self, now: float) -> float:
         """Seconds until the spent budget comes back: the reset plus the
         margin.  With no announced reset, one ``default_retry_after`` away is
@@ -181,6 +195,7 @@ class LocalBudget:
         config = self._config
         if self._reset_at is None:
             self._reset_at = now + config.default_retry_after - config.reset_margin
+            self._guessed = True
         delay = max(0.0, self._reset_at + config.reset_margin - now)
         return min(delay, config.max_retry_after)
 
@@ -190,6 +205,7 @@ class LocalBudget:
         if reset is not None and now + SLACK >= reset + self._config.reset_margin:
             self._remaining = self._limit
             self._reset_at = None
+            self._guessed = False
 
     def _learn(self, quota: Quota, now: float) -> None:
         """Fold an announced quota into the budget."""
@@ -203,8 +219,14 @@ class LocalBudget:
             return  # a window that is over says nothing about this one
         self._roll(now)
         old_reset = self._reset_at
-        if self._remaining is None or old_reset is None or new_reset is None:
+        if (
+            self._remaining is None
+            or old_reset is None
+            or new_reset is None
+            or self._guessed  # an announced reset beats our guess
+        ):
             self._remaining, self._reset_at = quota.remaining, new_reset
+            self._guessed = False
         elif new_reset < old_reset - SAME_WINDOW:
             return  # a late answer from an earlier window
         elif new_reset > old_reset + SAME_WINDOW:

@@ -872,8 +872,9 @@ return out
 -- An API endpoint's quota budget shared by every worker
 -- (fetchq.shared.quota.RedisBudget): the rules of
 -- fetchq.api.budget.LocalBudget on the server's clock.  P quota:ENDPOINT
--- HASH l (limit), r (remaining, lowest in the window), z (reset ms), a
--- ("1": an answer came); P qf:ENDPOINT ZSET tickets in flight -> deadline
+-- HASH l (limit), r (remaining, lowest in the window), z (reset ms), g
+-- ("1": z is default_retry_after's guess), a ("1": an answer came);
+-- P qf:ENDPOINT ZSET tickets in flight -> deadline
 -- (a dead worker's requests stop counting when their deadlines pass).
 -- ARGV: now, action, endpoint, margin ms, default ms, max ms, ticket, then
 --   take: lease ms -> {"go", ahead ms or -1} / {"wait", 0} / {"spent", ms}
@@ -895,7 +896,7 @@ local function roll()
   if z and now >= z + margin then
     local limit = redis.call("HGET", q, "l")
     if limit then redis.call("HSET", q, "r", limit) else redis.call("HDEL", q, "r") end
-    redis.call("HDEL", q, "z")
+    redis.call("HDEL", q, "z", "g")
   end
 end
 
@@ -903,14 +904,20 @@ local function wait_ms()
   local z = num(redis.call("HGET", q, "z"), nil)
   if not z then
     z = now + default - margin
-    redis.call("HSET", q, "z", z)
+    redis.call("HSET", q, "z", z, "g", "1")
   end
   return math.ceil(math.min(math.max(0, z + margin - now), cap))
 end
 
-local function spent(extra)
+local function spent()
   local r = num(redis.call("HGET", q, "r"), nil)
-  return r ~= nil and r - redis.call("ZCARD", fl) - extra <= 0
+  return r ~= nil and r - redis.call("ZCARD", fl) <= 0
+end
+
+-- Spent before any answer of this window said when it resets, with
+-- answers on their way: they will say it.
+local function reset_coming()
+  return redis.call("HEXISTS", q, "z") == 0 and redis.call("ZCARD", fl) > 0
 end
 
 local function learn(limit, remaining, reset)
@@ -920,7 +927,7 @@ local function learn(limit, remaining, reset)
   local r = num(redis.call("HGET", q, "r"), nil)
   local old = num(redis.call("HGET", q, "z"), nil)
   local set = false
-  if r == nil or old == nil or reset == nil then
+  if r == nil or old == nil or reset == nil or redis.call("HGET", q, "g") == "1" then
     set = true
   elseif reset < old - 1000 then
     return -- a late answer from an earlier window
@@ -932,6 +939,7 @@ local function learn(limit, remaining, reset)
   end
   if set then
     redis.call("HSET", q, "r", remaining)
+    redis.call("HDEL", q, "g")
     if reset then redis.call("HSET", q, "z", reset) else redis.call("HDEL", q, "z") end
   end
 end
@@ -942,11 +950,15 @@ if action == "take" then
   local answered = redis.call("HGET", q, "a") == "1"
   if not answered and redis.call("ZCARD", fl) > 0 then
     out = {"wait", 0}
-  elseif spent(0) then
-    out = {"spent", wait_ms()}
+  elseif spent() then
+    if reset_coming() then out = {"wait", 0} else out = {"spent", wait_ms()} end
   else
     redis.call("ZADD", fl, now + tonumber(ARGV[8]), ticket)
-    if spent(0) then out = {"go", wait_ms()} else out = {"go", -1} end
+    if spent() and not reset_coming() then
+      out = {"go", wait_ms()}
+    else
+      out = {"go", -1}
+    end
   end
 elseif action == "answer" then
   redis.call("ZREM", fl, ticket)
@@ -961,8 +973,9 @@ elseif action == "answer" then
   out = {-1}
   if throttle then
     redis.call("HSET", q, "r", 0, "z", now + throttle - margin)
+    redis.call("HDEL", q, "g")
     if ARGV[12] == "default" then redis.call("HSET", q, "a", "0") end
-  elseif spent(0) then
+  elseif spent() and not reset_coming() then
     out = {wait_ms()}
   end
 else
