@@ -28,6 +28,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote, urlencode
@@ -74,7 +75,7 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
     from fetchq.recipe import RecipeError, load_recipe
 
     try:
-        recipe = load_recipe(target)
+        recipe = load_recipe(target, environ=_AnyEnv())
     except RecipeError as e:
         raise CtlError(str(e.problems[0]) if e.problems else str(e)) from None
     except OSError as e:
@@ -84,6 +85,24 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
     except ValueError as e:
         raise CtlError(str(e)) from None
     return str(data["url"]).rstrip("/"), str(data["token"])
+
+
+class _AnyEnv(Mapping[str, str]):
+    """The environment, with a stand-in for each variable it lacks: ctl
+    reads a recipe only for where its state is, and needs none of its
+    secrets."""
+
+    def __getitem__(self, name: str) -> str:
+        return os.environ.get(name, "unset")
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
 
 
 def request(
