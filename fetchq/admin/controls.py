@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from fetchq.run import Run
 
 __all__ = [
+    "EVERY_LANE",
     "KEEP",
     "AdminError",
     "Controls",
@@ -50,6 +51,10 @@ log = Logger(namespace="fetchq.admin")
 
 KEEP: Any = "keep"
 """A lane setting left as it is (``set_lane(key, width=KEEP)``)."""
+
+EVERY_LANE = "*"
+"""The lane key that means every lane: its width and rate are the default
+of lanes without their own, its hold holds the whole queue."""
 
 _DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -457,8 +462,10 @@ class QueueControls:
         release: bool = False,
     ) -> Any:
         queue = self.queue
-        lane = self._lane_key(key)
+        lane = None if key == EVERY_LANE else self._lane_key(key)
         out: dict[str, Any] = {"lane": key}
+        if lane is None and (width == "default" or rate == "default"):
+            raise AdminError('"default" is for one lane; "*" sets the default')
         try:
             if width == "default" or rate == "default":
                 queue.reset_lane(lane)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 
 from fetchq.admin.controls import (
+    EVERY_LANE,
     KEEP,
     AdminError,
     RunControls,
@@ -244,6 +245,15 @@ class SharedControls(RunControls):
         store = self.store
         out: dict[str, Any] = {"lane": key}
         steps: list[Any] = []
+        if key == EVERY_LANE:
+            if hold is not None or release or "default" in (width, rate):
+                raise AdminError('"*" takes a width or rate (the lanes\' default)')
+            limits = {}
+            if width is not KEEP:
+                limits["lane_width"] = out["width"] = width
+            if rate is not KEEP:
+                limits["lane_rate"] = out["rate"] = rate
+            return store.configure(**limits).addCallback(lambda _: out)
         if width is not KEEP or rate is not KEEP:
             steps.append(store.set_lane(key, width=width, rate=rate))
             if width is not KEEP:
