@@ -5,6 +5,8 @@
     fetchq validate RECIPE [RECIPE ...]
     fetchq run RECIPE [--fresh] [--retry-failed] [--max-failures N|P%]
     fetchq demo [--pages N] [--dir DIR]
+    fetchq run RECIPE --admin [HOST:]PORT [--log-format human|json]
+    fetchq ctl RECIPE|URL status|width N|rate R|pause|resume|hold L 60s|stop
 
 Exit status: 0 when everything asked for succeeded, 2 for problems (a bad
 recipe, a usage error, an input changed since an earlier run read it, an
@@ -158,6 +160,30 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "once more than P%% of the finished jobs failed; 0: never "
         "(default: the recipe's run.max_failures, else 50)",
     )
+    parser.add_argument(
+        "--admin",
+        metavar="[HOST:]PORT",
+        default=None,
+        help="serve the admin API, live page and /metrics here (127.0.0.1 "
+        "unless a host is given; the token goes to a 0600 file beside the "
+        "state); default: the recipe's admin.listen",
+    )
+    parser.add_argument(
+        "--metrics-open",
+        action="store_true",
+        default=None,
+        help="serve /metrics without the admin token (for a scraper)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("human", "json"),
+        default="human",
+        help="the log on stderr (or --log-file): human lines, or one JSON "
+        "object per event",
+    )
+    parser.add_argument(
+        "--log-file", metavar="PATH", default=None, help="write the log here"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -185,19 +211,72 @@ def run(args: argparse.Namespace) -> int:
         "retry_failed": args.retry_failed,
         "max_failures": max_failures,
     }
-    return _react(lambda reactor: _start_run(recipe, reactor, options))
+    admin = _admin_options(recipe, args)
+    log_file = None
+    try:
+        if getattr(args, "log_file", None):
+            log_file = open(args.log_file, "a", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        print(f"fetchq: error: --log-file: {exc}", file=sys.stderr)
+        return PROBLEMS
+    from fetchq.logs import start_logging
+
+    start_logging(getattr(args, "log_format", "human"), log_file)
+    try:
+        return _react(lambda reactor: _start_run(recipe, reactor, options, admin))
+    finally:
+        if log_file is not None:
+            log_file.close()
 
 
-def _start_run(recipe: Any, reactor: object, options: dict[str, Any]) -> object:
+def _admin_options(recipe: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Where the admin server listens (``--admin``, else the recipe's
+    ``admin.listen``), or None for no admin server."""
+    spec = getattr(recipe, "admin", None)
+    listen = getattr(args, "admin", None) or getattr(spec, "listen", None)
+    if listen is None:
+        return None
+    metrics_open = getattr(args, "metrics_open", None)
+    if metrics_open is None:
+        metrics_open = bool(getattr(spec, "metrics_open", False))
+    return {"listen": str(listen), "metrics_open": metrics_open}
+
+
+def _start_run(
+    recipe: Any,
+    reactor: object,
+    options: dict[str, Any],
+    admin: dict[str, Any] | None = None,
+) -> object:
+    from fetchq.admin.attach import attach_admin, attach_log
     from fetchq.run import Run
 
+    run: Run
     if recipe.state.url is not None:
         from fetchq.shared_run import SharedRun
 
-        shared = SharedRun(recipe, reactor, handle_signals=True, **options)
-        return shared.run()
-    run = Run(recipe, reactor, handle_signals=True, **options)
-    return run.run()
+        run = SharedRun(recipe, reactor, handle_signals=True, **options)
+    else:
+        run = Run(recipe, reactor, handle_signals=True, **options)
+    if admin is None:
+        attach_log(run)
+        return run.run()
+    finished = run.run()
+    try:
+        server = attach_admin(
+            run, reactor, admin["listen"], metrics_open=admin["metrics_open"]
+        )
+    except Exception as exc:  # a bad address, a port taken: stop, one line
+        print(_one_line(f"fetchq: error: --admin: {exc}"), file=sys.stderr)
+        run.interrupt(15)
+        return finished.addCallback(lambda _: PROBLEMS)
+    print(
+        f"fetchq: admin on {server.url} (token in {server.token_file}); "
+        "open the page with: fetchq ctl "
+        f"{recipe.source} page",
+        file=sys.stderr,
+    )
+    return finished
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -257,6 +336,12 @@ def _react(start: Callable[[object], object]) -> int:
     return result if isinstance(result, int) else PROBLEMS
 
 
+def _add_ctl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from fetchq.admin.ctl import add_parser
+
+    add_parser(commands)
+
+
 def _add_fake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "fake",
@@ -299,6 +384,7 @@ COMMANDS: list[
     _add_run,
     _add_demo,
     _add_fake,
+    _add_ctl,
 ]
 """Functions that each add one subcommand."""
 

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from twisted.internet import defer, task
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from fetchq import __version__
@@ -62,7 +63,7 @@ from fetchq.breaker import DEFAULT as DEFAULT_MAX_FAILURES
 from fetchq.breaker import FailureBreaker, MaxFailures
 from fetchq.control import AdaptiveController, algorithm
 from fetchq.errors import JobCancelled, JobError
-from fetchq.events import Event, LaneHeld
+from fetchq.events import Event, LaneHeld, LaneReleased
 from fetchq.fetch import FetchConfig, fetch_retry_policy
 from fetchq.inputs import Checkpoint, InputChanged, InputError, InputReader, InputRow
 from fetchq.job import Job
@@ -110,6 +111,10 @@ _META_FIRST_START = "run.first_started"  # wall clock, epoch seconds
 _CHUNK = 1000  # rows read into the store in one write
 _LEASE = 3600.0  # one process owns a state file: leases only guard a crash
 _WITHDRAW_AFTER = 1.0  # a lane held this long hands its waiting jobs back
+CANCELLED = "cancelled"
+"""The store outcome of a row an operator cancelled (``fetchq ctl cancel``)."""
+
+log = Logger(namespace="fetchq.run")
 
 
 def make_controller(spec: AdaptiveSpec) -> AdaptiveController:
@@ -335,6 +340,7 @@ class Run:
         self._finished: defer.Deferred[int] = defer.Deferred()
         self._closed = False  # set once _finish starts closing the store
         self._pump_scheduled = False
+        self._cancelling: set[str] = set()  # rows an operator cancelled
         self.display: ProgressDisplay | None = None  # made by run()
         self._ticker = task.LoopingCall(self._tick)
 
@@ -620,6 +626,12 @@ class Run:
     def _on_event(self, event: Event) -> None:
         """A lane held for a while hands its waiting jobs back to the store
         and is passed over by claims until the hold ends."""
+        if event.__class__ is LaneReleased:
+            assert isinstance(event, LaneReleased)
+            if event.key is not None and event.key in self._held:
+                del self._held[event.key]
+                self._pump_soon()
+            return
         if event.__class__ is not LaneHeld:
             return
         assert isinstance(event, LaneHeld)
@@ -684,6 +696,11 @@ class Run:
             return
         self._lane_done(job.key)
         now = self.reactor.seconds()
+        if isinstance(error, JobCancelled) and job.id in self._cancelling:
+            self._cancelling.discard(job.id)
+            self._ack_as(job.id, CANCELLED, self.kind.record(job, CANCELLED), now)
+            self._pump_soon()
+            return
         cause = None if job.failure is None else job.failure.value
         if getattr(cause, "fatal", False):
             self._leave_to_do(job.id, now)
@@ -709,9 +726,43 @@ class Run:
         self.stats.left_to_do()
 
     def _ack(self, item_id: str, record: Any, now: float) -> None:
-        self._watch(self.store.ack(item_id, "failed", record, now))
+        self._ack_as(item_id, "failed", record, now)
+
+    def _ack_as(self, item_id: str, outcome: str, record: Any, now: float) -> None:
+        self._watch(self.store.ack(item_id, outcome, record, now))
         if self.kind.commit_each:
             self._watch(self.store.flush())
+
+    def cancel(self, item_id: str) -> Any:
+        """Cancel one row for good (an operator's ``cancel``): a job of it
+        in the queue is cancelled (an underway one is interrupted); a row
+        still waiting in the store is recorded there at once.  Its record
+        says ``cancelled``; the failure breaker does not count it.
+
+        Returns:
+            True if the row was cancelled, False if it is already done; or a
+            Deferred of that (a network store).
+
+        Raises:
+            KeyError: the run has no such row.
+        """
+        for job in [*self.queue.underway(), *self.queue.pending()]:
+            if job.id == item_id:
+                self._cancelling.add(item_id)
+                job.cancel()
+                return True
+        now = self.reactor.seconds()
+        record = {"id": item_id, "outcome": CANCELLED, "error": "cancelled"}
+
+        def acked(moved: bool) -> bool:
+            if moved:
+                log.info("row {id} cancelled", id=item_id, event="job.cancelled")
+                if self.kind.commit_each:
+                    self._watch(self.store.flush())
+            return moved
+
+        # Not watched: an unknown id is the caller's KeyError, not the run's.
+        return when(self.store.ack(item_id, CANCELLED, record, now), acked)
 
     def _ack_streak(self) -> None:
         """The failures held back were the rows' own: record them."""
@@ -748,6 +799,13 @@ class Run:
         self._stopping = True
         self._exit = code
         self._say(f"fetchq: {message}")
+        log.emit(
+            LogLevel.error if code in (EXIT_FATAL, EXIT_FAILURES) else LogLevel.info,
+            "run stopping: {message}",
+            event="run.stopping",
+            code=code,
+            message=message,
+        )
         now = self.reactor.seconds()
         streak, self._streak = self._streak, []
         for item_id, _ in streak:
@@ -809,6 +867,14 @@ class Run:
         self._ticker.start(self.tick_seconds, now=False)
         if counts.finished:
             self._say(f"resuming: {counts.finished} done, {counts.pending} to do")
+            log.info(
+                "run resumed: {done} done, {to_do} to do",
+                event="run.resumed",
+                done=counts.finished,
+                to_do=counts.pending,
+            )
+        else:
+            log.info("run started", event="run.started")
         if self.handle_signals:
             self._install_signals()
         if self.controller is not None:
@@ -864,6 +930,9 @@ class Run:
         self._exit = EXIT_INTERRUPTED.get(signum, 130)
         self._ack_streak()
         self._say("interrupted: letting underway jobs finish (Ctrl-C again to cancel)")
+        log.info(
+            "run stopping: signal {signal}", event="run.stopping", signal=int(signum)
+        )
         self.queue.stop().addCallback(self._stopped)
 
     def _stopped(self, unprocessed: list[Job]) -> None:
@@ -902,6 +971,7 @@ class Run:
 
     async def _close(self, code: int) -> None:
         await _maybe(self.store.flush())
+        log.info("run finished: exit {code}", event="run.finished", code=code)
         await self._write_output(code)
         self.output.close()
         if self._reader is not None:

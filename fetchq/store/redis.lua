@@ -664,3 +664,163 @@ if action == "take" and not holder then
   return 1
 end
 return 0
+
+--@ unhold
+-- ARGV: now, lane.  Ends the lane's hold early (an operator's release).
+-- Returns 1 if it was held.
+local now = now_ms()
+local id = redis.call("HGET", P .. "lid", ARGV[2])
+if not id then return 0 end
+local key = P .. "lane:" .. id
+local held = num(redis.call("HGET", key, "h"), 0)
+redis.call("HDEL", key, "h")
+if lane_pending(id) then wake_lane(id, now) end
+if held > now then return 1 end
+return 0
+
+--@ lanes_page
+-- ARGV: now, offset, count, sort ("backlog", "name" or "held"), most lanes
+-- to look at.  Lanes with work (pending, in flight or held), each:
+-- {name, pending, in flight, held until ms, own width, own rate}; first
+-- the number of such lanes and whether the look was cut short.
+local now = now_ms()
+local offset, count, sort = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local most = tonumber(ARGV[5])
+local last = num(redis.call("GET", P .. "lseq"), 0)
+local rows = {}
+local cut = 0
+if last > most then cut = 1; last = most end
+for n = 1, last do
+  local lane = tostring(n)
+  local pending = redis.call("ZCARD", P .. "rq:" .. lane)
+  for _, pr in ipairs(redis.call("ZRANGE", P .. "qp:" .. lane, 0, -1)) do
+    pending = pending + redis.call("LLEN", P .. "q:" .. lane .. ":" .. pr)
+  end
+  local st = redis.call("HMGET", P .. "lane:" .. lane, "f", "h")
+  local flight, held = num(st[1], 0), num(st[2], 0)
+  if held <= now then held = 0 end
+  if pending > 0 or flight > 0 or held > 0 then
+    local name = lane_of(lane)
+    local own = redis.call("HMGET", P .. "lcfg:" .. name, "width", "rate")
+    rows[#rows + 1] = {name, pending, flight, held, own[1] or "", own[2] or ""}
+  end
+end
+if sort == "name" then
+  table.sort(rows, function(a, b) return a[1] < b[1] end)
+elseif sort == "held" then
+  table.sort(rows, function(a, b)
+    if a[4] ~= b[4] then return a[4] > b[4] end
+    return a[1] < b[1]
+  end)
+else
+  table.sort(rows, function(a, b)
+    if a[2] ~= b[2] then return a[2] > b[2] end
+    if a[3] ~= b[3] then return a[3] > b[3] end
+    return a[1] < b[1]
+  end)
+end
+local out = {#rows, cut}
+for i = offset + 1, math.min(#rows, offset + count) do
+  local r = rows[i]
+  out[#out + 1] = r[1]
+  out[#out + 1] = r[2]
+  out[#out + 1] = r[3]
+  out[#out + 1] = r[4]
+  out[#out + 1] = r[5]
+  out[#out + 1] = r[6]
+end
+return out
+
+--@ pending_page
+-- ARGV: now, lane ("" = every lane, in the calendar's order), offset, count.
+-- The pending items ready to claim, in claim order within each lane:
+-- {more (0/1), id, item, ...}.
+local offset, count = tonumber(ARGV[3]), tonumber(ARGV[4])
+local need = offset + count + 1
+
+local function lane_items(lane, want)
+  local items = {}
+  local r = redis.call("ZRANGE", P .. "rq:" .. lane, 0, want - 1, "WITHSCORES")
+  for i = 1, #r, 2 do items[#items + 1] = {tonumber(r[i + 1]), r[i]} end
+  local got = 0
+  for _, pr in ipairs(redis.call("ZRANGE", P .. "qp:" .. lane, 0, -1)) do
+    if got >= want then break end
+    local ms = redis.call("LRANGE", P .. "q:" .. lane .. ":" .. pr, 0, want - got - 1)
+    for _, m in ipairs(ms) do
+      items[#items + 1] = {tonumber(pr), m}
+      got = got + 1
+    end
+  end
+  table.sort(items, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  return items
+end
+
+local members = {}
+local lanes
+if ARGV[2] ~= "" then
+  local id = redis.call("HGET", P .. "lid", ARGV[2])
+  lanes = {}
+  if id then lanes[1] = id end
+else
+  lanes = redis.call("ZRANGE", P .. "lanes", 0, 9999)
+end
+for _, lane in ipairs(lanes) do
+  if #members >= need then break end
+  for _, item in ipairs(lane_items(lane, need - #members)) do
+    if #members >= need then break end
+    members[#members + 1] = item[2]
+  end
+end
+local out = {0}
+if #members > offset + count then out[1] = 1 end
+for i = offset + 1, math.min(#members, offset + count) do
+  local id = string.sub(members[i], 14)
+  local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
+  if raw then
+    out[#out + 1] = id
+    out[#out + 1] = join(named(split(raw)))
+  end
+end
+return out
+
+--@ leased_page
+-- ARGV: now, offset, count.  Items claimed now (every worker's), by lease
+-- deadline: {total, id, item, deadline ms, worker, ...}.
+local offset, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {redis.call("ZCARD", P .. "leases")}
+local ids = redis.call("ZRANGE", P .. "leases", offset, offset + count - 1, "WITHSCORES")
+for i = 1, #ids, 2 do
+  local id = ids[i]
+  local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
+  if raw then
+    out[#out + 1] = id
+    out[#out + 1] = join(named(split(raw)))
+    out[#out + 1] = ids[i + 1]
+    out[#out + 1] = redis.call("HGET", P .. "owner", id) or ""
+  end
+end
+return out
+
+--@ reprioritize
+-- ARGV: now, id, priority.  A pending item gets a new priority (it keeps
+-- its arrival order among that priority's items).  1 done, 0 not pending
+-- (claimed or done), -1 unknown.
+local now = now_ms()
+local id = ARGV[2]
+local b = bucket(id)
+local raw = redis.call("HGET", P .. "i:" .. b, id)
+if not raw then
+  if redis.call("HEXISTS", P .. "d:" .. b, id) == 1 then return 0 end
+  return -1
+end
+if redis.call("ZSCORE", P .. "leases", id) then return 0 end
+local f = split(raw)
+local waiting = redis.call("ZSCORE", P .. "delayed", id)
+if not waiting then unqueue(f[2], f, id) end
+f[1] = ARGV[3]
+redis.call("HSET", P .. "i:" .. b, id, join(f))
+if not waiting then enqueue(id, f, now) end
+return 1
