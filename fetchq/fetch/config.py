@@ -135,13 +135,13 @@ def host_pattern(pattern: object) -> str:
         ValueError: for anything else, saying what is expected.
     """
     if not isinstance(pattern, str) or not pattern.strip():
-        raise ValueError(f"a host_headers key must be a host name, not {pattern!r}")
+        raise ValueError(f"{pattern!r} is not a host name")
     text = pattern.strip().lower().rstrip(".")
     rest = text[2:] if text.startswith("*.") else text
     if not rest or any(c in rest for c in "*/:@ ") or rest.startswith("."):
         raise ValueError(
-            f"bad host_headers host {pattern!r} (a host name such as "
-            "api.example.com, or *.example.com for the names under it)"
+            f"{pattern!r} is not a host name such as api.example.com "
+            "(or *.example.com for the names under it)"
         )
     return text
 
@@ -164,7 +164,10 @@ def _host_headers(value: Any) -> tuple[tuple[str, _Pairs], ...]:
                 raise ValueError(f"bad header name {name!r}")
             if "\r" in reveal(text) or "\n" in reveal(text):
                 raise ValueError(f"header {name!r} has a line break in its value")
-        result.append((host_pattern(pattern), pairs))
+        try:
+            result.append((host_pattern(pattern), pairs))
+        except ValueError as e:
+            raise ValueError(f"host_headers: {e}") from None
     return tuple(result)
 
 

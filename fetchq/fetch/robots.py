@@ -89,6 +89,8 @@ class RobotsCache:
         on_rate: called with a host's lane key and the most requests per
             second its robots.txt asks for, when it asks.
         size: sites kept at once.
+        retry: seconds a site whose robots.txt answered 5xx or 429 is left
+            alone.
     """
 
     def __init__(
@@ -98,7 +100,9 @@ class RobotsCache:
         agent: str,
         on_rate: Callable[[str, float], None] | None = None,
         size: int = CACHE_SIZE,
+        retry: float = RETRY_UNREACHABLE,
     ) -> None:
+        self._retry = retry
         self._read = read
         self._clock = clock
         self.agent = agent
@@ -188,7 +192,7 @@ class RobotsCache:
             site.rules = Protego.parse(text)
             self._pace(origin, site.rules)
         elif status == 429 or status >= 500:
-            site.until = self._clock.seconds() + RETRY_UNREACHABLE
+            site.until = self._clock.seconds() + self._retry
             site.cause = f"HTTP {status}"
         self._release(site, None)
 

@@ -323,7 +323,7 @@ class _Tunnel(Protocol):
 
     def __init__(self, endpoint: TunnelEndpoint, factory: IProtocolFactory) -> None:
         self.endpoint = endpoint
-        self.factory = factory
+        self.target_factory: Any = factory
         self.established: Deferred[IProtocol] = Deferred(self._cancel)
         self.inner: Any = None
         self.buffer = b""
@@ -416,7 +416,7 @@ class _Tunnel(Protocol):
             self._stop_timer()
             self.buffer = b""
             transport: Any = self.transport
-            inner = self.factory.buildProtocol(transport.getPeer())
+            inner = self.target_factory.buildProtocol(transport.getPeer())
             if inner is None:
                 self._fail(ProxyError("the tunnel's protocol refused the connection"))
                 return

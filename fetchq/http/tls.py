@@ -21,7 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from OpenSSL import SSL, crypto
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from OpenSSL import SSL
 from service_identity import VerificationError
 from service_identity.hazmat import DNS_ID, IPAddress_ID, verify_service_identity
 from service_identity.pyopenssl import extract_patterns
@@ -152,7 +153,7 @@ def load_pem_certificates(path: str | Path, what: str = "") -> list[Certificate]
     return certificates
 
 
-def load_pem_key(path: str | Path, what: str = "") -> crypto.PKey:
+def load_pem_key(path: str | Path, what: str = "") -> Any:
     """The unencrypted private key of a PEM file.
 
     Raises:
@@ -170,7 +171,7 @@ def load_pem_key(path: str | Path, what: str = "") -> crypto.PKey:
             f"{_at(what, path)}the key is encrypted; give an unencrypted key"
         )
     try:
-        return crypto.load_privatekey(crypto.FILETYPE_PEM, data)
+        return load_pem_private_key(data, None)
     except Exception as e:
         raise ValueError(
             f"{_at(what, path)}the private key does not parse "
@@ -223,13 +224,17 @@ class TLSPolicy:
                 client_key if client_key is not None else client_cert,
                 "client_key" if client_key is not None else "client_cert",
             )
-            options["certificate"] = chain[0].original
-            options["privateKey"] = key
-            options["extraCertChain"] = [c.original for c in chain[1:]]
         self._options = CertificateOptions(**options)
         if client_cert is not None:
+            # Set on the options' one context (it is cached), as cryptography
+            # objects: pyOpenSSL's own are deprecated.
+            context = self._options.getContext()
             try:
-                self._options.getContext()  # a key that does not match fails here
+                context.use_certificate(chain[0].original.to_cryptography())
+                for extra in chain[1:]:
+                    context.add_extra_chain_cert(extra.original.to_cryptography())
+                context.use_privatekey(key)
+                context.check_privatekey()
             except SSL.Error as e:
                 raise ValueError(
                     f"client_key does not match client_cert ({_openssl_reason(e)})"
