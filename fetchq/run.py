@@ -170,6 +170,18 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
         max_retry_after=recipe.retry.max_delay,
         save_dir=None if save is None else str(save.dir),
         save_name="sha256" if save is None else save.name,
+        proxy=spec.proxy,
+        trust_env=spec.trust_env,
+        no_proxy=None if spec.no_proxy is None else tuple(spec.no_proxy),
+        ca_bundle=spec.tls.ca_bundle,
+        client_cert=spec.tls.client_cert,
+        client_key=spec.tls.client_key,
+        verify=spec.tls.verify,
+        host_headers=tuple(
+            (host, tuple(headers.items()))
+            for host, headers in spec.host_headers.items()
+        ),
+        robots=spec.robots,
     )
 
 
@@ -710,6 +722,12 @@ class Run:
             self._leave_to_do(job.id, now)  # one more of the streak
             return
         record = self.kind.record(job, "failed")
+        if getattr(cause, "neutral", False):
+            # The row's own outcome (robots.txt disallows it), which says
+            # nothing of the run: recorded, not counted by the breaker.
+            self._ack(job.id, record, now)
+            self._pump_soon()
+            return
         trip = self.breaker.fail()
         if self.breaker.limit.in_a_row is not None:
             self._streak.append((job.id, record))
@@ -875,6 +893,9 @@ class Run:
             )
         else:
             log.info("run started", event="run.started")
+        for warning in getattr(self.kind, "warnings", ()):
+            self._say(f"fetchq: WARNING: {warning}")
+            self.stats.warnings.append(warning)
         if self.handle_signals:
             self._install_signals()
         if self.controller is not None:

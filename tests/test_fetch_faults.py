@@ -38,6 +38,7 @@ from fetchq.fetch import (
     HTTPThrottled,
     RetryableStatus,
     SaveError,
+    TLSCertificateError,
     TooManyRedirects,
     TruncatedBody,
 )
@@ -543,8 +544,11 @@ class TLSTests(TestCase):
 
     async def test_untrusted_certificate_refused(self) -> None:
         """With the default policy a self-signed certificate is refused:
-        ConnectionFailed naming TLS, and no request is answered."""
+        TLSCertificateError saying so (not a ConnectionFailed, which would be
+        retried), and no request is answered."""
         d = self.fetcher().fetch(self.server.url("/ok", host="localhost"))
-        error = await self.assertFailure(d, ConnectionFailed)
-        self.assertIn("TLS", str(error))
+        error = await self.assertFailure(d, TLSCertificateError)
+        self.assertNotIsInstance(error, ConnectionFailed)
+        self.assertEqual(error.kind, "untrusted")
+        self.assertIn("self-signed certificate", str(error))
         self.assertEqual(self.server.requests, [])

@@ -38,6 +38,8 @@ __all__ = [
     "dotted",
     "duration",
     "flow_placeholder",
+    "host_headers",
+    "host_list",
     "identifier",
     "integer",
     "is_null",
@@ -45,6 +47,7 @@ __all__ = [
     "json_value",
     "method",
     "path",
+    "proxy_url",
     "rate",
     "secret",
     "secret_text",
@@ -73,6 +76,7 @@ _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]+")
 _REFERENCES = re.compile(r"\$\$\{|\$\{[^}]*\}")
 _MAX_JSON_DEPTH = 50
+_CIDR = re.compile(r"[0-9A-Fa-f:.]+/[0-9]{1,3}")
 
 
 class Invalid(Exception):
@@ -297,10 +301,12 @@ def text(*, nullable: bool = False) -> Conv:
     return Conv("string" + (" or null" if nullable else ""), convert)
 
 
-def path(*, existing_file: bool = False) -> Conv:
-    """A path relative to the recipe's directory, made absolute."""
+def path(*, existing_file: bool = False, nullable: bool = False) -> Conv:
+    """A path relative to the recipe's directory, made absolute (or null)."""
 
-    def convert(node: Node, ctx: Context, where: str) -> Path:
+    def convert(node: Node, ctx: Context, where: str) -> Path | None:
+        if nullable and is_null(node):
+            return None
         raw = ctx.scalar(node, "a path")
         if not isinstance(raw, str):
             raise Invalid(f"expected a path, got {describe(node)}")
@@ -319,7 +325,7 @@ def path(*, existing_file: bool = False) -> Conv:
         return full
 
     doc = "path to an existing file" if existing_file else "path"
-    return Conv(doc, convert)
+    return Conv(doc + (", or null" if nullable else ""), convert)
 
 
 def duration(*, positive: bool) -> Conv:
@@ -471,6 +477,128 @@ def redis_url() -> Conv:
     return Conv(
         "`redis://[user:password@]host[:port][/db]` (`rediss://` for TLS; "
         "`${NAME}` expands; never shown), or null",
+        convert,
+    )
+
+
+def proxy_url() -> Conv:
+    """A proxy: ``http://[user:password@]host[:port]`` (``${NAME}`` expands;
+    kept as a Secret when it holds credentials or anything expanded),
+    ``none`` (no proxy at all), or null (the environment's)."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str | Secret | None:
+        from fetchq.http.proxy import parse_proxy
+
+        if is_null(node):
+            return None
+        value = _secret_text(node, ctx, sensitive=False, header=True)
+        if isinstance(value, str) and value.strip().lower() == "none":
+            return "none"
+        try:
+            proxy = parse_proxy(value)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        if proxy.authorization is not None and not isinstance(value, Secret):
+            return Secret(value, ())
+        return value
+
+    return Conv(
+        "proxy URL `http://[user:password@]host:port` (`https://` for TLS to "
+        "the proxy; `${NAME}` expands; credentials never shown), `none` (no "
+        "proxy), or null (from the environment)",
+        convert,
+    )
+
+
+def host_list() -> Conv:
+    """Hosts reached without the proxy: a list (or a comma-separated
+    string) of names, ``.domain``, IP addresses, CIDR blocks, each with an
+    optional ``:port``, or ``*``; null: the environment's ``NO_PROXY``."""
+
+    def convert(node: Node, ctx: Context, where: str) -> tuple[str, ...] | None:
+        if is_null(node):
+            return None
+        if isinstance(node, SequenceNode):
+            items = [(f"{where}[{i}]", item) for i, item in enumerate(node.value)]
+        elif isinstance(node, ScalarNode):
+            items = [(where, node)]
+        else:
+            raise Invalid(
+                f"expected a list of hosts such as [localhost, .internal.example], "
+                f"got {describe(node)}"
+            )
+        hosts: list[str] = []
+        for here, item in items:
+            value = ctx.scalar(item, "a host")
+            if not isinstance(value, str) or not value.strip():
+                ctx.report(item, f"{here}: expected a host, got {describe(item)}")
+                continue
+            for part in value.replace(",", " ").split():
+                if any(char in part for char in "/@") and not _CIDR.fullmatch(part):
+                    ctx.report(
+                        item,
+                        f"{here}: {part!r} is not a host, domain, IP address "
+                        "or CIDR block",
+                    )
+                    continue
+                hosts.append(part)
+        return tuple(hosts)
+
+    return Conv(
+        "list of hosts (`example.com`: it and the names under it; `.example.com`; "
+        "an IP address; a CIDR block `10.0.0.0/8`; each with an optional "
+        "`:port`; `*`: every host), or null (the environment's `NO_PROXY`)",
+        convert,
+    )
+
+
+def host_headers() -> Conv:
+    """Headers for some hosts only: a mapping of host pattern (a host name,
+    or ``*.example.com``) to a mapping of headers (``${NAME}`` expands,
+    secrets as for ``fetch.headers``)."""
+    headers = string_map("header")
+
+    def convert(
+        node: Node, ctx: Context, where: str
+    ) -> dict[str, dict[str, str | Secret]]:
+        from fetchq.fetch.config import host_pattern
+
+        if is_null(node):
+            return {}
+        if not isinstance(node, MappingNode):
+            raise Invalid(
+                "expected a mapping of host names to headers, got " + describe(node)
+            )
+        result: dict[str, dict[str, str | Secret]] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode) or is_null(key_node):
+                ctx.report(
+                    key_node, f"{where}: expected a host, got {describe(key_node)}"
+                )
+                continue
+            raw = str(key_node.value)
+            try:
+                pattern = host_pattern(raw)
+            except ValueError as exc:
+                ctx.report(key_node, f"{where}: {exc}")
+                continue
+            if pattern in result:
+                ctx.report(
+                    key_node,
+                    f"{where}.{raw}: host {raw!r} is already given "
+                    "(host names are case-insensitive)",
+                )
+                continue
+            here = f"{where}.{raw}"
+            try:
+                result[pattern] = headers(value_node, ctx, here)
+            except Invalid as exc:
+                ctx.report(exc.node or value_node, f"{here}: {exc.message}")
+        return result
+
+    return Conv(
+        "mapping of host (`api.example.com`, or `*.example.com` for the names "
+        "under it) to a mapping of header name to string (`${NAME}` expands)",
         convert,
     )
 

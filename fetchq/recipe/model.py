@@ -53,6 +53,7 @@ __all__ = [
     "SmsSpec",
     "StateSpec",
     "StatusSet",
+    "TlsSpec",
 ]
 
 InputFormat = Literal["lines", "jsonl", "csv"]
@@ -330,6 +331,24 @@ class SaveBodiesSpec:
 
 
 @attrs.frozen
+class TlsSpec:
+    """TLS settings for https URLs (and https proxies).
+
+    Attributes:
+        ca_bundle: a PEM file of the CAs to trust instead of the system's.
+        client_cert: a PEM file with the client certificate (and its key
+            unless ``client_key`` is given), for servers that ask (mTLS).
+        client_key: a PEM file with the client certificate's key.
+        verify: False to check no certificate at all (a run warns loudly).
+    """
+
+    ca_bundle: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    verify: bool = True
+
+
+@attrs.frozen
 class FetchSpec:
     """How each URL is fetched and what its response means.
 
@@ -350,6 +369,16 @@ class FetchSpec:
         throttle_statuses: statuses that mean "slow down": retried after
             ``Retry-After`` and the host's lane held meanwhile.
         save_bodies: where to save bodies (None: record size and sha256 only).
+        proxy: a proxy URL for every URL (a Secret when it holds
+            credentials or came from ``${NAME}``), ``"none"``, or None for
+            the environment's (when ``trust_env``).
+        trust_env: read ``HTTPS_PROXY``, ``NO_PROXY``, ... from the
+            environment.
+        no_proxy: hosts reached directly, or None for the environment's.
+        tls: the CA bundle, client certificate and whether to verify.
+        host_headers: headers sent only to some hosts, by host pattern
+            (``api.example.com``, ``*.example.com``).
+        robots: ``obey`` or ``ignore`` the sites' robots.txt.
     """
 
     method: str
@@ -366,6 +395,12 @@ class FetchSpec:
     retry_statuses: StatusSet
     throttle_statuses: StatusSet
     save_bodies: SaveBodiesSpec | None
+    proxy: str | Secret | None = None
+    trust_env: bool = True
+    no_proxy: tuple[str, ...] | None = None
+    tls: TlsSpec = TlsSpec()
+    host_headers: Mapping[str, Mapping[str, str | Secret]] = attrs.Factory(dict)
+    robots: Literal["obey", "ignore"] = "ignore"
 
     def header_items(self) -> list[tuple[str, str]]:
         """The headers with secrets revealed, for the code that sends them."""

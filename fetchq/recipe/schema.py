@@ -45,12 +45,15 @@ from fetchq.recipe.convert import (
     dotted,
     duration,
     failure_limit,
+    host_headers,
+    host_list,
     identifier,
     integer,
     join,
     json_value,
     method,
     path,
+    proxy_url,
     rate,
     redis_url,
     secret,
@@ -82,6 +85,7 @@ from fetchq.recipe.model import (
     SmsRecipe,
     SmsSpec,
     StateSpec,
+    TlsSpec,
 )
 
 __all__ = [
@@ -724,6 +728,46 @@ SAVE_BODIES = Section(
     optional=True,
 )
 
+TLS = Section(
+    "tls",
+    "How https servers are checked, and the client certificate to show them.",
+    (
+        Key(
+            "ca_bundle",
+            path(existing_file=True, nullable=True),
+            "A PEM file of the CAs to trust, instead of the system's (which "
+            "`SSL_CERT_FILE` and `SSL_CERT_DIR` override), as curl's `--cacert`: "
+            "for a private CA or a TLS-inspecting proxy.",
+            default="null",
+        ),
+        Key(
+            "client_cert",
+            path(existing_file=True, nullable=True),
+            "A PEM file with the client certificate (and its chain) for "
+            "servers that ask for one (mTLS); its private key too, unless "
+            "`client_key` is given.",
+            default="null",
+        ),
+        Key(
+            "client_key",
+            path(existing_file=True, nullable=True),
+            "A PEM file with `client_cert`'s private key (not encrypted).",
+            default="null",
+        ),
+        Key(
+            "verify",
+            boolean(),
+            "Check servers' certificates and host names. `false` checks "
+            "nothing, so any server can pose as the site: a run warns on "
+            "stderr and in its summary. A refused certificate (unknown CA, "
+            "expired, another host's) fails the URL as `TLSCertificateError`, "
+            "not retried.",
+            default="true",
+        ),
+    ),
+    build=TlsSpec,
+)
+
 FETCH = Section(
     "fetch",
     "How each URL is fetched and what its response means.",
@@ -797,6 +841,56 @@ FETCH = Section(
             "is a permanent failure; one in both retry and throttle lists is "
             "throttled.",
             default="[429, 503]",
+        ),
+        Key(
+            "host_headers",
+            host_headers(),
+            "Headers sent only to some hosts, such as `{api.example.com: "
+            "{Authorization: 'Bearer ${TOKEN}'}}` (`*.example.com`: the names "
+            "under example.com). Matched on each request's host, redirects "
+            "included, so never sent to another host (nor over plain http "
+            "after a redirect from https); they replace `headers` of the same "
+            "name. Secrets as for `headers`.",
+            default="{}",
+        ),
+        Key(
+            "proxy",
+            proxy_url(),
+            "The proxy for every URL; `https` URLs go through a CONNECT "
+            "tunnel (TLS end to end, checked against the site), `http` URLs "
+            "as requests to the proxy. Credentials from the environment: "
+            "`http://${PROXY_USER}:${PROXY_PASSWORD}@proxy:3128`. A 407 "
+            "answer stops the run. null: `HTTPS_PROXY`, `HTTP_PROXY` and "
+            "`ALL_PROXY` (or lower case) as curl reads them; `none`: no "
+            "proxy, whatever the environment says.",
+            default="null",
+        ),
+        Key(
+            "no_proxy",
+            host_list(),
+            "Hosts reached directly, not through the proxy.",
+            default_doc="the environment's `NO_PROXY` (or `no_proxy`)",
+        ),
+        Key(
+            "trust_env",
+            boolean(),
+            "Read the proxy settings (`HTTPS_PROXY`, `NO_PROXY`, ...) from "
+            "the environment, as curl and httpx do; `false` ignores them.",
+            default="true",
+        ),
+        TLS,
+        Key(
+            "robots",
+            choice("obey", "ignore"),
+            "`obey`: read each site's robots.txt first (once per site, "
+            "through the same limits and proxy) and fetch nothing it "
+            "disallows for our `User-Agent`: such a URL is recorded as "
+            "`RobotsDisallowed`, not retried, not counted by "
+            "`run.max_failures`; its `Crawl-delay` or `Request-rate` slows "
+            "the site's lane (never speeds it). A robots.txt answering 5xx "
+            "or 429 holds the site for a minute (RFC 9309), its URLs retried "
+            "after; 4xx means no rules.",
+            default="ignore",
         ),
         SAVE_BODIES,
     ),
