@@ -63,6 +63,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from fetchq.fetch.config import FetchConfig
 from fetchq.http.addresses import EndpointFactory
 from fetchq.http.body import BodySink, drop_body, read_body, reasons
+from fetchq.http.deadline import deadline
 from fetchq.http.errors import (
     BadURL,
     ConnectionFailed,
@@ -75,6 +76,7 @@ from fetchq.http.errors import (
     HTTPStatusError,
     HTTPThrottled,
     LocalResourceError,
+    RequestTimeout,
     RetryableStatus,
     SaveError,
     TooManyOpenFiles,
@@ -310,6 +312,8 @@ class Fetcher:
             d = _Fetch(self, url, job_id).send()
         except Exception:
             d = fail()  # a bad URL fails the Deferred, as any error does
+        seconds = self._config.timeout
+        d = deadline(d, seconds, self._clock, lambda: RequestTimeout(seconds or 0))
         if self._mask is not None:
             d.addErrback(self._masked)
         return d

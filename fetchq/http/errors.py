@@ -12,7 +12,8 @@
     │   ├── FetchTimeout                 a deadline passed
     │   │   ├── ConnectTimeout           ...while connecting
     │   │   ├── HeadersTimeout           ...before the response headers
-    │   │   └── BodyTimeout              ...before the whole body arrived
+    │   │   ├── BodyTimeout              ...before the whole body arrived
+    │   │   └── RequestTimeout           ...before the whole attempt ended
     │   ├── BodyTooLarge                 more than ``max_body`` bytes (decoded)
     │   ├── ContentDecodingError         a gzip/deflate body that does not decode
     │   │   └── UnsupportedEncoding      an encoding not decoded (br, zstd, ...)
@@ -60,6 +61,7 @@ __all__ = [
     "HTTPThrottled",
     "HeadersTimeout",
     "LocalResourceError",
+    "RequestTimeout",
     "RetryableStatus",
     "SaveError",
     "TooManyOpenFiles",
@@ -218,6 +220,13 @@ class BodyTimeout(FetchTimeout):
     whether it stalled or trickled."""
 
     phase = "body"
+
+
+class RequestTimeout(FetchTimeout):
+    """The whole attempt (connecting, headers, body and redirects) did not
+    end within ``timeout``."""
+
+    phase = "request"
 
 
 class BodyTooLarge(FetchError):
