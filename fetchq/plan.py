@@ -177,7 +177,14 @@ def read_state(path: Path) -> StateView | None:
     """
     if not path.exists():
         return None
-    uri = f"file:{quote(os.fspath(path))}?mode=ro"
+    # A state file closed cleanly has no write-ahead log: read it as an
+    # immutable file, which needs no lock and no -shm index beside it.  With
+    # a log (a run going on, or one that crashed), SQLite must read the log
+    # too, and may make its -shm index for that (a file of its own, the
+    # state unchanged); a run going on holds its lock and is said to be.
+    wal = Path(os.fspath(path) + "-wal")
+    mode = "mode=ro" if wal.exists() else "immutable=1"
+    uri = f"file:{quote(os.fspath(path))}?{mode}"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=0.5)
     except sqlite3.Error as e:

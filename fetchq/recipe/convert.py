@@ -321,7 +321,7 @@ def failure_limit() -> Conv:
         {
             "type": ["integer", "string"],
             "minimum": 0,
-            "pattern": r"^\s*[0-9]+(?:\.[0-9]+)?\s*%?\s*$",
+            "pattern": r"^\s*(?:[0-9]+|[0-9]{1,2}(?:\.[0-9]+)?\s*%)\s*$",
         },
     )
 
