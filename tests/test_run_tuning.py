@@ -248,3 +248,45 @@ class DryRunTests(SynchronousTestCase):
             [human(s) for s in (0, 0.2, 59, 61, 3600, 3661, 90061)],
             ["0s", "1s", "59s", "1m 1s", "1h", "1h 1m", "1d 1h"],
         )
+
+
+class CliTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="fetchq-dry-cli-"))
+        self.addCleanup(shutil.rmtree, self.folder, True)
+        (self.folder / "urls.txt").write_text("https://a.example/\n")
+        self.recipe = self.folder / "r.yaml"
+        self.recipe.write_text(RECIPE)
+
+    def test_limit_usage(self) -> None:
+        """``--limit`` takes a whole number of at least 1; with a Redis
+        state it is refused (the workers share one input), exit 2."""
+        for bad in ("0", "x"):
+            status, out, err = cli_run("run", str(self.recipe), "--limit", bad)
+            self.assertEqual((status, out), (2, ""))
+            self.assertIn("--limit", err)
+        status, out, err = cli_run(
+            "run",
+            str(self.recipe),
+            "--limit",
+            "5",
+            "--set",
+            "state=redis://127.0.0.1:1/0",
+        )
+        self.assertEqual(status, 2)
+        self.assertIn("--limit needs a local state", err)
+
+    def test_dry_run_of_a_state_in_use(self) -> None:
+        """A state file another process holds (a run going on) is said to be
+        in use, exit 2; a Redis state is named, not contacted."""
+        state = self.folder / "out" / "result.jsonl.state.sqlite"
+        state.parent.mkdir()
+        with SQLiteStore(state):
+            status, out, _ = cli_run("run", str(self.recipe), "--dry-run")
+        self.assertEqual(status, 2)
+        self.assertIn("in use by another process", out)
+        status, out, _ = cli_run(
+            "run", str(self.recipe), "--dry-run", "--set", "state=redis://127.0.0.1:1/3"
+        )
+        self.assertEqual(status, 0)
+        self.assertIn("redis run 'r-urls_txt' at 127.0.0.1:1/3 (not contacted", out)
