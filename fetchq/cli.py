@@ -2,11 +2,13 @@
 
 ::
 
-    fetchq validate RECIPE [RECIPE ...]
+    fetchq validate RECIPE [RECIPE ...] [--set KEY=VALUE ...] [--no-env]
     fetchq run RECIPE [--fresh] [--retry-failed] [--max-failures N|P%]
+                      [--set KEY=VALUE ...] [--limit N] [--dry-run]
     fetchq demo [--pages N] [--dir DIR]
     fetchq run RECIPE --admin [HOST:]PORT [--log-format human|json]
     fetchq ctl RECIPE|URL status|width N|rate R|pause|resume|hold L 60s|stop
+    fetchq schema > fetchq.schema.json
 
 Exit status: 0 when everything asked for succeeded, 2 for problems (a bad
 recipe, a usage error, an input changed since an earlier run read it, an
@@ -58,22 +60,51 @@ def _add_validate(
         ),
     )
     parser.add_argument("recipes", nargs="+", metavar="RECIPE", help="a YAML recipe")
+    _add_set(parser)
+    parser.add_argument(
+        "--no-env",
+        action="store_true",
+        help="check without the environment: ${NAME} of a variable that is "
+        "not set is no problem (the values that hold one are listed as not "
+        "checked); everything else is checked",
+    )
     parser.set_defaults(handler=validate)
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one of the recipe's values, as if the file held it "
+        "(checked and reported like the file): KEY is a dotted path such as "
+        'queue.width, VALUE is YAML (50/s, 1MB, \'{"X-A": "b"}\'); repeat '
+        "for more",
+    )
 
 
 def validate(
     args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     """``fetchq validate``: check each recipe named in ``args.recipes``."""
-    from fetchq.recipe import RecipeError, load_recipe
+    from fetchq.recipe import RecipeError, check_recipe
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     status = OK
+    overrides = getattr(args, "overrides", None) or ()
+    no_env = bool(getattr(args, "no_env", False))
     for name in args.recipes:
         try:
-            recipe = load_recipe(name)
-            line = f"{name}: ok ({summary(recipe)})"
+            checked = check_recipe(name, overrides=overrides, no_env=no_env)
+            line = f"{name}: ok ({summary(checked.recipe)})"
+            if checked.unchecked:
+                line += "; not checked without the environment: " + ", ".join(
+                    f"{where} ({', '.join(f'${{{n}}}' for n in names)})"
+                    for where, names in checked.unchecked.items()
+                )
         except RecipeError as exc:
             for problem in exc.problems:
                 print(_one_line(str(problem)), file=err)
@@ -184,7 +215,36 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--log-file", metavar="PATH", default=None, help="write the log here"
     )
+    _add_set(parser)
+    parser.add_argument(
+        "--limit",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="read at most N rows of the input this time (the first N; after "
+        "an earlier limited run, the next N); the rest stays unread and a "
+        "later run goes on from there",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the recipe, count the input, show the plan (what the "
+        "state holds, what a run would do) and the pace, then exit: nothing "
+        "is fetched or sent, no service contacted, nothing written",
+    )
     parser.set_defaults(handler=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of rows, not {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -199,11 +259,31 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"fetchq: error: --max-failures: {exc}", file=sys.stderr)
             return PROBLEMS
+    overrides = getattr(args, "overrides", None) or ()
     try:
-        recipe = load_recipe(args.recipe)
+        recipe = load_recipe(args.recipe, overrides=overrides)
     except RecipeError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
+        return PROBLEMS
+    limit = getattr(args, "limit", None)
+    if getattr(args, "dry_run", False):
+        from fetchq.plan import dry_run
+
+        return dry_run(
+            recipe,
+            sys.stdout,
+            fresh=args.fresh,
+            retry_failed=args.retry_failed,
+            limit=limit,
+            max_failures=max_failures,
+        )
+    if limit is not None and recipe.state.url is not None:
+        print(
+            "fetchq: error: --limit needs a local state: with state.url (Redis) "
+            "every worker reads from the run's shared input",
+            file=sys.stderr,
+        )
         return PROBLEMS
     options = {
         "report": None if args.report is None else Path(args.report),
@@ -211,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
         "retry_failed": args.retry_failed,
         "max_failures": max_failures,
     }
+    if limit is not None:
+        options["limit"] = limit
     admin = _admin_options(recipe, args)
     log_file = None
     try:
@@ -377,6 +459,32 @@ def fake(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_schema(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    parser = commands.add_parser(
+        "schema",
+        help="print the recipe schema as JSON Schema (for editors)",
+        description=(
+            "Print the JSON Schema (draft 2020-12) of fetchq recipes, made "
+            "from the same schema as `fetchq validate` and the README's "
+            "reference: `fetchq schema > fetchq.schema.json`, then point your "
+            "editor's YAML support at it for completion and checks as you "
+            "type.  It checks the shape of a recipe (keys, types, units); "
+            "`fetchq validate` checks everything."
+        ),
+    )
+    parser.set_defaults(handler=schema)
+
+
+def schema(args: argparse.Namespace) -> int:
+    """``fetchq schema``: the recipe schema as JSON Schema, on stdout."""
+    from fetchq.recipe.jsonschema import schema_text
+
+    sys.stdout.write(schema_text())
+    return OK
+
+
 COMMANDS: list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 ] = [
@@ -385,6 +493,7 @@ COMMANDS: list[
     _add_demo,
     _add_fake,
     _add_ctl,
+    _add_schema,
 ]
 """Functions that each add one subcommand."""
 

@@ -161,6 +161,7 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
         connect_timeout=spec.connect_timeout,
         headers_timeout=spec.headers_timeout,
         body_timeout=spec.body_timeout,
+        timeout=spec.timeout,
         max_body=spec.max_body,
         max_redirects=spec.max_redirects,
         allow_private=spec.allow_private,
@@ -274,6 +275,11 @@ class Run:
         read_ahead: most pending rows in the store before reading more of
             the input (None: read it all, in chunks, as the run goes; a
             durable store holds them on disk).
+        limit: read at most this many rows of the input in this run (the
+            first ones on a fresh start, else the next ones after those
+            earlier runs read); the rest stay unread, the input is not
+            marked finished, and the next run goes on from there.  Rows
+            earlier runs read and left to do are run too.
     """
 
     def __init__(
@@ -292,7 +298,15 @@ class Run:
         retry_failed: bool = False,
         max_failures: MaxFailures | None = None,
         read_ahead: int | None = None,
+        limit: int | None = None,
     ) -> None:
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"limit must be an integer >= 1 or None, not {limit!r}")
+        self.limit = limit
+        self._rows_read = 0  # rows of the input read by this run
+        self._limited = False  # the limit ended reading: the input is not done
         self.recipe = recipe
         self.reactor = reactor
         self.stream = stream
@@ -411,6 +425,7 @@ class Run:
             for row in rows:
                 if row.index < self._skip_below:
                     continue  # stored by an earlier run that kept no checkpoint
+                self._rows_read += 1
                 if row.error is not None:
                     batch.append((row, row.error))
                 else:
@@ -418,6 +433,9 @@ class Run:
                         batch.append((row, kind.item(row)))
                     except BadRow as e:
                         batch.append((row, f"{reader.name}:{row.line}: {e}"))
+                if self.limit is not None and self._rows_read >= self.limit:
+                    self._limited = self._input_done = True  # no more this run
+                    break
                 if len(batch) >= limit:
                     break
             else:
@@ -426,7 +444,7 @@ class Run:
             error = e
         meta = {
             _META_INPUT: reader.checkpoint().to_json(),
-            _META_INPUT_DONE: self._input_done,
+            _META_INPUT_DONE: self._input_done and not self._limited,
         }
 
         def store_rows(taken: set[str]) -> Any:
@@ -611,6 +629,12 @@ class Run:
         counts = self.store.counts()
         if counts.pending == 0 and counts.claimed == len(self._streak):
             self._ack_streak()
+            if self._limited:
+                self._say(
+                    f"--limit {self.limit}: read {self._rows_read} rows of the "
+                    "input; the rest is unread: run again (without --limit for "
+                    "all of it) to go on"
+                )
             self._finish(EXIT_OK)
 
     def _watch(self, result: Any) -> Any:

@@ -722,12 +722,26 @@ class FailureTests(SynchronousTestCase):
     named errors; a Secret query value never shows in the page's URL."""
 
     def test_timeout(self) -> None:
-        """No answer within the timeout: ApiTimeout, in-flight count back to 0."""
-        run = _Run(latency=100.0, conf=config(timeout=5.0))
+        """No response headers within headers_timeout: ApiTimeout of the
+        response phase, in-flight count back to 0."""
+        run = _Run(latency=100.0, conf=config(headers_timeout=5.0))
         d = run.call({"id": 1})
         run.run(until=6.0)
         error = self.failureResultOf(d, ApiTimeout).value
         self.assertEqual((error.seconds, error.phase), (5.0, "response"))
+        self.assertEqual(run.caller.budget.in_flight, 0)
+
+    def test_whole_call_timeout(self) -> None:
+        """``timeout`` bounds the whole call: with the headers' own limit
+        far off, the call fails at ``timeout`` with an ApiTimeout of the
+        request phase, and nothing stays in flight."""
+        run = _Run(latency=100.0, conf=config(headers_timeout=60.0, timeout=3.0))
+        d = run.call({"id": 1})
+        run.run(until=2.9)
+        self.assertNoResult(d)
+        run.run(until=3.1)
+        error = self.failureResultOf(d, ApiTimeout).value
+        self.assertEqual((error.seconds, error.phase), (3.0, "request"))
         self.assertEqual(run.caller.budget.in_flight, 0)
 
     def test_connection_refused(self) -> None:

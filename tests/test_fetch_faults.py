@@ -31,11 +31,13 @@ from fetchq.fetch import (
     FetchConfig,
     Fetcher,
     FetchResult,
+    FetchTimeout,
     ForbiddenAddress,
     HeadersTimeout,
     HTTPRetryAfter,
     HTTPStatusError,
     HTTPThrottled,
+    RequestTimeout,
     RetryableStatus,
     SaveError,
     TLSCertificateError,
@@ -398,6 +400,23 @@ class FaultTests(FaultTestCase):
         error = await self.outcome("/trickle?size=1000&interval=0.02", body_timeout=0.6)
         self.assertIs(type(error), BodyTimeout)
         self.assertGreater(self.server.trickled, 5)  # bytes kept coming
+
+    async def test_whole_request_timeout(self) -> None:
+        """``timeout`` bounds the whole fetch: a body trickling in well
+        within body_timeout fails with RequestTimeout at ``timeout``, and
+        the connection is dropped (the server sees no more reads)."""
+        error = await self.outcome(
+            "/trickle?size=1000&interval=0.02", body_timeout=30.0, timeout=0.4
+        )
+        self.assertIs(type(error), RequestTimeout)
+        self.assertIsInstance(error, FetchTimeout)
+        self.assertEqual(str(error), "request timed out after 0.4s")
+
+    async def test_whole_request_timeout_before_headers(self) -> None:
+        """``timeout`` shorter than headers_timeout: RequestTimeout, not
+        HeadersTimeout."""
+        error = await self.outcome("/stall-headers", headers_timeout=30.0, timeout=0.2)
+        self.assertIs(type(error), RequestTimeout)
 
     async def test_huge_chunked_body(self) -> None:
         """A chunked body with no length that never ends fails with

@@ -91,6 +91,7 @@ from fetchq.api.errors import (
 )
 from fetchq.api.ratelimit import Quota, parse_quota, throttle_delay
 from fetchq.http.body import BodySink, read_body, reasons
+from fetchq.http.deadline import deadline
 from fetchq.http.errors import (
     BodyTimeout,
     BodyTooLarge,
@@ -381,7 +382,9 @@ class ApiCaller:
         if http is None:
             self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
             self._pool.maxPersistentPerHost = pool_size
-            agent: Any = Agent(reactor, pool=self._pool)  # type: ignore[no-untyped-call]
+            agent: Any = Agent(  # type: ignore[no-untyped-call]
+                reactor, connectTimeout=config.connect_timeout, pool=self._pool
+            )
             no_cookies = IndexableCookieJar(DefaultCookiePolicy(allowed_domains=[]))
             http = HTTPClient(agent, cookiejar=no_cookies)
         self._http = http
@@ -490,7 +493,13 @@ class ApiCaller:
             :class:`~fetchq.api.errors.ApiError`.  Cancelling it drops the
             connection.
         """
-        return Deferred.fromCoroutine(self._call(request))
+        seconds = self._config.timeout
+        return deadline(
+            Deferred.fromCoroutine(self._call(request)),
+            seconds,
+            self._clock,
+            lambda: ApiTimeout(seconds or 0, "request"),
+        )
 
     # ------------------------------------------------------------------
     # One call
@@ -588,7 +597,7 @@ class ApiCaller:
         return f"{base}?{'&'.join(sent)}", f"{base}?{'&'.join(shown)}"
 
     async def _send(self, url: str, body: bytes | None) -> Any:
-        """The request, up to its response headers, within ``timeout``."""
+        """The request, up to its response headers, within ``headers_timeout``."""
         config = self._config
         expired = False
 
@@ -605,12 +614,12 @@ class ApiCaller:
             allow_redirects=False,
             unbuffered=True,
         )
-        timer = self._clock.callLater(config.timeout, expire)
+        timer = self._clock.callLater(config.headers_timeout, expire)
         try:
             return await d
         except Exception as e:
             if expired:
-                raise ApiTimeout(config.timeout, "response") from None
+                raise ApiTimeout(config.headers_timeout, "response") from None
             if any(isinstance(inner, CancelledError) for inner in reasons(e)):
                 raise CancelledError() from None  # cancelled from outside
             raise ApiConnectionFailed(_describe(e)) from None

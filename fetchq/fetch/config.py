@@ -10,7 +10,12 @@ from typing import Any, Literal
 import attrs
 
 import fetchq
-from fetchq._validate import integer_at_least, non_negative_number, positive_number
+from fetchq._validate import (
+    integer_at_least,
+    non_negative_number,
+    optional_positive_number,
+    positive_number,
+)
 from fetchq.http.urls import DEFAULT_SCHEMES
 from fetchq.secrets import Secret, reveal
 
@@ -224,6 +229,10 @@ class FetchConfig:
             headers (connecting included).
         body_timeout: seconds from the headers to the *whole* body, so a
             stalled or trickling body times out too.
+        timeout: seconds for the whole of one fetch, from sending the
+            request to the end of the body, redirects included
+            (:class:`~fetchq.http.errors.RequestTimeout`); None: no deadline
+            beyond the phases' own.
         max_body: most body bytes, counted decoded while streaming; a larger
             Content-Length is refused before reading, and the connection is
             dropped once the limit is passed.
@@ -277,6 +286,9 @@ class FetchConfig:
     connect_timeout: float = attrs.field(default=10.0, validator=positive_number)
     headers_timeout: float = attrs.field(default=30.0, validator=positive_number)
     body_timeout: float = attrs.field(default=60.0, validator=positive_number)
+    timeout: float | None = attrs.field(
+        default=None, validator=optional_positive_number
+    )
     max_body: int = attrs.field(default=10 * 1024 * 1024, validator=integer_at_least(1))
     max_redirects: int = attrs.field(default=5, validator=integer_at_least(0))
     allowed_schemes: tuple[str, ...] = attrs.field(

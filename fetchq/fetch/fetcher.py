@@ -66,6 +66,7 @@ from fetchq.fetch.config import FetchConfig
 from fetchq.fetch.robots import MAX_ROBOTS, RobotsCache
 from fetchq.http.addresses import EndpointFactory
 from fetchq.http.body import BodySink, drop_body, read_body, reasons
+from fetchq.http.deadline import deadline
 from fetchq.http.errors import (
     BadURL,
     BodyTooLarge,
@@ -79,6 +80,7 @@ from fetchq.http.errors import (
     HTTPStatusError,
     HTTPThrottled,
     LocalResourceError,
+    RequestTimeout,
     RetryableStatus,
     SaveError,
     TLSCertificateError,
@@ -423,6 +425,8 @@ class Fetcher:
                 d = _Fetch(self, url, job_id).allowed()
         except Exception:
             d = fail()  # a bad URL fails the Deferred, as any error does
+        seconds = self._config.timeout
+        d = deadline(d, seconds, self._clock, lambda: RequestTimeout(seconds or 0))
         if self._mask is not None:
             d.addErrback(self._masked)
         return d

@@ -21,7 +21,8 @@
     │   ├── FetchTimeout                 a deadline passed
     │   │   ├── ConnectTimeout           ...while connecting
     │   │   ├── HeadersTimeout           ...before the response headers
-    │   │   └── BodyTimeout              ...before the whole body arrived
+    │   │   ├── BodyTimeout              ...before the whole body arrived
+    │   │   └── RequestTimeout           ...before the whole attempt ended
     │   ├── BodyTooLarge                 more than ``max_body`` bytes (decoded)
     │   ├── ContentDecodingError         a gzip/deflate body that does not decode
     │   │   └── UnsupportedEncoding      an encoding not decoded (br, zstd, ...)
@@ -72,6 +73,7 @@ __all__ = [
     "ProxyAuthRequired",
     "ProxyError",
     "ProxyRefused",
+    "RequestTimeout",
     "RetryableStatus",
     "RobotsDisallowed",
     "RobotsUnavailable",
@@ -347,6 +349,13 @@ class BodyTimeout(FetchTimeout):
     whether it stalled or trickled."""
 
     phase = "body"
+
+
+class RequestTimeout(FetchTimeout):
+    """The whole attempt (connecting, headers, body and redirects) did not
+    end within ``timeout``."""
+
+    phase = "request"
 
 
 class BodyTooLarge(FetchError):

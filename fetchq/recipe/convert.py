@@ -26,12 +26,21 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from fetchq.recipe.env import EnvError, Secret, expand
 from fetchq.recipe.errors import Problem
 from fetchq.recipe.model import StatusSet
-from fetchq.recipe.units import format_duration, parse_duration, parse_rate, parse_size
+from fetchq.recipe.units import (
+    DURATION_PATTERN,
+    RATE_PATTERN,
+    SIZE_PATTERN,
+    format_duration,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
 
 __all__ = [
     "Context",
     "Conv",
     "Invalid",
+    "Unset",
     "boolean",
     "choice",
     "describe",
@@ -79,6 +88,20 @@ _MAX_JSON_DEPTH = 50
 _CIDR = re.compile(r"[0-9A-Fa-f:.]+/[0-9]{1,3}")
 
 
+class Unset(Exception):
+    """A value names environment variables that are not set, and the recipe
+    is checked without its environment (``fetchq validate --no-env``): the
+    value cannot be checked, and is not wrong.
+
+    Args:
+        names: the variables not set.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
 class Invalid(Exception):
     """A value is wrong.
 
@@ -104,6 +127,14 @@ class Context:
         problems: everything found wrong so far.
         nodes: the value node of every key given, by dotted path.
         keys: the key node of every key given, by dotted path.
+        origins: the names that the marks of nodes from command-line
+            overrides carry (``--set queue.width=8``), each with its place
+            in the order given: a problem at such a node names the override
+            instead of a line of the file.
+        no_env: ``${NAME}`` of a variable that is not set (or empty) is not
+            a problem: the value is left unchecked (see :class:`Unset`).
+        unchecked: the dotted paths of values left unchecked that way, each
+            with the variables it names.
     """
 
     path: str
@@ -113,13 +144,34 @@ class Context:
     nodes: dict[str, Node] = attrs.Factory(dict)
     keys: dict[str, Node] = attrs.Factory(dict)
     constructor: SafeConstructor = attrs.Factory(SafeConstructor)
+    origins: dict[str, int] = attrs.Factory(dict)
+    no_env: bool = False
+    unchecked: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
     def report(self, node: Node | None, message: str) -> None:
         """Record a problem at ``node`` (the top of the file if None)."""
         line = column = 1
+        origin = None
         if node is not None:
             line, column = node.start_mark.line + 1, node.start_mark.column + 1
-        self.problems.append(Problem(self.path, line, column, message))
+            if node.start_mark.name in self.origins:
+                origin, line, column = node.start_mark.name, 1, 1
+        self.problems.append(Problem(self.path, line, column, message, origin))
+
+    def expand(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """``${NAME}`` references in ``text`` expanded from :attr:`environ`.
+
+        Raises:
+            Invalid: for a malformed reference or an unset or empty variable.
+            Unset: instead, with :attr:`no_env`, for variables not set (or
+                empty) in a well-formed text.
+        """
+        try:
+            return expand(text, self.environ)
+        except EnvError as exc:
+            if self.no_env and exc.unset:
+                raise Unset(exc.unset) from None
+            raise Invalid(str(exc)) from None
 
     def given(self, where: str) -> bool:
         """Whether the recipe itself holds the key at dotted path ``where``."""
@@ -198,13 +250,36 @@ Convert = Callable[[Node, Context, str], Any]
 
 @attrs.frozen
 class Conv:
-    """A converter and, in words, the type it accepts (for the reference)."""
+    """A converter and the type it accepts: in words (for the reference) and
+    as a JSON Schema (for editors; :mod:`fetchq.recipe.jsonschema`), which
+    checks the shape of a value where the converter checks everything."""
 
     doc: str
     func: Convert
+    json: Mapping[str, Any] = attrs.field(factory=dict)
 
     def __call__(self, node: Node, ctx: Context, where: str) -> Any:
         return self.func(node, ctx, where)
+
+
+def _or_null(schema: Mapping[str, Any], nullable: bool = True) -> dict[str, Any]:
+    """``schema`` (whose ``type`` is a name or a list of names), or also null
+    when ``nullable``.  Schemas stay flat (one ``type`` list, each keyword
+    applying to the types it concerns) so an editor's message names the
+    keyword a value breaks rather than "not valid under any of"."""
+    flat = dict(schema)
+    if nullable:
+        types = flat["type"]
+        flat["type"] = [*(types if isinstance(types, list) else [types]), "null"]
+    return flat
+
+
+_POSITIVE = r"(?!\s*(?:0+\.?0*|\.0+)(?:[eE][+-]?[0-9]+)?\s*(?:[^0-9.\s]|$))"
+"""A JSON Schema lookahead refusing text whose number is zero (``0/s``)."""
+
+
+_ENV_TEXT = r"(?:[^$]|\$(?!\{)|\$\$\{|\$\{[A-Za-z_][A-Za-z0-9_]*\})*"
+"""Text whose ``${...}`` references are well-formed (JSON Schema pattern)."""
 
 
 def integer(minimum: int, *, nullable: bool = False, none: str = "") -> Conv:
@@ -221,7 +296,9 @@ def integer(minimum: int, *, nullable: bool = False, none: str = "") -> Conv:
         return value
 
     doc = f"integer ≥ {minimum}" + (f", or null ({none})" if nullable else "")
-    return Conv(doc, convert)
+    return Conv(
+        doc, convert, _or_null({"type": "integer", "minimum": minimum}, nullable)
+    )
 
 
 def failure_limit() -> Conv:
@@ -245,6 +322,11 @@ def failure_limit() -> Conv:
         "count of failures in a row (`50`), percentage of finished jobs "
         "(`10%`), or `0` (never)",
         convert,
+        {
+            "type": ["integer", "string"],
+            "minimum": 0,
+            "pattern": r"^\s*(?:[0-9]+|[0-9]{1,2}(?:\.[0-9]+)?\s*%)\s*$",
+        },
     )
 
 
@@ -257,7 +339,7 @@ def boolean() -> Conv:
             raise Invalid(f"expected true or false, got {describe(node)}")
         return value
 
-    return Conv("true or false", convert)
+    return Conv("true or false", convert, {"type": "boolean"})
 
 
 def choice(
@@ -282,7 +364,11 @@ def choice(
             raise Invalid(f"expected {listed}, got {describe(node)}{hint}")
         return str(value)
 
-    return Conv(" | ".join(f"`{option}`" for option in options), convert)
+    return Conv(
+        " | ".join(f"`{option}`" for option in options),
+        convert,
+        {"enum": [*options, *([None] if nullable else [])]},
+    )
 
 
 def text(*, nullable: bool = False) -> Conv:
@@ -298,7 +384,11 @@ def text(*, nullable: bool = False) -> Conv:
             raise Invalid("must not be empty")
         return value
 
-    return Conv("string" + (" or null" if nullable else ""), convert)
+    return Conv(
+        "string" + (" or null" if nullable else ""),
+        convert,
+        _or_null({"type": "string", "pattern": r"\S"}, nullable),
+    )
 
 
 def path(*, existing_file: bool = False, nullable: bool = False) -> Conv:
@@ -325,14 +415,19 @@ def path(*, existing_file: bool = False, nullable: bool = False) -> Conv:
         return full
 
     doc = "path to an existing file" if existing_file else "path"
-    return Conv(doc + (", or null" if nullable else ""), convert)
+    schema: dict[str, Any] = {"type": "string", "pattern": r"\S"}
+    if nullable:
+        schema = {"anyOf": [schema, {"type": "null"}]}
+    return Conv(doc + (", or null" if nullable else ""), convert, schema)
 
 
-def duration(*, positive: bool) -> Conv:
+def duration(*, positive: bool, nullable: bool = False) -> Conv:
     """A duration (``10s``, ``250ms``, ``2m``, ``1h``; a bare number is
-    seconds), in seconds."""
+    seconds), in seconds (or null)."""
 
-    def convert(node: Node, ctx: Context, where: str) -> float:
+    def convert(node: Node, ctx: Context, where: str) -> float | None:
+        if nullable and is_null(node):
+            return None
         value = ctx.scalar(node, "a duration such as 10s or 250ms")
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise Invalid(
@@ -346,9 +441,18 @@ def duration(*, positive: bool) -> Conv:
             raise Invalid(f"must be more than 0, got {format_duration(seconds)}")
         return seconds
 
+    shape: dict[str, Any] = {"type": ["number", "string"]}
+    shape["exclusiveMinimum" if positive else "minimum"] = 0
+    shape["pattern"] = (
+        DURATION_PATTERN.replace("^", "^" + _POSITIVE, 1)
+        if positive
+        else DURATION_PATTERN
+    )
     return Conv(
-        "duration (`10s`, `250ms`, `2m`, `1h`, `1m30s`; a bare number is seconds)",
+        "duration (`10s`, `250ms`, `2m`, `1h`, `1m30s`; a bare number is seconds)"
+        + (", or null" if nullable else ""),
         convert,
+        _or_null(shape, nullable),
     )
 
 
@@ -373,6 +477,11 @@ def size() -> Conv:
         "size (`10MB` = 10,000,000 bytes, `512KiB` = 524,288 bytes; "
         "a bare number is bytes)",
         convert,
+        {
+            "type": ["integer", "string"],
+            "minimum": 1,
+            "pattern": SIZE_PATTERN.replace("^", "^" + _POSITIVE, 1),
+        },
     )
 
 
@@ -397,6 +506,11 @@ def rate() -> Conv:
         "rate (`50/s`, `600/min`, `3600/h`; a bare number is per second), "
         "or null (unlimited)",
         convert,
+        {
+            "type": ["number", "string", "null"],
+            "exclusiveMinimum": 0,
+            "pattern": RATE_PATTERN.replace("^", "^" + _POSITIVE, 1),
+        },
     )
 
 
@@ -420,7 +534,11 @@ def method() -> Conv:
             )
         return value.upper()
 
-    return Conv("HTTP method", convert)
+    return Conv(
+        "HTTP method",
+        convert,
+        {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_-]*$"},
+    )
 
 
 def _sensitive(name: str) -> bool:
@@ -441,10 +559,7 @@ def _secret_text(
     ):
         raise Invalid(f"expected a string, got {describe(node)}")
     raw = value if isinstance(value, str) else str(node.value)
-    try:
-        expanded, used = expand(raw, ctx.environ)
-    except EnvError as exc:
-        raise Invalid(str(exc)) from None
+    expanded, used = ctx.expand(raw)
     if header and any(char in expanded for char in "\r\n\0"):
         after = ""
         if used:
@@ -478,6 +593,7 @@ def redis_url() -> Conv:
         "`redis://[user:password@]host[:port][/db]` (`rediss://` for TLS; "
         "`${NAME}` expands; never shown), or null",
         convert,
+        {"type": ["string", "null"], "pattern": r"^\s*(?:rediss?://|\$\{)"},
     )
 
 
@@ -611,7 +727,11 @@ def secret_text() -> Conv:
             return None
         return _secret_text(node, ctx, sensitive=False, header=False)
 
-    return Conv("string (`${NAME}` expands), or null", convert)
+    return Conv(
+        "string (`${NAME}` expands), or null",
+        convert,
+        {"type": ["string", "number", "null"], "pattern": f"^{_ENV_TEXT}$"},
+    )
 
 
 def string_map(what: str, *, templates: bool = False) -> Conv:
@@ -668,6 +788,9 @@ def string_map(what: str, *, templates: bool = False) -> Conv:
                 result[name] = value
             except Invalid as exc:
                 ctx.report(exc.node or value_node, f"{here}: {exc.message}")
+            except Unset as exc:  # checked without the environment
+                ctx.unchecked[here] = exc.names
+                result[name] = Secret(str(value_node.value), exc.names)
         return result
 
     if templates:
@@ -677,7 +800,19 @@ def string_map(what: str, *, templates: bool = False) -> Conv:
         )
     else:
         doc = f"mapping of {what} name to string (`${{NAME}}` expands)"
-    return Conv(doc, convert)
+    names: dict[str, Any] = {"pattern": r"\S"}
+    if header:
+        names = {"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"}
+    values = {"type": ["string", "number"]}
+    return Conv(
+        doc,
+        convert,
+        {
+            "type": ["object", "null"],
+            "propertyNames": names,
+            "additionalProperties": values,
+        },
+    )
 
 
 def _check_template_value(value: str | Secret, node: Node, name: str) -> None:
@@ -754,7 +889,20 @@ def statuses(*, nonempty: bool = False) -> Conv:
             raise Invalid("must list at least one status")
         return StatusSet(result)
 
-    return Conv("list of statuses (`404`, `5xx`, `500-504`)", convert)
+    status: dict[str, Any] = {
+        "type": ["integer", "string"],
+        "minimum": 100,
+        "maximum": 599,
+        "pattern": r"^\s*(?:[1-5][xX][xX]|[0-9]{3}\s*-\s*[0-9]{3})\s*$",
+    }
+    shape = {**status, "type": ["array", "integer", "string"], "items": status}
+    if nonempty:
+        shape["minItems"] = 1
+    return Conv(
+        "list of statuses (`404`, `5xx`, `500-504`)",
+        convert,
+        _or_null(shape, not nonempty),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -885,7 +1033,8 @@ def template(*, nullable: bool = False, url_path: bool = False) -> Conv:
 
     doc = "path template (`/users/{id}`)" if url_path else "template"
     doc += ": string with `{field}` placeholders" + (", or null" if nullable else "")
-    return Conv(doc, convert)
+    shape = {"type": "string", "pattern": "^/[^?#]*$" if url_path else r"\S"}
+    return Conv(doc, convert, _or_null(shape, nullable))
 
 
 def json_value() -> Conv:
@@ -901,6 +1050,7 @@ def json_value() -> Conv:
         "JSON value: mapping, list, string (`{field}` templates), number, "
         "boolean or null",
         convert,
+        {},
     )
 
 
@@ -982,7 +1132,11 @@ def secret() -> Conv:
             raise Invalid("must not be empty")
         return value
 
-    return Conv("secret string (`${NAME}` expands; never shown)", convert)
+    return Conv(
+        "secret string (`${NAME}` expands; never shown)",
+        convert,
+        {"type": "string", "pattern": rf"^(?=.*\S){_ENV_TEXT}$"},
+    )
 
 
 def identifier(what: str, *, nullable: bool = False) -> Conv:
@@ -995,10 +1149,7 @@ def identifier(what: str, *, nullable: bool = False) -> Conv:
         value = ctx.scalar(node, what)
         if not isinstance(value, str):
             raise Invalid(f"expected {what}, got {describe(node)}")
-        try:
-            expanded, used = expand(value, ctx.environ)
-        except EnvError as exc:
-            raise Invalid(str(exc)) from None
+        expanded, used = ctx.expand(value)
         if not _IDENTIFIER.fullmatch(expanded):
             got = (
                 "after expanding " + ", ".join(f"${{{name}}}" for name in used)
@@ -1011,7 +1162,11 @@ def identifier(what: str, *, nullable: bool = False) -> Conv:
     doc = "string of letters, digits, `-`, `_` (`${NAME}` expands)" + (
         ", or null" if nullable else ""
     )
-    return Conv(doc, convert)
+    shape = {
+        "type": "string",
+        "pattern": r"^(?:[A-Za-z0-9_-]|\$\{[A-Za-z_][A-Za-z0-9_]*\})+$",
+    }
+    return Conv(doc, convert, _or_null(shape, nullable))
 
 
 def sender() -> Conv:
@@ -1029,10 +1184,7 @@ def sender() -> Conv:
         expected = "an E.164 number such as '+12125550100', a short code or a sender id"
         if not isinstance(node, ScalarNode) or node.tag not in (_STR, _INT, _FLOAT):
             raise Invalid(f"expected {expected}, got {describe(node)}")
-        try:
-            expanded, used = expand(str(node.value), ctx.environ)
-        except EnvError as exc:
-            raise Invalid(str(exc)) from None
+        expanded, used = ctx.expand(str(node.value))
         try:
             return check_sender(expanded)
         except BadMessage as exc:
@@ -1047,6 +1199,7 @@ def sender() -> Conv:
         "E.164 number (`'+12125550100'`), short code or alphanumeric sender id, "
         "or null",
         convert,
+        {"type": ["string", "integer", "null"]},
     )
 
 
@@ -1075,7 +1228,13 @@ def url(*, nullable: bool = False, base: bool = False) -> Conv:
         return text.rstrip("/") if base else text
 
     doc = "http(s) URL" + (" without query" if base else "")
-    return Conv(doc + (", or null" if nullable else ""), convert)
+    shape = {
+        "type": "string",
+        "pattern": "^\\s*[hH][tT][tT][pP][sS]?://" + ("[^?#]*$" if base else ""),
+    }
+    return Conv(
+        doc + (", or null" if nullable else ""), convert, _or_null(shape, nullable)
+    )
 
 
 def dotted(*, nullable: bool = False, none: str = "") -> Conv:
@@ -1096,4 +1255,5 @@ def dotted(*, nullable: bool = False, none: str = "") -> Conv:
     doc = "dotted path (`data`, `meta.next_token`)" + (
         f", or null ({none})" if nullable else ""
     )
-    return Conv(doc, convert)
+    shape = {"type": "string", "pattern": r"^[^.]+(?:\.[^.]+)*$"}
+    return Conv(doc, convert, _or_null(shape, nullable))

@@ -361,6 +361,8 @@ class FetchSpec:
         connect_timeout: seconds to establish a connection.
         headers_timeout: seconds from sending to the response headers.
         body_timeout: seconds for the whole body to arrive.
+        timeout: seconds for the whole of one attempt, redirects included
+            (None: no deadline beyond the phases').
         max_body: most bytes of (decoded) body accepted.
         max_redirects: redirects followed (0: none).
         allow_private: whether private and loopback addresses may be fetched.
@@ -388,6 +390,7 @@ class FetchSpec:
     connect_timeout: float
     headers_timeout: float
     body_timeout: float
+    timeout: float | None
     max_body: int
     max_redirects: int
     allow_private: bool
@@ -455,6 +458,10 @@ class SmsSpec:
             message's text from the input's ``body_field``.
         max_body: the longest body, in UTF-16 code units.
         connect_timeout: seconds to connect.
+        headers_timeout: seconds from sending a request to its headers
+            (None: only ``timeout`` bounds them).
+        body_timeout: seconds from the headers to the end of the answer
+            (None: only ``timeout`` bounds it).
         timeout: seconds from starting a request to the whole answer.
         resend_check: look for an earlier attempt in the provider's message
             list before sending a message again (see :mod:`fetchq.sms`).
@@ -470,6 +477,8 @@ class SmsSpec:
     body: str | None
     max_body: int
     connect_timeout: float
+    headers_timeout: float | None
+    body_timeout: float | None
     timeout: float
     resend_check: bool
     status_callback: str | None
@@ -488,6 +497,8 @@ class SmsSpec:
             messaging_service_sid=self.messaging_service_sid,
             max_body=self.max_body,
             connect_timeout=self.connect_timeout,
+            headers_timeout=self.headers_timeout,
+            body_timeout=self.body_timeout,
             timeout=self.timeout,
             status_callback=self.status_callback,
             resend_check=self.resend_check,
@@ -523,8 +534,11 @@ class ApiSpec:
         headers: extra request headers (``Secret`` as for params).
         body: a JSON body template (strings are templates), or None.
         token: the bearer token, a :class:`Secret`.
-        timeout: seconds from sending to the response headers.
+        connect_timeout: seconds to connect.
+        headers_timeout: seconds from sending to the response headers.
         body_timeout: seconds from the headers to the whole body.
+        timeout: seconds for the whole call (None: no deadline beyond the
+            phases').
         max_body: most body bytes read.
         pagination: how further pages are asked for.
         records: ``page`` (one output record per page) or ``item`` (one per
@@ -544,8 +558,10 @@ class ApiSpec:
     headers: Mapping[str, str | Secret]
     body: Any
     token: Secret
-    timeout: float
+    connect_timeout: float
+    headers_timeout: float
     body_timeout: float
+    timeout: float | None
     max_body: int
     pagination: PaginationSpec
     records: RecordsMode
@@ -568,8 +584,10 @@ class ApiSpec:
             params=tuple(self.params.items()),
             body=self.body,
             headers=tuple(self.headers.items()),
-            timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
+            headers_timeout=self.headers_timeout,
             body_timeout=self.body_timeout,
+            timeout=self.timeout,
             max_body=self.max_body,
             token_field=self.pagination.token_field,
             token_param=self.pagination.token_param,
