@@ -3,7 +3,7 @@ each (or a load balancer), each with its own queue, sharing one width and
 one pace per sender through Redis.
 
 Each worker is ``examples/sms_web_form.py``'s web form and queue (its
-checks, its admin page, its clean stop), with one difference: its queue is
+checks, its status, its clean stop), with one difference: its queue is
 attached to a :class:`~fetchq.shared.SharedLimits` called ``--name``, so
 
 - the account's requests in flight (the *width*) are counted across every
@@ -11,13 +11,13 @@ attached to a :class:`~fetchq.shared.SharedLimits` called ``--name``, so
   workers there are;
 - each sender number (a lane) sends at most one message a second across
   every worker: the provider never has to queue a message;
-- a width or rate set on any worker's admin page (or straight in Redis)
-  reaches every worker within half a second, and a 429 seen by one worker
-  holds that sender for all of them.
+- a width or rate set through any worker (``POST /admin/width`` or
+  ``/admin/rate``, or straight in Redis) reaches every worker within half a
+  second, and a 429 seen by one worker holds that sender for all of them.
 
 Run the demonstration (a redis-server, the fake provider and 3 workers,
-all started here; 18 messages sent through them; the width changed on one
-worker's admin page while they go out)::
+all started here; 18 messages sent through them; the width changed through
+one worker while they go out)::
 
     python examples/sms_web_service.py                    # redis-server on PATH
     python examples/sms_web_service.py --redis-url redis://127.0.0.1:6379/0
@@ -54,15 +54,18 @@ from typing import Any
 import attrs
 import treq
 from twisted.internet import defer, protocol, task
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sms_web_form import (
     DEFAULT_SENDERS,
+    Request,
     SmsService,
     WebApp,
+    field,
     load_state,
+    page,
     say,
 )
 
@@ -115,6 +118,44 @@ class SharedSmsService(SmsService):
         return out
 
 
+class SharedWebApp(WebApp):
+    """The web form, and three routes for an admin (on 127.0.0.1 only):
+    ``POST /admin/width`` and ``/admin/rate`` change every worker's, ``POST
+    /admin/stop`` stops this worker (saving its unsent messages)."""
+
+    def __init__(self, service: SharedSmsService, stop: Any) -> None:
+        super().__init__(service)
+        self.shared = service
+        self.stop_process = stop
+        self.routes[(b"POST", b"/admin/width")] = self.width
+        self.routes[(b"POST", b"/admin/rate")] = self.rate
+        self.routes[(b"POST", b"/admin/stop")] = self.stop
+
+    def width(self, request: Request) -> bytes:
+        return self._change(request, "width", int, self.shared.set_width)
+
+    def rate(self, request: Request) -> bytes:
+        return self._change(request, "rate", float, self.shared.set_rate)
+
+    def _change(self, request: Request, name: str, parse: Any, apply: Any) -> bytes:
+        text = field(request, name)
+        try:
+            apply(parse(text))
+        except ValueError as e:
+            request.setResponseCode(400)
+            return page("SMS queue", "", f"{name} {text!r} not set: {e}", error=True)
+        return page("SMS queue", "", f"{name} is now {text}, for every worker")
+
+    def stop(self, request: Request) -> int:
+        def done(saved: int) -> None:
+            request.write(page("SMS queue stopped", "", f"{saved} unsent saved."))
+            request.finish()
+            self.stop_process()
+
+        self.shared.shutdown().addCallback(done)
+        return NOT_DONE_YET
+
+
 async def worker(reactor: Any, options: argparse.Namespace) -> None:
     """Serve the web form with a queue under the shared limits."""
     senders = [check_sender(s) for s in options.senders or SENDERS]
@@ -151,7 +192,7 @@ async def worker(reactor: Any, options: argparse.Namespace) -> None:
     def stop_soon() -> None:
         reactor.callLater(0.2, reactor.stop)
 
-    site = Site(WebApp(service, stop_soon))  # type: ignore[no-untyped-call]
+    site = Site(SharedWebApp(service, stop_soon))  # type: ignore[no-untyped-call]
     port = reactor.listenTCP(options.port, site, interface="127.0.0.1")
     say(f"worker on http://127.0.0.1:{port.getHost().port}/ (pid {os.getpid()})")
 
@@ -325,7 +366,7 @@ async def exercise(
         await sleep(0.05)
     took = reactor.seconds() - started
     say(
-        f"admin: width 3 -> 2 on worker {len(urls)}'s page; "
+        f"admin: width 3 -> 2 through worker {len(urls)}; "
         f"reached all {len(urls)} workers in {took:.1f} s"
     )
     deadline = reactor.seconds() + 60

@@ -129,6 +129,7 @@ class RunStats:
         self.bytes = 0
         self.latency = LatencyHistogram()
         self.control: ControlSummary | None = None
+        self.warnings: list[str] = []  # shown again at the end of the summary
 
     def left_to_do(self, n: int = 1) -> None:
         """``n`` jobs counted failed are left to do after all (a run that
@@ -232,6 +233,7 @@ class RunStats:
             lines.append(f"bytes: {self.bytes:,}")
         if self.control is not None:
             lines.append(self.control.line())
+        lines.extend(f"WARNING: {warning}" for warning in self.warnings)
         return "\n".join(lines)
 
 

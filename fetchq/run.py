@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from twisted.internet import defer, task
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from fetchq import __version__
@@ -62,7 +63,7 @@ from fetchq.breaker import DEFAULT as DEFAULT_MAX_FAILURES
 from fetchq.breaker import FailureBreaker, MaxFailures
 from fetchq.control import AdaptiveController, Controller, algorithm
 from fetchq.errors import JobCancelled, JobError
-from fetchq.events import Event, LaneHeld
+from fetchq.events import Event, LaneHeld, LaneReleased
 from fetchq.fetch import FetchConfig, fetch_retry_policy
 from fetchq.inputs import Checkpoint, InputChanged, InputError, InputReader, InputRow
 from fetchq.job import Job
@@ -110,6 +111,10 @@ _META_FIRST_START = "run.first_started"  # wall clock, epoch seconds
 _CHUNK = 1000  # rows read into the store in one write
 _LEASE = 3600.0  # one process owns a state file: leases only guard a crash
 _WITHDRAW_AFTER = 1.0  # a lane held this long hands its waiting jobs back
+CANCELLED = "cancelled"
+"""The store outcome of a row an operator cancelled (``fetchq ctl cancel``)."""
+
+log = Logger(namespace="fetchq.run")
 
 
 def make_controller(spec: AdaptiveSpec) -> AdaptiveController:
@@ -156,6 +161,7 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
         connect_timeout=spec.connect_timeout,
         headers_timeout=spec.headers_timeout,
         body_timeout=spec.body_timeout,
+        timeout=spec.timeout,
         max_body=spec.max_body,
         max_redirects=spec.max_redirects,
         allow_private=spec.allow_private,
@@ -165,6 +171,18 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
         max_retry_after=recipe.retry.max_delay,
         save_dir=None if save is None else str(save.dir),
         save_name="sha256" if save is None else save.name,
+        proxy=spec.proxy,
+        trust_env=spec.trust_env,
+        no_proxy=None if spec.no_proxy is None else tuple(spec.no_proxy),
+        ca_bundle=spec.tls.ca_bundle,
+        client_cert=spec.tls.client_cert,
+        client_key=spec.tls.client_key,
+        verify=spec.tls.verify,
+        host_headers=tuple(
+            (host, tuple(headers.items()))
+            for host, headers in spec.host_headers.items()
+        ),
+        robots=spec.robots,
     )
 
 
@@ -257,6 +275,11 @@ class Run:
         read_ahead: most pending rows in the store before reading more of
             the input (None: read it all, in chunks, as the run goes; a
             durable store holds them on disk).
+        limit: read at most this many rows of the input in this run (the
+            first ones on a fresh start, else the next ones after those
+            earlier runs read); the rest stay unread, the input is not
+            marked finished, and the next run goes on from there.  Rows
+            earlier runs read and left to do are run too.
     """
 
     def __init__(
@@ -275,7 +298,15 @@ class Run:
         retry_failed: bool = False,
         max_failures: MaxFailures | None = None,
         read_ahead: int | None = None,
+        limit: int | None = None,
     ) -> None:
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"limit must be an integer >= 1 or None, not {limit!r}")
+        self.limit = limit
+        self._rows_read = 0  # rows of the input read by this run
+        self._limited = False  # the limit ended reading: the input is not done
         self.recipe = recipe
         self.reactor = reactor
         self.stream = stream
@@ -338,6 +369,7 @@ class Run:
         self._closed = False  # set once _finish starts closing the store
         self._pump_scheduled = False
         self._later: list[Any] = []  # pumps at the ends of holds
+        self._cancelling: set[str] = set()  # rows an operator cancelled
         self.display: ProgressDisplay | None = None  # made by run()
         self._ticker = task.LoopingCall(self._tick)
 
@@ -396,6 +428,7 @@ class Run:
             for row in rows:
                 if row.index < self._skip_below:
                     continue  # stored by an earlier run that kept no checkpoint
+                self._rows_read += 1
                 if row.error is not None:
                     batch.append((row, row.error))
                 else:
@@ -403,6 +436,9 @@ class Run:
                         batch.append((row, kind.item(row)))
                     except BadRow as e:
                         batch.append((row, f"{reader.name}:{row.line}: {e}"))
+                if self.limit is not None and self._rows_read >= self.limit:
+                    self._limited = self._input_done = True  # no more this run
+                    break
                 if len(batch) >= limit:
                     break
             else:
@@ -411,7 +447,7 @@ class Run:
             error = e
         meta = {
             _META_INPUT: reader.checkpoint().to_json(),
-            _META_INPUT_DONE: self._input_done,
+            _META_INPUT_DONE: self._input_done and not self._limited,
         }
 
         def store_rows(taken: set[str]) -> Any:
@@ -596,6 +632,12 @@ class Run:
         counts = self.store.counts()
         if counts.pending == 0 and counts.claimed == len(self._streak):
             self._ack_streak()
+            if self._limited:
+                self._say(
+                    f"--limit {self.limit}: read {self._rows_read} rows of the "
+                    "input; the rest is unread: run again (without --limit for "
+                    "all of it) to go on"
+                )
             self._finish(EXIT_OK)
 
     def _watch(self, result: Any) -> Any:
@@ -623,6 +665,12 @@ class Run:
     def _on_event(self, event: Event) -> None:
         """A lane held for a while hands its waiting jobs back to the store
         and is passed over by claims until the hold ends."""
+        if event.__class__ is LaneReleased:
+            assert isinstance(event, LaneReleased)
+            if event.key is not None and event.key in self._held:
+                del self._held[event.key]
+                self._pump_soon()
+            return
         if event.__class__ is not LaneHeld:
             return
         assert isinstance(event, LaneHeld)
@@ -689,6 +737,11 @@ class Run:
             return
         self._lane_done(job.key)
         now = self.reactor.seconds()
+        if isinstance(error, JobCancelled) and job.id in self._cancelling:
+            self._cancelling.discard(job.id)
+            self._ack_as(job.id, CANCELLED, self.kind.record(job, CANCELLED), now)
+            self._pump_soon()
+            return
         cause = None if job.failure is None else job.failure.value
         if getattr(cause, "fatal", False):
             self._leave_to_do(job.id, now)
@@ -698,6 +751,12 @@ class Run:
             self._leave_to_do(job.id, now)  # one more of the streak
             return
         record = self.kind.record(job, "failed")
+        if getattr(cause, "neutral", False):
+            # The row's own outcome (robots.txt disallows it), which says
+            # nothing of the run: recorded, not counted by the breaker.
+            self._ack(job.id, record, now)
+            self._pump_soon()
+            return
         trip = self.breaker.fail()
         if self.breaker.limit.in_a_row is not None:
             self._streak.append((job.id, record))
@@ -714,9 +773,43 @@ class Run:
         self.stats.left_to_do()
 
     def _ack(self, item_id: str, record: Any, now: float) -> None:
-        self._watch(self.store.ack(item_id, "failed", record, now))
+        self._ack_as(item_id, "failed", record, now)
+
+    def _ack_as(self, item_id: str, outcome: str, record: Any, now: float) -> None:
+        self._watch(self.store.ack(item_id, outcome, record, now))
         if self.kind.commit_each:
             self._watch(self.store.flush())
+
+    def cancel(self, item_id: str) -> Any:
+        """Cancel one row for good (an operator's ``cancel``): a job of it
+        in the queue is cancelled (an underway one is interrupted); a row
+        still waiting in the store is recorded there at once.  Its record
+        says ``cancelled``; the failure breaker does not count it.
+
+        Returns:
+            True if the row was cancelled, False if it is already done; or a
+            Deferred of that (a network store).
+
+        Raises:
+            KeyError: the run has no such row.
+        """
+        for job in [*self.queue.underway(), *self.queue.pending()]:
+            if job.id == item_id:
+                self._cancelling.add(item_id)
+                job.cancel()
+                return True
+        now = self.reactor.seconds()
+        record = {"id": item_id, "outcome": CANCELLED, "error": "cancelled"}
+
+        def acked(moved: bool) -> bool:
+            if moved:
+                log.info("row {id} cancelled", id=item_id, event="job.cancelled")
+                if self.kind.commit_each:
+                    self._watch(self.store.flush())
+            return moved
+
+        # Not watched: an unknown id is the caller's KeyError, not the run's.
+        return when(self.store.ack(item_id, CANCELLED, record, now), acked)
 
     def _ack_streak(self) -> None:
         """The failures held back were the rows' own: record them."""
@@ -753,6 +846,13 @@ class Run:
         self._stopping = True
         self._exit = code
         self._say(f"fetchq: {message}")
+        log.emit(
+            LogLevel.error if code in (EXIT_FATAL, EXIT_FAILURES) else LogLevel.info,
+            "run stopping: {message}",
+            event="run.stopping",
+            code=code,
+            message=message,
+        )
         now = self.reactor.seconds()
         streak, self._streak = self._streak, []
         for item_id, _ in streak:
@@ -814,6 +914,17 @@ class Run:
         self._ticker.start(self.tick_seconds, now=False)
         if counts.finished:
             self._say(f"resuming: {counts.finished} done, {counts.pending} to do")
+            log.info(
+                "run resumed: {done} done, {to_do} to do",
+                event="run.resumed",
+                done=counts.finished,
+                to_do=counts.pending,
+            )
+        else:
+            log.info("run started", event="run.started")
+        for warning in getattr(self.kind, "warnings", ()):
+            self._say(f"fetchq: WARNING: {warning}")
+            self.stats.warnings.append(warning)
         if self.handle_signals:
             self._install_signals()
         if self.controller is not None:
@@ -869,6 +980,9 @@ class Run:
         self._exit = EXIT_INTERRUPTED.get(signum, 130)
         self._ack_streak()
         self._say("interrupted: letting underway jobs finish (Ctrl-C again to cancel)")
+        log.info(
+            "run stopping: signal {signal}", event="run.stopping", signal=int(signum)
+        )
         self.queue.stop().addCallback(self._stopped)
 
     def _stopped(self, unprocessed: list[Job]) -> None:
@@ -910,6 +1024,7 @@ class Run:
 
     async def _close(self, code: int) -> None:
         await _maybe(self.store.flush())
+        log.info("run finished: exit {code}", event="run.finished", code=code)
         await self._write_output(code)
         self.output.close()
         if self._reader is not None:

@@ -37,15 +37,28 @@ class BudgetTests(TestCase):
     def budgets(self, n: int = 2, **kw: Any) -> Generator[Any, Any, list[RedisBudget]]:
         name = redis_server.run_name("quota")
         config = ApiConfig(base_url="http://127.0.0.1:1", path=TWEETS, reset_margin=0.1)
+        self.holds: list[tuple[int, float, bool]] = []
         made = []
-        for _ in range(n):
+        for i in range(n):
             store = yield RedisStore.connect(redis_server.shared().url, name, reactor)
             self.addCleanup(store.close)
-            made.append(RedisBudget(store, config, reactor, **kw))
+            budget = RedisBudget(store, config, reactor, **kw)
+            budget.bind(lambda s, ahead, i=i: self.holds.append((i, s, ahead)))
+            made.append(budget)
         return made
 
     def quota(self, remaining: int, reset_in: float, limit: int = 15) -> Quota:
         return Quota(limit, remaining, reactor.seconds() + reset_in, "x-rate-limit")
+
+    def answer(
+        self,
+        budget: RedisBudget,
+        ticket: Any,
+        quota: Quota | None,
+        throttle: Any = None,
+        status: int = 200,
+    ) -> Any:
+        return budget.answered(ticket, status, quota, throttle, 0.02, reactor.seconds())
 
     @defer.inlineCallbacks
     def test_one_probe_then_everyone(self) -> Generator[Any, Any, None]:
@@ -57,7 +70,7 @@ class BudgetTests(TestCase):
         self.assertTrue(first.go)
         waiting = yield b.admit(reactor.seconds())
         self.assertTrue(waiting.wait)
-        yield a.answered(first.ticket, self.quota(14, 3.0), None, reactor.seconds())
+        yield self.answer(a, first.ticket, self.quota(14, 3.0))
         second = yield b.admit(reactor.seconds())
         third = yield a.admit(reactor.seconds())
         self.assertTrue(second.go and third.go)
@@ -67,65 +80,47 @@ class BudgetTests(TestCase):
 
     @defer.inlineCallbacks
     def test_workers_spend_one_budget(self) -> Generator[Any, Any, None]:
-        """With 3 requests left, the workers together get 3: the third is
-        told to hold the lane ahead (until the reset and margin), the fourth
-        is refused for about as long; after the reset and margin the budget
-        is the limit again."""
+        """With 3 calls left the workers together get 3; a fourth waits for
+        their answers (the server may not have counted them yet); the answer
+        that says 0 is left holds the lane ahead until the reset and margin,
+        and then a launch is refused for as long; after it a new window
+        begins with a probe."""
         a, b = yield self.budgets()
         probe = yield a.admit(reactor.seconds())
-        yield a.answered(probe.ticket, self.quota(3, 1.0, 4), None, reactor.seconds())
+        yield self.answer(a, probe.ticket, self.quota(3, 1.0, 4))
         got = []
         for budget in (a, b, a):
             got.append((yield budget.admit(reactor.seconds())))
         self.assertTrue(all(g.go for g in got))
-        self.assertEqual([g.ahead is not None for g in got], [False, False, True])
+        fourth = yield b.admit(reactor.seconds())
+        self.assertTrue(fourth.wait)
+        for g, left, budget in zip(got, (2, 1, 0), (a, b, a), strict=True):
+            yield self.answer(budget, g.ticket, self.quota(left, 1.0, 4))
+        ahead = [(i, s) for i, s, is_ahead in self.holds if is_ahead]
+        self.assertEqual(len(ahead), 1)
+        self.assertGreater(ahead[0][1], 0.5)
+        self.assertLessEqual(ahead[0][1], 1.1 + 0.01)
         refused = yield b.admit(reactor.seconds())
         self.assertFalse(refused.go or refused.wait)
-        self.assertGreater(refused.delay, 0.5)
         self.assertLessEqual(refused.delay, 1.1 + 0.01)
-        for g, budget in zip(got, (a, b, a), strict=True):
-            yield budget.answered(g.ticket, None, None, reactor.seconds())
         yield sleep(refused.delay + 0.05)
         again = yield b.admit(reactor.seconds())
-        self.assertTrue(again.go)
-        self.assertEqual(b.snapshot().remaining, 4)
-
-    @defer.inlineCallbacks
-    def test_spent_before_the_windows_first_answer(self) -> Generator[Any, Any, None]:
-        """In a new window the workers take all 4 calls before any answer:
-        the last one is not told to hold (its reset is unknown), the next
-        ask waits for an answer instead of guessing default_retry_after
-        (60 s), and once an answer names the reset the budget is spent until
-        then."""
-        a, b = yield self.budgets()
-        probe = yield a.admit(reactor.seconds())
-        yield a.answered(probe.ticket, self.quota(0, 0.2, 4), None, reactor.seconds())
-        yield sleep(0.35)  # the reset and margin pass: 4 again, reset unknown
-        got = []
-        for budget in (a, b, a, b):
-            got.append((yield budget.admit(reactor.seconds())))
-        self.assertTrue(all(g.go for g in got))
-        self.assertEqual([g.ahead for g in got], [None] * 4)
-        waiting = yield b.admit(reactor.seconds())
-        self.assertTrue(waiting.wait)
-        ahead = yield a.answered(
-            got[0].ticket, self.quota(0, 1.0, 4), None, reactor.seconds()
-        )
-        self.assertIsNotNone(ahead)
-        self.assertLessEqual(ahead, 1.1 + 0.01)
-        refused = yield b.admit(reactor.seconds())
-        self.assertFalse(refused.go or refused.wait)
-        self.assertLessEqual(refused.delay, 1.1 + 0.01)
+        self.assertTrue(again.go)  # the new window's probe
+        self.assertIsNone(b.snapshot().remaining)
+        after = yield a.admit(reactor.seconds())
+        self.assertTrue(after.wait)
 
     @defer.inlineCallbacks
     def test_a_refusal_spends_the_budget_for_all(self) -> Generator[Any, Any, None]:
-        """A 429 with Retry-After 2 s answered to one worker: the other is
-        refused for those 2 s (less the time gone by)."""
+        """A 429 with Retry-After 2 s answered to one worker: that worker
+        holds its lane at once, and the other is refused for those 2 s (less
+        the time gone by)."""
         a, b = yield self.budgets()
         probe = yield a.admit(reactor.seconds())
-        yield a.answered(
-            probe.ticket, self.quota(10, 60.0), (2.0, "retry-after"), reactor.seconds()
+        yield self.answer(
+            a, probe.ticket, self.quota(10, 60.0), (2.0, "retry-after"), status=429
         )
+        self.assertIn((0, 2.0, False), self.holds)
         refused = yield b.admit(reactor.seconds())
         self.assertFalse(refused.go)
         self.assertGreater(refused.delay, 1.5)
@@ -133,18 +128,31 @@ class BudgetTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_dead_workers_requests_run_out(self) -> Generator[Any, Any, None]:
-        """A worker that took the last request and died (never answered)
-        holds it only for its lease: then the other worker may go."""
+        """A worker that took the last call and died (never answered) holds
+        it only for its lease: the other waits for its answer meanwhile, then
+        may go."""
         a, b = yield self.budgets(lease=0.3)
         probe = yield a.admit(reactor.seconds())
-        yield a.answered(probe.ticket, self.quota(1, 60.0), None, reactor.seconds())
+        yield self.answer(a, probe.ticket, self.quota(1, 60.0))
         taken = yield a.admit(reactor.seconds())
         self.assertTrue(taken.go)
-        refused = yield b.admit(reactor.seconds())
-        self.assertFalse(refused.go)
+        waiting = yield b.admit(reactor.seconds())
+        self.assertTrue(waiting.wait)
         yield sleep(0.4)
         again = yield b.admit(reactor.seconds())
         self.assertTrue(again.go)
+
+    @defer.inlineCallbacks
+    def test_no_announced_quota_means_full_width(self) -> Generator[Any, Any, None]:
+        """An endpoint that announces no quota: once the probe's 200 comes
+        back, every worker goes at once, without limit."""
+        a, b = yield self.budgets()
+        probe = yield a.admit(reactor.seconds())
+        yield self.answer(a, probe.ticket, None)
+        got = []
+        for budget in (a, b) * 5:
+            got.append((yield budget.admit(reactor.seconds())))
+        self.assertTrue(all(g.go for g in got))
 
 
 API_RECIPE = """\
@@ -247,4 +255,4 @@ class SharedRunQuotaTests(TestCase):
         self.assertEqual({r["outcome"] for r in records}, {"ok"})
         sent = [shared.kind.caller.stats.sent for shared in runs]
         self.assertEqual(sum(sent), 45)
-        self.assertEqual(sum(1 for n in sent if n), 3)  # every worker called
+        self.assertGreaterEqual(sum(1 for n in sent if n), 2)  # workers shared it

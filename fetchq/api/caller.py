@@ -25,9 +25,17 @@ remaining, reset; see :mod:`fetchq.api.ratelimit`) and the requests in
 flight.  The server may count each of those already or not yet, so the
 budget is ``remaining - in_flight``:
 
-- *Sending the request that spends the budget* holds the endpoint's lane
-  (``queue.hold``) until the reset plus ``reset_margin``, so the queue
-  launches nothing more from it.
+- *When the budget is surely spent* (the server said ``remaining: 0``)
+  the caller holds the endpoint's lane (``queue.hold``) until the reset
+  plus ``reset_margin``, so the queue launches nothing more from it.
+- *When only an answer can tell* -- a probe is out, or the requests in
+  flight may have spent what is left, or may not -- the lane is held in
+  short steps (a quarter of the latest answer's time each), renewed until
+  that answer comes.  A queue's hold can only be extended, never shortened, so the
+  caller never holds for longer than it knows it must: a guess that an
+  answer would have corrected (a reset taken to be a minute away, a budget
+  taken to be spent by requests the server had already counted) would
+  keep the lane shut long after the answer came.
 - *A launch that finds the budget spent* (a queue without that lane, or an
   unbound caller) is not sent: it raises :class:`QuotaExhausted` (a
   ``Throttled`` for the time to the reset), and the queue holds the lane and
@@ -37,12 +45,13 @@ budget is ``remaining - in_flight``:
 - *Every answer* (ok or not) updates the budget from its headers.  Answers
   can arrive out of order, so within one window the lowest ``remaining``
   wins, and an answer from a window that has already reset is ignored.
-- *At the reset* (plus the margin) the budget is taken to be the announced
-  limit again, until the first answer of the new window says otherwise.
-- *Before the first answer* nothing is known, so one request goes alone and
-  the others launched meanwhile wait for its answer (a probe): a width above
-  the quota cannot overrun it on the first burst.  An endpoint that
-  announces no quota is then called at full width.
+- *Before the first answer*, and again *after each reset* (plus the
+  margin), the window's budget is not known, not even assumed: one request
+  goes alone (a probe), the lane is held until its answer says what is
+  left, and launches that came meanwhile wait for it.  So a width above
+  the quota cannot overrun it, nor spend a new window before knowing what
+  it holds (another client may have used it; our clocks may disagree).  An
+  endpoint that announces no quota is then called at full width.
 
 A 429, or a GitHub-style secondary limit (403 with Retry-After, or with a
 spent quota and a reset), still ends in :class:`ApiThrottled`: the lane is
@@ -83,6 +92,7 @@ from fetchq.api.errors import (
 )
 from fetchq.api.ratelimit import Quota, parse_quota, throttle_delay
 from fetchq.http.body import BodySink, read_body, reasons
+from fetchq.http.deadline import deadline
 from fetchq.http.errors import (
     BodyTimeout,
     BodyTooLarge,
@@ -341,7 +351,9 @@ class ApiCaller:
         if http is None:
             self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
             self._pool.maxPersistentPerHost = pool_size
-            agent: Any = Agent(reactor, pool=self._pool)  # type: ignore[no-untyped-call]
+            agent: Any = Agent(  # type: ignore[no-untyped-call]
+                reactor, connectTimeout=config.connect_timeout, pool=self._pool
+            )
             no_cookies = IndexableCookieJar(DefaultCookiePolicy(allowed_domains=[]))
             http = HTTPClient(agent, cookiejar=no_cookies)
         self._http = http
@@ -353,7 +365,7 @@ class ApiCaller:
         )
         self.stats = ApiStats()
         # The endpoint's budget (see the module docstring).
-        self._budget: QuotaBudget = LocalBudget(config)
+        self._budget: QuotaBudget = LocalBudget(config, reactor)
         self._quota: Quota | None = None
         self._held_until = 0.0
 
@@ -380,7 +392,10 @@ class ApiCaller:
         :class:`fetchq.shared.quota.RedisBudget` makes every worker of a
         run spend one budget.  (The default is a
         :class:`~fetchq.api.budget.LocalBudget`, this process's alone.)"""
+        self._budget.close()
         self._budget = budget
+        if self._queue is not None:
+            budget.bind(self._hold)
 
     def bind(self, queue: Holder) -> None:
         """Let the caller hold its endpoint's lane in ``queue`` (anything with
@@ -389,6 +404,7 @@ class ApiCaller:
         if not callable(getattr(queue, "hold", None)):
             raise TypeError(f"{queue!r} has no hold(seconds, key)")
         self._queue = queue
+        self._budget.bind(self._hold)
 
     def lane_key(self, request: ApiRequest | None = None) -> str:
         """The queue lane of a request: its endpoint, the method and the path
@@ -413,6 +429,7 @@ class ApiCaller:
     def close(self) -> Deferred[None]:
         """Close the caller's idle pooled connections (when it made its own
         client).  Returns a Deferred that fires once they are closed."""
+        self._budget.close()
         if self._pool is None:
             return succeed(None)
         d: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
@@ -449,7 +466,13 @@ class ApiCaller:
             :class:`~fetchq.api.errors.ApiError`.  Cancelling it drops the
             connection.
         """
-        return Deferred.fromCoroutine(self._call(request))
+        seconds = self._config.timeout
+        return deadline(
+            Deferred.fromCoroutine(self._call(request)),
+            seconds,
+            self._clock,
+            lambda: ApiTimeout(seconds or 0, "request"),
+        )
 
     # ------------------------------------------------------------------
     # One call
@@ -468,8 +491,7 @@ class ApiCaller:
         clock = self._clock
         started = clock.seconds()
         self.stats.sent += 1
-        if admission.ahead is not None:
-            self._hold(admission.ahead, ahead=True)
+        budget.sent(admission.ticket, started)
         answered = False
         try:
             response = await self._send(url, body)
@@ -479,10 +501,17 @@ class ApiCaller:
             headers = _pairs(response.headers)
             quota = parse_quota(headers, now)
             throttle = self._throttle(status, headers, quota, now)
-            self._answer(budget, admission.ticket, quota, throttle, now)
+            self.stats.answered += 1
+            if quota is not None:
+                self._quota = quota
+            if throttle is not None:
+                self.stats.throttled += 1
+            budget.answered(
+                admission.ticket, status, quota, throttle, now - started, now
+            )
         finally:
             if not answered:
-                budget.abandoned(admission.ticket)
+                budget.abandoned(admission.ticket, clock.seconds())
         if throttle is not None:
             if status == 429:
                 self.stats.status_429 += 1
@@ -546,7 +575,7 @@ class ApiCaller:
         return f"{base}?{'&'.join(sent)}", f"{base}?{'&'.join(shown)}"
 
     async def _send(self, url: str, body: bytes | None) -> Any:
-        """The request, up to its response headers, within ``timeout``."""
+        """The request, up to its response headers, within ``headers_timeout``."""
         config = self._config
         expired = False
 
@@ -563,12 +592,12 @@ class ApiCaller:
             allow_redirects=False,
             unbuffered=True,
         )
-        timer = self._clock.callLater(config.timeout, expire)
+        timer = self._clock.callLater(config.headers_timeout, expire)
         try:
             return await d
         except Exception as e:
             if expired:
-                raise ApiTimeout(config.timeout, "response") from None
+                raise ApiTimeout(config.headers_timeout, "response") from None
             if any(isinstance(inner, CancelledError) for inner in reasons(e)):
                 raise CancelledError() from None  # cancelled from outside
             raise ApiConnectionFailed(_describe(e)) from None
@@ -646,8 +675,9 @@ class ApiCaller:
     # The budget
 
     async def _admit(self, budget: QuotaBudget) -> Admission:
-        """Wait for the probe's answer if no answer came yet; refuse to send
-        (QuotaExhausted) if the budget is spent; else the request's ticket."""
+        """Wait while only an answer can say whether to send; refuse to send
+        (QuotaExhausted) once the budget is surely spent; else the request's
+        admission."""
         while True:
             result = budget.admit(self._clock.seconds())
             admission = await result if isinstance(result, Deferred) else result
@@ -659,32 +689,6 @@ class ApiCaller:
             self.stats.quota_waits += 1
             self._hold(admission.delay)
             raise QuotaExhausted(self._config.endpoint, admission.delay, self._quota)
-
-    def _answer(
-        self,
-        budget: QuotaBudget,
-        ticket: Any,
-        quota: Quota | None,
-        throttle: tuple[float, str] | None,
-        now: float,
-    ) -> None:
-        """An answer's headers came: tell the budget, and hold the lane if
-        the answer refused us (until its delay) or the budget is spent."""
-        self.stats.answered += 1
-        if quota is not None:
-            self._quota = quota
-        if throttle is not None:
-            self.stats.throttled += 1
-            self._hold(throttle[0])
-        ahead = budget.answered(ticket, quota, throttle, now)
-        if isinstance(ahead, Deferred):
-            ahead.addCallback(self._hold_ahead)
-        else:
-            self._hold_ahead(ahead)
-
-    def _hold_ahead(self, seconds: float | None) -> None:
-        if seconds is not None:
-            self._hold(seconds, ahead=True)
 
     def _hold(self, seconds: float, ahead: bool = False) -> None:
         """Hold the endpoint's lane for ``seconds`` (if bound and longer than

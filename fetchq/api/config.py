@@ -32,7 +32,12 @@ from urllib.parse import quote
 
 import attrs
 
-from fetchq._validate import integer_at_least, non_negative_number, positive_number
+from fetchq._validate import (
+    integer_at_least,
+    non_negative_number,
+    optional_positive_number,
+    positive_number,
+)
 from fetchq.api.errors import BadRequestRow
 from fetchq.fetch.config import DEFAULT_USER_AGENT
 from fetchq.http.errors import BadURL
@@ -326,9 +331,14 @@ class ApiConfig:
         headers: extra request headers (values may be ``Secret``); a
             ``User-Agent`` and ``Accept: application/json`` are added unless
             given.  Give the token as ``token``, not as an Authorization header.
-        timeout: seconds from sending to the response headers (connecting
-            included).
+        connect_timeout: seconds to connect (when the caller makes its own
+            HTTP client; an injected one brings its own).
+        headers_timeout: seconds from sending to the response headers
+            (connecting included).
         body_timeout: seconds from the headers to the whole body.
+        timeout: seconds for the whole call, from sending to the end of the
+            body; None: no deadline beyond the phases' own.  (Before fetchq
+            0.2 ``timeout`` was what ``headers_timeout`` is now.)
         max_body: most body bytes read.
         token_field: dotted path of the next page's token in the answer
             (``""``: no pagination).
@@ -356,8 +366,12 @@ class ApiConfig:
     params: _Pairs = attrs.field(default=(), converter=_params)
     body: Any = attrs.field(default=None, converter=_body)
     headers: _Pairs = attrs.field(default=(), converter=_headers)
-    timeout: float = attrs.field(default=30.0, validator=positive_number)
+    connect_timeout: float = attrs.field(default=10.0, validator=positive_number)
+    headers_timeout: float = attrs.field(default=30.0, validator=positive_number)
     body_timeout: float = attrs.field(default=60.0, validator=positive_number)
+    timeout: float | None = attrs.field(
+        default=None, validator=optional_positive_number
+    )
     max_body: int = attrs.field(default=10 * 1024 * 1024, validator=integer_at_least(1))
     token_field: str = attrs.field(default="meta.next_token", validator=_dotted)
     token_param: str = attrs.field(default="pagination_token", validator=_param_name)

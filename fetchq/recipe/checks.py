@@ -360,7 +360,10 @@ def check_retry(values: dict[str, Any], ctx: Context, where: str) -> None:
 
 
 def check_fetch(values: dict[str, Any], ctx: Context, where: str) -> None:
-    """A status cannot be both a success and retried."""
+    """A status cannot be both a success and retried; the TLS files must
+    hold what they should; a proxy from the environment must be usable."""
+    _check_tls(values.get("tls") or {}, ctx, f"{where}.tls")
+    _check_environment_proxy(values, ctx, where)
     ok = values.get("ok_statuses")
     if ok is None:
         return
@@ -374,6 +377,77 @@ def check_fetch(values: dict[str, Any], ctx: Context, where: str) -> None:
                 f"{where}.ok_statuses: {shown} {verb} also in {where}.{other}; "
                 "a status cannot be both ok and retried",
             )
+
+
+def _check_tls(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """Each file holds what it should (certificates, a key that matches);
+    a key needs a certificate; a CA bundle means nothing unverified."""
+    from fetchq.http.tls import TLSPolicy, load_pem_certificates, load_pem_key
+
+    bad = False
+    for name in ("ca_bundle", "client_cert"):
+        path = values.get(name)
+        if path is not None:
+            try:
+                load_pem_certificates(path)
+            except ValueError as exc:
+                ctx.report(ctx.locate(f"{where}.{name}"), f"{where}.{name}: {exc}")
+                bad = True
+    cert, key = values.get("client_cert"), values.get("client_key")
+    if key is not None:
+        if cert is None and ctx.given(f"{where}.client_key"):
+            ctx.report(
+                ctx.locate(f"{where}.client_key"),
+                f"{where}.client_key: needs {where}.client_cert (the certificate "
+                "the key belongs to)",
+            )
+            bad = True
+        try:
+            load_pem_key(key)
+        except ValueError as exc:
+            ctx.report(ctx.locate(f"{where}.client_key"), f"{where}.client_key: {exc}")
+            bad = True
+    elif cert is not None and not bad:
+        try:
+            load_pem_key(cert)
+        except ValueError as exc:
+            ctx.report(
+                ctx.locate(f"{where}.client_cert"),
+                f"{where}.client_cert: {exc}; give the key in {where}.client_key",
+            )
+            bad = True
+    if cert is not None and not bad:
+        try:
+            TLSPolicy(None, cert, key, verify=False)
+        except ValueError as exc:
+            ctx.report(
+                ctx.locate(f"{where}.client_key", f"{where}.client_cert"),
+                f"{where}: {exc}",
+            )
+    if values.get("verify") is False and values.get("ca_bundle") is not None:
+        ctx.report(
+            ctx.locate(f"{where}.ca_bundle"),
+            f"{where}.ca_bundle: means nothing with {where}.verify false "
+            "(no certificate is checked); drop one of the two",
+        )
+
+
+def _check_environment_proxy(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """A proxy the environment names (``HTTPS_PROXY``...) must be one the
+    fetcher can use, or the run would fail at its start."""
+    from fetchq.http.proxy import ProxyRoutes
+
+    if values.get("proxy") is not None or values.get("trust_env") is not True:
+        return
+    try:
+        ProxyRoutes.build(None, True, None, ctx.environ)
+    except ValueError as exc:
+        ctx.report(
+            ctx.locate(f"{where}.proxy"),
+            f"{where}.proxy: the environment's proxy cannot be used ({exc}); "
+            f"set {where}.proxy to one, or to none (or {where}.trust_env: false) "
+            "to ignore the environment",
+        )
 
 
 def check_save_bodies(values: dict[str, Any], ctx: Context, where: str) -> None:

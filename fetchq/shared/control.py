@@ -388,6 +388,29 @@ class SharedControl:
     def attached(self) -> bool:
         return self._queue is not None
 
+    @property
+    def min_width(self) -> int:
+        """The controller's range (an admin may change it; the leader's
+        controller takes it at its next decision)."""
+        return self.controller.min_width
+
+    @min_width.setter
+    def min_width(self, width: int) -> None:
+        self.controller.min_width = width
+
+    @property
+    def max_width(self) -> int:
+        return self.controller.max_width
+
+    @max_width.setter
+    def max_width(self, width: int) -> None:
+        self.controller.max_width = width
+
+    @property
+    def name(self) -> str:
+        """The algorithm's name."""
+        return self.controller.algorithm.name
+
     def attach(self, queue: Any) -> None:
         """Publish ``queue``'s events and stand for leader."""
         if self._queue is not None:

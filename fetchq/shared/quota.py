@@ -3,18 +3,21 @@
 :class:`RedisBudget` is a :class:`~fetchq.api.budget.QuotaBudget` kept in
 Redis, next to the run (``{fetchq:RUN}:quota:ENDPOINT``): the same rules as
 :class:`~fetchq.api.budget.LocalBudget` -- ``remaining - in_flight``, the
-lowest announced count of a window winning, a fresh window at the reset
-plus the margin, one probe before the first answer -- applied by one Lua
-script on the server's clock, so that every worker's requests in flight
-count against the one budget and a spent budget is spent for all of them.
+lowest announced count of a window winning, a new window unknown until its
+first answer (one probe goes first, for every worker), waiting for answers
+while only they can tell -- applied by one Lua script on the server's clock,
+so that every worker's requests in flight count against the one budget and
+a spent budget is spent for all of them.
 
 - An announced reset is turned into a delay on the worker that read it
   (epoch times are the API server's clock) and into a server time in Redis,
   so workers' clocks never mix.
 - A request in flight is a ticket with a deadline (``lease``): a worker
   killed mid-request stops counting once its tickets' deadlines pass.
-- A worker waiting for the first answer (someone else's probe) asks again
-  every ``poll`` seconds, or at once when an answer comes here.
+- A worker waiting for an answer (someone else's probe) asks again every
+  ``poll`` seconds, or at once when an answer comes here.  (The local
+  budget also holds the lane in short steps meanwhile; a shared one lets
+  the launches wait.)
 
 A :class:`~fetchq.shared_run.SharedRun` of an ``api`` recipe uses it by
 itself; with a queue of your own::
@@ -30,7 +33,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from fetchq.api.budget import Admission, Budget
+from fetchq.api.budget import Admission, Budget, Hold
 from fetchq.api.config import ApiConfig
 from fetchq.api.ratelimit import Quota
 from fetchq.store.redis import RedisStore
@@ -49,7 +52,7 @@ class RedisBudget:
         config: the endpoint's configuration (its margins and defaults).
         reactor: time.
         lease: seconds a request counts in flight without an answer
-            (default: the config's response timeout plus 5 s).
+            (default: the config's connect and headers timeouts plus 5 s).
         poll: seconds between asks while another worker's probe is out.
     """
 
@@ -65,10 +68,14 @@ class RedisBudget:
         self._store = store
         self._config = config
         self._reactor = reactor
-        self.lease = config.timeout + 5.0 if lease is None else lease
+        if lease is None:  # an answer comes by then, or the call fails
+            lease = config.connect_timeout + config.headers_timeout + 5.0
+        self.lease = lease
         self.poll = poll
         self._tickets = itertools.count(1)
         self._waiters: list[Deferred[None]] = []
+        self._hold: Hold = lambda seconds, ahead: None
+        self._closed = False
         self._seen = Budget(None, None, None, 0)
         self._backoff = 0.0
         self.errors = 0
@@ -97,8 +104,18 @@ class RedisBudget:
             int(in_flight),
         )
 
+    def bind(self, hold: Hold) -> None:
+        self._hold = hold
+
     def snapshot(self) -> Budget:
         return self._seen
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def sent(self, ticket: Any, now: float) -> None:
+        pass
 
     def admit(self, now: float) -> Deferred[Admission]:
         ticket = f"{self._store.worker}:{next(self._tickets)}"
@@ -110,7 +127,7 @@ class RedisBudget:
             self._note(reply, 2)
             code, ms = str(reply[0]), int(reply[1])
             if code == "go":
-                return Admission(True, ticket, None if ms < 0 else ms / 1000.0)
+                return Admission(True, ticket)
             if code == "wait":
                 return Admission(False, wait=True)
             return Admission(False, delay=ms / 1000.0)
@@ -149,51 +166,46 @@ class RedisBudget:
     def answered(
         self,
         ticket: Any,
+        status: int,
         quota: Quota | None,
         throttle: tuple[float, str] | None,
+        latency: float,
         now: float,
-    ) -> Deferred[float | None]:
-        fields = ["", "", "", "", ""]
+    ) -> Deferred[None]:
+        fields = [str(status), "", "", "", ""]
         if quota is not None:
-            fields[0] = "" if quota.limit is None else str(quota.limit)
-            fields[1] = str(quota.remaining)
+            fields[1] = "" if quota.limit is None else str(quota.limit)
+            fields[2] = str(quota.remaining)
             if quota.reset_at is not None:
-                fields[2] = str(_ms(quota.reset_at - now))
+                fields[3] = str(_ms(quota.reset_at - now))
         if throttle is not None:
-            fields[3] = str(_ms(throttle[0]))
-            fields[4] = throttle[1]
+            fields[4] = str(_ms(throttle[0]))
+            self._hold(throttle[0], False)  # at once: the refusal is known here
         d = self._store.script("quota", [*self._args("answer", str(ticket)), *fields])
+        return d.addCallbacks(self._gate, self._failed)
 
-        def landed(reply: list[Any]) -> float | None:
-            self._note(reply, 1)
-            self._wake()
-            ms = int(reply[0])
-            return None if ms < 0 else ms / 1000.0
+    def _gate(self, reply: list[Any]) -> None:
+        """Hold the lane ahead if the budget is now surely spent; wake the
+        launches waiting here for an answer."""
+        self._note(reply, 1)
+        ms = int(reply[0])
+        if ms >= 0 and not self._closed:
+            self._hold(ms / 1000.0, True)
+        self._wake()
 
-        def failed(failure: Any) -> None:
-            self.errors += 1
-            log.warn(
-                "fetchq: shared quota of {endpoint}: an answer was not recorded "
-                "({why}); its ticket runs out by itself",
-                endpoint=self._config.endpoint,
-                why=str(failure.value)[:200],
-            )
-            self._wake()
+    def _failed(self, failure: Any) -> None:
+        self.errors += 1
+        log.warn(
+            "fetchq: shared quota of {endpoint}: an answer was not recorded "
+            "({why}); its ticket runs out by itself",
+            endpoint=self._config.endpoint,
+            why=str(failure.value)[:200],
+        )
+        self._wake()
 
-        return d.addCallbacks(landed, failed)
-
-    def abandoned(self, ticket: Any) -> None:
+    def abandoned(self, ticket: Any, now: float) -> None:
         d = self._store.script("quota", self._args("forget", str(ticket)))
-
-        def landed(reply: list[Any]) -> None:
-            self._note(reply, 1)
-            self._wake()
-
-        def failed(failure: Any) -> None:
-            self.errors += 1
-            self._wake()
-
-        d.addCallbacks(landed, failed)
+        d.addCallbacks(self._gate, self._failed)
 
 
 def _ms(seconds: float) -> int:

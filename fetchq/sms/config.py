@@ -11,7 +11,12 @@ import attrs
 from hyperlink import DecodedURL, URLParseError
 
 import fetchq
-from fetchq._validate import integer_at_least, non_negative_number, positive_number
+from fetchq._validate import (
+    integer_at_least,
+    non_negative_number,
+    optional_positive_number,
+    positive_number,
+)
 from fetchq.secrets import Secret
 from fetchq.sms.numbers import check_sender
 
@@ -128,6 +133,10 @@ class SmsConfig:
         connect_timeout: seconds to connect (when the sender makes its own
             HTTP client; an injected one brings its own).
         timeout: seconds from starting a request to the whole answer.
+        headers_timeout: seconds from sending a request to its response
+            headers, or None: only ``timeout`` bounds them.
+        body_timeout: seconds from the headers to the end of the answer's
+            body, or None: only ``timeout`` bounds it.
         status_callback: a URL the provider calls with delivery updates.
         default_retry_after: the wait after a throttle answer without
             Retry-After (Twilio sends none with 20429).
@@ -151,6 +160,12 @@ class SmsConfig:
     max_body: int = attrs.field(default=TWILIO_MAX_BODY, validator=integer_at_least(1))
     connect_timeout: float = attrs.field(default=10.0, validator=positive_number)
     timeout: float = attrs.field(default=30.0, validator=positive_number)
+    headers_timeout: float | None = attrs.field(
+        default=None, validator=optional_positive_number
+    )
+    body_timeout: float | None = attrs.field(
+        default=None, validator=optional_positive_number
+    )
     status_callback: str | None = attrs.field(default=None, converter=_callback)
     default_retry_after: float = attrs.field(default=1.0, validator=non_negative_number)
     max_retry_after: float = attrs.field(default=300.0, validator=non_negative_number)

@@ -48,6 +48,7 @@ from twisted.web.client import (
 from twisted.web.http_headers import Headers
 
 from fetchq.control.signals import Signal
+from fetchq.http.deadline import deadline
 from fetchq.http.urls import parse_retry_after
 from fetchq.retry import RetryPolicy
 from fetchq.secrets import reveal
@@ -595,10 +596,22 @@ class SmsSender:
     async def _request(
         self, method: str, url: str, headers: Headers, data: bytes | None
     ) -> tuple[int, Headers, bytes]:
-        response = await self._http.request(
-            method, url, headers=headers, data=data, allow_redirects=False
+        config, clock = self._config, self._clock
+        headers_timeout, body_timeout = config.headers_timeout, config.body_timeout
+        response = await deadline(
+            self._http.request(
+                method, url, headers=headers, data=data, allow_redirects=False
+            ),
+            headers_timeout,
+            clock,
+            lambda: SmsTimeout(headers_timeout or 0),
         )
-        body: bytes = await treq.content(response)
+        body: bytes = await deadline(
+            treq.content(response),
+            body_timeout,
+            clock,
+            lambda: SmsTimeout(body_timeout or 0),
+        )
         return int(response.code), response.headers, body
 
     def _status_error(

@@ -692,6 +692,166 @@ if action == "take" and not holder then
 end
 return 0
 
+--@ unhold
+-- ARGV: now, lane.  Ends the lane's hold early (an operator's release).
+-- Returns 1 if it was held.
+local now = now_ms()
+local id = redis.call("HGET", P .. "lid", ARGV[2])
+if not id then return 0 end
+local key = P .. "lane:" .. id
+local held = num(redis.call("HGET", key, "h"), 0)
+redis.call("HDEL", key, "h")
+if lane_pending(id) then wake_lane(id, now) end
+if held > now then return 1 end
+return 0
+
+--@ lanes_page
+-- ARGV: now, offset, count, sort ("backlog", "name" or "held"), most lanes
+-- to look at.  Lanes with work (pending, in flight or held), each:
+-- {name, pending, in flight, held until ms, own width, own rate}; first
+-- the number of such lanes and whether the look was cut short.
+local now = now_ms()
+local offset, count, sort = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local most = tonumber(ARGV[5])
+local last = num(redis.call("GET", P .. "lseq"), 0)
+local rows = {}
+local cut = 0
+if last > most then cut = 1; last = most end
+for n = 1, last do
+  local lane = tostring(n)
+  local pending = redis.call("ZCARD", P .. "rq:" .. lane)
+  for _, pr in ipairs(redis.call("ZRANGE", P .. "qp:" .. lane, 0, -1)) do
+    pending = pending + redis.call("LLEN", P .. "q:" .. lane .. ":" .. pr)
+  end
+  local st = redis.call("HMGET", P .. "lane:" .. lane, "f", "h")
+  local flight, held = num(st[1], 0), num(st[2], 0)
+  if held <= now then held = 0 end
+  if pending > 0 or flight > 0 or held > 0 then
+    local name = lane_of(lane)
+    local own = redis.call("HMGET", P .. "lcfg:" .. name, "width", "rate")
+    rows[#rows + 1] = {name, pending, flight, held, own[1] or "", own[2] or ""}
+  end
+end
+if sort == "name" then
+  table.sort(rows, function(a, b) return a[1] < b[1] end)
+elseif sort == "held" then
+  table.sort(rows, function(a, b)
+    if a[4] ~= b[4] then return a[4] > b[4] end
+    return a[1] < b[1]
+  end)
+else
+  table.sort(rows, function(a, b)
+    if a[2] ~= b[2] then return a[2] > b[2] end
+    if a[3] ~= b[3] then return a[3] > b[3] end
+    return a[1] < b[1]
+  end)
+end
+local out = {#rows, cut}
+for i = offset + 1, math.min(#rows, offset + count) do
+  local r = rows[i]
+  out[#out + 1] = r[1]
+  out[#out + 1] = r[2]
+  out[#out + 1] = r[3]
+  out[#out + 1] = r[4]
+  out[#out + 1] = r[5]
+  out[#out + 1] = r[6]
+end
+return out
+
+--@ pending_page
+-- ARGV: now, lane ("" = every lane, in the calendar's order), offset, count.
+-- The pending items ready to claim, in claim order within each lane:
+-- {more (0/1), id, item, ...}.
+local offset, count = tonumber(ARGV[3]), tonumber(ARGV[4])
+local need = offset + count + 1
+
+local function lane_items(lane, want)
+  local items = {}
+  local r = redis.call("ZRANGE", P .. "rq:" .. lane, 0, want - 1, "WITHSCORES")
+  for i = 1, #r, 2 do items[#items + 1] = {tonumber(r[i + 1]), r[i]} end
+  local got = 0
+  for _, pr in ipairs(redis.call("ZRANGE", P .. "qp:" .. lane, 0, -1)) do
+    if got >= want then break end
+    local ms = redis.call("LRANGE", P .. "q:" .. lane .. ":" .. pr, 0, want - got - 1)
+    for _, m in ipairs(ms) do
+      items[#items + 1] = {tonumber(pr), m}
+      got = got + 1
+    end
+  end
+  table.sort(items, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  return items
+end
+
+local members = {}
+local lanes
+if ARGV[2] ~= "" then
+  local id = redis.call("HGET", P .. "lid", ARGV[2])
+  lanes = {}
+  if id then lanes[1] = id end
+else
+  lanes = redis.call("ZRANGE", P .. "lanes", 0, 9999)
+end
+for _, lane in ipairs(lanes) do
+  if #members >= need then break end
+  for _, item in ipairs(lane_items(lane, need - #members)) do
+    if #members >= need then break end
+    members[#members + 1] = item[2]
+  end
+end
+local out = {0}
+if #members > offset + count then out[1] = 1 end
+for i = offset + 1, math.min(#members, offset + count) do
+  local id = string.sub(members[i], 14)
+  local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
+  if raw then
+    out[#out + 1] = id
+    out[#out + 1] = join(named(split(raw)))
+  end
+end
+return out
+
+--@ leased_page
+-- ARGV: now, offset, count.  Items claimed now (every worker's), by lease
+-- deadline: {total, id, item, deadline ms, worker, ...}.
+local offset, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {redis.call("ZCARD", P .. "leases")}
+local ids = redis.call("ZRANGE", P .. "leases", offset, offset + count - 1, "WITHSCORES")
+for i = 1, #ids, 2 do
+  local id = ids[i]
+  local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
+  if raw then
+    out[#out + 1] = id
+    out[#out + 1] = join(named(split(raw)))
+    out[#out + 1] = ids[i + 1]
+    out[#out + 1] = redis.call("HGET", P .. "owner", id) or ""
+  end
+end
+return out
+
+--@ reprioritize
+-- ARGV: now, id, priority.  A pending item gets a new priority (it keeps
+-- its arrival order among that priority's items).  1 done, 0 not pending
+-- (claimed or done), -1 unknown.
+local now = now_ms()
+local id = ARGV[2]
+local b = bucket(id)
+local raw = redis.call("HGET", P .. "i:" .. b, id)
+if not raw then
+  if redis.call("HEXISTS", P .. "d:" .. b, id) == 1 then return 0 end
+  return -1
+end
+if redis.call("ZSCORE", P .. "leases", id) then return 0 end
+local f = split(raw)
+local waiting = redis.call("ZSCORE", P .. "delayed", id)
+if not waiting then unqueue(f[2], f, id) end
+f[1] = ARGV[3]
+redis.call("HSET", P .. "i:" .. b, id, join(f))
+if not waiting then enqueue(id, f, now) end
+return 1
+
 --@ slots
 -- Shared limits for any queue, in any process (fetchq.shared.SharedLimits):
 -- one call a turn holds lanes, gives slots back, then asks for slots, with
@@ -872,15 +1032,17 @@ return out
 -- An API endpoint's quota budget shared by every worker
 -- (fetchq.shared.quota.RedisBudget): the rules of
 -- fetchq.api.budget.LocalBudget on the server's clock.  P quota:ENDPOINT
--- HASH l (limit), r (remaining, lowest in the window), z (reset ms), g
--- ("1": z is default_retry_after's guess), a ("1": an answer came);
--- P qf:ENDPOINT ZSET tickets in flight -> deadline
--- (a dead worker's requests stop counting when their deadlines pass).
+-- HASH l (limit), r (remaining, lowest in the window; none: unknown), z
+-- (reset ms), g ("1": z is default_retry_after's guess), p ("1": probing:
+-- the window is unknown until an answer speaks for it); P qf:ENDPOINT ZSET
+-- tickets in flight -> deadline (a dead worker's requests stop counting
+-- when their deadlines pass).
 -- ARGV: now, action, endpoint, margin ms, default ms, max ms, ticket, then
---   take: lease ms -> {"go", ahead ms or -1} / {"wait", 0} / {"spent", ms}
---   answer: limit, remaining, reset ms from now, throttle ms, basis
---     ("" where none) -> ahead ms (the budget is now spent) or -1
---   forget: -> -1
+--   take: lease ms -> {"go", 0} / {"wait", 0} (only an answer on its way
+--     can tell) / {"spent", ms}
+--   answer: status, limit, remaining, reset ms from now, throttle ms
+--     ("" where none) -> {ms to hold ahead, or -1}
+--   forget: -> {ms to hold ahead, or -1}
 -- Every reply ends with the budget as it stands: limit, remaining, reset
 -- ms from now, in flight ("" where unknown).
 local now = now_ms()
@@ -891,12 +1053,16 @@ local q = P .. "quota:" .. endpoint
 local fl = P .. "qf:" .. endpoint
 redis.call("ZREMRANGEBYSCORE", fl, "-inf", now)
 
+local function probing()
+  return redis.call("HGET", q, "p") ~= "0"
+end
+
+-- Past the reset (and margin): a new window, unknown until its first answer.
 local function roll()
   local z = num(redis.call("HGET", q, "z"), nil)
   if z and now >= z + margin then
-    local limit = redis.call("HGET", q, "l")
-    if limit then redis.call("HSET", q, "r", limit) else redis.call("HDEL", q, "r") end
-    redis.call("HDEL", q, "z", "g")
+    redis.call("HDEL", q, "r", "z", "g")
+    redis.call("HSET", q, "p", "1")
   end
 end
 
@@ -914,77 +1080,86 @@ local function spent()
   return r ~= nil and r - redis.call("ZCARD", fl) <= 0
 end
 
--- Spent before any answer of this window said when it resets, with
--- answers on their way: they will say it.
-local function reset_coming()
-  return redis.call("HEXISTS", q, "z") == 0 and redis.call("ZCARD", fl) > 0
+-- Whether an answer still to come decides if a request may go: the probe's,
+-- or those of requests in flight the server may not have counted yet.
+local function unsure()
+  local flight = redis.call("ZCARD", fl)
+  if flight == 0 then return false end
+  if probing() then return true end
+  local r = num(redis.call("HGET", q, "r"), nil)
+  return r ~= nil and r > 0 and r <= flight
 end
 
+-- Fold an announced quota in; false if it spoke of a window that is over.
 local function learn(limit, remaining, reset)
   if limit then redis.call("HSET", q, "l", limit) end
-  if reset and reset + margin <= now then return end -- a window that is over
+  if reset and reset + margin <= now then return false end
   roll()
   local r = num(redis.call("HGET", q, "r"), nil)
   local old = num(redis.call("HGET", q, "z"), nil)
-  local set = false
   if r == nil or old == nil or reset == nil or redis.call("HGET", q, "g") == "1" then
-    set = true
-  elseif reset < old - 1000 then
-    return -- a late answer from an earlier window
-  elseif reset > old + 1000 then
-    set = true
-  else -- the same window: the lowest count is the latest
-    redis.call("HSET", q, "r", math.min(r, remaining), "z", math.max(old, reset))
-    return
-  end
-  if set then
     redis.call("HSET", q, "r", remaining)
     redis.call("HDEL", q, "g")
     if reset then redis.call("HSET", q, "z", reset) else redis.call("HDEL", q, "z") end
+  elseif reset < old - 1000 then
+    return false -- a late answer from an earlier window
+  elseif reset > old + 1000 then
+    redis.call("HSET", q, "r", remaining, "z", reset)
+  else -- the same window: the lowest count is the latest
+    redis.call("HSET", q, "r", math.min(r, remaining), "z", math.max(old, reset))
   end
+  return true
+end
+
+-- After an answer (or none): hold ahead until the reset once surely spent.
+local function gate()
+  if not unsure() and spent() then return {wait_ms()} end
+  return {-1}
 end
 
 local out
 if action == "take" then
   roll()
-  local answered = redis.call("HGET", q, "a") == "1"
-  if not answered and redis.call("ZCARD", fl) > 0 then
+  if unsure() then
     out = {"wait", 0}
   elseif spent() then
-    if reset_coming() then out = {"wait", 0} else out = {"spent", wait_ms()} end
+    out = {"spent", wait_ms()}
   else
     redis.call("ZADD", fl, now + tonumber(ARGV[8]), ticket)
-    if spent() and not reset_coming() then
-      out = {"go", wait_ms()}
-    else
-      out = {"go", -1}
-    end
+    out = {"go", 0}
   end
 elseif action == "answer" then
   redis.call("ZREM", fl, ticket)
-  redis.call("HSET", q, "a", "1")
-  local limit, remaining = num(ARGV[8], nil), num(ARGV[9], nil)
+  local status = tonumber(ARGV[8])
+  local limit, remaining = num(ARGV[9], nil), num(ARGV[10], nil)
   if remaining then
-    local reset = num(ARGV[10], nil)
+    local reset = num(ARGV[11], nil)
     if reset then reset = now + reset end
-    learn(limit, remaining, reset)
+    if learn(limit, remaining, reset) then redis.call("HSET", q, "p", "0") end
+  elseif (redis.call("HEXISTS", q, "l") == 0 and redis.call("HEXISTS", q, "r") == 0)
+      or (status >= 200 and status < 300) then
+    -- No quota announced: an endpoint that never announces one, or one
+    -- that announces it only when it refuses (an error page without the
+    -- headers says nothing of the window: the probe goes on).
+    redis.call("HSET", q, "p", "0")
   end
-  local throttle = num(ARGV[11], nil)
-  out = {-1}
+  local throttle = num(ARGV[12], nil)
   if throttle then
     redis.call("HSET", q, "r", 0, "z", now + throttle - margin)
     redis.call("HDEL", q, "g")
-    if ARGV[12] == "default" then redis.call("HSET", q, "a", "0") end
-  elseif spent() and not reset_coming() then
-    out = {wait_ms()}
   end
+  out = gate()
 else
   redis.call("ZREM", fl, ticket)
-  out = {-1}
+  out = gate()
 end
 local state = redis.call("HMGET", q, "l", "r", "z")
 out[#out + 1] = state[1] or ""
 out[#out + 1] = state[2] or ""
-if state[3] then out[#out + 1] = tostring(math.floor(tonumber(state[3]) - now)) else out[#out + 1] = "" end
+if state[3] then
+  out[#out + 1] = tostring(math.floor(tonumber(state[3]) - now))
+else
+  out[#out + 1] = ""
+end
 out[#out + 1] = redis.call("ZCARD", fl)
 return out

@@ -13,6 +13,7 @@ for module in (
     "tests.bench.bench_pipeline",
     "tests.bench.bench_lanes",
     "tests.bench.bench_fetch",
+    "tests.bench.bench_adaptive_run",
     "tests.bench.bench_shared",
 ):
     print(f"## {module}\n", flush=True)
