@@ -17,7 +17,8 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
-from fetchq.api import ApiConfig, Quota
+from fetchq import ResizableDispatchQueue
+from fetchq.api import ApiCaller, ApiConfig, Quota, api_retry_policy
 from fetchq.recipe import load_recipe
 from fetchq.shared.quota import RedisBudget
 from fetchq.shared_run import SharedRun
@@ -195,17 +196,73 @@ class CountingXAPI(FakeXAPI):
         return window
 
 
+class CallersQuotaTests(TestCase):
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def calls(
+        self, shared: bool, each: int
+    ) -> Generator[Any, Any, tuple[CountingXAPI, int]]:
+        """Three callers, each with its own queue of width 15 and ``each``
+        rows, against one quota of 15 calls per 2 s on a real port; their
+        budgets in Redis (``shared``) or each its own.  The fake, and how
+        many calls were sent."""
+        fake = CountingXAPI(reactor, quotas={TWEETS: (15, 2.0)}, latency=0.2, pages=1)
+        served = serve_resource(reactor, fake, 0, "127.0.0.1")
+        self.addCleanup(served.stop)
+        config = ApiConfig(
+            base_url=served.url, path=TWEETS, token="test-token", reset_margin=0.1
+        )
+        name = redis_server.run_name("callers")
+        done = []
+        callers = []
+        for worker in range(3):
+            caller = ApiCaller(config, reactor)
+            self.addCleanup(caller.close)
+            queue = ResizableDispatchQueue(
+                caller, 15, clock=reactor, retry=api_retry_policy()
+            )
+            caller.bind(queue)
+            self.addCleanup(queue.stop)  # (its lane stays held until the reset)
+            if shared:
+                store = yield RedisStore.connect(
+                    redis_server.shared().url, name, reactor
+                )
+                self.addCleanup(store.close)
+                caller.use_budget(RedisBudget(store, config, reactor))
+            for n in range(each):
+                request = caller.first_page({"id": str(100 * worker + n)})
+                done.append(queue.put(request, key=caller.lane_key(request)))
+            callers.append(caller)
+        yield defer.gatherResults(done)
+        return fake, sum(c.stats.sent for c in callers)
+
+    @defer.inlineCallbacks
+    def test_one_budget_for_three_callers(self) -> Generator[Any, Any, None]:
+        """45 calls from three callers launching at once: with one budget in
+        Redis, one probe goes, then the window's other 14, then the next
+        windows', with no 429 and no window wasted.  With a budget each, 30
+        calls: the three probes' answers each let their caller send what is
+        left, and the server refuses the overrun."""
+        fake, sent = yield self.calls(shared=True, each=15)
+        self.assertEqual(sum(fake.throttled.values()), 0)
+        self.assertEqual(sent, 45)
+        self.assertEqual(len(fake.starts), 3)
+        apart, _ = yield self.calls(shared=False, each=10)
+        self.assertGreater(sum(apart.throttled.values()), 0)
+
+
 class SharedRunQuotaTests(TestCase):
     timeout = 120
 
     @defer.inlineCallbacks
     def test_three_workers_one_quota_no_429(self) -> Generator[Any, Any, None]:
         """Three SharedRuns of one api recipe (45 rows) against a quota of
-        15 calls per 3 s window on a real port, with answers slow enough
-        (0.2 s) and the run wide enough (48, each worker 6) that budgets
-        kept apart would overrun it: no 429, every row recorded once, and the calls fill
-        exactly 3 windows (no window is wasted, so the time is the quota's
-        bound, give or take the margins)."""
+        15 calls per 3 s window on a real port, the run widened to 48 (each
+        worker 6) so that several workers call at once: their callers keep
+        one budget in Redis, there is no 429, every row is recorded once, and
+        the calls fill exactly 3 windows (no window is wasted, so the time
+        is the quota's bound, give or take the margins)."""
         os.environ["API_TOKEN"] = "test-token"
         folder = Path(tempfile.mkdtemp(prefix="fetchq-quota-"))
         self.addCleanup(shutil.rmtree, folder, True)
@@ -256,3 +313,6 @@ class SharedRunQuotaTests(TestCase):
         sent = [shared.kind.caller.stats.sent for shared in runs]
         self.assertEqual(sum(sent), 45)
         self.assertGreaterEqual(sum(1 for n in sent if n), 2)  # workers shared it
+        # ... one budget, in Redis
+        kept = yield admin.command("EXISTS", admin.prefix + "quota:GET " + TWEETS)
+        self.assertEqual(int(kept), 1)

@@ -8,8 +8,13 @@
    worker keeping its own budget (as before the shared budget).  Both the
    fake's X-style windows (a window starts at its first request; resets are
    whole seconds, rounded up) and aligned windows (at multiples of 3 s,
-   resets exact) are measured.
-2. **SharedLimits throughput**: 3 queues (3 connections) attached to one
+   resets exact) are measured.  The bound counts no time for the resets'
+   rounding or the caller's margin; the last column compares with what the
+   announced resets (rounded up, plus the 100 ms margin) allow.
+2. **Callers launching at once**: three ApiCallers, each with its own
+   queue (width 15), 45 calls at once against the same quota: one budget
+   in Redis, or a budget each.
+3. **SharedLimits throughput**: 3 queues (3 connections) attached to one
    shared width of 30 run 3,000 jobs that return at once: jobs per second,
    and Redis script calls per job.
 
@@ -30,8 +35,9 @@ from typing import Any
 from twisted.internet import defer, task
 
 from fetchq import ResizableDispatchQueue
+from fetchq.api import ApiCaller, ApiConfig, api_retry_policy
 from fetchq.recipe import load_recipe
-from fetchq.shared import SharedLimits
+from fetchq.shared import RedisBudget, SharedLimits
 from fetchq.shared_run import SharedRun
 from fetchq.store.redis import RedisStore
 from fetchq.testing.api import FakeXAPI
@@ -41,6 +47,7 @@ from tests.bench._common import table
 
 TWEETS = "/2/users/{id}/tweets"
 LIMIT, WINDOW, LATENCY, ROWS, WORKERS, WIDTH = 15, 3.0, 0.05, 75, 3, 6
+MARGIN = 0.1  # the recipe's reset_margin
 
 RECIPE = """\
 kind: api
@@ -69,15 +76,22 @@ api:
 
 
 class TimedXAPI(FakeXAPI):
-    """The fake, noting when requests arrive."""
+    """The fake, noting when requests arrive and windows start."""
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.arrivals: list[float] = []
+        self.starts: list[float] = []
 
     def render(self, request: Any) -> Any:
         self.arrivals.append(self.clock.seconds())
         return super().render(request)
+
+    def _window(self, endpoint: str, now: float) -> Any:
+        window = super()._window(endpoint, now)
+        if not self.starts or self.starts[-1] != window.start:
+            self.starts.append(window.start)
+        return window
 
 
 async def quota_run(reactor: Any, shared: bool, aligned: bool) -> dict[str, Any]:
@@ -129,12 +143,70 @@ async def quota_run(reactor: Any, shared: bool, aligned: bool) -> dict[str, Any]
         bound = (math.floor(first / WINDOW) + full) * WINDOW - first + LATENCY
     else:
         bound = full * WINDOW + LATENCY
+    # What the announced resets allow: each window's whole-second reset
+    # (rounded up) plus the caller's margin, then the last answer.
+    announced = LATENCY + sum(
+        math.ceil(start + WINDOW) + MARGIN - start for start in fake.starts[:-1]
+    )
+    if aligned:
+        announced = bound + full * MARGIN
     return {
         "codes": codes,
         "requests": len(fake.arrivals),
         "429": sum(fake.throttled.values()),
         "span": span,
         "bound": bound,
+        "announced": announced,
+    }
+
+
+async def callers_run(reactor: Any, shared: bool) -> dict[str, Any]:
+    """Three ApiCallers, each with its own queue (width 15, 15 rows),
+    launching at once against one quota; budgets in Redis or apart."""
+    fake = TimedXAPI(
+        reactor, quotas={TWEETS: (LIMIT, WINDOW)}, latency=LATENCY, pages=1
+    )
+    served = serve_resource(reactor, fake, 0, "127.0.0.1")
+    config = ApiConfig(
+        base_url=served.url, path=TWEETS, token="test-token", reset_margin=MARGIN
+    )
+    name = redis_server.run_name("bench")
+    stores, queues, callers, done = [], [], [], []
+    for worker in range(WORKERS):
+        caller = ApiCaller(config, reactor)
+        queue = ResizableDispatchQueue(
+            caller, 15, clock=reactor, retry=api_retry_policy()
+        )
+        caller.bind(queue)
+        if shared:
+            store = await RedisStore.connect(redis_server.shared().url, name, reactor)
+            stores.append(store)
+            caller.use_budget(RedisBudget(store, config, reactor))
+        for n in range(LIMIT):
+            request = caller.first_page({"id": str(1000 * worker + n)})
+            done.append(queue.put(request, key=caller.lane_key(request)))
+        queues.append(queue)
+        callers.append(caller)
+    await defer.gatherResults(done)
+    for queue in queues:
+        await queue.stop()
+    for caller in callers:
+        await caller.close()
+    for store in stores:
+        await store.close()
+    await served.stop()
+    calls = WORKERS * LIMIT
+    full = math.ceil(calls / LIMIT) - 1
+    span = fake.arrivals[-1] - fake.arrivals[0] + LATENCY
+    announced = LATENCY + sum(
+        math.ceil(start + WINDOW) + MARGIN - start for start in fake.starts[:-1]
+    )
+    return {
+        "requests": len(fake.arrivals),
+        "429": sum(fake.throttled.values()),
+        "span": span,
+        "bound": full * WINDOW + LATENCY,
+        "announced": announced,
     }
 
 
@@ -183,13 +255,53 @@ async def main(reactor: Any) -> None:
                     f"{got['span']:.2f}",
                     f"{got['bound']:.2f}",
                     f"{got['span'] / got['bound']:.2f}",
+                    f"{got['span'] / got['announced']:.2f}",
                 ]
             )
     print(
         table(
             f"{WORKERS} workers, {ROWS} calls, {LIMIT} per {WINDOW:g} s, "
             f"answers in {LATENCY * 1000:g} ms",
-            ["windows", "budget", "requests", "429s", "span s", "bound s", "ratio"],
+            [
+                "windows",
+                "budget",
+                "requests",
+                "429s",
+                "span s",
+                "bound s",
+                "ratio",
+                "ratio to the announced resets",
+            ],
+            rows,
+        )
+    )
+    rows = []
+    for shared in (True, False):
+        got = await callers_run(reactor, shared)
+        rows.append(
+            [
+                "one budget in Redis" if shared else "a budget per caller",
+                str(got["requests"]),
+                str(got["429"]),
+                f"{got['span']:.2f}",
+                f"{got['bound']:.2f}",
+                f"{got['span'] / got['bound']:.2f}",
+                f"{got['span'] / got['announced']:.2f}",
+            ]
+        )
+    print(
+        table(
+            f"{WORKERS} callers with their own queues (width 15) launching "
+            f"{WORKERS * LIMIT} calls at once, X-style windows",
+            [
+                "budget",
+                "requests",
+                "429s",
+                "span s",
+                "bound s",
+                "ratio",
+                "ratio to the announced resets",
+            ],
             rows,
         )
     )
