@@ -45,13 +45,13 @@ of :mod:`fetchq.api.errors`, each with ``.name``, ``.signal`` and a short
 message.
 """
 
+from fetchq.api.budget import Admission, Budget, LocalBudget, QuotaBudget
 from fetchq.api.caller import (
     RETRYABLE,
     ApiCaller,
     ApiPage,
     ApiRequest,
     ApiStats,
-    Budget,
     api_retry_policy,
 )
 from fetchq.api.config import ApiConfig, Template
@@ -78,6 +78,7 @@ from fetchq.api.ratelimit import (
 __all__ = [
     "EPOCH_THRESHOLD",
     "RETRYABLE",
+    "Admission",
     "ApiAuthFailed",
     "ApiBadResponse",
     "ApiCaller",
@@ -93,7 +94,9 @@ __all__ = [
     "ApiTimeout",
     "BadRequestRow",
     "Budget",
+    "LocalBudget",
     "Quota",
+    "QuotaBudget",
     "QuotaExhausted",
     "Template",
     "api_retry_policy",
