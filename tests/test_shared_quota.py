@@ -239,15 +239,15 @@ class CallersQuotaTests(TestCase):
 
     @defer.inlineCallbacks
     def test_one_budget_for_three_callers(self) -> Generator[Any, Any, None]:
-        """45 calls from three callers launching at once: with one budget in
+        """30 calls from three callers launching at once: with one budget in
         Redis, one probe goes, then the window's other 14, then the next
-        windows', with no 429 and no window wasted.  With a budget each, 30
-        calls: the three probes' answers each let their caller send what is
-        left, and the server refuses the overrun."""
-        fake, sent = yield self.calls(shared=True, each=15)
+        window's, with no 429 and no window wasted.  With a budget each, the
+        three probes' answers each let their caller send what is left, and
+        the server refuses the overrun."""
+        fake, sent = yield self.calls(shared=True, each=10)
         self.assertEqual(sum(fake.throttled.values()), 0)
-        self.assertEqual(sent, 45)
-        self.assertEqual(len(fake.starts), 3)
+        self.assertEqual(sent, 30)
+        self.assertEqual(len(fake.starts), 2)
         apart, _ = yield self.calls(shared=False, each=10)
         self.assertGreater(sum(apart.throttled.values()), 0)
 
@@ -257,19 +257,19 @@ class SharedRunQuotaTests(TestCase):
 
     @defer.inlineCallbacks
     def test_three_workers_one_quota_no_429(self) -> Generator[Any, Any, None]:
-        """Three SharedRuns of one api recipe (45 rows) against a quota of
-        15 calls per 3 s window on a real port, the run widened to 48 (each
+        """Three SharedRuns of one api recipe (30 rows) against a quota of
+        15 calls per 2 s window on a real port, the run widened to 48 (each
         worker 6) so that several workers call at once: their callers keep
         one budget in Redis, there is no 429, every row is recorded once, and
-        the calls fill exactly 3 windows (no window is wasted, so the time
+        the calls fill exactly 2 windows (no window is wasted, so the time
         is the quota's bound, give or take the margins)."""
         os.environ["API_TOKEN"] = "test-token"
         folder = Path(tempfile.mkdtemp(prefix="fetchq-quota-"))
         self.addCleanup(shutil.rmtree, folder, True)
-        fake = CountingXAPI(reactor, quotas={TWEETS: (15, 3.0)}, latency=0.2, pages=1)
+        fake = CountingXAPI(reactor, quotas={TWEETS: (15, 2.0)}, latency=0.2, pages=1)
         served = serve_resource(reactor, fake, 0, "127.0.0.1")
         self.addCleanup(served.stop)
-        rows = [json.dumps({"id": str(100 + i)}) for i in range(45)]
+        rows = [json.dumps({"id": str(100 + i)}) for i in range(30)]
         (folder / "users.jsonl").write_text("\n".join(rows) + "\n")
         recipe = folder / "api.yaml"
         run = redis_server.run_name("quota")
@@ -300,18 +300,18 @@ class SharedRunQuotaTests(TestCase):
         codes = yield defer.gatherResults([shared.run() for shared in runs])
         self.assertEqual(codes, [0, 0, 0])
         self.assertEqual(sum(fake.throttled.values()), 0)
-        self.assertEqual(fake.requests[TWEETS], 45)
-        self.assertEqual(len(fake.starts), 3, sorted(fake.starts))
+        self.assertEqual(fake.requests[TWEETS], 30)
+        self.assertEqual(len(fake.starts), 2, sorted(fake.starts))
         records = [
             json.loads(line)
             for line in (folder / "out" / "tweets.jsonl").read_text().splitlines()
         ]
         self.assertEqual(
-            sorted(r["id"] for r in records), sorted(str(100 + i) for i in range(45))
+            sorted(r["id"] for r in records), sorted(str(100 + i) for i in range(30))
         )
         self.assertEqual({r["outcome"] for r in records}, {"ok"})
         sent = [shared.kind.caller.stats.sent for shared in runs]
-        self.assertEqual(sum(sent), 45)
+        self.assertEqual(sum(sent), 30)
         self.assertGreaterEqual(sum(1 for n in sent if n), 2)  # workers shared it
         # ... one budget, in Redis
         kept = yield admin.command("EXISTS", admin.prefix + "quota:GET " + TWEETS)
