@@ -97,6 +97,40 @@ class CombineTests(SynchronousTestCase):
         self.assertEqual(out["width"][10:], [3] * 6)
         self.assertEqual(out["origin"], 100.0)
 
+    def test_resume_starts_on_a_bucket_edge(self) -> None:
+        """A run that ended mid-bucket: its resume starts on the next bucket's
+        edge, so each of its buckets is one of the axis's, none empty (a
+        gap in the charts) and none given a whole second's oks in a
+        fraction of one (a spike); the counts add up."""
+        a = steady(5.5).to_json()
+        b = steady(3.9, width=3, every=0.3).to_json()
+        parts = [{"started": 0.0, "timeline": a}, {"started": 99.0, "timeline": b}]
+        out = combine(parts)
+        self.assertEqual([s["t"] for s in out["segments"]], [0.0, 6.0])
+        self.assertEqual(out["end"], 9.9)
+        self.assertEqual(out["width"], [2] * 6 + [3] * 4)
+        self.assertEqual(out["ok"][6:], b["ok"])
+        self.assertEqual(out["totals"]["ok"], a["totals"]["ok"] + b["totals"]["ok"])
+        # The resume's rates as its own timeline had them; the short last
+        # bucket rated over its own 0.9 s.
+        self.assertEqual(out["throughput"][6:9], b["throughput"][:3])
+        self.assertAlmostEqual(out["throughput"][9], b["ok"][3] / 0.9, places=4)
+        self.assertNotIn(None, out["throughput"])
+
+    def test_buckets_straddling_the_axis_are_shared(self) -> None:
+        """Workers that start together but not on a bucket's edge: a bucket
+        that straddles two of the axis's is shared between them by time."""
+        a = steady(4.0).to_json()
+        b = steady(4.0).to_json()
+        out = combine(
+            [{"started": 10.0, "timeline": a}, {"started": 10.5, "timeline": b}]
+        )
+        self.assertEqual([s["t"] for s in out["segments"]], [0.0, 0.5])
+        self.assertEqual(out["end"], 4.5)
+        self.assertAlmostEqual(sum(out["ok"]), a["totals"]["ok"] + b["totals"]["ok"])
+        self.assertEqual(out["ok"][0], a["ok"][0] + b["ok"][0] / 2)
+        self.assertEqual(out["width"][1], 4)  # both running
+
     def test_overlapping_segments_add_up(self) -> None:
         """Workers running together: their buckets are added up (jobs in
         flight and widths summed), not laid end to end."""

@@ -234,16 +234,88 @@ def _empty_timeline() -> dict[str, Any]:
     return out
 
 
+def _shares(
+    offset: float, start: float, step: float, length: float, grid: float, n: int
+) -> list[tuple[int, float]]:
+    """Where a segment's bucket ``[start, start + step)`` (cut at the
+    segment's ``length``) falls on the combined axis: each grid bucket it
+    overlaps and the share of it there.  A bucket opened at the very end
+    (no time of its own) goes whole into the last grid bucket it touches."""
+    a = offset + start
+    b = offset + min(start + step, length)
+    if b <= a:
+        g = min(n - 1, max(0, math.ceil(a / grid) - 1))
+        return [(g, 1.0)]
+    out = []
+    g = min(n - 1, max(0, int(a / grid)))
+    while g < n and g * grid < b:
+        overlap = min(b, (g + 1) * grid) - max(a, g * grid)
+        if overlap > 0:
+            out.append((g, overlap / (b - a)))
+        g += 1
+    return out or [(min(n - 1, max(0, int(a / grid))), 1.0)]
+
+
+def _count(value: float) -> float | int:
+    """A count spread over buckets: an int when it is whole."""
+    whole = round(value)
+    return whole if abs(value - whole) < 1e-9 else round(value, 3)
+
+
+def _lay_out(
+    parts: Sequence[Mapping[str, Any]], grid: float
+) -> tuple[list[float], list[int], list[dict[str, Any]], float]:
+    """Where each segment starts on the axis, its group (segments that
+    overlap in time run together), the segments' descriptions and the axis's
+    length: groups one after another, each from the next multiple of
+    ``grid``, the time between them cut out."""
+    offsets: list[float] = []
+    groups: list[int] = []
+    segments: list[dict[str, Any]] = []
+    run_end = 0.0  # the axis so far
+    group_start = group_end = -math.inf
+    group_offset = 0.0
+    group = -1
+    for n, part in enumerate(parts, 1):
+        start = float(part.get("started") or 0.0)
+        length = max(0.0, float(part["timeline"].get("end") or 0.0))
+        gap = 0.0
+        if start >= group_end:  # a new group: after a gap (or back to back)
+            gap = 0.0 if n == 1 else start - group_end
+            group_start, group_end = start, start + length
+            group_offset = math.ceil(run_end / grid - 1e-9) * grid
+            group += 1
+        else:
+            group_end = max(group_end, start + length)
+        offset = group_offset + (start - group_start)
+        offsets.append(offset)
+        groups.append(group)
+        run_end = max(run_end, group_offset + (group_end - group_start))
+        segments.append(
+            {
+                "n": n,
+                "t": _round(offset),
+                "end": _round(offset + length),
+                "started": start,
+                "gap": _round(gap),
+            }
+        )
+    return offsets, groups, segments, run_end
+
+
 def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One timeline from several segments' (each a mapping with
     ``started``, wall-clock seconds of its time zero, and ``timeline``).
 
     Segments are laid on one axis in the order they started, the time
-    between them cut out; segments that overlap (workers running together)
+    between them cut out (each run starting on a bucket's edge); segments
+    that overlap (workers running together)
     are added up: counts, bytes, jobs in flight, widths and rates summed,
     percentiles weighted by successes (p99: the larger).  The result has the
     shape of :meth:`~fetchq.report.Timeline.to_json`, at most
-    :data:`COMBINED_BUCKETS` buckets, plus ``segments``: for each, ``n``,
+    :data:`COMBINED_BUCKETS` buckets (a segment's bucket that straddles two
+    of them is shared between them by time, so counts may be fractions),
+    plus ``segments``: for each, ``n``,
     ``t`` (where it starts on the axis), ``end``, ``started`` (wall clock)
     and ``gap`` (seconds cut out before it).  One segment's timeline comes
     back as it was, with ``segments`` added.
@@ -268,50 +340,29 @@ def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             }
         ]
         return single
-    # Groups of overlapping segments, laid end to end.
-    offsets: list[float] = []
-    segments: list[dict[str, Any]] = []
-    run_end = 0.0  # the axis so far
-    group_start = group_end = -math.inf
-    group_offset = 0.0
-    for n, part in enumerate(kept, 1):
-        start = float(part.get("started") or 0.0)
-        length = max(0.0, float(part["timeline"].get("end") or 0.0))
-        gap = 0.0
-        if start > group_end:  # a new group: after a gap
-            gap = 0.0 if n == 1 else start - group_end
-            group_start, group_end = start, start + length
-            group_offset = run_end
-        else:
-            group_end = max(group_end, start + length)
-        offset = group_offset + (start - group_start)
-        offsets.append(offset)
-        run_end = max(run_end, group_offset + (group_end - group_start))
-        segments.append(
-            {
-                "n": n,
-                "t": _round(offset),
-                "end": _round(offset + length),
-                "started": start,
-                "gap": _round(gap),
-            }
-        )
-    span = run_end
+    # Groups of overlapping segments, laid end to end, each starting on a
+    # bucket's edge (so a resume's buckets are the axis's own).
     grid = max(float(p["timeline"].get("interval") or 1.0) for p in kept)
-    while span / grid > COMBINED_BUCKETS:
+    while True:
+        offsets, groups, segments, span = _lay_out(kept, grid)
+        if span / grid <= COMBINED_BUCKETS:
+            break
         grid *= 2
     n_buckets = max(1, math.ceil(span / grid - 1e-9))
-    sums = {name: [0] * n_buckets for name in _SUMS}
+    sums: dict[str, list[float]] = {name: [0.0] * n_buckets for name in _SUMS}
     gauges: dict[str, list[Any]] = {
         name: [None] * n_buckets for name in ("in_flight", "width", "rate")
     }
+    # Widths, rates and jobs in flight of segments running together add up;
+    # of one run after another, the later width and rate, the larger peak.
+    together: dict[int, dict[str, dict[int, Any]]] = {}
     weighted = {name: [0.0] * n_buckets for name in ("p50", "p90")}
-    weights = [0] * n_buckets
+    weights = [0.0] * n_buckets
     p99: list[Any] = [None] * n_buckets
     baseline: list[Any] = [None] * n_buckets
     decisions: list[dict[str, Any]] = []
     seen = 0
-    for part, offset in zip(kept, offsets, strict=True):
+    for part, offset, group in zip(kept, offsets, groups, strict=True):
         tl = part["timeline"]
         t = tl["t"]
         m = len(t)
@@ -323,38 +374,52 @@ def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         pcols = {name: _column(tl, name, m) for name in ("p50", "p90", "p99")}
         base = _column(tl, "baseline", m)
         length = max(0.0, float(tl.get("end") or 0.0))
-        last = offset + length - 1e-9 * grid  # a bucket opened at the very end
+        step = float(tl.get("interval") or 1.0)
         for i, when in enumerate(t):
-            at = min(offset + float(when), last) if length else offset
-            g = min(n_buckets - 1, max(0, int(at / grid)))
-            for name, values in cols.items():
-                sums[name][g] += values[i] or 0
-            if in_flight[i] is not None:
-                own["in_flight"][g] = max(own["in_flight"].get(g, 0), in_flight[i])
-            if width[i] is not None:
-                own["width"][g] = width[i]
-            own["rate"][g] = rate[i]
-            ok = cols["ok"][i] or 0
-            if ok:
-                for name in ("p50", "p90"):
-                    if pcols[name][i] is not None:
-                        weighted[name][g] += pcols[name][i] * ok
-                weights[g] += ok
-            if pcols["p99"][i] is not None:
-                p99[g] = max(p99[g] or 0.0, pcols["p99"][i])
-            if base[i] is not None:
-                baseline[g] = base[i]
+            for g, share in _shares(offset, float(when), step, length, grid, n_buckets):
+                for name, values in cols.items():
+                    sums[name][g] += (values[i] or 0) * share
+                if in_flight[i] is not None:
+                    own["in_flight"][g] = max(own["in_flight"].get(g, 0), in_flight[i])
+                if width[i] is not None:
+                    own["width"][g] = width[i]
+                own["rate"][g] = rate[i]
+                ok = (cols["ok"][i] or 0) * share
+                if ok:
+                    for name in ("p50", "p90"):
+                        if pcols[name][i] is not None:
+                            weighted[name][g] += pcols[name][i] * ok
+                    weights[g] += ok
+                if pcols["p99"][i] is not None:
+                    p99[g] = max(p99[g] or 0.0, pcols["p99"][i])
+                if base[i] is not None:
+                    baseline[g] = base[i]
+        summed = together.setdefault(group, {name: {} for name in gauges})
         for name, by_bucket in own.items():
-            column = gauges[name]
+            added = summed[name]
             for g, value in by_bucket.items():
                 if value is not None:
-                    column[g] = (column[g] or 0) + value
+                    added[g] = (added.get(g) or 0) + value
         for d in tl.get("decisions") or []:
             moved = dict(d)
             moved["t"] = _round(offset + float(d.get("t") or 0.0))
             decisions.append(moved)
         seen += int(tl.get("decisions_seen") or len(tl.get("decisions") or []))
+    for index in sorted(together):
+        for name, by_g in together[index].items():
+            gauge = gauges[name]
+            for g, value in by_g.items():
+                if name == "in_flight":
+                    gauge[g] = max(gauge[g] or 0, value)
+                else:
+                    gauge[g] = value
     decisions.sort(key=lambda d: d["t"] or 0.0)
+    # A bucket no data fell into (a quiet end of a run) keeps the width, rate
+    # and jobs in flight of the one before.
+    for g in range(1, n_buckets):
+        for column in gauges.values():
+            if column[g] is None:
+                column[g] = column[g - 1]
     t_axis = [round(i * grid, 9) for i in range(n_buckets)]
     out: dict[str, Any] = {
         "version": 1,
@@ -363,9 +428,15 @@ def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "end": _round(span),
         "t": t_axis,
     }
+    counts = {name: [_count(v) for v in values] for name, values in sums.items()}
     for name in ("launched", "ok", "failed", "retried", "throttled", "cancelled"):
-        out[name] = sums[name]
-    out["throughput"] = _throughput(sums["ok"], t_axis, grid, span)
+        out[name] = counts[name]
+    # The axis has no gaps (runs are laid end to end), so a bucket covers its
+    # interval, the last one up to the end.
+    out["throughput"] = [
+        _round(ok / min(grid, span - g * grid)) if span > g * grid else None
+        for g, ok in enumerate(sums["ok"])
+    ]
     out["in_flight"] = gauges["in_flight"]
     out["width"] = gauges["width"]
     out["rate"] = [_round(v) for v in gauges["rate"]]
@@ -376,13 +447,13 @@ def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         ]
     out["p99"] = [_round(v, 4) for v in p99]
     out["baseline"] = [_round(v, 4) for v in baseline]
-    out["drops"] = sums["drops"]
-    out["throttles"] = sums["throttles"]
-    out["bytes"] = sums["bytes"]
-    out["decision_counts"] = sums["decision_counts"]
+    out["drops"] = counts["drops"]
+    out["throttles"] = counts["throttles"]
+    out["bytes"] = counts["bytes"]
+    out["decision_counts"] = counts["decision_counts"]
     out["decisions"] = _thin_decisions(decisions, COMBINED_DECISIONS)
     out["decisions_seen"] = seen
-    out["totals"] = {name: sum(sums[name]) for name in _TOTALS}
+    out["totals"] = {name: round(sum(sums[name])) for name in _TOTALS}
     out["segments"] = segments
     return out
 
