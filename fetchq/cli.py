@@ -368,12 +368,16 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description=(
             "Start a local web site on 127.0.0.1 (latency that grows under "
             "load, 429 with Retry-After, some 500s, 404s and slow bodies) and "
-            "crawl it with the demo recipe, showing progress and a summary."
+            "crawl it with the demo recipe, showing progress and a summary.  "
+            "Run it again with the same --dir to resume."
         ),
     )
-    parser.add_argument("--pages", type=int, default=3000, help="URLs to crawl")
+    parser.add_argument("--pages", type=int, default=1500, help="URLs to crawl")
     parser.add_argument(
-        "--dir", default=None, help="where to put the run (default: a temp dir)"
+        "--dir",
+        default=None,
+        help="where to put the run (default: a temp dir); a dir with an "
+        "earlier demo in it is resumed",
     )
     parser.add_argument(
         "--report",
