@@ -448,7 +448,13 @@ class SmsSpec:
     Attributes:
         base_url: the provider API's root, without ``/2010-04-01``.
         account_sid: the account SID (not a secret: it is part of every URL).
-        auth_token: the account's auth token, a :class:`Secret`.
+        auth_token: the account's auth token, a :class:`Secret`, or None
+            with an API key.
+        api_key: an API key SID, the HTTP Basic user instead of the account
+            SID, or None.
+        api_secret: the API key's secret, a :class:`Secret`, or None.
+        default_region: the region of numbers written without ``+``, or None.
+        number_check: ``valid`` or ``possible`` (with ``phonenumbers``).
         from_number: the default sender (E.164 number, short code or
             alphanumeric id, normalised), or None.
         messaging_service_sid: a messaging service that picks the sender
@@ -471,7 +477,7 @@ class SmsSpec:
 
     base_url: str
     account_sid: str
-    auth_token: Secret
+    auth_token: Secret | None
     from_number: str | None
     messaging_service_sid: str | None
     body: str | None
@@ -482,6 +488,10 @@ class SmsSpec:
     timeout: float
     resend_check: bool
     status_callback: str | None
+    api_key: str | None = None
+    api_secret: Secret | None = None
+    default_region: str | None = None
+    number_check: str = "valid"
 
     def config(self) -> SmsConfig:
         """The :class:`~fetchq.sms.SmsConfig` for an
@@ -502,6 +512,10 @@ class SmsSpec:
             timeout=self.timeout,
             status_callback=self.status_callback,
             resend_check=self.resend_check,
+            api_key=self.api_key,
+            api_secret=self.api_secret,
+            default_region=self.default_region,
+            number_check=self.number_check,
         )
 
 

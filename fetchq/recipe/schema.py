@@ -1020,10 +1020,27 @@ SMS = Section(
         ),
         Key(
             "auth_token",
-            secret(),
+            secret(nullable=True),
             "The account's auth token, typically `${TWILIO_AUTH_TOKEN}`: a "
-            "secret, never shown or logged.",
-            required=True,
+            "secret, never shown or logged. Give it, or `api_key` and "
+            "`api_secret`.",
+            default="null",
+        ),
+        Key(
+            "api_key",
+            identifier("an API key SID", nullable=True),
+            "An API key SID (`SK` and 32 hex digits at Twilio), typically "
+            "`${TWILIO_API_KEY}`, sent as the user name instead of the "
+            "account SID (the URL still names the account): a key can be "
+            "revoked alone, so Twilio recommends keys over the auth token.",
+            default="null",
+        ),
+        Key(
+            "api_secret",
+            secret(nullable=True),
+            "The API key's secret, typically `${TWILIO_API_SECRET}`: never "
+            "shown or logged.",
+            default="null",
         ),
         Key(
             "from",
@@ -1047,6 +1064,26 @@ SMS = Section(
             "null: each row's `input.body_field`. Quote a value that starts "
             "with `{`; `${NAME}` is not expanded here (`$` is literal).",
             default="null",
+        ),
+        Key(
+            "default_region",
+            text(nullable=True),
+            "The region (ISO 3166 code such as `US` or `GB`) of numbers "
+            "written without `+`: `(212) 555-0100` is then sent as "
+            "`+12125550100`. Any region needs the `phonenumbers` package "
+            "(`pip install 'fetchq[phones]'`); without it only the +1 "
+            "regions (US, CA, ...). null: every number must start with `+`.",
+            default="null",
+        ),
+        Key(
+            "number_check",
+            choice("valid", "possible"),
+            "With `phonenumbers` installed, `valid`: a number must be in a "
+            "range its country assigns; `possible`: of a length its country "
+            "uses (for ranges newer than the installed metadata). Without "
+            "it, a built-in check refuses country codes no country has and "
+            "+1 numbers the plan does not allow (`+1 012...`).",
+            default="valid",
         ),
         Key(
             "max_body",

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from fetchq.testing.served import Served
     from fetchq.testing.sms import (
         DEFAULT_ACCOUNT_SID,
+        DEFAULT_API_KEY,
+        DEFAULT_API_SECRET,
         DEFAULT_AUTH_TOKEN,
         FakeMessage,
         FakeSMSProvider,
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ACCOUNT_SID",
+    "DEFAULT_API_KEY",
+    "DEFAULT_API_SECRET",
     "DEFAULT_AUTH_TOKEN",
     "FakeMessage",
     "FakeSMSProvider",
@@ -59,6 +63,8 @@ __all__ = [
 _HOMES = {
     "DEFAULT_ACCOUNT_SID": ("fetchq.testing.sms", "DEFAULT_ACCOUNT_SID"),
     "DEFAULT_AUTH_TOKEN": ("fetchq.testing.sms", "DEFAULT_AUTH_TOKEN"),
+    "DEFAULT_API_KEY": ("fetchq.testing.sms", "DEFAULT_API_KEY"),
+    "DEFAULT_API_SECRET": ("fetchq.testing.sms", "DEFAULT_API_SECRET"),
     "FakeMessage": ("fetchq.testing.sms", "FakeMessage"),
     "FakeSMSProvider": ("fetchq.testing.sms", "FakeSMSProvider"),
     "serve_sms": ("fetchq.testing.sms", "serve"),
