@@ -428,20 +428,26 @@ def _add_ctl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _add_fake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "fake",
-        help="serve a fake SMS provider or X-style API on a loopback port",
+        help="serve a fake SMS provider, X-style API or GitHub API on a loopback port",
         description=(
             "Serve a local fake of a remote service, to try sms and api "
             "recipes (or your own code) against: `sms` is Twilio-shaped "
             "(1 message/s per sender, a concurrency cap answering 20429, "
             "invalid-number errors); `api` is X-style (per-endpoint quota "
-            "windows with x-rate-limit-* headers, 429s, next_token pages).  "
+            "windows with x-rate-limit-* headers, 429s, next_token pages); "
+            "`github` is GitHub's REST API for issues (Link pages, "
+            "x-ratelimit-* headers, secondary limits answered 403 with "
+            "Retry-After).  "
             "It prints its URL and the credentials to use, and runs until "
             "Ctrl-C."
         ),
     )
-    parser.add_argument("service", choices=("sms", "api"), help="which fake")
+    parser.add_argument("service", choices=("sms", "api", "github"), help="which fake")
     parser.add_argument(
-        "--port", type=int, default=None, help="port (default: sms 8099, api 8098)"
+        "--port",
+        type=int,
+        default=None,
+        help="port (default: sms 8099, api 8098, github 8097)",
     )
     parser.set_defaults(handler=fake)
 
@@ -453,6 +459,10 @@ def fake(args: argparse.Namespace) -> int:
         from fetchq.testing.sms import main as serve_sms
 
         serve_sms(argv)
+    elif args.service == "github":
+        from fetchq.testing.github import main as serve_github
+
+        serve_github(argv)
     else:
         from fetchq.testing.api import main as serve_api
 

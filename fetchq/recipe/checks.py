@@ -322,11 +322,15 @@ def check_api(values: dict[str, Any], ctx: Context, where: str) -> None:
                 f"{where}.headers.{name}: give the bearer token as {where}.token, "
                 "not as a header",
             )
-    param = (values.get("pagination") or {}).get("token_param")
+    pagination = values.get("pagination") or {}
+    key = {"token": "token_param", "page": "page_param", "offset": "offset_param"}.get(
+        pagination.get("style", "token"), ""
+    )
+    param = pagination.get(key)
     if param is not None and param in (values.get("params") or {}):
         ctx.report(
             _entry(ctx, f"{where}.params", param),
-            f"{where}.params.{param}: is {where}.pagination.token_param, which "
+            f"{where}.params.{param}: is {where}.pagination.{key}, which "
             "is set for each page",
         )
     cap = values.get("max_retry_after")

@@ -519,19 +519,37 @@ class SmsSpec:
         )
 
 
+PaginationStyle = Literal["token", "link", "next_url", "page", "offset"]
+
+
 @attrs.frozen
 class PaginationSpec:
-    """How the next page of an API answer is asked for.
+    """How the next page of an API answer is asked for (see
+    :mod:`fetchq.api.pages`).
 
     Attributes:
         token_field: dotted path of the next page's token in an answer.
         token_param: the query parameter that carries it on the next request.
         max_pages: most pages per row (1: the first page only).
+        style: ``token``, ``link``, ``next_url``, ``page`` or ``offset``.
+        next_field: dotted path of the next page's URL (``next_url``).
+        page_param: the page number's query parameter (``page``).
+        page_start: the first page's number (``page``).
+        offset_param: the offset's query parameter (``offset``).
+        page_size: items in a full page, or None (``page``, ``offset``).
+        total_field: dotted path of the total item count, or None.
     """
 
     token_field: str
     token_param: str
     max_pages: int
+    style: PaginationStyle = "token"
+    next_field: str = "next"
+    page_param: str = "page"
+    page_start: int = 1
+    offset_param: str = "offset"
+    page_size: int | None = None
+    total_field: str | None = None
 
 
 @attrs.frozen
@@ -606,6 +624,13 @@ class ApiSpec:
             token_field=self.pagination.token_field,
             token_param=self.pagination.token_param,
             max_pages=self.pagination.max_pages,
+            pagination=self.pagination.style,
+            next_field=self.pagination.next_field,
+            page_param=self.pagination.page_param,
+            page_start=self.pagination.page_start,
+            offset_param=self.pagination.offset_param,
+            page_size=self.pagination.page_size,
+            total_field=self.pagination.total_field or "",
             records=self.records,
             items_field="" if self.items_field is None else self.items_field,
             default_retry_after=self.default_retry_after,

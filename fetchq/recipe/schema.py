@@ -1140,8 +1140,22 @@ SMS_RECIPE = Section(
 
 PAGINATION = Section(
     "pagination",
-    "How further pages of an answer are asked for.",
+    "How further pages of an answer are found and asked for.",
     (
+        Key(
+            "style",
+            choice("token", "link", "next_url", "page", "offset"),
+            "`token`: a token in the body (`token_field`) sent back as a "
+            "query parameter (`token_param`), as X does; `link`: the `Link` "
+            'header\'s `rel="next"` URL (RFC 8288), as GitHub does; '
+            "`next_url`: a URL in the body (`next_field`), as Twilio's "
+            "`next_page_uri`; `page`: a page number (`page_param`) counting "
+            "from `page_start`; `offset`: an offset (`offset_param`) "
+            "advanced by each page's items. A next URL is followed only to "
+            "`base_url`'s scheme, host and port (the token never goes "
+            "elsewhere).",
+            default="token",
+        ),
         Key(
             "token_field",
             dotted(),
@@ -1154,6 +1168,47 @@ PAGINATION = Section(
             text(),
             "The query parameter that carries the token on the next request.",
             default="pagination_token",
+        ),
+        Key(
+            "next_field",
+            dotted(),
+            "`next_url`: where an answer holds the next page's URL (a dotted "
+            "path; relative URLs are resolved against the request's).",
+            default="next",
+        ),
+        Key(
+            "page_param",
+            text(),
+            "`page`: the query parameter that carries the page number.",
+            default="page",
+        ),
+        Key(
+            "page_start",
+            integer(0),
+            "`page`: the first page's number (its request carries none).",
+            default="1",
+        ),
+        Key(
+            "offset_param",
+            text(),
+            "`offset`: the query parameter that carries the offset (the first "
+            "request carries none: offset 0).",
+            default="offset",
+        ),
+        Key(
+            "page_size",
+            integer(1, nullable=True, none="only an empty page is the last"),
+            "`page`, `offset`: the items of a full page (set the matching "
+            "parameter, such as `per_page`, in `params`): a page with fewer "
+            "is the last.",
+            default="null",
+        ),
+        Key(
+            "total_field",
+            dotted(nullable=True, none="no total"),
+            "`page`, `offset`: where an answer holds the total number of "
+            "items: the pages end once that many were read.",
+            default="null",
         ),
         Key(
             "max_pages",
