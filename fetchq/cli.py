@@ -8,6 +8,7 @@
     fetchq demo [--pages N] [--dir DIR]
     fetchq run RECIPE --admin [HOST:]PORT [--log-format human|json]
     fetchq ctl RECIPE|URL status|width N|rate R|pause|resume|hold L 60s|stop
+    fetchq sms status RECIPE [--wait DURATION] [--every DURATION]
     fetchq schema > fetchq.schema.json
 
 Exit status: 0 when everything asked for succeeded, 2 for problems (a bad
@@ -368,12 +369,16 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description=(
             "Start a local web site on 127.0.0.1 (latency that grows under "
             "load, 429 with Retry-After, some 500s, 404s and slow bodies) and "
-            "crawl it with the demo recipe, showing progress and a summary."
+            "crawl it with the demo recipe, showing progress and a summary.  "
+            "Run it again with the same --dir to resume."
         ),
     )
-    parser.add_argument("--pages", type=int, default=3000, help="URLs to crawl")
+    parser.add_argument("--pages", type=int, default=1500, help="URLs to crawl")
     parser.add_argument(
-        "--dir", default=None, help="where to put the run (default: a temp dir)"
+        "--dir",
+        default=None,
+        help="where to put the run (default: a temp dir); a dir with an "
+        "earlier demo in it is resumed",
     )
     parser.add_argument(
         "--report",
@@ -427,20 +432,26 @@ def _add_ctl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _add_fake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "fake",
-        help="serve a fake SMS provider or X-style API on a loopback port",
+        help="serve a fake SMS provider, X-style API or GitHub API on a loopback port",
         description=(
             "Serve a local fake of a remote service, to try sms and api "
             "recipes (or your own code) against: `sms` is Twilio-shaped "
             "(1 message/s per sender, a concurrency cap answering 20429, "
             "invalid-number errors); `api` is X-style (per-endpoint quota "
-            "windows with x-rate-limit-* headers, 429s, next_token pages).  "
+            "windows with x-rate-limit-* headers, 429s, next_token pages); "
+            "`github` is GitHub's REST API for issues (Link pages, "
+            "x-ratelimit-* headers, secondary limits answered 403 with "
+            "Retry-After).  "
             "It prints its URL and the credentials to use, and runs until "
             "Ctrl-C."
         ),
     )
-    parser.add_argument("service", choices=("sms", "api"), help="which fake")
+    parser.add_argument("service", choices=("sms", "api", "github"), help="which fake")
     parser.add_argument(
-        "--port", type=int, default=None, help="port (default: sms 8099, api 8098)"
+        "--port",
+        type=int,
+        default=None,
+        help="port (default: sms 8099, api 8098, github 8097)",
     )
     parser.set_defaults(handler=fake)
 
@@ -452,11 +463,117 @@ def fake(args: argparse.Namespace) -> int:
         from fetchq.testing.sms import main as serve_sms
 
         serve_sms(argv)
+    elif args.service == "github":
+        from fetchq.testing.github import main as serve_github
+
+        serve_github(argv)
     else:
         from fetchq.testing.api import main as serve_api
 
         serve_api(argv)
     return 0
+
+
+def _add_sms(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "sms",
+        help="SMS tools: read what became of the messages a run sent",
+        description="Tools for kind: sms recipes.",
+    )
+    tools = parser.add_subparsers(title="tools", metavar="TOOL")
+    status = tools.add_parser(
+        "status",
+        help="read each sent message's delivery status into the output",
+        description=(
+            "For every message the recipe's run sent (its sid is in the "
+            "state) whose status is not final yet, read its status from the "
+            "provider (delivered, undelivered or failed with an error code; "
+            "queued, sending or sent are not final) at the recipe's pace "
+            "(queue.width, queue.rate), and add it to the message's record as "
+            "`delivery`; then rewrite the output.  Final statuses are kept "
+            "in the state and never read again; run it again to check the "
+            "others, or wait here with --wait.  Exit 0, or 3 if the "
+            "provider refused the credentials."
+        ),
+    )
+    status.add_argument("recipe", metavar="RECIPE", help="a kind: sms recipe")
+    status.add_argument(
+        "--wait",
+        metavar="DURATION",
+        default=None,
+        help="keep checking the messages not final yet, every --every, for "
+        "at most this long (10m, 1h)",
+    )
+    status.add_argument(
+        "--every",
+        metavar="DURATION",
+        default="30s",
+        help="time between checks while waiting (default: 30s)",
+    )
+    _add_set(status)
+    status.set_defaults(handler=sms_status)
+    parser.set_defaults(handler=_needs_tool(parser))
+
+
+def _needs_tool(parser: argparse.ArgumentParser) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: a tool is required (status)", file=sys.stderr)
+        return PROBLEMS
+
+    return handler
+
+
+def sms_status(args: argparse.Namespace) -> int:
+    """``fetchq sms status``: read the sent messages' delivery statuses."""
+    from fetchq.recipe import RecipeError, SmsRecipe, load_recipe
+    from fetchq.recipe.units import parse_duration
+    from fetchq.store import StoreError
+
+    durations: dict[str, float | None] = {}
+    for name in ("wait", "every"):
+        text = getattr(args, name)
+        try:
+            durations[name] = None if text is None else parse_duration(text)
+        except ValueError as exc:
+            print(f"fetchq: error: --{name}: {exc}", file=sys.stderr)
+            return PROBLEMS
+    every = durations["every"]
+    if every is None or every <= 0:
+        print("fetchq: error: --every: must be more than 0", file=sys.stderr)
+        return PROBLEMS
+    try:
+        recipe = load_recipe(args.recipe, overrides=args.overrides or ())
+    except RecipeError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        return PROBLEMS
+    if not isinstance(recipe, SmsRecipe):
+        print(
+            f"{args.recipe}: fetchq sms status reads kind: sms recipes, not "
+            f"kind: {recipe.kind}",
+            file=sys.stderr,
+        )
+        return PROBLEMS
+
+    def start(reactor: Any) -> object:
+        from fetchq.sms_status import DeliveryCheck
+
+        try:
+            check = DeliveryCheck(
+                recipe,
+                reactor,
+                sys.stderr,
+                wait=durations["wait"],
+                every=every,
+                handle_signals=True,
+            )
+        except (ValueError, StoreError) as exc:  # no state, or a run holds it
+            print(_one_line(f"fetchq: error: {exc}"), file=sys.stderr)
+            return PROBLEMS
+        return check.run()
+
+    return _react(start)
 
 
 def _add_schema(
@@ -493,6 +610,7 @@ COMMANDS: list[
     _add_demo,
     _add_fake,
     _add_ctl,
+    _add_sms,
     _add_schema,
 ]
 """Functions that each add one subcommand."""

@@ -65,7 +65,14 @@ from fetchq.control import AdaptiveController, Controller, algorithm
 from fetchq.errors import JobCancelled, JobError
 from fetchq.events import Event, LaneHeld, LaneReleased
 from fetchq.fetch import FetchConfig, fetch_retry_policy
-from fetchq.inputs import Checkpoint, InputChanged, InputError, InputReader, InputRow
+from fetchq.inputs import (
+    Checkpoint,
+    InputChanged,
+    InputError,
+    InputReader,
+    InputRow,
+    count_rows,
+)
 from fetchq.job import Job
 from fetchq.kinds import BadRow, Kind
 from fetchq.output import OutputFile
@@ -74,6 +81,8 @@ from fetchq.queue import ResizableDispatchQueue
 from fetchq.recipe import ApiRecipe, FetchRecipe, Recipe, SmsRecipe
 from fetchq.recipe.model import AdaptiveSpec
 from fetchq.report import Timeline, write_report
+from fetchq.report.history import RunHistory, report_data
+from fetchq.report.html import format_wall
 from fetchq.secrets import reveal
 from fetchq.store import Claimed, Counts, NewItem, SQLiteStore, when
 
@@ -107,6 +116,18 @@ _META_INPUT = "input.checkpoint"  # Checkpoint.to_json() of the rows stored
 _META_INPUT_DONE = "input.done"  # the input was read to its end (then)
 _META_INPUT_NEXT = "input.next_row"  # fetchq 0.1 states: rows stored so far
 _META_FIRST_START = "run.first_started"  # wall clock, epoch seconds
+
+_HISTORY_EVERY = 10.0  # seconds between saves of the run's history
+_COUNTS_EVERY = 1.0  # seconds between counts asked of a remote store
+_ENDED = {
+    0: "finished",
+    2: "problems",
+    3: "stopped: cannot go on",
+    4: "stopped: failures",
+    130: "interrupted",
+    143: "terminated",
+}
+_LANE_NAMES = {"fetch": "host", "sms": "sender", "api": "endpoint"}
 
 _CHUNK = 1000  # rows read into the store in one write
 _LEASE = 3600.0  # one process owns a state file: leases only guard a crash
@@ -344,11 +365,21 @@ class Run:
         self.queue.subscribe(self.stats)
         self.queue.subscribe(self._on_event)
         self.report_path = report
-        self.timeline: Timeline | None = None
-        if report is not None:
-            self.timeline = Timeline(reactor)
-            self.timeline.start(self.queue)
-            self.queue.subscribe(self.timeline)
+        # Kept whether a report is asked for or not: it goes into the run's
+        # history, so a later run's report covers this one too.
+        self.timeline: Timeline | None = Timeline(reactor)
+        self.timeline.start(self.queue)
+        self.queue.subscribe(self.timeline)
+        self._wall_start = time.time()
+        self.history: RunHistory | None = None  # made when the store is open
+        self._history_at = reactor.seconds()
+        self._history_saving = False
+        self._counts_at = -_COUNTS_EVERY
+        self._counting = False
+        self._remote_counts = False
+        self._final: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self.resume_hint = f"fetchq run {recipe.source}"
+        """The command that resumes the run, as the interrupted run says it."""
         self._reader: InputReader | None = None
         self._rows: Iterator[InputRow] | None = None
         self._skip_below = 0  # rows a fetchq 0.1 state already holds
@@ -456,9 +487,9 @@ class Run:
             return when(added, lambda _: stored(items))
 
         def stored(items: list[NewItem]) -> None:
-            self.stats.outcomes["failed"] += sum(
-                1 for item in items if item.outcome is not None
-            )
+            for item in items:
+                if item.outcome is not None:
+                    self.stats.bad_input(item.id, item.record)
             if self.kind.commit_each:
                 self._watch(self.store.flush())
             if error is not None:
@@ -865,9 +896,81 @@ class Run:
         self._watch(self.store.flush())
         if self._stream_output:
             self.output.catch_up(self.store)
+        self._observe_store()
         if self.display is not None:
             self.display.tick()
+        if self.reactor.seconds() - self._history_at >= _HISTORY_EVERY:
+            self._save_history_soon()
         self._pump()
+
+    # -- progress and history ------------------------------------------------
+
+    def _count_input(self) -> None:
+        """The input's rows, counted (streaming) for the progress total."""
+        spec = self.recipe.input
+        try:
+            found = count_rows(spec.path, spec.format)
+        except (OSError, ValueError):
+            return  # unknown until the input is read: no ETA meanwhile
+        self.stats.set_total(found.rows, found.exact)
+
+    def _observe_store(self) -> None:
+        """Give the stats the store's counts (the whole run's progress); a
+        remote store's at most every second, one question at a time."""
+        now = self.reactor.seconds()
+        if self._counting or self._closed:
+            return
+        if self._remote_counts and now - self._counts_at < _COUNTS_EVERY:
+            return
+        counts = self.store.counts()
+        if isinstance(counts, defer.Deferred):
+            self._remote_counts = True
+            self._counting = True
+            self._counts_at = now
+
+            def got(value: Counts) -> None:
+                self._counting = False
+                self._observed(value)
+
+            def failed(_: Failure) -> None:
+                self._counting = False  # progress waits; the run goes on
+
+            counts.addCallbacks(got, failed)
+            return
+        self._observed(counts)
+
+    def _observed(self, counts: Counts) -> None:
+        self.stats.observe(counts)
+        if self._input_done and not (self.stats.total_exact and self.stats.total):
+            self.stats.set_total(counts.total)
+
+    def _save_history_soon(self) -> None:
+        if self._history_saving or self._closed:
+            return
+        self._history_at = self.reactor.seconds()
+        saving = self._save_history(None)
+        if saving is not None:
+            self._history_saving = True
+
+            def saved(_: object) -> None:
+                self._history_saving = False
+
+            saving.addBoth(saved)
+
+    def _save_history(self, ended: str | None) -> defer.Deferred[None] | None:
+        """Save this run's segment of the history (None while it has done
+        nothing: a run with nothing left to do adds no segment)."""
+        history = self.history
+        timeline = self.timeline
+        stats = self.stats
+        if history is None or timeline is None:
+            return None
+        if not stats.outcomes and not stats.lanes:
+            return None
+        figures, events = stats.to_json(), timeline.to_json()
+        if ended is not None:
+            self._final = (figures, events)  # the report shows the same
+        return history.save(figures, events, ended)
 
     def run(self) -> defer.Deferred[int]:
         """Run to the end (or to an interruption); fires with the exit code."""
@@ -910,6 +1013,9 @@ class Run:
             self._finish(EXIT_FATAL)
             return
         counts = await _maybe(store.counts())
+        self._count_input()
+        self._observed(counts)
+        self.history = RunHistory(store, self._wall_start)
         self._ticker.clock = self.reactor
         self._ticker.start(self.tick_seconds, now=False)
         if counts.finished:
@@ -938,21 +1044,45 @@ class Run:
         process owns a local state)."""
         await _maybe(self.store.release(now))
 
-    def _write_report(self) -> None:
+    async def _write_report(self, counts: Counts | None) -> None:
+        """The report of the whole run: this run's segment and every earlier
+        one's (and, on Redis, other workers')."""
         if self.timeline is None or self.report_path is None:
             return
         recipe = self.recipe
+        history = self.history
+        segments: list[dict[str, Any]] = []
+        if history is not None:
+            try:
+                segments = await history.segments()
+            except Exception as e:
+                self._say(f"fetchq: the run's history cannot be read: {_one_line(e)}")
+        own = None if history is None else history.sid
+        figures, events = self._final or (self.stats.to_json(), self.timeline.to_json())
+        if not segments:
+            segments = [{"sid": own, "started": self._wall_start}]
+        data = report_data(segments, own, events, figures)
+        rows = data["history"]
+        elapsed = sum(float(row["elapsed"]) for row in rows)
+        meta: dict[str, Any] = {
+            "recipe": str(recipe.source),
+            "output": str(recipe.output.path),
+        }
+        if rows and rows[0]["started"] is not None:
+            meta["started"] = format_wall(float(rows[0]["started"]))
+        runs = sum(int(row["runs"]) for row in rows)
+        meta["elapsed"] = f"{elapsed:.1f}s" + (f" over {runs} runs" if runs > 1 else "")
+        meta["pace"] = describe_pace(recipe)
+        meta["fetchq"] = __version__
         write_report(
             self.report_path,
-            self.timeline,
-            {"Summary": self.stats.summary()},
+            data["timeline"],
             title=f"fetchq run: {recipe.source.name}",
-            meta={
-                "recipe": str(recipe.source),
-                "output": str(recipe.output.path),
-                "width": describe_pace(recipe),
-                "fetchq": __version__,
-            },
+            meta=meta,
+            stats=data["stats"],
+            history=rows,
+            counts=counts,
+            lane_name=_LANE_NAMES.get(recipe.kind, "lane"),
         )
         self._say(f"report: {self.report_path}")
 
@@ -995,7 +1125,7 @@ class Run:
             more = "" if self._input_done else " (and the rest of the input)"
             self._say(
                 f"state saved in {self._where()}; {left} rows left to do{more}; "
-                f"resume with: fetchq run {self.recipe.source}"
+                f"resume with: {self.resume_hint}"
             )
             self._finish(self._exit)
 
@@ -1023,15 +1153,26 @@ class Run:
         closing.addErrback(lambda f: self._close_failed(f, code))
 
     async def _close(self, code: int) -> None:
+        try:
+            await _maybe(self._save_history(_ENDED.get(code, f"exit {code}")))
+        except Exception as e:
+            self._say(f"fetchq: the run's history was not saved: {_one_line(e)}")
         await _maybe(self.store.flush())
         log.info("run finished: exit {code}", event="run.finished", code=code)
         await self._write_output(code)
         self.output.close()
         if self._reader is not None:
             self._reader.close()
+        counts: Counts | None = None
+        try:
+            counts = await _maybe(self.store.counts())
+        except Exception:
+            counts = None  # the summary says this run's figures only
+        if counts is not None:
+            self._observed(counts)
         if self.display is not None:
             self.display.close()
-        self._write_report()
+        await self._write_report(counts)
         await _maybe(self.store.close())
         await self.kind.close()
         self._finished.callback(code)

@@ -90,6 +90,7 @@ from fetchq.api.errors import (
     BadRequestRow,
     QuotaExhausted,
 )
+from fetchq.api.pages import next_cursor, page_url
 from fetchq.api.ratelimit import Quota, parse_quota, throttle_delay
 from fetchq.http.body import BodySink, read_body, reasons
 from fetchq.http.deadline import deadline
@@ -482,10 +483,8 @@ class ApiCaller:
         row = request.row
         path = config.fill_path(row)
         params = config.fill_params(row)
-        if request.token is not None:
-            params.append((config.token_param, request.token))
         body = config.fill_body(row)
-        url, shown = self._url(path, params)
+        url, shown = page_url(config, request, *self._url(path, params))
         budget = self._budget
         admission = await self._admit(budget)
         clock = self._clock
@@ -523,9 +522,7 @@ class ApiCaller:
         data = await self._read(response, config.max_body, config.body_timeout)
         document = _decode(data)
         items = _items(_dig(document, config.items_field))
-        token = (
-            _token(_dig(document, config.token_field)) if config.token_field else None
-        )
+        token = next_cursor(config, request, url, document, items, headers)
         follow = None
         if (
             token is not None
@@ -636,6 +633,12 @@ class ApiCaller:
             detail = self._mask(detail)
         if status >= 500:
             return ApiServerError(status, detail)
+        if status == 403 and "rate limit" in detail.lower():
+            # GitHub's secondary limit without Retry-After: "wait at least a
+            # minute" (default_retry_after), not a credentials problem.
+            config = self._config
+            wait = max(config.default_retry_after, config.min_retry_after)
+            return ApiThrottled(status, min(wait, config.max_retry_after))
         if status in (401, 403):
             return ApiAuthFailed(status, detail)
         return ApiStatusError(status, detail)
@@ -762,16 +765,6 @@ def _items(value: Any) -> list[Any]:
     if isinstance(value, list):
         return value
     return [value]
-
-
-def _token(value: Any) -> str | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value:
-        return value
-    return None
 
 
 def _detail(data: bytes) -> str:

@@ -224,7 +224,36 @@ def _entry(ctx: Context, where: str, name: str) -> Node | None:
 
 
 def check_sms(values: dict[str, Any], ctx: Context, where: str) -> None:
-    """A message goes from one sender or through one messaging service."""
+    """A message goes from one sender or through one messaging service; the
+    account is reached with its auth token or with an API key and secret."""
+    names = ("auth_token", "api_key", "api_secret")
+    if all(name in values for name in names):
+        token, key, secret = (values[name] for name in names)
+        if token is None and key is None and secret is None:
+            ctx.report(
+                _key(ctx, where),
+                f"{where}: no credentials: give {where}.auth_token, or "
+                f"{where}.api_key and {where}.api_secret",
+            )
+        elif token is not None and (key is not None or secret is not None):
+            ctx.report(
+                _key(ctx, f"{where}.api_key", f"{where}.api_secret"),
+                f"{where}: give {where}.auth_token, or {where}.api_key and "
+                f"{where}.api_secret, not both",
+            )
+        elif (key is None) != (secret is None):
+            given, missing = (
+                ("api_key", "api_secret")
+                if secret is None
+                else (
+                    "api_secret",
+                    "api_key",
+                )
+            )
+            ctx.report(
+                _key(ctx, f"{where}.{given}"),
+                f"{where}.{given}: needs {where}.{missing} too",
+            )
     if values.get("from") is not None and values.get("messaging_service_sid"):
         ctx.report(
             _key(ctx, f"{where}.messaging_service_sid"),
@@ -293,11 +322,15 @@ def check_api(values: dict[str, Any], ctx: Context, where: str) -> None:
                 f"{where}.headers.{name}: give the bearer token as {where}.token, "
                 "not as a header",
             )
-    param = (values.get("pagination") or {}).get("token_param")
+    pagination = values.get("pagination") or {}
+    key = {"token": "token_param", "page": "page_param", "offset": "offset_param"}.get(
+        pagination.get("style", "token"), ""
+    )
+    param = pagination.get(key)
     if param is not None and param in (values.get("params") or {}):
         ctx.report(
             _entry(ctx, f"{where}.params", param),
-            f"{where}.params.{param}: is {where}.pagination.token_param, which "
+            f"{where}.params.{param}: is {where}.pagination.{key}, which "
             "is set for each page",
         )
     cap = values.get("max_retry_after")

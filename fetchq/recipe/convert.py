@@ -1121,11 +1121,13 @@ def _json_scalar(node: Node, ctx: Context, where: str) -> Any:
         return None
 
 
-def secret() -> Conv:
-    """A required secret: a string in which ``${NAME}`` expands, always kept
-    as a :class:`~fetchq.recipe.env.Secret`."""
+def secret(*, nullable: bool = False) -> Conv:
+    """A secret: a string in which ``${NAME}`` expands, always kept as a
+    :class:`~fetchq.recipe.env.Secret` (or null, when ``nullable``)."""
 
-    def convert(node: Node, ctx: Context, where: str) -> Secret:
+    def convert(node: Node, ctx: Context, where: str) -> Secret | None:
+        if nullable and is_null(node):
+            return None
         value = _secret_text(node, ctx, sensitive=True, header=True)
         assert isinstance(value, Secret)
         if not value.reveal().strip():
@@ -1133,9 +1135,10 @@ def secret() -> Conv:
         return value
 
     return Conv(
-        "secret string (`${NAME}` expands; never shown)",
+        "secret string (`${NAME}` expands; never shown)"
+        + (", or null" if nullable else ""),
         convert,
-        {"type": "string", "pattern": rf"^(?=.*\S){_ENV_TEXT}$"},
+        _or_null({"type": "string", "pattern": rf"^(?=.*\S){_ENV_TEXT}$"}, nullable),
     )
 
 
@@ -1177,7 +1180,7 @@ def sender() -> Conv:
 
     def convert(node: Node, ctx: Context, where: str) -> str | None:
         from fetchq.sms.errors import BadMessage
-        from fetchq.sms.numbers import check_sender
+        from fetchq.sms.numbers import NumberRules, check_sender
 
         if is_null(node):
             return None
@@ -1186,7 +1189,8 @@ def sender() -> Conv:
             raise Invalid(f"expected {expected}, got {describe(node)}")
         expanded, used = ctx.expand(str(node.value))
         try:
-            return check_sender(expanded)
+            # sms.number_check applies when the configuration is built
+            return check_sender(expanded, NumberRules(number_check="possible"))
         except BadMessage as exc:
             got = (
                 "after expanding " + ", ".join(f"${{{name}}}" for name in used)

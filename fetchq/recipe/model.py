@@ -448,7 +448,13 @@ class SmsSpec:
     Attributes:
         base_url: the provider API's root, without ``/2010-04-01``.
         account_sid: the account SID (not a secret: it is part of every URL).
-        auth_token: the account's auth token, a :class:`Secret`.
+        auth_token: the account's auth token, a :class:`Secret`, or None
+            with an API key.
+        api_key: an API key SID, the HTTP Basic user instead of the account
+            SID, or None.
+        api_secret: the API key's secret, a :class:`Secret`, or None.
+        default_region: the region of numbers written without ``+``, or None.
+        number_check: ``valid`` or ``possible`` (with ``phonenumbers``).
         from_number: the default sender (E.164 number, short code or
             alphanumeric id, normalised), or None.
         messaging_service_sid: a messaging service that picks the sender
@@ -471,7 +477,7 @@ class SmsSpec:
 
     base_url: str
     account_sid: str
-    auth_token: Secret
+    auth_token: Secret | None
     from_number: str | None
     messaging_service_sid: str | None
     body: str | None
@@ -482,6 +488,10 @@ class SmsSpec:
     timeout: float
     resend_check: bool
     status_callback: str | None
+    api_key: str | None = None
+    api_secret: Secret | None = None
+    default_region: str | None = None
+    number_check: str = "valid"
 
     def config(self) -> SmsConfig:
         """The :class:`~fetchq.sms.SmsConfig` for an
@@ -502,22 +512,44 @@ class SmsSpec:
             timeout=self.timeout,
             status_callback=self.status_callback,
             resend_check=self.resend_check,
+            api_key=self.api_key,
+            api_secret=self.api_secret,
+            default_region=self.default_region,
+            number_check=self.number_check,
         )
+
+
+PaginationStyle = Literal["token", "link", "next_url", "page", "offset"]
 
 
 @attrs.frozen
 class PaginationSpec:
-    """How the next page of an API answer is asked for.
+    """How the next page of an API answer is asked for (see
+    :mod:`fetchq.api.pages`).
 
     Attributes:
         token_field: dotted path of the next page's token in an answer.
         token_param: the query parameter that carries it on the next request.
         max_pages: most pages per row (1: the first page only).
+        style: ``token``, ``link``, ``next_url``, ``page`` or ``offset``.
+        next_field: dotted path of the next page's URL (``next_url``).
+        page_param: the page number's query parameter (``page``).
+        page_start: the first page's number (``page``).
+        offset_param: the offset's query parameter (``offset``).
+        page_size: items in a full page, or None (``page``, ``offset``).
+        total_field: dotted path of the total item count, or None.
     """
 
     token_field: str
     token_param: str
     max_pages: int
+    style: PaginationStyle = "token"
+    next_field: str = "next"
+    page_param: str = "page"
+    page_start: int = 1
+    offset_param: str = "offset"
+    page_size: int | None = None
+    total_field: str | None = None
 
 
 @attrs.frozen
@@ -592,6 +624,13 @@ class ApiSpec:
             token_field=self.pagination.token_field,
             token_param=self.pagination.token_param,
             max_pages=self.pagination.max_pages,
+            pagination=self.pagination.style,
+            next_field=self.pagination.next_field,
+            page_param=self.pagination.page_param,
+            page_start=self.pagination.page_start,
+            offset_param=self.pagination.offset_param,
+            page_size=self.pagination.page_size,
+            total_field=self.pagination.total_field or "",
             records=self.records,
             items_field="" if self.items_field is None else self.items_field,
             default_retry_after=self.default_retry_after,

@@ -1020,10 +1020,27 @@ SMS = Section(
         ),
         Key(
             "auth_token",
-            secret(),
+            secret(nullable=True),
             "The account's auth token, typically `${TWILIO_AUTH_TOKEN}`: a "
-            "secret, never shown or logged.",
-            required=True,
+            "secret, never shown or logged. Give it, or `api_key` and "
+            "`api_secret`.",
+            default="null",
+        ),
+        Key(
+            "api_key",
+            identifier("an API key SID", nullable=True),
+            "An API key SID (`SK` and 32 hex digits at Twilio), typically "
+            "`${TWILIO_API_KEY}`, sent as the user name instead of the "
+            "account SID (the URL still names the account): a key can be "
+            "revoked alone, so Twilio recommends keys over the auth token.",
+            default="null",
+        ),
+        Key(
+            "api_secret",
+            secret(nullable=True),
+            "The API key's secret, typically `${TWILIO_API_SECRET}`: never "
+            "shown or logged.",
+            default="null",
         ),
         Key(
             "from",
@@ -1047,6 +1064,26 @@ SMS = Section(
             "null: each row's `input.body_field`. Quote a value that starts "
             "with `{`; `${NAME}` is not expanded here (`$` is literal).",
             default="null",
+        ),
+        Key(
+            "default_region",
+            text(nullable=True),
+            "The region (ISO 3166 code such as `US` or `GB`) of numbers "
+            "written without `+`: `(212) 555-0100` is then sent as "
+            "`+12125550100`. Any region needs the `phonenumbers` package "
+            "(`pip install 'fetchq[phones]'`); without it only the +1 "
+            "regions (US, CA, ...). null: every number must start with `+`.",
+            default="null",
+        ),
+        Key(
+            "number_check",
+            choice("valid", "possible"),
+            "With `phonenumbers` installed, `valid`: a number must be in a "
+            "range its country assigns; `possible`: of a length its country "
+            "uses (for ranges newer than the installed metadata). Without "
+            "it, a built-in check refuses country codes no country has and "
+            "+1 numbers the plan does not allow (`+1 012...`).",
+            default="valid",
         ),
         Key(
             "max_body",
@@ -1103,8 +1140,22 @@ SMS_RECIPE = Section(
 
 PAGINATION = Section(
     "pagination",
-    "How further pages of an answer are asked for.",
+    "How further pages of an answer are found and asked for.",
     (
+        Key(
+            "style",
+            choice("token", "link", "next_url", "page", "offset"),
+            "`token`: a token in the body (`token_field`) sent back as a "
+            "query parameter (`token_param`), as X does; `link`: the `Link` "
+            'header\'s `rel="next"` URL (RFC 8288), as GitHub does; '
+            "`next_url`: a URL in the body (`next_field`), as Twilio's "
+            "`next_page_uri`; `page`: a page number (`page_param`) counting "
+            "from `page_start`; `offset`: an offset (`offset_param`) "
+            "advanced by each page's items. A next URL is followed only to "
+            "`base_url`'s scheme, host and port (the token never goes "
+            "elsewhere).",
+            default="token",
+        ),
         Key(
             "token_field",
             dotted(),
@@ -1117,6 +1168,47 @@ PAGINATION = Section(
             text(),
             "The query parameter that carries the token on the next request.",
             default="pagination_token",
+        ),
+        Key(
+            "next_field",
+            dotted(),
+            "`next_url`: where an answer holds the next page's URL (a dotted "
+            "path; relative URLs are resolved against the request's).",
+            default="next",
+        ),
+        Key(
+            "page_param",
+            text(),
+            "`page`: the query parameter that carries the page number.",
+            default="page",
+        ),
+        Key(
+            "page_start",
+            integer(0),
+            "`page`: the first page's number (its request carries none).",
+            default="1",
+        ),
+        Key(
+            "offset_param",
+            text(),
+            "`offset`: the query parameter that carries the offset (the first "
+            "request carries none: offset 0).",
+            default="offset",
+        ),
+        Key(
+            "page_size",
+            integer(1, nullable=True, none="only an empty page is the last"),
+            "`page`, `offset`: the items of a full page (set the matching "
+            "parameter, such as `per_page`, in `params`): a page with fewer "
+            "is the last.",
+            default="null",
+        ),
+        Key(
+            "total_field",
+            dotted(nullable=True, none="no total"),
+            "`page`, `offset`: where an answer holds the total number of "
+            "items: the pages end once that many were read.",
+            default="null",
         ),
         Key(
             "max_pages",

@@ -171,6 +171,7 @@ _ACK = (
     "UPDATE items SET state = 3, outcome = ?, record = ?, record_seq = ?, "
     "done_at = ?, not_before = NULL, lease_until = NULL WHERE seq = ?"
 )
+_AMEND = "UPDATE items SET record = ? WHERE seq = ? AND state = 3"
 _REQUEUE = (
     "UPDATE items SET state = ?, not_before = ?, lease_until = NULL WHERE seq = ?"
 )
@@ -624,6 +625,25 @@ class SQLiteStore:
         self._record_seq = record_seq
         self._leave(state)
         self._done[outcome] = self._done.get(outcome, 0) + 1
+        self._wrote(1, now)
+        return True
+
+    def amend(self, item_id: str, record: JSONRecord, now: float) -> bool:
+        """Replace a done item's record, keeping its outcome and its place
+        in ack order (beyond the :class:`~fetchq.store.base.Store` contract:
+        ``fetchq sms status`` adds each message's delivery to its record).
+        Returns False, changing nothing, if the item is not done.
+
+        Raises:
+            KeyError: for an unknown id.
+            TypeError: for a record that is not a dict, a list or None.
+        """
+        check_ack("amended", record, now)  # the record's and time's checks
+        seq, state = self._find(item_id)
+        if state != _DONE:
+            return False
+        text = None if record is None else _dumps(record)
+        self._begin().execute(_AMEND, (text, seq))
         self._wrote(1, now)
         return True
 
