@@ -722,12 +722,26 @@ class FailureTests(SynchronousTestCase):
     named errors; a Secret query value never shows in the page's URL."""
 
     def test_timeout(self) -> None:
-        """No answer within the timeout: ApiTimeout, in-flight count back to 0."""
-        run = _Run(latency=100.0, conf=config(timeout=5.0))
+        """No response headers within headers_timeout: ApiTimeout of the
+        response phase, in-flight count back to 0."""
+        run = _Run(latency=100.0, conf=config(headers_timeout=5.0))
         d = run.call({"id": 1})
         run.run(until=6.0)
         error = self.failureResultOf(d, ApiTimeout).value
         self.assertEqual((error.seconds, error.phase), (5.0, "response"))
+        self.assertEqual(run.caller.budget.in_flight, 0)
+
+    def test_whole_call_timeout(self) -> None:
+        """``timeout`` bounds the whole call: with the headers' own limit
+        far off, the call fails at ``timeout`` with an ApiTimeout of the
+        request phase, and nothing stays in flight."""
+        run = _Run(latency=100.0, conf=config(headers_timeout=60.0, timeout=3.0))
+        d = run.call({"id": 1})
+        run.run(until=2.9)
+        self.assertNoResult(d)
+        run.run(until=3.1)
+        error = self.failureResultOf(d, ApiTimeout).value
+        self.assertEqual((error.seconds, error.phase), (3.0, "request"))
         self.assertEqual(run.caller.budget.in_flight, 0)
 
     def test_connection_refused(self) -> None:
@@ -1039,6 +1053,24 @@ class _Skewed:
 
 # ----------------------------------------------------------------------
 # The issue's figure
+
+
+class WideQueueTests(SynchronousTestCase):
+    def test_a_window_spent_before_its_first_answer(self) -> None:
+        """A queue wider than the quota sends a whole window's 15 calls
+        before any of them is answered, so the budget is spent while its
+        reset is unknown: the lane is held until the reset the answers then
+        announce (plus the margin), not for default_retry_after (60 s), and
+        45 calls take three windows with no 429."""
+        run = _Run(width=20, quotas={TWEETS: (15, 3.0)}, latency=0.02, pages=1)
+        for n in range(45):
+            run.put({"id": n}, n)
+        run.run()
+        self.assertEqual(len(run.done), 45)
+        self.assertEqual(sum(run.fake.throttled.values()), 0)
+        last = max(job.stopped_at for job in run.done)
+        # two resets, each at most 1 s of rounding and 1 s of margin away
+        self.assertLessEqual(last, 2 * (3.0 + 2.0) + 0.1)
 
 
 class FigureTests(SynchronousTestCase):

@@ -127,8 +127,8 @@ class ValidateTests(SynchronousTestCase):
                 raise RuntimeError("boom\nsecond line")
             return real(path, **kwargs)
 
-        real = fetchq.recipe.load_recipe
-        self.patch(fetchq.recipe, "load_recipe", broken)
+        real = fetchq.recipe.check_recipe
+        self.patch(fetchq.recipe, "check_recipe", broken)
         status, out, err = run("validate", str(self.bad), str(self.good))
         self.assertEqual(
             err, f"{self.bad}:1:1: internal error: RuntimeError: boom second line\n"

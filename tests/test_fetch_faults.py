@@ -31,13 +31,16 @@ from fetchq.fetch import (
     FetchConfig,
     Fetcher,
     FetchResult,
+    FetchTimeout,
     ForbiddenAddress,
     HeadersTimeout,
     HTTPRetryAfter,
     HTTPStatusError,
     HTTPThrottled,
+    RequestTimeout,
     RetryableStatus,
     SaveError,
+    TLSCertificateError,
     TooManyRedirects,
     TruncatedBody,
 )
@@ -398,6 +401,23 @@ class FaultTests(FaultTestCase):
         self.assertIs(type(error), BodyTimeout)
         self.assertGreater(self.server.trickled, 5)  # bytes kept coming
 
+    async def test_whole_request_timeout(self) -> None:
+        """``timeout`` bounds the whole fetch: a body trickling in well
+        within body_timeout fails with RequestTimeout at ``timeout``, and
+        the connection is dropped (the server sees no more reads)."""
+        error = await self.outcome(
+            "/trickle?size=1000&interval=0.02", body_timeout=30.0, timeout=0.4
+        )
+        self.assertIs(type(error), RequestTimeout)
+        self.assertIsInstance(error, FetchTimeout)
+        self.assertEqual(str(error), "request timed out after 0.4s")
+
+    async def test_whole_request_timeout_before_headers(self) -> None:
+        """``timeout`` shorter than headers_timeout: RequestTimeout, not
+        HeadersTimeout."""
+        error = await self.outcome("/stall-headers", headers_timeout=30.0, timeout=0.2)
+        self.assertIs(type(error), RequestTimeout)
+
     async def test_huge_chunked_body(self) -> None:
         """A chunked body with no length that never ends fails with
         BodyTooLarge once it passes max_body, not with BodyTimeout at the
@@ -543,8 +563,11 @@ class TLSTests(TestCase):
 
     async def test_untrusted_certificate_refused(self) -> None:
         """With the default policy a self-signed certificate is refused:
-        ConnectionFailed naming TLS, and no request is answered."""
+        TLSCertificateError saying so (not a ConnectionFailed, which would be
+        retried), and no request is answered."""
         d = self.fetcher().fetch(self.server.url("/ok", host="localhost"))
-        error = await self.assertFailure(d, ConnectionFailed)
-        self.assertIn("TLS", str(error))
+        error = await self.assertFailure(d, TLSCertificateError)
+        self.assertNotIsInstance(error, ConnectionFailed)
+        self.assertEqual(error.kind, "untrusted")
+        self.assertIn("self-signed certificate", str(error))
         self.assertEqual(self.server.requests, [])

@@ -158,7 +158,8 @@ class ApiTimeout(ApiError):
 
     Args:
         seconds: the limit that was exceeded.
-        phase: ``"response"`` (no headers in time) or ``"body"``.
+        phase: ``"response"`` (no headers in time), ``"body"`` or
+            ``"request"`` (the whole call, ``timeout``).
     """
 
     signal = Signal.DROP
