@@ -15,7 +15,7 @@ too.
    Targets: every page ok, run time <= 1.2x the lower bound
    ``(pages - burst - 1) / rate``, <= 5% of requests refused.  By default
    the issue's case (100/s, burst 20, width 50) and two corners; ``--grid``
-   runs quotas 10, 100, 1,000/s by bursts 1, 20, 100 by widths 1, 50.
+   runs quotas 10, 100, 1,000/s by bursts 1, 20, 100 by widths 4, 50.
 2. ``sms``: the fake provider (``python -m fetchq.testing.sms --strict
    --jitter 0.02``) refusing (20429) a sender's second message within 1 s,
    acceptance times jittered by +-20 ms; an sms recipe of 100 messages over
@@ -158,6 +158,7 @@ http {{
         location /page/ {{
             limit_req zone=perclient burst={burst} nodelay;
             limit_req_status 429;
+            limit_req_log_level info;
         }}
         location = /ready {{ return 204; }}
     }}
@@ -225,7 +226,11 @@ def nginx(folder: Path, rate: int, burst: int, pages: int) -> Iterator[str]:
         process.wait()
 
 
-def leaky_case(rate: int, burst: int, width: int) -> list[str]:
+def leaky_case(
+    rate: int, burst: int, width: int, *, unlimited: bool = False
+) -> list[str]:
+    """One nginx run; ``unlimited`` lifts the quota (1,000,000/s) to show
+    the client's own ceiling on this machine for the same pages."""
     if rate == 100 and burst == 20:
         pages = 1500
     else:
@@ -233,11 +238,12 @@ def leaky_case(rate: int, burst: int, width: int) -> list[str]:
     bound = (pages - burst - 1) / rate
     before = load()
     with scratch() as folder:
-        with nginx(folder, rate, burst, pages) as base:
+        quota = (1_000_000, 10_000) if unlimited else (rate, burst)
+        with nginx(folder, *quota, pages) as base:
             with open(folder / "urls.txt", "w") as f:
                 for n in range(pages):
                     f.write(f"{base}/page/{n}\n")
-            timeline, _ = run_recipe(folder, FETCH_RECIPE.format(width=width))
+            timeline, stderr = run_recipe(folder, FETCH_RECIPE.format(width=width))
         statuses: dict[str, int] = {}
         for line in (folder / "access.log").read_text().split():
             statuses[line] = statuses.get(line, 0) + 1
@@ -250,6 +256,18 @@ def leaky_case(rate: int, burst: int, width: int) -> list[str]:
     end = timeline["end"]
     ratio = end / bound
     share = refused / requests if requests else 0.0
+    controller = summary_line(stderr, "controller:").replace("controller: ", "")
+    if unlimited:
+        return [
+            f"no quota (client's ceiling), width {width}",
+            f"{pages:,}",
+            f"{ok:,}",
+            f"{end:.1f} s ({pages / end:.0f}/s)",
+            f"{refused}",
+            f"{before}-{load()}",
+            "(reference)",
+            controller or "-",
+        ]
     return [
         f"{rate}/s, burst {burst}, width {width}",
         f"{pages:,}",
@@ -258,6 +276,7 @@ def leaky_case(rate: int, burst: int, width: int) -> list[str]:
         f"{refused} ({share:.1%})",
         f"{before}-{load()}",
         verdict(ok == pages and ratio <= 1.2 and share <= 0.05),
+        controller or "-",
     ]
 
 
@@ -267,11 +286,12 @@ def leaky(grid: bool) -> None:
             (rate, burst, width)
             for rate in (10, 100, 1000)
             for burst in (1, 20, 100)
-            for width in (1, 50)
+            for width in (4, 50)
         ]
     else:
-        cases = [(100, 20, 50), (10, 1, 1), (1000, 100, 50)]
+        cases = [(100, 20, 50), (10, 1, 4), (1000, 100, 50)]
     rows = [leaky_case(*case) for case in cases]
+    rows.append(leaky_case(1000, 100, 50, unlimited=True))
     print(
         table(
             "Leaky bucket without Retry-After (nginx limit_req), wall clock",
@@ -283,6 +303,7 @@ def leaky(grid: bool) -> None:
                 "refused (429)",
                 "load avg",
                 "<= 1.2x, <= 5%",
+                "controller",
             ],
             rows,
         ),
