@@ -16,7 +16,10 @@ whole queue, or each lane with ``per_lane=True``):
    sustained overload cannot drag it upward;
 3. asks its :class:`~fetchq.control.limits.Limit` algorithm for the next
    limit, every ``interval`` seconds once the window holds ``min_samples``
-   outcomes (or has lasted ``max_window``), and at once on a drop;
+   outcomes (or has lasted ``max_window``), and at once on a drop.  Until
+   a window shows a queue (a gradient under 0.95) or a drop, a width in full
+   use grows by at least a quarter per window (a gentler TCP slow start), so
+   a run started at width 4 reaches a server's capacity in a few windows;
 4. paces launches when width alone cannot help.  A drop first cuts the width
    (never below ``min_width``, and straight down to the *minimum useful
    width*: what the recent successful throughput needs by Little's law, plus

@@ -10,7 +10,7 @@ controller also measures the client:
 - **lag**: how late its own timer fires.  A timer due while the loop is
   busy waits for the work ahead of it, as an arriving answer does, so the
   lag is what the client adds to each latency; the controller subtracts a
-  window's mean lag from its latency (and a probe's from the baseline).
+  window's median lag from its latency (and a probe's from the baseline).
 - **CPU share**: the process's CPU time over wall time, for the summary
   ("client-bound at 97% CPU"); only measured when the clock runs at wall
   speed (on a simulated clock it would mean nothing).
