@@ -383,12 +383,15 @@ def sms_case(adaptive: bool, messages: int = 100) -> list[str]:
         recipe = SMS_RECIPE.format(
             adaptive=extra if adaptive else "", url=url, sid=DEFAULT_ACCOUNT_SID
         )
-        timeline, _ = run_recipe(folder, recipe)
+        timeline, stderr = run_recipe(folder, recipe)
         records = [
             json.loads(line) for line in (folder / "out.jsonl").read_text().splitlines()
         ]
     ok = sum(r["outcome"] == "ok" for r in records)
-    refused = sum(r["attempts"] - 1 for r in records)
+    # A throttled try is not an attempt (its retry does not spend one), so
+    # the refusals are the summary's 429s.
+    statuses = re.search(r"^statuses:.*\b429 (\d+)", stderr, re.M)
+    refused = int(statuses.group(1)) if statuses else 0
     end = timeline["end"]
     ratio = end / bound
     target = ok == messages and refused <= 5 * messages / 100 and ratio <= 1.3
