@@ -33,12 +33,14 @@ too.
    this machine), adaptive from width 2 against fixed 13 and 24, 2,500
    pages.  Reported: run times, the width in the second half, and the
    summary's controller line ("client-bound at N% CPU" when the client was
-   the bottleneck).
+   the bottleneck).  ``hogthread`` (not in the default set): the same
+   with a thread spinning inside the run's own process instead.
 5. ``sim``: the same targets on the simulated servers of
    :mod:`fetchq.control.models`, exact and repeatable.
 
 Run: ``python -m tests.bench.bench_pacing`` (about 4 minutes; ``--grid``
-about 12 more; ``--only leaky,sms,pool,hog,sim`` picks sections).
+about 12 more; ``--only leaky,sms,pool,hog,hogthread,sim`` picks
+sections).
 """
 
 from __future__ import annotations
@@ -87,13 +89,30 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def run_recipe(folder: Path, recipe: str) -> tuple[dict[str, Any], str]:
-    """``fetchq run recipe.yaml --report r.html`` in ``folder``: the report's
-    timeline and the run's stderr (its summary)."""
+# ``fetchq run`` with a thread that spins in the same process: it takes the
+# GIL from the reactor for 5 ms slices, so the run's own loop runs late.
+_HOGGED = """\
+import sys, threading
+def burn():
+    while True:
+        pass
+threading.Thread(target=burn, daemon=True).start()
+from fetchq.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def run_recipe(
+    folder: Path, recipe: str, *, hogged: bool = False
+) -> tuple[dict[str, Any], str]:
+    """``fetchq run recipe.yaml --report r.html`` in ``folder`` (``hogged``:
+    with a spinning thread in the same process): the report's timeline and
+    the run's stderr (its summary)."""
     (folder / "recipe.yaml").write_text(recipe, encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(ROOT), TWILIO_AUTH_TOKEN=DEFAULT_AUTH_TOKEN)
+    start = ["-c", _HOGGED] if hogged else ["-m", "fetchq"]
     done = subprocess.run(
-        [sys.executable, "-m", "fetchq", "run", "recipe.yaml", "--report", "r.html"],
+        [sys.executable, *start, "run", "recipe.yaml", "--report", "r.html"],
         cwd=folder,
         env=env,
         capture_output=True,
@@ -510,7 +529,9 @@ def pool(repeat: int) -> None:
 # -- 4. a CPU hog on the machine ----------------------------------------------
 
 
-def hog_case(width: int, adaptive: bool, pages: int = 2500) -> list[str]:
+def hog_case(
+    width: int, adaptive: bool, pages: int = 2500, *, hogged: bool = False
+) -> list[str]:
     before = load()
     site = SiteProcess(f"--pages={pages}", *CAPACITY)
     try:
@@ -523,7 +544,7 @@ def hog_case(width: int, adaptive: bool, pages: int = 2500) -> list[str]:
                 recipe = recipe.replace(
                     "  adaptive:\n    algorithm: default\n    max_width: 100\n", ""
                 )
-            timeline, stderr = run_recipe(folder, recipe)
+            timeline, stderr = run_recipe(folder, recipe, hogged=hogged)
     finally:
         site.stop()
     widths = [
@@ -538,6 +559,24 @@ def hog_case(width: int, adaptive: bool, pages: int = 2500) -> list[str]:
         summary_line(stderr, "controller:").replace("controller: ", "") or "-",
         f"{before}-{load()}",
     ]
+
+
+def hogthread() -> None:
+    """The same site with a spinning thread inside each run's process."""
+    rows = [
+        hog_case(2, True, hogged=True),
+        hog_case(13, False, hogged=True),
+        hog_case(24, False, hogged=True),
+    ]
+    print(
+        table(
+            "Capacity 24 at 50 ms, a spinning thread in the client's own "
+            "process (2,500 pages)",
+            ["run", "run time", "width, 2nd half", "controller", "load avg"],
+            rows,
+        ),
+        flush=True,
+    )
 
 
 def hog(hogs: int) -> None:
@@ -763,6 +802,8 @@ def main() -> None:
         pool(args.repeat)
     if "hog" in chosen:
         hog(args.hogs)
+    if "hogthread" in chosen:
+        hogthread()
     if "sim" in chosen:
         sim()
     print(f"({time.perf_counter() - started:.0f} s of wall time)")
