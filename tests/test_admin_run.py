@@ -36,7 +36,8 @@ def ctl(*argv: str) -> subprocess.CompletedProcess[str]:
 class CtlTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="fetchq-ctl-"))
-        self.target = Target(self.dir / "run")
+        in_recipe = self._testMethodName == "test_no_secret_in_any_answer_or_log"
+        self.target = Target(self.dir / "run", in_recipe=in_recipe)
         self.addCleanup(self.target.stop)
         self.recipe = str(self.target.recipe)
 
@@ -103,9 +104,15 @@ class CtlTests(SynchronousTestCase):
     def test_no_secret_in_any_answer_or_log(self) -> None:
         """The recipe's Authorization header (a secret) is in no API answer,
         not in /metrics, the page or the log; the token is in the log only
-        as its first characters."""
+        as its first characters.  This run's admin server comes from the
+        recipe's ``admin`` section (``metrics_open: true``): /metrics answers
+        without the token, the API still refuses without it."""
         self.until(lambda s: s["done"] > 3)
         target = self.target
+        from fetchq.admin.ctl import request
+
+        self.assertEqual(request(target.url, "", "GET", "/metrics")[0], 200)
+        self.assertEqual(request(target.url, "", "GET", "/api/v1/status")[0], 401)
         answers = []
         for path in (
             "/api/v1/status",
