@@ -206,7 +206,6 @@ def main() -> None:
                     best[key] = max(best.get(key, 0.0), rate)
     finally:
         server.stop()
-    label = {"tx": "txredisapi", "py": "redis-py asyncio"}
     rows = []
     for mode, name in names.items():
         row = [name]
