@@ -5,11 +5,15 @@
 Serves a slow site (every page answers after 0.2 s) on a free loopback
 port in this process, writes ``DIR/urls.txt`` (PAGES URLs, default 100000)
 and ``DIR/recipe.yaml``, then runs ``fetchq run DIR/recipe.yaml --admin 0``
-(plus EXTRA): the admin file beside the state says the URL and token.
+(plus EXTRA): the admin file beside the state says the URL and token.  With
+``$ADMIN_TARGET_IN_RECIPE`` set, the recipe's ``admin`` section says where
+to listen (``metrics_open: true``) instead of ``--admin``; with
+``$ADMIN_TARGET_STATE_URL`` the run's state is that Redis.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,10 +67,21 @@ def main(argv: list[str]) -> int:
     with open(folder / "urls.txt", "w", encoding="utf-8") as f:
         for i in range(pages):
             f.write(f"{base}/page/{i}\n")
-    (folder / "recipe.yaml").write_text(RECIPE, encoding="utf-8")
+    recipe, admin = RECIPE, ["--admin", "0"]
+    if os.environ.get("ADMIN_TARGET_STATE_URL"):
+        name = f"reach{os.getpid()}"
+        recipe = recipe.replace(
+            "  path: state.sqlite\n",
+            f"  path: state.sqlite\n  url: {os.environ['ADMIN_TARGET_STATE_URL']}\n"
+            f"  run: {name}\n",
+        )
+    if os.environ.get("ADMIN_TARGET_IN_RECIPE"):
+        recipe += "admin:\n  listen: 0\n  metrics_open: true\n"
+        admin = []
+    (folder / "recipe.yaml").write_text(recipe, encoding="utf-8")
     from fetchq import cli
 
-    return cli.main(["run", str(folder / "recipe.yaml"), "--admin", "0", *extra])
+    return cli.main(["run", str(folder / "recipe.yaml"), *admin, *extra])
 
 
 if __name__ == "__main__":
@@ -82,7 +97,13 @@ SECRET = "Bearer s3cret-header-value-7f3a9c"
 class Target:
     """``python -m tests.admin_target`` in a subprocess, until ``stop()``."""
 
-    def __init__(self, folder: Path, pages: int = 100_000, *extra: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        pages: int = 100_000,
+        *extra: str,
+        in_recipe: bool = False,
+    ) -> None:
         import json
         import os
         import subprocess
@@ -94,6 +115,8 @@ class Target:
         self.admin_file = folder / "state.sqlite.admin"
         env = dict(os.environ, PYTHONPATH=str(root), ADMIN_TEST_SECRET=SECRET)
         env.pop("FETCHQ_ADMIN_TOKEN", None)
+        if in_recipe:
+            env["ADMIN_TARGET_IN_RECIPE"] = "1"
         self.stderr = open(folder.parent / f"{folder.name}.stderr", "w+")  # noqa: SIM115
         argv = [sys.executable, "-m", "tests.admin_target", str(folder), str(pages)]
         if extra:

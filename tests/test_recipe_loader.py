@@ -520,7 +520,7 @@ class ProblemTests(SynchronousTestCase):
         messages = [problem.message for problem in caught.exception.problems]
         self.assertIn(
             "extra: unknown key; expected one of: kind, input, output, "
-            "state, queue, retry, fetch, run",
+            "state, queue, retry, fetch, run, admin",
             messages,
         )
         self.assertIn("extra[...]: nested more than 50 levels deep", messages)

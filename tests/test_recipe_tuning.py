@@ -120,7 +120,7 @@ class OverrideTests(Folder):
             [
                 f"{path}:5:10: queue.width: expected an integer, got 'four'",
                 f"{path}:7:1: defaults: unknown key; expected one of: kind, input, "
-                "output, state, queue, retry, fetch, run",
+                "output, state, queue, retry, fetch, run, admin",
                 "--set queue.rate=0: queue.rate: bad rate 0: must be more than 0; "
                 "write null for no limit",
                 "--set queue.widht=8: queue.widht: unknown key; did you mean 'width'?",

@@ -19,10 +19,38 @@ the store's public methods, and listens to the same events as everyone else.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fetchq.admin.controls import AdminError, Controls, QueueControls, RunControls
-from fetchq.admin.server import API, AdminServer
+if TYPE_CHECKING:
+    from fetchq.admin.controls import (
+        AdminError,
+        Controls,
+        QueueControls,
+        RunControls,
+    )
+    from fetchq.admin.server import API, AdminServer
+
+_LAZY = {
+    "API": "fetchq.admin.server",
+    "AdminServer": "fetchq.admin.server",
+    "AdminError": "fetchq.admin.controls",
+    "Controls": "fetchq.admin.controls",
+    "QueueControls": "fetchq.admin.controls",
+    "RunControls": "fetchq.admin.controls",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The server and its controls, imported when first asked for: ``fetchq
+    ctl`` imports this package for its client and needs neither (the web
+    server and the metrics take a third of a second to import)."""
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(where), name)
+
 
 __all__ = [
     "API",
@@ -67,6 +95,9 @@ def serve_admin(
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
+    from fetchq.admin.controls import QueueControls
+    from fetchq.admin.server import AdminServer
+
     controls = QueueControls(queue, name=name, on_stop=on_stop, controller=controller)
     server = AdminServer(
         controls,

@@ -54,6 +54,7 @@ __all__ = [
     "is_null",
     "join",
     "json_value",
+    "listen_address",
     "method",
     "path",
     "proxy_url",
@@ -388,6 +389,29 @@ def text(*, nullable: bool = False) -> Conv:
         "string" + (" or null" if nullable else ""),
         convert,
         _or_null({"type": "string", "pattern": r"\S"}, nullable),
+    )
+
+
+def listen_address() -> Conv:
+    """Where a server listens: a port (``8765``, on 127.0.0.1) or
+    ``HOST:PORT`` (``[::1]:8765`` for IPv6)."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str:
+        from fetchq.admin.security import parse_listen
+
+        value = ctx.scalar(node, "a port or HOST:PORT")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise Invalid(f"expected a port or HOST:PORT, got {describe(node)}")
+        try:
+            parse_listen(str(value))
+        except ValueError as e:
+            raise Invalid(str(e)) from None
+        return str(value)
+
+    return Conv(
+        "port (integer) or `HOST:PORT` string",
+        convert,
+        {"type": ["integer", "string"], "minimum": 0, "maximum": 65535},
     )
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LINE_FIELD",
+    "AdminSpec",
     "ApiInputSpec",
     "ApiRecipe",
     "ApiSpec",
@@ -318,6 +319,19 @@ class RunSpec:
 
 
 @attrs.frozen
+class AdminSpec:
+    """The admin server a run serves (see :mod:`fetchq.admin`).
+
+    Attributes:
+        listen: a port or ``HOST:PORT`` (127.0.0.1 when no host is given).
+        metrics_open: serve ``/metrics`` without the admin token.
+    """
+
+    listen: str
+    metrics_open: bool = False
+
+
+@attrs.frozen
 class SaveBodiesSpec:
     """Where response bodies are saved.
 
@@ -428,6 +442,7 @@ class FetchRecipe:
         retry: the retry policy's numbers.
         fetch: how to fetch and classify responses.
         run: how the run behaves as a whole (``max_failures``).
+        admin: the admin server the run serves, or None.
     """
 
     source: Path
@@ -439,6 +454,7 @@ class FetchRecipe:
     retry: RetrySpec
     fetch: FetchSpec
     run: RunSpec = RunSpec()
+    admin: AdminSpec | None = None
 
 
 @attrs.frozen
@@ -653,6 +669,7 @@ class SmsRecipe:
         retry: the retry policy's numbers.
         sms: the provider and the message.
         run: how the run behaves as a whole (``max_failures``).
+        admin: the admin server the run serves, or None.
     """
 
     source: Path
@@ -664,6 +681,7 @@ class SmsRecipe:
     retry: RetrySpec
     sms: SmsSpec
     run: RunSpec = RunSpec()
+    admin: AdminSpec | None = None
 
     def message_body(self, row: Mapping[str, Any]) -> str:
         """The text of the message for ``row``: ``sms.body`` filled from the
@@ -733,6 +751,7 @@ class ApiRecipe:
         retry: the retry policy's numbers.
         api: the endpoint, the request templates and how answers are read.
         run: how the run behaves as a whole (``max_failures``).
+        admin: the admin server the run serves, or None.
     """
 
     source: Path
@@ -744,6 +763,7 @@ class ApiRecipe:
     retry: RetrySpec
     api: ApiSpec
     run: RunSpec = RunSpec()
+    admin: AdminSpec | None = None
 
 
 Recipe = FetchRecipe | SmsRecipe | ApiRecipe

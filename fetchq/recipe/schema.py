@@ -51,6 +51,7 @@ from fetchq.recipe.convert import (
     integer,
     join,
     json_value,
+    listen_address,
     method,
     path,
     proxy_url,
@@ -68,6 +69,7 @@ from fetchq.recipe.convert import (
 )
 from fetchq.recipe.model import (
     AdaptiveSpec,
+    AdminSpec,
     ApiInputSpec,
     ApiRecipe,
     ApiSpec,
@@ -741,6 +743,30 @@ RUN = Section(
     build=RunSpec,
 )
 
+ADMIN = Section(
+    "admin",
+    "An admin server beside the run: JSON API, live page, `/metrics` "
+    "(see Watching and steering a run); `fetchq run --admin` overrides it.",
+    (
+        Key(
+            "listen",
+            listen_address(),
+            "Where it listens: a port (on 127.0.0.1) or `HOST:PORT`; an "
+            "address that is not loopback is warned about.",
+            required=True,
+        ),
+        Key(
+            "metrics_open",
+            boolean(),
+            "Serve `/metrics` without the admin token, for a scraper; every "
+            "other route still needs it.",
+            default="false",
+        ),
+    ),
+    build=AdminSpec,
+    optional=True,
+)
+
 
 def timeouts(
     *,
@@ -989,7 +1015,7 @@ FETCH = Section(
 FETCH_RECIPE = Section(
     "",
     "A recipe that fetches every URL of its input.",
-    (KIND, INPUT, OUTPUT, STATE, QUEUE, RETRY, FETCH, RUN),
+    (KIND, INPUT, OUTPUT, STATE, QUEUE, RETRY, FETCH, RUN, ADMIN),
     build=FetchRecipe,
     check=check_files,
 )
@@ -1133,6 +1159,7 @@ SMS_RECIPE = Section(
         RETRY,
         SMS,
         RUN,
+        ADMIN,
     ),
     build=SmsRecipe,
     check=check_sms_recipe,
@@ -1316,7 +1343,7 @@ API = Section(
 API_RECIPE = Section(
     "",
     "A recipe that calls a JSON API once per input row, following its pages.",
-    (KIND, API_INPUT, OUTPUT, STATE, API_QUEUE, RETRY, API, RUN),
+    (KIND, API_INPUT, OUTPUT, STATE, API_QUEUE, RETRY, API, RUN, ADMIN),
     build=ApiRecipe,
     check=check_api_recipe,
 )
@@ -1324,7 +1351,7 @@ API_RECIPE = Section(
 COMMON = Section(
     "",
     "The keys every kind of recipe shares.",
-    (KIND, COMMON_INPUT, OUTPUT, STATE, COMMON_QUEUE, RETRY, RUN),
+    (KIND, COMMON_INPUT, OUTPUT, STATE, COMMON_QUEUE, RETRY, RUN, ADMIN),
     build=dict,
     check=check_files,
 )
