@@ -159,4 +159,12 @@ class Throttled(RetryAfter):
     (if it has a key) is held for ``delay`` seconds so no other job of that lane
     launches meanwhile.  Observers see the outcome ``"throttled"``, which an
     adaptive controller treats differently from a plain error.
+
+    ``guessed`` is True when the remote side named no delay (a 429 without
+    Retry-After) and ``delay`` is the client's own default: then a queue
+    whose pace an adaptive controller sets may hold the lane for less (see
+    ``ResizableDispatchQueue.guessed_hold``), since the pace, not a guess,
+    is what keeps the lane under the remote side's limit.
     """
+
+    guessed: bool = False

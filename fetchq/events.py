@@ -155,8 +155,15 @@ class ControlDecision:
         drops: drops (timeouts, resets, 429/503, ...) in the interval.
         throttles: drops that carried a time to wait (Retry-After, a reset).
         reason: why the width or rate moved (``"grow"``, ``"shrink"``,
-            ``"drop"``, ``"app-limited"``, ``"probe"``, ``"pace"``, ...).
+            ``"drop"``, ``"app-limited"``, ``"probe"``, ``"pace"``,
+            ``"client-bound"``, ...).
         time: clock time of the decision.
+        lag: the client's event-loop lag over the interval (how late the
+            controller's timer fired, on average), in seconds, or None.
+        cpu: the client process's share of one core over the interval
+            (1.0 = a whole core), or None where not measured.
+        client_bound: whether the client itself was the bottleneck (its
+            event loop too late to keep up): the width did not grow.
     """
 
     controller: str
@@ -172,6 +179,9 @@ class ControlDecision:
     throttles: int
     reason: str
     time: float
+    lag: float | None = None
+    cpu: float | None = None
+    client_bound: bool = False
 
 
 Event: TypeAlias = (

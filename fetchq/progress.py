@@ -145,11 +145,20 @@ class ControlSummary:
         self.throttles = 0
         self.paced = 0
         self.cuts = 0
+        self.measured = 0  # decisions with a reading of the client's load
+        self.client_bound = 0  # ... that found the client the bottleneck
+        self.bound_cpu: list[float] = []  # the CPU share in those
 
     def add(self, event: ControlDecision) -> None:
         self.decisions += 1
         self.drops += event.drops
         self.throttles += event.throttles
+        if event.lag is not None or event.cpu is not None:
+            self.measured += 1
+            if event.client_bound:
+                self.client_bound += 1
+                if event.cpu is not None:
+                    self.bound_cpu.append(event.cpu)
         if event.reason == "pace":
             self.paced += 1
         elif event.reason == "drop":
@@ -193,6 +202,15 @@ class ControlSummary:
             parts.append(f"width cut for drops {self.cuts} times")
         if self.paced:
             parts.append(f"pace cut {self.paced} times")
+        if self.client_bound and self.client_bound >= 0.1 * self.measured:
+            # The client, not the server, held the width back often enough
+            # to say so.
+            share = self.client_bound / self.measured
+            where = "client-bound"
+            if self.bound_cpu:
+                cpu = sum(self.bound_cpu) / len(self.bound_cpu)
+                where += f" at {100 * cpu:.0f}% CPU"
+            parts.append(f"{where} ({share:.0%} of decisions)")
         return ", ".join(parts)
 
 

@@ -130,6 +130,14 @@ class ResizableDispatchQueue(LaneScheduling):
             ``RetryAfter``/``Throttled`` retry, up to 5 attempts).
         rng: the random source for backoff jitter (for tests).
 
+    Attributes:
+        guessed_hold: None, or ``f(key, delay)``: how long a
+            :class:`~fetchq.errors.Throttled` whose delay was a guess
+            (``guessed``: the remote side named none) holds its lane and
+            waits to retry, at most ``delay``.  An adaptive controller that
+            paces launches sets it while attached: its pace, not a guessed
+            second, keeps the lane under the remote side's limit.
+
     Raises:
         ValueError: for a negative or non-integer width, or a bad rate.
         TypeError: if ``func`` is neither callable nor None.
@@ -197,6 +205,7 @@ class ResizableDispatchQueue(LaneScheduling):
         )
         self._hold_until = 0.0
         self._timer: DelayedCallLike | None = None
+        self.guessed_hold: Callable[[Any, float], float] | None = None
 
         self._paused = False
         self._stopped = False
@@ -435,11 +444,17 @@ class ResizableDispatchQueue(LaneScheduling):
         job._outcome = failure
         error = failure.value
         throttled = isinstance(error, Throttled)
+        hold = 0.0
         if isinstance(error, Throttled):
             # The remote side asked for a pause: honour it even when this job
             # has no attempts left, so the lane's other jobs wait too.
-            self.hold(error.delay, key)
+            hold = error.delay
+            if error.guessed and self.guessed_hold is not None:
+                hold = min(hold, self.guessed_hold(key, hold))
+            self.hold(hold, key)
         delay = self._retry.delay_for(failure, job.attempts, self._rng)
+        if throttled and delay is not None:
+            delay = min(delay, hold)
         if delay is None:
             if key is not None:
                 self._lane_release(key, now)

@@ -16,8 +16,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from fetchq import JobFailed, ResizableDispatchQueue, Throttled
-from fetchq.control import Signal, classify_error
+from fetchq import ControlDecision, JobFailed, ResizableDispatchQueue, Throttled
+from fetchq.control import AdaptiveController, Signal, classify_error
 from fetchq.secrets import Secret
 from fetchq.sms import (
     AmbiguousSend,
@@ -772,6 +772,99 @@ class FigureTests(FakeTestCase):
         self.assertGreater(self.provider.codes[20429], 0)
         self.assertEqual(self.provider.duplicates(), [])
         self.assertEqual(len(self.provider.messages), 500)
+
+
+class StrictProviderTests(FakeTestCase):
+    """The fake in strict mode: a sender's second message within 1 s of the
+    last accepted one is refused (20429, no Retry-After), judged at arrival
+    with jitter; the per-lane controller learns a margin under it (issue
+    13, section 2)."""
+
+    def batch(
+        self, controller: AdaptiveController | None, messages: int = 100
+    ) -> tuple[float, list[ControlDecision]]:
+        """``messages`` over 5 senders, lanes at 1/s, against a strict fake
+        with 20 ms of jitter; the time the last one finished, and the
+        controller's decisions."""
+        sender = self.make(latency=0.05, strict=True, jitter=0.02, rng=random.Random(7))
+        queue = self.queue(
+            sender, width=10, lane_rate=1.0, retry=sms_retry_policy(max_attempts=50)
+        )
+        decisions: list[ControlDecision] = []
+        queue.subscribe(
+            lambda e: decisions.append(e) if isinstance(e, ControlDecision) else None
+        )
+        if controller is not None:
+            controller.attach(queue)
+        finished: list[float] = []
+        for n in range(messages):
+            message = check_message(
+                Message(recipient(n), f"message {n}", SENDERS[n % 5], id=str(n)),
+                sender.config,
+            )
+            d = queue.put(message, key=sender.lane_key(message))
+            d.addCallback(lambda job: finished.append(self.clock.seconds()))
+        while len(finished) < messages:
+            run_until_idle(self.clock, self.stub, self.clock.seconds() + 1)
+        if controller is not None:
+            controller.detach()
+        self.assertEqual(self.provider.duplicates(), [])
+        self.assertEqual(len(self.provider.messages), messages)
+        return max(finished), decisions
+
+    def test_strict_refusal_has_no_retry_after(self) -> None:
+        """A second message from one sender within the second is refused
+        with 429 / 20429 and no Retry-After, so the sender's throttle is a
+        guess (its default_retry_after); another sender is not affected."""
+        sender = self.make(latency=0.01, strict=True)
+        first = self.sent(sender, Message(recipient(1), "one"))
+        self.assertTrue(first.sid)
+        error = self.error(sender, Message(recipient(2), "two"))
+        assert isinstance(error, ProviderThrottled)
+        self.assertEqual((error.status, error.code), (429, 20429))
+        self.assertTrue(error.guessed)
+        self.assertEqual(error.delay, sender.config.default_retry_after)
+        other = self.sent(sender, Message(recipient(3), "three", SENDERS[1]))
+        self.assertTrue(other.sid)
+        self.assertEqual(self.provider.refused_at, [(SENDER, 0.01)])
+        self.clock.advance(1)
+        self.assertTrue(self.sent(sender, Message(recipient(2), "two")).sid)
+
+    def test_jitter_judges_later(self) -> None:
+        """With jitter, a POST is judged (and committed) up to twice the
+        jitter after it arrives, and answered its latency after that."""
+        sender = self.make(latency=0.05, jitter=0.02, rng=random.Random(1))
+        d = sender.send(Message(recipient(1), "hello"))
+        self.settle()
+        self.successResultOf(d)
+        (message,) = self.provider.messages
+        self.assertTrue(0 <= message.created_at <= 0.04)
+        self.assertEqual(self.provider.in_flight, 0)
+
+    def test_exactly_one_a_second_is_refused_every_other_round(self) -> None:
+        """The configured 1/s alone: launches exactly 1 s apart meet the
+        jitter, and a good share of rounds are refused (and retried after a
+        guessed second), far over the target of 5 per 100."""
+        last, _ = self.batch(None)
+        self.assertGreaterEqual(self.provider.codes[20429], 20)
+        self.assertGreater(last, 1.3 * (19 + 0.05))
+
+    def test_per_lane_controller_learns_a_margin(self) -> None:
+        """The per-lane controller: at most 5 refusals per 100 messages and
+        within 1.3x the bound (each sender's 20 messages 1 s apart, plus a
+        round trip); each lane ends paced under 1/s, from its own refusal or
+        from another lane's ("learned")."""
+        last, decisions = self.batch(
+            AdaptiveController(max_width=10, per_lane=True, rng=random.Random(7))
+        )
+        self.assertLessEqual(self.provider.codes[20429], 5)
+        self.assertLessEqual(last, 1.3 * (19 + 0.05))
+        final = {d.key: d for d in decisions}
+        self.assertEqual(set(final), set(SENDERS))
+        for d in final.values():
+            assert d.rate is not None
+            self.assertLess(d.rate, 1.0)
+        self.assertIn("learned", {d.reason for d in decisions})
 
 
 class LoopbackTests(TestCase):

@@ -290,6 +290,7 @@ def simulate(
     key: Callable[[int], Any] | None = None,
     width: int | None = None,
     seed: int = 0,
+    lane_rate: float | None = None,
 ) -> SimResult:
     """Run ``jobs`` jobs against ``server(clock)`` in simulated time.
 
@@ -304,6 +305,7 @@ def simulate(
         width: the queue's starting width (default: the fixed width, or 1
             under a controller).
         seed: seeds the retry jitter, so a run repeats exactly.
+        lane_rate: each lane's launch rate (the queue's ``lane_rate``).
     """
     clock = Clock()
     func = server(clock)
@@ -325,6 +327,7 @@ def simulate(
         clock=clock,
         retry=retry,
         rng=random.Random(seed),
+        lane_rate=lane_rate,
     )
     result = SimResult()
     result.widths.append((0.0, queue.width, queue.rate))

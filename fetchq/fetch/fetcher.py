@@ -501,8 +501,10 @@ class Fetcher:
         if delay is not None:
             delay = min(delay, config.max_retry_after)
         if status in config.throttle_statuses:
+            if delay is not None:
+                return HTTPThrottled(status, delay)
             default = min(config.default_retry_after, config.max_retry_after)
-            return HTTPThrottled(status, default if delay is None else delay)
+            return HTTPThrottled(status, default, guessed=True)
         if delay is None:
             return RetryableStatus(status)
         return HTTPRetryAfter(status, delay)

@@ -466,10 +466,12 @@ class HTTPThrottled(Throttled, FetchError):
     Args:
         status: the HTTP status code.
         delay: seconds to wait.
+        guessed: the answer had no Retry-After; ``delay`` is the default.
     """
 
     signal = Signal.THROTTLE
 
-    def __init__(self, status: int, delay: float) -> None:
+    def __init__(self, status: int, delay: float, *, guessed: bool = False) -> None:
         super().__init__(delay, f"HTTP {status}")
         self.status = status
+        self.guessed = guessed

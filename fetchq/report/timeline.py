@@ -569,6 +569,9 @@ class Timeline:
                 "throttles": d.throttles,
                 "reason": d.reason,
                 "changed": changed,
+                "lag": _opt(d.lag, 5),
+                "cpu": _opt(d.cpu, 3),
+                "client_bound": d.client_bound,
             }
             for d, changed in self._decisions
         ]

@@ -175,17 +175,24 @@ class ProviderThrottled(Throttled, SmsError):
         delay: seconds to wait (Retry-After, capped, or the default).
         status: the HTTP status.
         code: the provider's error code, or None.
+        guessed: the answer had no Retry-After; ``delay`` is the default.
     """
 
     signal = Signal.THROTTLE
 
     def __init__(
-        self, delay: float, status: int = 429, code: int | None = None
+        self,
+        delay: float,
+        status: int = 429,
+        code: int | None = None,
+        *,
+        guessed: bool = False,
     ) -> None:
         what = f"HTTP {status}" + ("" if code is None else f" code {code}")
         super().__init__(delay, what)
         self.status = status
         self.code = code
+        self.guessed = guessed
 
 
 class ProviderError(SmsError):

@@ -658,7 +658,12 @@ class SmsSender:
                 values[0] if values else None, self._clock.seconds()
             )
             if delay is None:
-                delay = config.default_retry_after
+                return ProviderThrottled(
+                    min(config.default_retry_after, config.max_retry_after),
+                    status,
+                    code,
+                    guessed=True,
+                )
             return ProviderThrottled(min(delay, config.max_retry_after), status, code)
         if status >= 500:
             return ProviderError(status, code, prefix + text)

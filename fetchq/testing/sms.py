@@ -21,7 +21,14 @@ and its auth token, or an API key SID (``SK...``) and its secret
 Like the real API it *accepts* a message at once and *sends* it later: each
 sender (``From``, or the messaging service) sends ``per_from_rate`` messages
 per second, so every accepted :class:`FakeMessage` records ``created_at`` and
-the ``sent_at`` its sender's queue gives it.  Its status then moves as
+the ``sent_at`` its sender's queue gives it.  With ``strict=True`` it refuses
+instead (429, code 20429, no Retry-After) a message from a sender less than
+``1 / per_from_rate`` after the last one it accepted from that sender, and
+with ``jitter`` each message POST is judged (and committed) a uniform draw of
+0 to ``2 * jitter`` seconds after it arrives, as a real provider's
+acceptance times stray by the network's jitter: a client that sends exactly
+one message a second per sender is then refused about every other time.
+An accepted message's status then moves as
 Twilio documents it: ``accepted`` (a messaging service's message) or
 ``queued`` until ``sent_at``, ``sending`` for ``sending_time``, then ``sent``
 (with ``date_sent``), and ``receipt_delay`` later the carrier's receipt makes
@@ -29,10 +36,10 @@ it ``delivered``; ``outcomes`` makes a number's messages ``undelivered`` or
 ``failed`` (with an ``error_code`` and ``error_message``, such as 30003
 "Unreachable destination handset"; ``failed`` straight from ``sending``), or
 stay ``sent`` (a carrier that sends no receipts).  A message is committed when the
-request arrives and answered ``latency`` seconds later, so a client that
-gives up in between has sent it without knowing, the case a resend check is
-for.  :meth:`FakeSMSProvider.fail_next` scripts faults (5xx, 20429, with or
-without committing the message).
+request arrives (is judged) and answered ``latency`` seconds later, so a
+client that gives up in between has sent it without knowing, the case a
+resend check is for.  :meth:`FakeSMSProvider.fail_next` scripts faults (5xx,
+20429, with or without committing the message).
 
 **In-process, on task.Clock**, through ``treq.testing.StubTreq``::
 
@@ -62,6 +69,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import re
 import time
 from collections import Counter
@@ -291,6 +299,13 @@ class FakeSMSProvider(Resource):
             to take any.
         max_body: the longest body (UTF-16 code units); longer gets 21617.
         list_lag: seconds before an accepted message shows in the list.
+        strict: refuse (429, 20429) a message from a sender sooner than
+            ``1 / per_from_rate`` after its last accepted one, instead of
+            queueing it.
+        jitter: judge each message POST a uniform 0 to ``2 * jitter``
+            seconds after it arrives (its acceptance time strays by
+            ``±jitter`` around a fixed delay).
+        rng: the source of the jitter (a seeded ``random.Random``).
         api_keys: ``{API key SID: secret}`` that authenticate for the
             account besides its auth token (default: :data:`DEFAULT_API_KEY`
             with :data:`DEFAULT_API_SECRET`; ``{}``: none).
@@ -308,6 +323,7 @@ class FakeSMSProvider(Resource):
         in_flight: requests accepted for processing and not yet answered.
         max_in_flight: the most there have been at once.
         abandoned: answers not delivered because the client had gone.
+        refused_at: ``(sender, time)`` of each strict refusal.
     """
 
     isLeaf = True
@@ -326,14 +342,17 @@ class FakeSMSProvider(Resource):
         senders: Iterable[str] | None = None,
         max_body: int = 1600,
         list_lag: float = 0.0,
+        strict: bool = False,
+        jitter: float = 0.0,
+        rng: random.Random | None = None,
         api_keys: Mapping[str, str] | None = None,
         sending_time: float = 0.5,
         receipt_delay: float = 2.0,
         outcomes: Mapping[str, tuple[str, int | None]] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        if not latency >= 0 or not list_lag >= 0:
-            raise ValueError("latency and list_lag must be >= 0")
+        if not latency >= 0 or not list_lag >= 0 or not jitter >= 0:
+            raise ValueError("latency, list_lag and jitter must be >= 0")
         if concurrency < 1 or not per_from_rate > 0 or max_body < 1:
             raise ValueError("concurrency, per_from_rate and max_body must be > 0")
         self.clock = clock
@@ -344,6 +363,11 @@ class FakeSMSProvider(Resource):
         self.per_from_rate = per_from_rate
         self.max_body = max_body
         self.list_lag = list_lag
+        self.strict = strict
+        self.jitter = jitter
+        self._rng = random.Random(0) if rng is None else rng
+        self.refused_at: list[tuple[str, float]] = []
+        self._last_accepted: dict[str, float] = {}
         self.api_keys = dict(
             {DEFAULT_API_KEY: DEFAULT_API_SECRET} if api_keys is None else api_keys
         )
@@ -447,7 +471,27 @@ class FakeSMSProvider(Resource):
             return self._answer_now(
                 request, (429, _error(429, 20429, "Too Many Requests"), {})
             )
+        if self.jitter and method == "POST":
+            self.in_flight += 1  # judged later, answered later still
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            gone: list[bool] = []
+            request.notifyFinish().addErrback(lambda _: gone.append(True))
+            delay = self._rng.uniform(0.0, 2 * self.jitter)
+            self.clock.callLater(delay, self._judge_later, method, request, gone)
+            return NOT_DONE_YET
         return self._answer_later(request, self._route(method, request))
+
+    def _judge_later(self, method: str, request: Any, gone: list[bool]) -> None:
+        """Judge a POST that arrived a jitter ago, then answer it."""
+        self.in_flight -= 1
+        answer = self._route(method, request)
+        if self.latency:
+            self._answer_later(request, answer)
+        elif gone:
+            self.abandoned += 1
+        else:
+            request.write(self._answer_now(request, answer))
+            request.finish()
 
     def _authorized(self, request: Any) -> bool:
         user = request.getUser().decode("utf-8", "replace")
@@ -539,6 +583,13 @@ class FakeSMSProvider(Resource):
                 _error(400, 21614, f"'To' number {to} is not a valid mobile number"),
                 {},
             )
+        if self.strict:
+            sender = from_ or service or ""
+            now = self.clock.seconds()
+            last = self._last_accepted.get(sender)
+            if last is not None and now - last < 1.0 / self.per_from_rate - 1e-9:
+                self.refused_at.append((sender, now))
+                return 429, _error(429, 20429, "Too Many Requests"), {}
         message = self._accept(args)
         doc = message.to_json(self.account_sid, message.created_at)
         doc.update(status=message.status_at(-math.inf), date_sent=None)
@@ -556,6 +607,7 @@ class FakeSMSProvider(Resource):
         from_ = args.get("From") or None
         service = args.get("MessagingServiceSid") or None
         sender = from_ or service or ""
+        self._last_accepted[sender] = now
         sent_at = max(now, self._next_free.get(sender, now))
         self._next_free[sender] = sent_at + 1.0 / self.per_from_rate
         to = args.get("To", "")
@@ -716,6 +768,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--per-from-rate", type=float, default=1.0)
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse (20429) a sender's message sooner than 1/per-from-rate",
+    )
+    parser.add_argument(
+        "--jitter", type=float, default=0.0, help="seconds (acceptance ±jitter)"
+    )
     options = parser.parse_args(argv)
     from twisted.internet import reactor as default_reactor
 
@@ -729,6 +789,9 @@ def main(argv: list[str] | None = None) -> None:
         latency=options.latency,
         concurrency=options.concurrency,
         per_from_rate=options.per_from_rate,
+        strict=options.strict,
+        jitter=options.jitter,
+        rng=random.Random(),
     )
     print(f"fake SMS provider on {served.url}")
     print(f"  TWILIO_ACCOUNT_SID={options.account_sid}")
