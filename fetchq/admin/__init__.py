@@ -18,11 +18,35 @@ the store's public methods, and listens to the same events as everyone else.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fetchq.admin.controls import AdminError, Controls, QueueControls, RunControls
-from fetchq.admin.server import API, AdminServer
+if TYPE_CHECKING:
+    from fetchq.admin.controls import AdminError, Controls, QueueControls, RunControls
+    from fetchq.admin.server import API, AdminServer
+
+# Loaded on first use: ``fetchq run`` (without ``--admin``) and ``fetchq
+# ctl`` import this package, and the server (twisted.web's, Prometheus's
+# client, the page) is ~0.1 s of start-up they do not need.
+_LAZY = {
+    "API": "fetchq.admin.server",
+    "AdminServer": "fetchq.admin.server",
+    "AdminError": "fetchq.admin.controls",
+    "Controls": "fetchq.admin.controls",
+    "QueueControls": "fetchq.admin.controls",
+    "RunControls": "fetchq.admin.controls",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "API",
@@ -63,6 +87,9 @@ def serve_admin(
         on_stop: what ``POST /api/v1/stop`` does (default ``queue.stop()``).
         controller: an adaptive controller the API may attach and detach.
     """
+    from fetchq.admin.controls import QueueControls
+    from fetchq.admin.server import AdminServer
+
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
