@@ -16,6 +16,7 @@ for module in (
     "tests.bench.bench_adaptive_run",
     "tests.bench.bench_shared",
     "tests.bench.bench_main_job",
+    "tests.bench.bench_main_job_parts",
 ):
     print(f"## {module}\n", flush=True)
     subprocess.run([sys.executable, "-m", module, *sys.argv[1:]], check=True)
