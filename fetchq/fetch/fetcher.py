@@ -56,6 +56,8 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
+    ContentDecoderAgent,
+    GzipDecoder,
     RequestTransmissionFailed,
     ResponseNeverReceived,
 )
@@ -301,6 +303,14 @@ class Fetcher:
             )
         no_cookies = IndexableCookieJar(DefaultCookiePolicy(allowed_domains=[]))
         self._client = HTTPClient(agent, cookiejar=no_cookies)
+        # A request without a body goes straight to the agent stack treq
+        # builds for it (gzip accepted and decoded by ``ContentDecoderAgent``)
+        # without treq's per-request work: its URL parse (``sent`` is parsed
+        # already), a cookie jar made and merged, and a ``CookieAgent`` whose
+        # jar refuses every cookie, so it adds no header and keeps nothing.
+        self._agent = ContentDecoderAgent(  # type: ignore[no-untyped-call]
+            agent, [(b"gzip", GzipDecoder)]
+        )
         self.on_robots_rate: Any = None
         self._robots: RobotsCache | None = None
         self._robots_config = config
@@ -607,14 +617,25 @@ class _Fetch:
             for name, value in self.headers:
                 raw.addRawHeader(name, value)
         self.expired = False
-        d: Deferred[Any] = fetcher._client.request(
-            self.method,
-            self.sent,
-            headers=raw,
-            data=self.body,
-            allow_redirects=False,
-            unbuffered=True,
-        )
+        d: Deferred[Any]
+        if self.body is None:
+            sent = self.sent
+            encoded = sent.encoded_url if isinstance(sent, DecodedURL) else sent
+            d = fetcher._agent.request(  # type: ignore[no-untyped-call]
+                self.method.encode("ascii").upper(),
+                encoded.to_uri().to_text().encode("ascii"),
+                raw,
+                None,
+            )
+        else:
+            d = fetcher._client.request(
+                self.method,
+                self.sent,
+                headers=raw,
+                data=self.body,
+                allow_redirects=False,
+                unbuffered=True,
+            )
         self.request = d
         self.timer = fetcher._clock.callLater(self.config.headers_timeout, self._expire)
         return d.addBoth(self._got_headers)
