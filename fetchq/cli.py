@@ -305,9 +305,12 @@ def run(args: argparse.Namespace) -> int:
     from fetchq.logs import start_logging
 
     start_logging(getattr(args, "log_format", "human"), log_file)
+    undo: list[Callable[[], None]] = []
     try:
-        return _react(lambda reactor: _start_run(recipe, reactor, options, admin))
+        return _react(lambda reactor: _start_run(recipe, reactor, options, admin, undo))
     finally:
+        for step in undo:
+            step()
         if log_file is not None:
             log_file.close()
 
@@ -330,6 +333,7 @@ def _start_run(
     reactor: object,
     options: dict[str, Any],
     admin: dict[str, Any] | None = None,
+    undo: list[Callable[[], None]] | None = None,
 ) -> object:
     from fetchq.admin.attach import attach_admin, attach_log
     from fetchq.run import Run
@@ -341,6 +345,9 @@ def _start_run(
         run = SharedRun(recipe, reactor, handle_signals=True, **options)
     else:
         run = Run(recipe, reactor, handle_signals=True, **options)
+    restore = _tune_gc()
+    if undo is not None:
+        undo.append(restore)
     if admin is None:
         attach_log(run)
         return run.run()
@@ -360,6 +367,42 @@ def _start_run(
         file=sys.stderr,
     )
     return finished
+
+
+GC_THRESHOLD = 10_000
+"""Net new container objects between two young-generation collections
+during a run (Python's default is 700)."""
+
+
+def _tune_gc() -> Callable[[], None]:
+    """Fewer, cheaper cyclic garbage collections while a run goes on; returns
+    what puts the collector back as it was (``fetchq run`` calls it when the
+    run ends, so ``main()`` called in a longer-lived process leaves no trace).
+
+    Everything loaded so far (modules, the recipe, the run's objects) lives
+    as long as the run: ``gc.freeze()`` moves it out of the collector's
+    sight, so each collection of the oldest generation does not walk it
+    again (only if nothing was frozen before: the caller's freeze is left
+    alone).  A run's objects mostly die young by reference counting (each
+    request's Deferreds, headers, records), so a young generation of
+    :data:`GC_THRESHOLD` objects finds about as much garbage per collection
+    as the default's 700, in fewer, larger collections; the garbage a
+    collection reclaims waits for at most that many new objects.
+    """
+    import gc
+
+    thresholds = gc.get_threshold()
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
+
+    def restore() -> None:
+        gc.set_threshold(*thresholds)
+        if freeze:
+            gc.unfreeze()
+
+    return restore
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

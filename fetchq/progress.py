@@ -18,11 +18,13 @@ is piped, so logs stay clean; piped lines are never wrapped.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections import Counter, deque
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 from fetchq.events import (
     ControlDecision,
@@ -34,7 +36,13 @@ from fetchq.events import (
 )
 from fetchq.job import Outcome
 
-__all__ = ["LatencyHistogram", "ProgressDisplay", "RunStats", "format_duration"]
+__all__ = [
+    "LatencyHistogram",
+    "PlainConsole",
+    "ProgressDisplay",
+    "RunStats",
+    "format_duration",
+]
 
 _log = math.log
 
@@ -651,6 +659,43 @@ def _lane_key(key: Any) -> Any:
     return str(key)
 
 
+class PlainConsole:
+    """What :class:`ProgressDisplay` prints through when the output is not
+    a terminal: each message as it is, one line, never wrapped, flushed
+    (rich, ~40 ms of imports, is loaded only for a terminal).
+
+    Args:
+        stream: where to write (default: ``sys.stderr`` at each print).
+    """
+
+    is_terminal = False
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream
+
+    def print(self, *objects: Any, sep: str = " ", end: str = "\n", **_: Any) -> None:
+        """Write ``objects`` as text (rich's options, such as ``highlight``
+        and ``markup``, are accepted and mean nothing here)."""
+        stream = sys.stderr if self.stream is None else self.stream
+        stream.write(sep.join(str(o) for o in objects) + end)
+        stream.flush()
+
+
+def _maybe_terminal(stream: IO[str] | None) -> bool:
+    """Whether rich could take ``stream`` (default stderr) for a terminal:
+    it says it is a tty, or the environment forces one (rich's
+    ``TTY_COMPATIBLE=1``, ``FORCE_COLOR``).  Only the other case is
+    certain to be plain."""
+    env = os.environ
+    if env.get("TTY_COMPATIBLE") == "1" or env.get("FORCE_COLOR"):
+        return True
+    isatty = getattr(sys.stderr if stream is None else stream, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # closed
+        return False
+
+
 class ProgressDisplay:
     """Shows a :class:`RunStats` while a run goes on.
 
@@ -669,16 +714,27 @@ class ProgressDisplay:
         self, stats: RunStats, stream: IO[str] | None = None, every: float = 5.0
     ) -> None:
         self.stats = stats
-        self.console = Console(file=stream, stderr=stream is None)
-        if not self.console.is_terminal:
-            # Piped or logged: one line per message, never wrapped (a wrapped
-            # resume command cannot be pasted back).
-            self.console.soft_wrap = True
+        self.console: Any = PlainConsole(stream)
+        if _maybe_terminal(stream):
+            from rich.console import Console
+
+            self.console = Console(file=stream, stderr=stream is None)
+            if not self.console.is_terminal:
+                # Piped or logged: one line per message, never wrapped (a
+                # wrapped resume command cannot be pasted back).
+                self.console.soft_wrap = True
         self.every = every
         self._last_line = stats.clock.seconds()
         self._progress: Progress | None = None
         self._task: Any = None
         if self.console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),

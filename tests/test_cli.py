@@ -265,3 +265,45 @@ class FakeCommandTests(SynchronousTestCase):
         with urllib.request.urlopen(request, timeout=10) as response:
             self.assertEqual(response.status, 201)
             self.assertTrue(json.loads(response.read())["sid"].startswith("SM"))
+
+
+class GarbageCollectorTests(SynchronousTestCase):
+    """``fetchq run`` tunes the cyclic GC for the run, then puts it back."""
+
+    def setUp(self) -> None:
+        import gc
+
+        self.thresholds = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *self.thresholds)
+
+    def test_tuned_then_restored(self) -> None:
+        """While tuned, the young generation's threshold is GC_THRESHOLD and
+        the objects alive at the start are frozen; restoring puts back the
+        thresholds and unfreezes them."""
+        import gc
+
+        if gc.get_freeze_count():
+            self.skipTest("objects already frozen in this process")
+        restore = cli._tune_gc()
+        try:
+            self.assertEqual(
+                gc.get_threshold(), (cli.GC_THRESHOLD, *self.thresholds[1:])
+            )
+            self.assertGreater(gc.get_freeze_count(), 0)
+        finally:
+            restore()
+        self.assertEqual(gc.get_threshold(), self.thresholds)
+        self.assertEqual(gc.get_freeze_count(), 0)
+
+    def test_callers_freeze_left_alone(self) -> None:
+        """Objects the caller froze before stay frozen after the restore."""
+        import gc
+
+        frozen = gc.get_freeze_count() == 0
+        if frozen:
+            gc.freeze()
+            self.addCleanup(gc.unfreeze)
+        before = gc.get_freeze_count()
+        cli._tune_gc()()
+        self.assertEqual(gc.get_freeze_count(), before)
+        self.assertEqual(gc.get_threshold(), self.thresholds)

@@ -16,7 +16,9 @@ from typing import Any
 
 import attrs
 from twisted.internet import reactor
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import GzipDecoder
+from twisted.web.http_headers import Headers
 
 from fetchq.fetch import (
     BodyTooLarge,
@@ -27,6 +29,7 @@ from fetchq.fetch import (
     HTTPStatusError,
     UnsupportedEncoding,
 )
+from fetchq.http.body import content_encodings
 from tests.fetch_server import FaultServer, body_for, encode
 
 MAX_BODY = 1_000_000
@@ -227,3 +230,31 @@ class RefusedTests(EncodingTestCase):
         self.server.canned["gone"] = (404, b"\x00" * 50, {"Content-Encoding": "br"})
         error = await self.outcome("/canned?name=gone")
         self.assertIs(type(error), HTTPStatusError)
+
+
+class LayerTests(SynchronousTestCase):
+    """``content_encodings`` finds the raw response under each wrapping."""
+
+    def test_each_wrapping(self) -> None:
+        """The agent's own ``GzipDecoder`` (the fetcher's bodyless path), the
+        same inside a treq-style wrapper (``original``) and a bare response
+        all give the raw response and the layers, gzip last."""
+
+        @attrs.define
+        class Raw:
+            headers: Headers
+            length: Any = None
+
+        @attrs.define
+        class Wrapper:
+            original: Any
+
+        raw = Raw(Headers({b"content-encoding": [b"deflate"]}))
+        decoder = GzipDecoder(raw)  # type: ignore[no-untyped-call]
+        self.assertEqual(content_encodings(decoder), (raw, ["deflate", "gzip"]))
+        self.assertEqual(
+            content_encodings(Wrapper(decoder)), (raw, ["deflate", "gzip"])
+        )
+        self.assertEqual(content_encodings(raw), (raw, ["deflate"]))
+        plain = Raw(Headers())
+        self.assertEqual(content_encodings(plain), (plain, []))

@@ -56,7 +56,7 @@ from fetchq.fetch import (
     parse_retry_after,
 )
 from fetchq.http.body import BodySink
-from fetchq.http.urls import _QUICK_URL, quick_uri, uri_text
+from fetchq.http.urls import _QUICK_URL, is_quick_uri, quick_uri, uri_text
 
 
 class ConfigTests(SynchronousTestCase):
@@ -590,6 +590,7 @@ class QuickURLTests(SynchronousTestCase):
             "http://example.com/",
         ):
             wire = quick_uri(text)
+            self.assertTrue(is_quick_uri(text), text)
             self.assertIsNotNone(wire, text)
             assert wire is not None
             self.assertEqual(wire.to_text(), text)
@@ -611,7 +612,9 @@ class QuickURLTests(SynchronousTestCase):
             "ftp://example.com/",
         ):
             self.assertIsNone(quick_uri(text), text)
+            self.assertFalse(is_quick_uri(text), text)
         self.assertIsNone(quick_uri("http://example.com/", ("https",)))
+        self.assertFalse(is_quick_uri("http://example.com/", ("https",)))
 
     def test_host_name_too_long(self) -> None:
         """A plain host of more than 253 characters is a BadURL, as IDNA

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from typing import Any
+from unittest import mock
 
 import attrs
 from hypothesis import given, settings
@@ -18,6 +20,7 @@ from fetchq import ResizableDispatchQueue, RetryAfter
 from fetchq.progress import (
     MAX_LANES_SAVED,
     LatencyHistogram,
+    PlainConsole,
     ProgressDisplay,
     RunStats,
 )
@@ -143,6 +146,28 @@ class ProgressDisplayTests(SynchronousTestCase):
         lines = out.getvalue().splitlines()
         self.assertEqual(lines, [f"state saved; resume with: {command}"])
         self.assertGreater(len(lines[0]), 200)
+
+    def test_piped_output_needs_no_rich(self) -> None:
+        """Piped, the display prints through a PlainConsole (rich is not
+        needed, so ``fetchq run`` into a log does not load it), and text
+        that looks like rich markup is written as it is."""
+        out = io.StringIO()
+        display = ProgressDisplay(RunStats(Clock()), stream=out)
+        self.assertIsInstance(display.console, PlainConsole)
+        self.assertIsNone(display._progress)
+        display.console.print("[bold]not markup[/bold]", highlight=False, markup=False)
+        self.assertEqual(out.getvalue(), "[bold]not markup[/bold]\n")
+
+    def test_forced_terminal_still_gets_rich(self) -> None:
+        """``FORCE_COLOR`` (which rich honours) on a pipe: the display is
+        rich's, as before, not the plain one."""
+        forced = mock.patch.dict(os.environ, {"FORCE_COLOR": "1"})
+        forced.start()
+        self.addCleanup(forced.stop)
+        display = ProgressDisplay(RunStats(Clock()), stream=io.StringIO())
+        self.addCleanup(display.close)
+        self.assertNotIsInstance(display.console, PlainConsole)
+        self.assertTrue(display.console.is_terminal)
 
     def test_bar_on_a_terminal(self) -> None:
         """On a terminal the bar has a total: done/total, the percentage,

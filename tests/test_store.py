@@ -853,6 +853,40 @@ class SQLiteContract(StoreContract):
         """A SQLiteStore on a new file."""
         return SQLiteStore(self.mktemp(), durability=self.durability)
 
+    def test_ack_of_each_state(self) -> None:
+        """An ack by id (one statement for a claimed item, a look-up for any
+        other) finishes a claimed, a pending and a delayed item with their
+        records in ack order, says False for a done one and KeyError for an
+        unknown one, and the last two leave no transaction open behind them."""
+        store = self.open(self.mktemp())
+        store.add(items("claimed", "pending", "delayed", "done"))
+        claimed = {c.id for c in store.claim(4, 0.0, 10.0)}
+        self.assertEqual(claimed, {"claimed", "pending", "delayed", "done"})
+        store.requeue("pending", None, 0.5)
+        store.requeue("delayed", 5.0, 0.5)
+        store.ack("done", "ok", {"n": 0}, 0.6)
+        store.flush()
+        self.assertTrue(store.ack("claimed", "ok", {"n": 1}, 1.0))
+        self.assertTrue(store.ack("pending", "failed", {"n": 2}, 1.0))
+        self.assertTrue(store.ack("delayed", "ok", {"n": 3}, 1.0))
+        store.flush()
+        self.assertFalse(store.ack("done", "ok", {"n": 4}, 1.0))
+        self.assertFalse(store._conn.in_transaction)
+        self.assertRaises(KeyError, store.ack, "unknown", "ok", None, 1.0)
+        self.assertFalse(store._conn.in_transaction)
+        self.assertEqual(
+            [(r.id, r.outcome, r.record) for r in store.records()],
+            [
+                ("done", "ok", {"n": 0}),
+                ("claimed", "ok", {"n": 1}),
+                ("pending", "failed", {"n": 2}),
+                ("delayed", "ok", {"n": 3}),
+            ],
+        )
+        counts = store.counts()
+        self.assertEqual((counts.pending, counts.claimed), (0, 0))
+        self.assertEqual(counts.done, {"ok": 3, "failed": 1})
+
     def test_reopen_keeps_everything(self) -> None:
         """Closing and reopening the file keeps every item's state, the
         records, the counts, the metadata and the claim order; claimed items

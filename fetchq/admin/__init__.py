@@ -18,18 +18,17 @@ the store's public methods, and listens to the same events as everyone else.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fetchq.admin.controls import (
-        AdminError,
-        Controls,
-        QueueControls,
-        RunControls,
-    )
+    from fetchq.admin.controls import AdminError, Controls, QueueControls, RunControls
     from fetchq.admin.server import API, AdminServer
 
+# Loaded on first use: ``fetchq run`` (without ``--admin``) and ``fetchq
+# ctl`` import this package, and the server (twisted.web's, Prometheus's
+# client, the page) is ~0.1 s of start-up they do not need.
 _LAZY = {
     "API": "fetchq.admin.server",
     "AdminServer": "fetchq.admin.server",
@@ -41,15 +40,12 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    """The server and its controls, imported when first asked for: ``fetchq
-    ctl`` imports this package for its client and needs neither (the web
-    server and the metrics take a third of a second to import)."""
-    where = _LAZY.get(name)
-    if where is None:
+    module = _LAZY.get(name)
+    if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(where), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [
@@ -91,13 +87,13 @@ def serve_admin(
         on_stop: what ``POST /api/v1/stop`` does (default ``queue.stop()``).
         controller: an adaptive controller the API may attach and detach.
     """
+    from fetchq.admin.controls import QueueControls
+    from fetchq.admin.server import AdminServer
+
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    from fetchq.admin.controls import QueueControls
-    from fetchq.admin.server import AdminServer
-
     controls = QueueControls(queue, name=name, on_stop=on_stop, controller=controller)
     server = AdminServer(
         controls,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from fetchq.admin.controls import RunControls
-from fetchq.admin.ctl import admin_file
-from fetchq.admin.security import parse_listen
-from fetchq.admin.server import AdminServer
 from fetchq.logs import QueueLog
+
+if TYPE_CHECKING:
+    from fetchq.admin.server import AdminServer
+
+# The server's modules are imported by attach_admin, not here: every run
+# attaches the log, few the admin server (~0.1 s of imports).
 
 __all__ = ["attach_admin", "attach_log"]
 
@@ -33,6 +35,7 @@ def attach_log(run: Any, controls: Any = None) -> None:
 def controls_for(run: Any) -> Any:
     """The :class:`~fetchq.admin.controls.Controls` of a run: local, or
     :class:`~fetchq.admin.shared.SharedControls` on the Redis engine."""
+    from fetchq.admin.controls import RunControls
     from fetchq.shared_run import SharedRun
 
     if isinstance(run, SharedRun):
@@ -58,6 +61,10 @@ def attach_admin(
         ValueError: a bad ``listen``.
         twisted.internet.error.CannotListenError: the port is taken.
     """
+    from fetchq.admin.ctl import admin_file
+    from fetchq.admin.security import parse_listen
+    from fetchq.admin.server import AdminServer
+
     host, port = parse_listen(listen)
     controls = controls_for(run)
     recipe = run.recipe

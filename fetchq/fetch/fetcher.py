@@ -56,6 +56,8 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
+    ContentDecoderAgent,
+    GzipDecoder,
     RequestTransmissionFailed,
     ResponseNeverReceived,
 )
@@ -97,7 +99,13 @@ from fetchq.http.pool import (
 )
 from fetchq.http.proxy import ProxyEndpointFactory, ProxyingAgent, ProxyRoutes
 from fetchq.http.tls import TLSPolicy, certificate_problem
-from fetchq.http.urls import check_url, parse_retry_after, quick_uri, uri_text
+from fetchq.http.urls import (
+    check_url,
+    is_quick_uri,
+    parse_retry_after,
+    quick_uri,
+    uri_text,
+)
 from fetchq.retry import RetryPolicy
 from fetchq.secrets import Secret, reveal
 
@@ -301,6 +309,14 @@ class Fetcher:
             )
         no_cookies = IndexableCookieJar(DefaultCookiePolicy(allowed_domains=[]))
         self._client = HTTPClient(agent, cookiejar=no_cookies)
+        # A request without a body goes straight to the agent stack treq
+        # builds for it (gzip accepted and decoded by ``ContentDecoderAgent``)
+        # without treq's per-request work: its URL parse (``sent`` is parsed
+        # already), a cookie jar made and merged, and a ``CookieAgent`` whose
+        # jar refuses every cookie, so it adds no header and keeps nothing.
+        self._agent = ContentDecoderAgent(  # type: ignore[no-untyped-call]
+            agent, [(b"gzip", GzipDecoder)]
+        )
         self.on_robots_rate: Any = None
         self._robots: RobotsCache | None = None
         self._robots_config = config
@@ -531,6 +547,8 @@ class _Fetch:
     """
 
     __slots__ = (
+        "_quick",
+        "_sent",
         "body",
         "config",
         "current",
@@ -544,7 +562,6 @@ class _Fetch:
         "method",
         "redirects",
         "request",
-        "sent",
         "started",
         "timer",
         "url",
@@ -560,21 +577,24 @@ class _Fetch:
         self.url = url
         self.job_id = job_id
         self.started: float = fetcher._clock.seconds()
-        # Most URLs are plain text already in URI form: hand treq a URL that
-        # skips hyperlink's parse checks and IDNA work, and parse fully only
-        # for anything else, or to follow a redirect (``current``).
-        wire = None
-        if isinstance(url, str) and not config.params:
-            wire = quick_uri(url, config.allowed_schemes)
+        # Most URLs are plain text already in URI form (``_quick``): it goes
+        # on the wire as it is, and is parsed (cheaply, see ``quick_uri``)
+        # only if something asks for ``sent``.  Anything else is parsed fully
+        # now, as is a redirect's target (``current``).
         self.current: DecodedURL | None = None
-        self.sent: DecodedURL | EncodedURL
-        if wire is None:
+        self._quick: str | None = None
+        self._sent: DecodedURL | EncodedURL | None = None
+        if (
+            isinstance(url, str)
+            and not config.params
+            and is_quick_uri(url, config.allowed_schemes)
+        ):
+            self._quick = url
+        else:
             current = check_url(url, config.allowed_schemes)
             for name, value in () if robots else fetcher._params:
                 current = current.add(name, value)
-            self.current = self.sent = current
-        else:
-            self.sent = wire
+            self.current = self._sent = current
         self.method = config.method
         self.body = config.body
         self.headers = fetcher._headers
@@ -584,6 +604,17 @@ class _Fetch:
         self.expired = False
         self.request: Deferred[Any] | None = None
         self.timer: Any = None
+
+    @property
+    def sent(self) -> DecodedURL | EncodedURL:
+        """The URL of the request being sent (parsed on first use for a URL
+        in the quick shape)."""
+        sent = self._sent
+        if sent is None:
+            assert self._quick is not None
+            sent = self._sent = quick_uri(self._quick, self.config.allowed_schemes)
+            assert sent is not None  # is_quick_uri said so
+        return sent
 
     # -- one request, up to its response headers, within headers_timeout
 
@@ -609,14 +640,27 @@ class _Fetch:
             for name, value in self.headers:
                 raw.addRawHeader(name, value)
         self.expired = False
-        d: Deferred[Any] = fetcher._client.request(
-            self.method,
-            self.sent,
-            headers=raw,
-            data=self.body,
-            allow_redirects=False,
-            unbuffered=True,
-        )
+        d: Deferred[Any]
+        if self.body is None:
+            quick = self._quick
+            if quick is not None:
+                uri = quick.encode("ascii")  # its own URI form
+            else:
+                sent = self.sent
+                encoded = sent.encoded_url if isinstance(sent, DecodedURL) else sent
+                uri = encoded.to_uri().to_text().encode("ascii")
+            d = fetcher._agent.request(  # type: ignore[no-untyped-call]
+                self.method.encode("ascii").upper(), uri, raw, None
+            )
+        else:
+            d = fetcher._client.request(
+                self.method,
+                self.sent,
+                headers=raw,
+                data=self.body,
+                allow_redirects=False,
+                unbuffered=True,
+            )
         self.request = d
         self.timer = fetcher._clock.callLater(self.config.headers_timeout, self._expire)
         return d.addBoth(self._got_headers)
@@ -715,7 +759,8 @@ class _Fetch:
             self.method, self.body = "GET", None
         if current.scheme == "https" and target.scheme == "http":
             self.downgraded = True
-        self.current = self.sent = target
+        self.current = self._sent = target
+        self._quick = None
         robots = self.fetcher._robots
         if robots is not None and not self.keep:
             return robots.check(target).addCallback(self._send)

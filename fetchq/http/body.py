@@ -200,13 +200,20 @@ def content_encodings(response: Any) -> tuple[Any, list[str]]:
     those bytes, in the order they were applied (``Content-Encoding`` order,
     lower case, ``identity`` left out).
 
-    treq wraps a gzip response in Twisted's ``GzipDecoder`` (once per
+    treq (or ``ContentDecoderAgent``, which treq uses and the fetcher calls
+    directly) wraps a gzip response in Twisted's ``GzipDecoder`` (once per
     trailing ``gzip`` of the header, which it takes off the header), and
     that decoder inflates a whole socket read at once; the layers are
     peeled off here and put back in the list, so that every layer is read
     raw and inflated in bounded steps by :func:`read_body`.
     """
-    inner = getattr(response, "original", None)
+    # A treq response wraps the agent's (``original``); a response straight
+    # from the agent may be the decoder itself.
+    inner = (
+        response
+        if isinstance(response, GzipDecoder)
+        else getattr(response, "original", None)
+    )
     wrapped = 0
     if isinstance(inner, GzipDecoder):
         while isinstance(inner, GzipDecoder):

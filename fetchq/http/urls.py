@@ -28,6 +28,7 @@ __all__ = [
     "check_url",
     "checked_host_key",
     "host_key",
+    "is_quick_uri",
     "parse_retry_after",
     "quick_uri",
 ]
@@ -181,6 +182,12 @@ class _URIForm(EncodedURL):
     def to_text(self, with_password: bool = False) -> str:
         text = self._text  # never has userinfo, so no password to hide
         return text if text is not None else str(super().to_text(with_password))
+
+
+def is_quick_uri(url: str, allowed_schemes: Iterable[str] = DEFAULT_SCHEMES) -> bool:
+    """Whether :func:`quick_uri` would return a URL for ``url`` (without
+    parsing it): text :func:`check_url` accepts, already its own URI form."""
+    return _quick_key(url, allowed_schemes) is not None
 
 
 def quick_uri(

@@ -171,6 +171,12 @@ _ACK = (
     "UPDATE items SET state = 3, outcome = ?, record = ?, record_seq = ?, "
     "done_at = ?, not_before = NULL, lease_until = NULL WHERE seq = ?"
 )
+# The common ack, of an item this process claimed: one statement by id (the
+# state it leaves is known to be claimed), instead of a look-up and an update.
+_ACK_CLAIMED = (
+    "UPDATE items SET state = 3, outcome = ?, record = ?, record_seq = ?, "
+    "done_at = ?, not_before = NULL, lease_until = NULL WHERE id = ? AND state = 2"
+)
 _AMEND = "UPDATE items SET record = ? WHERE seq = ? AND state = 3"
 _REQUEUE = (
     "UPDATE items SET state = ?, not_before = ?, lease_until = NULL WHERE seq = ?"
@@ -616,12 +622,30 @@ class SQLiteStore:
         """Finish an item for good; False if it was already done (see
         :meth:`fetchq.store.base.Store.ack`)."""
         check_ack(outcome, record, now)
-        seq, state = self._find(item_id)
-        if state == _DONE:
-            return False
+        check_id(item_id)
+        self._check_open()
         text = None if record is None else _dumps(record)
         record_seq = self._record_seq + 1
-        self._begin().execute(_ACK, (outcome, text, record_seq, now, seq))
+        conn = self._conn
+        began = not conn.in_transaction
+        if (
+            self._begin()
+            .execute(_ACK_CLAIMED, (outcome, text, record_seq, now, item_id))
+            .rowcount
+        ):
+            state = _CLAIMED
+        else:  # not claimed: pending, delayed, done or unknown
+            try:
+                seq, state = self._find(item_id)
+            except KeyError:
+                if began:
+                    conn.execute("COMMIT")  # nothing written: end it as it began
+                raise
+            if state == _DONE:
+                if began:
+                    conn.execute("COMMIT")
+                return False
+            conn.execute(_ACK, (outcome, text, record_seq, now, seq))
         self._record_seq = record_seq
         self._leave(state)
         self._done[outcome] = self._done.get(outcome, 0) + 1

@@ -18,6 +18,9 @@ for module in (
     "tests.bench.bench_admin",
     "tests.bench.bench_admin_reach",
     "tests.bench.bench_redis_client",
+    "tests.bench.bench_main_job",
+    "tests.bench.bench_main_job_parts",
+    "tests.bench.bench_pacing",
 ):
     print(f"## {module}\n", flush=True)
     subprocess.run([sys.executable, "-m", module, *sys.argv[1:]], check=True)
