@@ -186,6 +186,26 @@ class RunStats:
         if isinstance(size, int):
             self.bytes += size
 
+    def to_json(self) -> dict[str, Any]:
+        """The tallies as JSON values (a worker hands them to its parent)."""
+        return {
+            "outcomes": dict(self.outcomes),
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "bytes": self.bytes,
+            "latency": {str(k): v for k, v in self.latency.buckets.items()},
+        }
+
+    def add(self, tallies: dict[str, Any]) -> None:
+        """Add another process's :meth:`to_json` tallies to these."""
+        self.outcomes.update(tallies.get("outcomes", {}))
+        self.statuses.update(
+            {int(k): v for k, v in tallies.get("statuses", {}).items()}
+        )
+        self.bytes += int(tallies.get("bytes", 0))
+        for index, n in tallies.get("latency", {}).items():
+            self.latency.buckets[int(index)] += n
+            self.latency.count += n
+
     def rate(self) -> float:
         """Jobs finished for good per second so far."""
         elapsed = self.clock.seconds() - self.started

@@ -28,13 +28,17 @@ What differs from a run on a local state (:class:`~fetchq.run.Run`):
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import math
+import sys
 from typing import IO, Any
 
 from twisted.internet import defer
 
 from fetchq.events import Event, JobFinished, LaneHeld
 from fetchq.job import Outcome
+from fetchq.output import write_output
+from fetchq.progress import ProgressDisplay, RunStats
 from fetchq.recipe import Recipe
 from fetchq.run import (
     _CHUNK,
@@ -49,7 +53,7 @@ from fetchq.run import (
 from fetchq.store import Claimed, StoreError, when
 from fetchq.store.redis import RedisStore
 
-__all__ = ["META_STOP", "SharedRun"]
+__all__ = ["META_STOP", "SharedRun", "WorkerDisplay", "write_output"]
 
 META_STOP = "run.stop"
 """Meta key: ``{"code": N, "message": ...}`` once a worker stopped the run."""
@@ -65,8 +69,11 @@ class SharedRun(Run):
     Args:
         recipe: a recipe with ``state.url``.
         reactor: the reactor.
-        write_output: write the output file when the run ends (``fetchq run
-            --workers`` children leave it to their parent).
+        write_output: write the output file when the run ends.
+        worker: a worker under ``fetchq run --workers``: no progress, no
+            summary, no resume line (the parent shows them), its tallies as
+            one JSON line on stdout at the end; the output is left to the
+            parent.
         read_ahead: most rows pending in Redis before the loader waits.
         store: an open :class:`~fetchq.store.redis.RedisStore` (default:
             connect to ``state.url`` when the run starts).
@@ -80,6 +87,7 @@ class SharedRun(Run):
         stream: IO[str] | None = None,
         *,
         write_output: bool = True,
+        worker: bool = False,
         read_ahead: int | None = 100_000,
         store: RedisStore | None = None,
         **kw: Any,
@@ -90,7 +98,11 @@ class SharedRun(Run):
             recipe, reactor, stream, store=store, read_ahead=read_ahead, **kw
         )
         self._stream_output = False
-        self._write_final = write_output
+        self._worker = worker
+        self._write_final = write_output and not worker
+        self._hush = False
+        self._stop_seen: Any = None
+        self._following = False
         self._lease = recipe.state.lease
         self._loader = False
         self._wake: Any = None
@@ -109,7 +121,14 @@ class SharedRun(Run):
 
     # -- starting ------------------------------------------------------------
 
-    async def _start(self) -> None:
+    def run(self) -> defer.Deferred[int]:
+        """Connect, then run to the end (or to an interruption, or to a stop
+        by any worker); fires with the exit code."""
+        started = defer.Deferred.fromCoroutine(self._connect())
+        started.addErrback(self._start_failed)
+        return self._finished
+
+    async def _connect(self) -> None:
         if self.store is None:
             state = self.recipe.state
             assert state.url is not None
@@ -118,11 +137,29 @@ class SharedRun(Run):
                     state.url, state.run, self.reactor
                 )
             except StoreError as e:
-                self._say(f"fetchq: {e}")
-                self._finish(EXIT_PROBLEMS)
+                self._abort(f"fetchq: {e}")
                 return
+        if self._worker:
+            self.display = WorkerDisplay(self.stats, self.stream)
+        else:
+            self.display = ProgressDisplay(self.stats, self.stream, self.progress_every)
+        # A stop an earlier run left is not this run's: only a new one counts.
+        self._stop_seen = await self.store.meta_get(META_STOP)
         await self._set_limits()
-        await super()._start()
+        await self._start()
+
+    def _start_failed(self, failure: Any) -> None:
+        if self.display is None:
+            self._abort(f"fetchq: {_short(failure.value)}", EXIT_FATAL)
+        else:
+            super()._start_failed(failure)
+
+    def _abort(self, line: str, code: int = EXIT_PROBLEMS) -> None:
+        """Nothing started (Redis out of reach): one line, no summary."""
+        print(line, file=self.stream or sys.stderr, flush=True)
+        self._closed = True
+        closed = defer.ensureDeferred(self.kind.close())
+        closed.addBoth(lambda _: self._finished.callback(code))
 
     async def _set_limits(self) -> None:
         """Give the run the recipe's limits, unless they are the ones it was
@@ -154,6 +191,13 @@ class SharedRun(Run):
             self._loader = True
             await super()._open_input()
 
+    def _read_chunk(self, limit: int) -> Any:
+        """As :meth:`Run._read_chunk`, in chunks of at most ``read_ahead``
+        rows (so Redis never holds much more than that pending)."""
+        if self.read_ahead is not None:
+            limit = max(1, min(limit, self.read_ahead))
+        return super()._read_chunk(limit)
+
     def _add_options(self) -> dict[str, Any]:
         return {"fence": _LOADER}
 
@@ -174,7 +218,14 @@ class SharedRun(Run):
         }
 
     def _claimed_now(self, claimed: list[Claimed]) -> None:
-        """Sleep until something may be launchable (or at most a while)."""
+        """Sleep until something may be launchable (or at most a while).
+
+        A worker with nothing to run records the failures it holds back for
+        the breaker: their rows are leased, and leases count against the
+        run's width and each lane's, so held any longer they could keep
+        every worker from claiming (or the run from ending)."""
+        if not claimed and self._streak and self.queue.size() == (0, 0):
+            self._ack_streak()
         wake = self.store.last_wake
         delay = _POLL if wake is None else min(_POLL, max(wake, 0.001))
         if claimed and self.queue.size()[0] < self.queue.width:
@@ -220,6 +271,11 @@ class SharedRun(Run):
     def _store_failed(self, failure: Any) -> None:
         """A lost connection is waited out (launching pauses: claims fail
         until Redis is back, writes are retried); anything else stops."""
+        if self._closed:
+            return  # calls cut short by closing the store
+        if "FENCED" in str(failure.value):
+            self._say("fetchq: lost the input's load lease; another process goes on")
+            return
         if _transient(failure.value):
             if not self._outage:
                 self._outage = True
@@ -261,27 +317,84 @@ class SharedRun(Run):
         self._watch(when(self.store.meta_get(META_STOP), self._stopped_elsewhere))
 
     def _lost_lease(self, held: bool) -> None:
-        if not held and not self._input_done:
+        if not held and not self._input_done and self._loader:
             self._say("fetchq: lost the input's load lease; another process goes on")
-            self._loader = False
-            self._rows = None
+            self._drop_reader()
+
+    def _drop_reader(self) -> None:
+        """Stop loading; whoever takes the lease next (this process too)
+        goes on from the checkpoint in Redis, which is exactly what landed:
+        each chunk of rows is stored with its checkpoint in one script."""
+        self._loader = False
+        self._rows = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     async def _follow_input(self) -> None:
-        await self._open_input()
-        if self._loader and self._rows is not None:
-            await _maybe(self._read_chunk(_CHUNK))
-            self._read_soon()
+        if self._following:
+            return
+        self._following = True
+        try:
+            await self._open_input()
+            if self._loader and self._rows is not None:
+                await self._guarded(self._read_chunk(_CHUNK))
+                self._read_soon()
+        finally:
+            self._following = False
+
+    def _read_more(self) -> None:
+        """As :meth:`Run._read_more`, but a chunk that could not be stored
+        (Redis away, or the lease lost: its write fenced) drops the reader
+        instead of stopping the run: the input is taken up again from the
+        checkpoint."""
+        self._read_scheduled = False
+        if self._input_done or self._stopping or self._closed or self._reading:
+            return
+        if self._rows is None:
+            return  # another process reads the input
+        self._reading = True
+        ahead = self.read_ahead
+
+        def read(counts: Any) -> Any:
+            if ahead is not None and counts.pending >= ahead:
+                return None  # the pump calls again as the store drains
+            return self._guarded(self._read_chunk(_CHUNK)).addCallback(lambda _: True)
+
+        def done(more: Any) -> None:
+            self._reading = False
+            if more and not self._closed:
+                self._pump()
+                self._read_soon()
+
+        def failed(failure: Any) -> Any:
+            self._reading = False
+            return failure
+
+        self._watch(self.store.counts().addCallback(read).addCallbacks(done, failed))
+
+    def _guarded(self, result: Any) -> defer.Deferred[Any]:
+        """A read's store writes: if they fail, the reader is dropped."""
+
+        def failed(failure: Any) -> Any:
+            if self._loader:
+                self._drop_reader()
+            return failure
+
+        return _maybe(result).addErrback(failed)
 
     def _stopped_elsewhere(self, stop: Any) -> None:
+        if stop == self._stop_seen:
+            return
         if stop and not self._stopping and not self._closed:
             why = f"stopped by another worker: {stop['message']}"
             self._stop(int(stop["code"]), why)
 
     def _stop(self, code: int, message: str) -> None:
         if code in (EXIT_FATAL, EXIT_FAILURES) and not self._stopping and self.store:
-            self._watch(
-                self.store.meta_set(META_STOP, {"code": code, "message": message})
-            )
+            stop = {"code": code, "message": message, "by": self.store.worker}
+            self._stop_seen = stop  # said here already
+            self._watch(self.store.meta_set(META_STOP, stop))
         super()._stop(code, message)
 
     def _check_finished(self) -> None:
@@ -297,7 +410,6 @@ class SharedRun(Run):
 
         def check(counts: Any) -> None:
             if counts.pending == 0 and counts.claimed == 0 and not self._closed:
-                self._ack_streak()
                 self._finish(EXIT_OK)
 
         self._watch(when(self.store.counts(), check))
@@ -307,39 +419,36 @@ class SharedRun(Run):
             await write_output(self.store, self.output.path)
             self._say(f"output: {self.output.path}")
 
+    # -- a worker under `fetchq run --workers` -------------------------------
+
+    def interrupt(self, signum: int) -> None:
+        """As :meth:`Run.interrupt`; a worker leaves saying so to its parent."""
+        self._hush = self._worker
+        try:
+            super().interrupt(signum)
+        finally:
+            self._hush = False
+
+    def _say(self, text: str) -> None:
+        if self._hush or (self._worker and text.startswith("resuming: ")):
+            return  # the parent says it, once
+        super()._say(text)
+
+    def _stopped(self, unprocessed: list[Any]) -> None:
+        if not self._worker:
+            super()._stopped(unprocessed)
+            return
+        now = self.reactor.seconds()
+        for job in unprocessed:
+            self._watch(self.store.requeue(job.id, None, now))
+        self._finish(self._exit)  # the parent says how to resume
+
     def _finish(self, code: int) -> None:
         if self._wake is not None and self._wake.active():
             self._wake.cancel()
         if self._loader and self.store is not None and not self._closed:
             self._watch(self.store.lease(_LOADER, self._lease, "drop"))
         super()._finish(code)
-
-
-async def write_output(store: Any, path: Path) -> int:
-    """Write every record of ``store`` to ``path`` (JSONL, one line per
-    record; a list record is a line per element), through a temporary file
-    replaced in one rename.  Returns how many records."""
-    import os
-    import tempfile
-
-    from fetchq.output import output_lines
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    count = 0
-    try:
-        with open(fd, "w", encoding="utf-8") as f:
-            seq = 0
-            while batch := await _maybe(store.records(seq, 5000)):
-                f.write(output_lines(batch))
-                seq = batch[-1].seq
-                count += len(batch)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return count
 
 
 def _transient(error: BaseException) -> bool:
@@ -356,3 +465,24 @@ def _transient(error: BaseException) -> bool:
 
 def _short(error: BaseException) -> str:
     return " ".join(str(error).split())[:200] or type(error).__name__
+
+
+class WorkerDisplay(ProgressDisplay):
+    """What a worker under ``fetchq run --workers`` shows: its messages
+    only (the parent shows progress and the summary), and at the end its
+    tallies (:meth:`RunStats.to_json`) as one JSON line on stdout, for the
+    parent's summary."""
+
+    def __init__(self, stats: RunStats, stream: IO[str] | None = None) -> None:
+        super().__init__(stats, stream, every=math.inf)
+        if self._progress is not None:  # a terminal after all: no bar
+            self._progress.stop()
+            self._progress = None
+
+    def tick(self) -> None:
+        """Nothing: the parent shows the progress."""
+
+    def close(self) -> None:
+        """Hand the tallies to the parent."""
+        sys.stdout.write(json.dumps(self.stats.to_json()) + "\n")
+        sys.stdout.flush()

@@ -31,6 +31,9 @@
 --   P delayed    ZSET   id -> not_before ms (pending, waiting)
 --   P leases     ZSET   id -> lease deadline ms (claimed); ZCARD = in flight
 --   P owner      HASH   id -> worker that claimed it
+--   P wl         HASH   worker -> how many leases it holds
+--   P workers    ZSET   worker -> its last claim (ms): the workers sharing
+--                       the width now (claimed within ACTIVE_MS)
 --   P lane:LANE  HASH   f (in flight), t (rate TAT ms), h (held until ms)
 --   P lcfg:NAME  HASH   a lane's own width/rate/burst
 --   P lid, lnm   HASH   lane name -> lane id, and back: items, queues and
@@ -44,6 +47,7 @@
 -- lane is known by a short id (LANE above), its name only at the edges.
 
 local US = "\031"
+local ACTIVE_MS = 2000 -- a worker that claimed this recently shares the width
 local CFG = KEYS[1]
 local P = string.sub(CFG, 1, #CFG - 3)
 
@@ -203,6 +207,17 @@ local function unqueue(lane, f, id)
   end
 end
 
+-- An item's lease no longer held by its worker (acked, requeued, expired).
+local function unown(id)
+  local w = redis.call("HGET", P .. "owner", id)
+  if w then
+    redis.call("HDEL", P .. "owner", id)
+    if redis.call("HINCRBY", P .. "wl", w, -1) <= 0 then
+      redis.call("HDEL", P .. "wl", w)
+    end
+  end
+end
+
 local function lane_release(lane, now)
   local key = P .. "lane:" .. lane
   local left = redis.call("HINCRBY", key, "f", -1)
@@ -224,7 +239,7 @@ local function promote(now, c)
   local expired = redis.call("ZRANGEBYSCORE", P .. "leases", "-inf", now, "LIMIT", 0, 500)
   for _, id in ipairs(expired) do
     redis.call("ZREM", P .. "leases", id)
-    redis.call("HDEL", P .. "owner", id)
+    unown(id)
     local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
     if raw then
       local f = split(raw)
@@ -240,7 +255,7 @@ end
 local function detach(id, f, now)
   local lane = f[2]
   if redis.call("ZREM", P .. "leases", id) == 1 then
-    redis.call("HDEL", P .. "owner", id)
+    unown(id)
     lane_release(lane, now)
     counter("claimed", -1)
     return "claimed"
@@ -362,6 +377,17 @@ if use_limits then
   if width then
     local busy = redis.call("ZCARD", P .. "leases")
     free = math.min(free, width - busy)
+    -- Each worker sharing the width gets its share: a worker that frees a
+    -- slot and claims again at once must not keep the others, who only
+    -- come by now and then, from ever getting one.
+    local workers = P .. "workers"
+    redis.call("ZADD", workers, now, worker)
+    redis.call("ZREMRANGEBYSCORE", workers, "-inf", "(" .. (now - ACTIVE_MS))
+    local active = redis.call("ZCARD", workers)
+    if active > 1 then
+      local mine = num(redis.call("HGET", P .. "wl", worker), 0)
+      free = math.min(free, math.ceil(width / active) - mine)
+    end
   end
 end
 local tat = num(redis.call("GET", P .. "tat"), 0)
@@ -375,6 +401,7 @@ local function take(id, lane)
   redis.call("HSET", P .. "i:" .. b, id, join(f))
   redis.call("ZADD", P .. "leases", now + lease_ms, id)
   redis.call("HSET", P .. "owner", id, worker)
+  redis.call("HINCRBY", P .. "wl", worker, 1)
   redis.call("HINCRBY", P .. "lane:" .. lane, "f", 1)
   counter("pending", -1)
   counter("claimed", 1)

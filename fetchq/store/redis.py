@@ -49,6 +49,8 @@ import contextlib
 import hashlib
 import json
 import math
+import os
+import socket
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from importlib import resources
@@ -86,6 +88,7 @@ _US = "\x1f"
 _META = "\x1emeta"
 _FOREVER_MS = 2**52  # a lease or time that never comes
 _SCRIPTS: dict[str, str] | None = None
+_HOST = socket.gethostname().replace(" ", "_")
 
 _dumps = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":")
@@ -182,7 +185,8 @@ class RedisStore:
         client: a txredisapi connection or pool (``convertNumbers=False``).
         run: the run's name; its keys are ``{fetchq:RUN}:...``.
         reactor: time, for batching and lease renewals.
-        worker: this process's name among the workers (default: random).
+        worker: this process's name among the workers (default:
+            ``HOST:PID:RANDOM``, so an operator can tell who holds what).
         server_time: deadlines on the Redis server's clock (the default);
             False uses the ``now`` each call passes (tests).
         renew: renew this process's leases (every third of the lease).
@@ -209,7 +213,7 @@ class RedisStore:
         self.prefix = f"{{fetchq:{run}}}:"
         self._cfg = self.prefix + "cfg"
         self._reactor = reactor
-        self.worker = worker or uuid.uuid4().hex[:12]
+        self.worker = worker or f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._server_time = server_time
         self._closed = False
         self._held: dict[str, float] = {}  # ids this process holds -> lease (s)
@@ -255,6 +259,14 @@ class RedisStore:
             from twisted.internet.ssl import optionsForClientTLS
 
             tls = optionsForClientTLS(settings["host"])
+        try:
+            # One plain connection first: an address that refuses or does not
+            # answer is said at once (the pool would keep trying in silence).
+            yield defer.Deferred.fromCoroutine(
+                _probe(reactor, settings["host"], settings["port"], timeout)
+            )
+        except Exception as e:
+            raise StoreError(f"{where}: cannot connect: {_short(e)}") from None
         client = txredisapi.lazyConnectionPool(
             settings["host"],
             settings["port"],
@@ -767,6 +779,17 @@ class RedisStore:
         at = "" if self._server_time else str(_ms(now or 0.0))
         d = self._eval("hold", [at, lane_name(key), f"{seconds:.3f}"])
         return d.addCallback(lambda _: seconds)
+
+
+async def _probe(reactor: Any, host: str, port: int, timeout: float) -> None:
+    """Open one TCP connection to ``host:port`` and close it again."""
+    from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+    from twisted.internet.protocol import Protocol
+
+    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    protocol = await connectProtocol(endpoint, Protocol())  # type: ignore[no-untyped-call]
+    assert protocol.transport is not None
+    protocol.transport.loseConnection()
 
 
 async def _wait_connected(client: Any, timeout: float, reactor: Any) -> None:
