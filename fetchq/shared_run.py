@@ -451,13 +451,20 @@ class SharedRun(Run):
         super()._finish(code)
 
 
+_WAIT_OUT = frozenset(
+    ("LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN")
+)
+
+
 def _transient(error: BaseException) -> bool:
     """Whether a store error is Redis being unreachable (wait it out) rather
     than a refusal (a script error, a fence, bad data: stop)."""
     import txredisapi
 
     if isinstance(error, txredisapi.ResponseError):
-        return False
+        # Redis starting (loading its AOF), busy with a slow script, or a
+        # replica not yet promoted: wait those out too.
+        return str(error).split(" ", 1)[0] in _WAIT_OUT
     return isinstance(
         error, (txredisapi.ConnectionError, ConnectionError, OSError)
     ) or (type(error).__module__.startswith("twisted.internet.error"))

@@ -147,9 +147,10 @@ class _Worker(protocol.ProcessProtocol):
         return None
 
     def describe(self) -> str:
+        """How it ended: ``exit 3``, ``killed by signal 9``."""
         if self.signal is not None:
-            return f"worker {self.number}: killed by signal {self.signal}"
-        return f"worker {self.number}: exit {self.code}"
+            return f"killed by signal {self.signal}"
+        return f"exit {self.code}"
 
 
 class Workers:
@@ -279,7 +280,7 @@ class Workers:
     def _worker_ended(self, _: Any, child: _Worker) -> None:
         self.stats.alive -= 1
         if child.code != EXIT_OK and self._signal is None:
-            self.relay(child.number, f"ended: {child.describe()}")
+            self.relay(child.number, f"ended ({child.describe()})")
 
     def _tick(self) -> None:
         # The command runs the reactor without signal handlers, so no
@@ -367,7 +368,7 @@ class Workers:
             return EXIT_OK  # a worker ends 0 only once the whole run has
         self._say(
             "fetchq: every worker ended before the run did ("
-            + ", ".join(c.describe() for c in self.children)
+            + ", ".join(f"worker {c.number}: {c.describe()}" for c in self.children)
             + ")"
         )
         return EXIT_FATAL

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -24,9 +25,10 @@ from typing import Any
 from twisted.internet import defer, protocol, reactor, task
 from twisted.trial.unittest import TestCase
 
+from fetchq import cli
 from fetchq.demo import DemoSite, SiteBehaviour
 from fetchq.recipe import load_recipe
-from fetchq.run import EXIT_FATAL
+from fetchq.run import EXIT_FATAL, Run
 from fetchq.shared_run import SharedRun
 from fetchq.store.redis import RedisStore
 from fetchq.testing.api import serve as serve_api
@@ -350,8 +352,9 @@ class InProcessTests(SharedRunTestCase):
         counts = yield store.counts()
         self.assertLessEqual(set(counts.done), {"ok"})
         self.assertEqual(counts.finished, len(provider.messages))
-        self.assertGreater(counts.pending, 40)
         self.assertEqual(counts.claimed, 0)
+        self.assertEqual(counts.pending + counts.finished, 60)
+        self.assertGreater(counts.pending, 0)
         self.assertEqual(read_jsonl(self.folder / "out" / "sent.jsonl"), [])
 
 
@@ -408,8 +411,8 @@ def flat(reply: bytes) -> list[str]:
     return [lines[i].decode() for i in range(2, len(lines) - 1, 2)]
 
 
-class ProcessTests(SharedRunTestCase):
-    """Real ``fetchq run`` processes, as on separate machines."""
+class ProcessTestCase(SharedRunTestCase):
+    """Helpers for tests with real ``fetchq`` processes."""
 
     timeout = 180
 
@@ -500,6 +503,10 @@ class ProcessTests(SharedRunTestCase):
         ]
         self.assertEqual(sorted(back), sorted(held))
 
+
+class ProcessTests(ProcessTestCase):
+    """Real ``fetchq run`` processes, as on separate machines."""
+
     @defer.inlineCallbacks
     def test_kill_9_one_of_three_workers(self) -> Generator[Any, Any, None]:
         """Three `fetchq run` processes on one recipe; one is killed with
@@ -551,3 +558,211 @@ class ProcessTests(SharedRunTestCase):
         self.check_after_kill(site, ids, done, seen, held)
         epoch = bulk(self.redis.command("GET", self.key("lease:loader:epoch")))
         self.assertEqual(epoch, "2")  # taken once more, by another worker
+
+    @defer.inlineCallbacks
+    def test_redis_down_at_start(self) -> Generator[Any, Any, None]:
+        """Redis not there: `fetchq run` (alone or with --workers) and
+        `fetchq output` each say so in one line naming the address, and
+        exit 2 (nothing was run)."""
+        port = redis_server._free_port()
+        _, recipe, _ = self.site_and_recipe(
+            10, latency=0.0, url=f"redis://127.0.0.1:{port}/0"
+        )
+        for args in (
+            ("run", str(recipe)),
+            ("run", str(recipe), "--workers", "2"),
+            ("output", str(recipe)),
+        ):
+            proc = self.start(*args)
+            code = yield proc.done
+            self.assertEqual(code, 2, proc.said())
+            lines = proc.said().splitlines()
+            self.assertEqual(len(lines), 1, lines)
+            self.assertIn(f"redis at 127.0.0.1:{port}: cannot connect", lines[0])
+
+    @defer.inlineCallbacks
+    def test_redis_restarted_mid_run(self) -> Generator[Any, Any, None]:
+        """Redis (AOF on, fsync always) killed with SIGKILL mid-run and
+        started again a second later: the workers pause, reconnect and go
+        on; the run ends 0 with every row exactly once, and no row done
+        before the kill is fetched again (nothing acked was lost)."""
+        server = redis_server.RedisServer(
+            "--appendonly", "yes", "--appendfsync", "always"
+        )
+        self.addCleanup(server.stop)
+        self.redis = server
+        site, recipe, ids = self.site_and_recipe(
+            900, latency=0.03, lease=3.0, url=server.url
+        )
+        parent = self.start("run", str(recipe), "--workers", "2")
+        yield self.wait_for(lambda: sum(site.requests.values()) >= 200, "progress")
+        store = yield self.store()
+        done = set()
+        seq = 0
+        while batch := (yield store.records(seq, 5000)):
+            done |= {r.id for r in batch}
+            seq = batch[-1].seq
+        seen = dict(site.requests)
+        server.kill()
+        yield task.deferLater(reactor, 1.0, lambda: None)
+        stalled = sum(site.requests.values())
+        server.start()
+        code = yield parent.done
+        self.assertEqual(code, 0, parent.said())
+        self.assertGreater(sum(site.requests.values()), stalled + 100)
+        self.check_one_record_per_row(self.folder / "out" / "result.jsonl", ids)
+        again = [i for i in done if site.requests[f"/page/{i}"] != seen[f"/page/{i}"]]
+        self.assertEqual(again, [], "rows done before the kill were fetched again")
+
+
+class WorkersTests(ProcessTestCase):
+    """`fetchq run RECIPE --workers N`: one parent, N worker processes."""
+
+    def test_refused_without_redis(self) -> None:
+        """--workers with a recipe whose state is a file is refused, saying
+        what to set, before anything runs (exit 2)."""
+        (self.folder / "urls.txt").write_text("http://127.0.0.1:1/\n")
+        path = self.folder / "recipe.yaml"
+        path.write_text(FETCH_RECIPE.format(width=2, host_width=2))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = cli.main(["run", str(path), "--workers", "2"])
+        self.assertEqual(code, 2)
+        self.assertIn("--workers needs the run's state in Redis", err.getvalue())
+        self.assertIn("state.url", err.getvalue())
+        self.assertFalse((self.folder / "out").exists())
+
+    @defer.inlineCallbacks
+    def test_workers_share_one_run(self) -> Generator[Any, Any, None]:
+        """Two workers under one parent: exit 0, one record per row written
+        once by the parent, one summary adding up both workers' jobs (each
+        did some), no worker's own summary or progress."""
+        site, recipe, ids = self.site_and_recipe(600, latency=0.02)
+        parent = self.start("run", str(recipe), "--workers", "2")
+        code = yield parent.done
+        said = parent.said()
+        self.assertEqual(code, 0, said)
+        self.check_one_record_per_row(self.folder / "out" / "result.jsonl", ids)
+        self.assertEqual(said.count("finished 600 jobs"), 1, said)
+        self.assertEqual(said.count("output: "), 1, said)
+        by_worker = [ln for ln in said.splitlines() if ln.startswith("workers: ")]
+        self.assertEqual(len(by_worker), 1, said)
+        counts = [int(part.split()[1]) for part in by_worker[0][9:].split(", ")]
+        self.assertEqual(len(counts), 2)
+        self.assertEqual(sum(counts), 600)
+        self.assertTrue(all(counts), by_worker)
+        self.assertNotIn("worker 1: finished", said)
+        self.assertEqual(set(site.requests.values()), {1})
+
+    @defer.inlineCallbacks
+    def test_ctrl_c_stops_every_worker_once(self) -> Generator[Any, Any, None]:
+        """SIGINT to the parent (what Ctrl-C sends it: the workers have
+        process groups of their own) reaches every worker once: they let
+        what is underway finish and hand the rest back; the parent says
+        once how to resume and exits 130.  Resuming with the same command
+        finishes the run, every row once, no row done before fetched
+        again."""
+        site, recipe, ids = self.site_and_recipe(900, latency=0.03)
+        parent = self.start("run", str(recipe), "--workers", "2")
+        yield self.wait_for(lambda: sum(site.requests.values()) >= 150, "progress")
+        parent.transport.signalProcess("INT")
+        code = yield parent.done
+        said = parent.said()
+        self.assertEqual(code, 130, said)
+        self.assertEqual(said.count("resume with: fetchq run"), 1, said)
+        self.assertIn("--workers 2", said)
+        self.assertEqual(said.count("interrupted"), 1, said)
+        store = yield self.store()
+        counts = yield store.counts()
+        self.assertEqual(counts.claimed, 0, "a worker kept rows leased")
+        self.assertGreater(counts.pending, 0)
+        seen = dict(site.requests)
+        records = set()
+        seq = 0
+        while batch := (yield store.records(seq, 5000)):
+            records |= {r.id for r in batch}
+            seq = batch[-1].seq
+        again = self.start("run", str(recipe), "--workers", "2")
+        code = yield again.done
+        self.assertEqual(code, 0, again.said())
+        self.assertIn("resuming: ", again.said())
+        self.check_one_record_per_row(self.folder / "out" / "result.jsonl", ids)
+        refetched = [
+            i for i in records if site.requests[f"/page/{i}"] != seen[f"/page/{i}"]
+        ]
+        self.assertEqual(refetched, [])
+
+    @defer.inlineCallbacks
+    def test_fatal_failure_stops_the_workers(self) -> Generator[Any, Any, None]:
+        """An sms recipe with a wrong token under --workers 2: exit 3, the
+        reason shown, every row left to do (none failed); with the right
+        token, the same command sends each message once (the earlier stop is
+        not taken for this run's)."""
+        provider = FakeSMSProvider(reactor, latency=0.01)
+        served = serve_sms(reactor, provider=provider)
+        self.addCleanup(served.stop)
+        lines = ["id,to,from,name"]
+        for i in range(30):
+            lines.append(f"m{i},+1646555{2000 + i},+1212555{1000 + i % 3},Ann{i}")
+        (self.folder / "messages.csv").write_text("\n".join(lines) + "\n")
+        recipe = self.write_recipe(SMS_RECIPE.format(base=served.url, rate=10))
+        self.set_env(TWILIO_ACCOUNT_SID=DEFAULT_ACCOUNT_SID, TWILIO_AUTH_TOKEN="wrong")
+        parent = self.start("run", str(recipe), "--workers", "2")
+        code = yield parent.done
+        self.assertEqual(code, EXIT_FATAL, parent.said())
+        self.assertIn("AuthFailed", parent.said())
+        self.assertEqual(parent.said().count("resume with: "), 1)
+        self.assertEqual(provider.messages, [])
+        store = yield self.store()
+        counts = yield store.counts()
+        self.assertEqual((counts.finished, counts.pending, counts.claimed), (0, 30, 0))
+        self.set_env(TWILIO_AUTH_TOKEN=DEFAULT_AUTH_TOKEN)
+        again = self.start("run", str(recipe), "--workers", "2")
+        code = yield again.done
+        self.assertEqual(code, 0, again.said())
+        self.assertEqual(len(provider.messages), 30)
+        self.assertEqual(provider.duplicates(), [])
+
+
+class OutputCommandTests(ProcessTestCase):
+    """`fetchq output RECIPE`: the output file from the state."""
+
+    @defer.inlineCallbacks
+    def check_output_command(self, path: Path) -> Generator[Any, Any, None]:
+        output = self.folder / "out" / "result.jsonl"
+        written = output.read_text()
+        output.unlink()
+        proc = self.start("output", str(path))
+        code = yield proc.done
+        self.assertEqual(code, 0, proc.said())
+        self.assertIn(b"output: ", proc.out)
+        self.assertEqual(
+            sorted(output.read_text().splitlines()), sorted(written.splitlines())
+        )
+
+    @defer.inlineCallbacks
+    def test_output_from_redis(self) -> Generator[Any, Any, None]:
+        """After a run in Redis, the output deleted: `fetchq output` writes
+        it again, the same records (exit 0)."""
+        _, recipe, _ = self.site_and_recipe(50, latency=0.0)
+        code = yield SharedRun(load_recipe(recipe), reactor, stream=self.stream()).run()
+        self.assertEqual(code, 0, self.said())
+        yield self.check_output_command(recipe)
+
+    @defer.inlineCallbacks
+    def test_output_from_a_state_file(self) -> Generator[Any, Any, None]:
+        """The same for a recipe whose state is a SQLite file; before any
+        run, `fetchq output` says there is nothing (exit 2)."""
+        site = CountingSite(reactor)
+        base = site.listen()[0]
+        self.addCleanup(site.stop)
+        self.write_urls([f"{base}/page/{i}" for i in range(50)])
+        path = self.folder / "recipe.yaml"
+        path.write_text(FETCH_RECIPE.format(width=4, host_width=4))
+        proc = self.start("output", str(path))
+        code = yield proc.done
+        self.assertEqual(code, 2)
+        self.assertIn("has not run", proc.said())
+        code = yield Run(load_recipe(path), reactor, stream=self.stream()).run()
+        self.assertEqual(code, 0)
+        yield self.check_output_command(path)

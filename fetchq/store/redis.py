@@ -216,6 +216,8 @@ class RedisStore:
         self.worker = worker or f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._server_time = server_time
         self._closed = False
+        self._closing: Deferred[None] | None = None
+        self._claims: set[Deferred[Any]] = set()  # claims in flight
         self._held: dict[str, float] = {}  # ids this process holds -> lease (s)
         self._ops: list[tuple[str, list[str], float, Deferred[Any]]] = []
         self._sending = False
@@ -412,7 +414,14 @@ class RedisStore:
             "1" if limits else "",
             *(lane_name(key) for key in skip),
         ]
-        return self._eval("claim", args).addCallback(self._claimed, lease)
+        d = self._eval("claim", args).addCallback(self._claimed, lease)
+        self._claims.add(d)
+
+        def landed(result: Any) -> Any:
+            self._claims.discard(d)
+            return result
+
+        return d.addBoth(landed)
 
     def _claimed(self, reply: list[Any], lease: float) -> list[Claimed]:
         wake = float(reply[0])
@@ -661,18 +670,25 @@ class RedisStore:
         return d.addCallback(lambda _: None)
 
     def close(self) -> Deferred[None]:
-        """Let every write land, then disconnect.  Closing twice is harmless."""
-        if self._closed:
-            return defer.succeed(None)
+        """Let every claim in flight come back (whoever asked for it may
+        hand its items back: those writes are still taken) and every write
+        land, then disconnect.  Closing twice is harmless."""
+        if self._closing is not None:
+            return self._closing
         if self._renewer is not None and self._renewer.running:
             self._renewer.stop()
-        d = self._drain()
-        self._closed = True
+        claims = defer.DeferredList(list(self._claims), consumeErrors=True)
+
+        def drain(_: Any) -> Deferred[None]:
+            return self._drain()
 
         def disconnect(_: Any) -> Any:
+            self._closed = True
             return self._client.disconnect()
 
-        return d.addBoth(disconnect).addCallback(lambda _: None)
+        d = claims.addCallback(drain).addBoth(disconnect).addCallback(lambda _: None)
+        self._closing = d
+        return d
 
     # ------------------------------------------------------------------
     # Limits every worker obeys together
