@@ -103,6 +103,7 @@ class SharedRun(Run):
         self._hush = False
         self._stop_seen: Any = None
         self._following = False
+        self._scheduled: dict[str, tuple[Any, Claimed]] = {}  # id -> (call, item)
         self._lease = recipe.state.lease
         self._loader = False
         self._wake: Any = None
@@ -143,6 +144,11 @@ class SharedRun(Run):
             self.display = WorkerDisplay(self.stats, self.stream)
         else:
             self.display = ProgressDisplay(self.stats, self.stream, self.progress_every)
+        if self.fresh:
+            # Before the limits are set: forgetting the run forgets them too.
+            await self.store.reset()
+            self._say("starting afresh: the state of earlier runs is forgotten")
+            self.fresh = False
         # A stop an earlier run left is not this run's: only a new one counts.
         self._stop_seen = await self.store.meta_get(META_STOP)
         await self._set_limits()
@@ -205,7 +211,7 @@ class SharedRun(Run):
 
     def _claim_request(self) -> dict[str, Any] | None:
         underway, pending = self.queue.size()
-        free = self.queue.width - underway - pending
+        free = self.queue.width - underway - pending - len(self._scheduled)
         if free <= 0:
             return None
         cap = self.recipe.queue.lanes.width or self.queue.width
@@ -296,11 +302,43 @@ class SharedRun(Run):
         super()._claim_failed(failure)
 
     def _put_claimed(self, claimed: list[Claimed]) -> None:
+        """Into the queue now, or at the launch time the claim reserved for
+        them under the rates (see :attr:`RedisStore.last_delays`)."""
         if self._outage:
             self._outage = False
             self._backoff = 0.0
             self._say("fetchq: redis is back; going on")
+        delays = self.store.last_delays
+        if delays and not (self._closed or self._stopping):
+            now: list[Claimed] = []
+            for item in claimed:
+                delay = delays.get(item.id, 0.0)
+                if delay > 0.001:
+                    call = self.reactor.callLater(delay, self._launch, item)
+                    self._scheduled[item.id] = (call, item)
+                else:
+                    now.append(item)
+            claimed = now
         super()._put_claimed(claimed)
+
+    def _launch(self, item: Claimed) -> None:
+        """An item whose launch time has come: into the queue."""
+        del self._scheduled[item.id]
+        if self._closed or self._stopping:
+            self._watch(self.store.requeue(item.id, None, self.reactor.seconds()))
+            return
+        key = item.key
+        self._in_queue[key] = self._in_queue.get(key, 0) + 1
+        d = self.queue.put(self.kind.arg(item), item.priority, key=key, job_id=item.id)
+        d.addCallbacks(self._succeeded, self._failed)
+
+    def _hand_back_scheduled(self) -> None:
+        """Items waiting for their launch time go back to Redis."""
+        now = self.reactor.seconds()
+        for call, item in self._scheduled.values():
+            call.cancel()
+            self._watch(self.store.requeue(item.id, None, now))
+        self._scheduled.clear()
 
     # -- the end -----------------------------------------------------------------
 
@@ -404,7 +442,9 @@ class SharedRun(Run):
             return
         underway, pending = self.queue.size()
         now = self.reactor.seconds()
-        if underway or pending or now - self._last_check < self.tick_seconds:
+        if underway or pending or self._scheduled:
+            return
+        if now - self._last_check < self.tick_seconds:
             return
         self._last_check = now
 
@@ -435,6 +475,7 @@ class SharedRun(Run):
         super()._say(text)
 
     def _stopped(self, unprocessed: list[Any]) -> None:
+        self._hand_back_scheduled()
         if not self._worker:
             super()._stopped(unprocessed)
             return
@@ -446,6 +487,8 @@ class SharedRun(Run):
     def _finish(self, code: int) -> None:
         if self._wake is not None and self._wake.active():
             self._wake.cancel()
+        if not self._closed and self.store is not None:
+            self._hand_back_scheduled()
         if self._loader and self.store is not None and not self._closed:
             self._watch(self.store.lease(_LOADER, self._lease, "drop"))
         super()._finish(code)

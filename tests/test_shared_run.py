@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import shutil
@@ -250,9 +251,33 @@ class InProcessTests(SharedRunTestCase):
         self.assertEqual(len(failed), 30)
 
     @defer.inlineCallbacks
+    def test_fresh_keeps_the_recipes_limits(self) -> Generator[Any, Any, None]:
+        """A run started afresh forgets the run's state and then gives it
+        the recipe's limits (forgetting them after would leave the run with
+        no width, no rate)."""
+        site = CountingSite(reactor)
+        base = site.listen()[0]
+        self.addCleanup(site.stop)
+        ids = self.write_urls([f"{base}/page/{i}" for i in range(20)])
+        recipe = self.write_recipe(FETCH_RECIPE.format(width=3, host_width=2))
+        for fresh in (False, True):
+            run = SharedRun(
+                load_recipe(recipe), reactor, stream=self.stream(), fresh=fresh
+            )
+            code = yield run.run()
+            self.assertEqual(code, 0, self.said())
+        self.assertIn("starting afresh", self.said())
+        self.check_one_record_per_row(self.folder / "out" / "result.jsonl", ids)
+        self.assertEqual(set(site.requests.values()), {2})
+        store = yield self.store()
+        limits = yield store.limits()
+        self.assertEqual((limits["width"], limits["lane_width"]), (3, 2))
+
+    @defer.inlineCallbacks
     def test_sms_recipe_on_redis(self) -> Generator[Any, Any, None]:
         """An sms recipe with its state in Redis, two workers: every message
-        accepted by the provider exactly once, one record per row."""
+        accepted by the provider exactly once, one record per row, and each
+        sender's rate kept between the two workers."""
         provider = FakeSMSProvider(reactor, latency=0.01)
         served = serve_sms(reactor, provider=provider)
         self.addCleanup(served.stop)
@@ -274,6 +299,17 @@ class InProcessTests(SharedRunTestCase):
         self.assertEqual(len(provider.messages), 40)
         self.assertEqual(provider.duplicates(), [])
         self.assertTrue(all(run.stats.done for run in runs))
+        # Each sender's lane kept its pace (8/s) across both workers: each
+        # launch at the slot its claim reserved, not before (1/8 s apart,
+        # less timer slack).
+        for k in range(4):
+            times = sorted(
+                m.created_at
+                for m in provider.messages
+                if m.from_ == f"+1212555{1000 + k}"
+            )
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            self.assertGreater(min(gaps), 0.1, gaps)
 
     @defer.inlineCallbacks
     def test_api_recipe_on_redis(self) -> Generator[Any, Any, None]:

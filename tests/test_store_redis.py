@@ -70,8 +70,10 @@ class LimitTests(RedisTestCase):
     @defer.inlineCallbacks
     def test_global_rate_is_gcra(self) -> Generator[Any, Any, None]:
         """At 10/s with a burst of 2, two launches come at once, then one
-        every 100 ms, however the claims are spread over workers; the claim
-        says when the next may come."""
+        every 100 ms, however the claims are spread over workers.  A claim
+        takes the launch slots due within 50 ms, each with its launch time
+        (so a claim that reaches Redis late loses nothing), and says when
+        to claim next."""
         run = redis_server.run_name()
         a = yield self.connect(run, server_time=False, renew=False)
         b = yield self.connect(run, server_time=False, renew=False)
@@ -79,16 +81,23 @@ class LimitTests(RedisTestCase):
         yield a.add(items("x", 20))
         got = yield a.claim(10, 0.0, 60.0, per_lane=10, limits=True)
         self.assertEqual(len(got), 2)
-        self.assertAlmostEqual(a.last_wake, 0.1, places=3)
-        self.assertEqual((yield b.claim(10, 0.05, 60.0, per_lane=10, limits=True)), [])
-        launched = 2
-        t = 0.1
+        self.assertEqual(a.last_delays, {})  # both now
+        self.assertAlmostEqual(a.last_wake, 0.05, places=3)
+        self.assertEqual((yield b.claim(10, 0.04, 60.0, per_lane=10, limits=True)), [])
+        got = yield b.claim(10, 0.06, 60.0, per_lane=10, limits=True)
+        self.assertEqual(len(got), 1)
+        self.assertAlmostEqual(b.last_delays[got[0].id], 0.04, places=3)
+        launches = [0.0, 0.0, 0.1]
+        t = 0.11
         while t < 1.0 - 1e-9:
             for store in (a, b):
                 got = yield store.claim(10, t, 60.0, per_lane=10, limits=True)
-                launched += len(got)
+                launches += [t + store.last_delays.get(c.id, 0.0) for c in got]
             t = round(t + 0.05, 3)
-        self.assertEqual(launched, 2 + 9)  # at 0.1, 0.2, ... 0.9
+        # one every 100 ms, each at its slot: 0.2, 0.3, ... 1.0
+        self.assertEqual(
+            [round(x, 3) for x in launches[2:]], [k / 10 for k in range(1, 11)]
+        )
 
     @defer.inlineCallbacks
     def test_lane_width_rate_and_hold(self) -> Generator[Any, Any, None]:

@@ -48,6 +48,7 @@
 
 local US = "\031"
 local ACTIVE_MS = 2000 -- a worker that claimed this recently shares the width
+local AHEAD_MS = 50 -- how far ahead a claim may take launch slots
 local CFG = KEYS[1]
 local P = string.sub(CFG, 1, #CFG - 3)
 
@@ -349,7 +350,8 @@ return found
 --@ claim
 -- ARGV: now, worker, limit, per_lane ("" = global priority order), lease
 -- ms, limits ("1": apply cfg's width, rate and lane limits), skip lanes...
--- Returns {wake ms (-1: nothing due), id, item, id, item, ...}.
+-- Returns {wake ms (-1: nothing due), id, item, at, id, item, at, ...}: at
+-- is when the item may launch, in ms from now (0 but with the rates).
 local now = now_ms()
 local worker, limit = ARGV[2], tonumber(ARGV[3])
 local per_lane = num(ARGV[4], nil)
@@ -369,6 +371,7 @@ local function soon(t)
 end
 local free = limit
 local width, rate, burst = nil, nil, 1
+local full = false -- no slot free for this worker
 if use_limits then
   if c.paused == "1" then return {-1} end
   width = num(c.width, nil)
@@ -388,12 +391,13 @@ if use_limits then
       local mine = num(redis.call("HGET", P .. "wl", worker), 0)
       free = math.min(free, math.ceil(width / active) - mine)
     end
+    full = free <= 0
   end
 end
 local tat = num(redis.call("GET", P .. "tat"), 0)
 local taken = 0
 
-local function take(id, lane)
+local function take(id, lane, at)
   local b = bucket(id)
   local raw = redis.call("HGET", P .. "i:" .. b, id)
   local f = split(raw)
@@ -407,12 +411,19 @@ local function take(id, lane)
   counter("claimed", 1)
   out[#out + 1] = id
   out[#out + 1] = join(named(f))
+  out[#out + 1] = tostring(at or 0)
   taken = taken + 1
 end
 
+-- By lane, a claim may take what the rates let launch within AHEAD_MS: each
+-- item comes with its launch time (ms from now), which the worker keeps.
+-- Launch slots are reserved on the server's schedule, so however late a
+-- claim reaches Redis, the rates hold over time without losing that time.
+local ahead = 0
+if use_limits and per_lane ~= nil then ahead = AHEAD_MS end
 if free > 0 and use_limits and rate then
   local w = gcra_wait(tat, now, rate, burst)
-  if w > 0 then free = 0; soon(now + w) end
+  if w > ahead then free = 0; soon(now + w - ahead) end
 end
 
 if free > 0 and per_lane == nil then
@@ -461,27 +472,30 @@ elseif free > 0 then
     if n > 0 and lwidth then n = math.min(n, lwidth - inflight) end
     local got = 0
     while n > 0 do
+      local at = 0
       if lrate then
         local w = gcra_wait(ltat, now, lrate, lburst)
-        if w > 0 then next_at = now + w; break end
+        if w > ahead then next_at = now + w - ahead; break end
+        at = w
       end
       if rate then
         local w = gcra_wait(tat, now, rate, burst)
-        if w > 0 then soon(now + w); free = taken; break end
+        if w > ahead then soon(now + w - ahead); free = taken; break end
+        at = math.max(at, w)
       end
       local head = lane_head(lane)
       if not head then break end
       drop_head(lane, head)
-      take(string.sub(head[1], 14), lane)
+      take(string.sub(head[1], 14), lane, math.floor(at + 0.5))
       got = got + 1
       n = n - 1
-      if lrate then ltat = gcra_take(ltat, now, lrate) end
-      if rate then tat = gcra_take(tat, now, rate) end
+      if lrate then ltat = gcra_take(ltat, now + at, lrate) end
+      if rate then tat = gcra_take(tat, now + at, rate) end
     end
     if lrate and got > 0 then
       redis.call("HSET", P .. "lane:" .. lane, "t", ltat)
       local w = gcra_wait(ltat, now, lrate, lburst)
-      if w > 0 then next_at = math.max(next_at, now + w) end
+      if w > ahead then next_at = math.max(next_at, now + w - ahead) end
     end
     if not lane_pending(lane) then
       redis.call("ZREM", P .. "lanes", lane)
@@ -496,15 +510,20 @@ end
 if rate and taken > 0 then redis.call("SET", P .. "tat", tat) end
 -- When something may next be claimable: a lane coming due, a retry time, a
 -- lease running out; but never before the global rate allows a launch.
+-- With no slot free for this worker (the width, or its share of it), only a
+-- slot coming free helps: its own jobs ending (it claims again then), or
+-- another worker's lease ending.
 wake = nil
-local first = redis.call("ZRANGE", P .. "lanes", 0, 0, "WITHSCORES")
-if first[2] then soon(math.max(tonumber(first[2]), now)) end
-local d = redis.call("ZRANGE", P .. "delayed", 0, 0, "WITHSCORES")
-if d[2] then soon(tonumber(d[2])) end
+if not full then
+  local first = redis.call("ZRANGE", P .. "lanes", 0, 0, "WITHSCORES")
+  if first[2] then soon(math.max(tonumber(first[2]), now)) end
+  local d = redis.call("ZRANGE", P .. "delayed", 0, 0, "WITHSCORES")
+  if d[2] then soon(tonumber(d[2])) end
+end
 local l = redis.call("ZRANGE", P .. "leases", 0, 0, "WITHSCORES")
 if l[2] then soon(tonumber(l[2])) end
 if wake and rate then
-  wake = math.max(wake, now + gcra_wait(tat, now, rate, burst))
+  wake = math.max(wake, now + gcra_wait(tat, now, rate, burst) - ahead)
 end
 if wake then out[1] = math.max(0, wake - now) end
 return out

@@ -226,6 +226,10 @@ class RedisStore:
         self.last_wake: float | None = None
         """After a claim: seconds until something may next be claimable
         (None: nothing pending, waiting or leased)."""
+        self.last_delays: dict[str, float] = {}
+        """After a claim with ``limits=True``: the items whose launch slot
+        under the rates is later (by id: seconds from now).  The claim
+        reserved those slots; launching at them keeps the rates exact."""
         self._renewer: task.LoopingCall | None = None
         self._renew = renew
         self._lease = 30.0
@@ -426,7 +430,12 @@ class RedisStore:
     def _claimed(self, reply: list[Any], lease: float) -> list[Claimed]:
         wake = float(reply[0])
         self.last_wake = None if wake < 0 else wake / 1000.0
-        claimed = [_claimed(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
+        claimed = [_claimed(reply[i], reply[i + 1]) for i in range(1, len(reply), 3)]
+        self.last_delays = {
+            reply[i]: int(reply[i + 2]) / 1000.0
+            for i in range(1, len(reply), 3)
+            if reply[i + 2] != "0"
+        }
         for item in claimed:
             self._held[item.id] = lease
         if claimed and self._renew and not math.isinf(lease):
