@@ -13,6 +13,7 @@ for module in (
     "tests.bench.bench_pipeline",
     "tests.bench.bench_lanes",
     "tests.bench.bench_fetch",
+    "tests.bench.bench_redis",
 ):
     print(f"## {module}\n", flush=True)
     subprocess.run([sys.executable, "-m", module, *sys.argv[1:]], check=True)

@@ -16,9 +16,13 @@
    state file against the same recipe with ``state.url`` (one worker; Redis
    with ``appendonly yes``, ``appendfsync everysec``), and ``fetchq run
    --workers 1`` against ``--workers 2``.  Wall time of each command, runs
-   alternated, best of ``--repeats``.  Targets: Redis at least 0.8x SQLite;
-   2 workers at least 1.5x one.
-3. **A shared rate.**  ``fetchq run --workers 3`` with ``queue.rate: 200/s``
+   alternated, best of ``--repeats``, and the CPU seconds its processes
+   used (so a figure taken on a busy machine can be read).  Targets: Redis
+   at least 0.8x SQLite; 2 workers at least 1.5x one.
+3. **Memory.**  ``used_memory`` per row through the store: 100,000 rows
+   (55-byte URLs on 1,000 hosts) pending, then all leased, then all done
+   with a 208-byte record each (what the output is written from).
+4. **A shared rate.**  ``fetchq run --workers 3`` with ``queue.rate: 200/s``
    and ``per_host.width: 4`` over 4,000 URLs on three hosts (the counting
    site of ``tests/counting_site.py`` in its own process, 10 ms a request):
    the rate the site saw (from its first request to its last, and its
@@ -37,6 +41,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -234,7 +239,15 @@ retry:
 {state}"""
 
 
-def _timed(folder: Path, *args: str) -> float:
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(folder: Path, *args: str) -> tuple[float, float]:
+    """Wall seconds of one ``fetchq`` command, and the CPU seconds of its
+    processes (workers included)."""
+    cpu = _cpu()
     began = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "fetchq", *args],
@@ -250,7 +263,7 @@ def _timed(folder: Path, *args: str) -> float:
     records = (folder / "out" / "result.jsonl").read_text().splitlines()
     if len(records) != 10_000 or any('"outcome":"ok"' not in r for r in records):
         raise SystemExit(f"fetchq {' '.join(args)}: not 10,000 ok records")
-    return elapsed
+    return elapsed, _cpu() - cpu
 
 
 def runs(repeats: int) -> list[list[str]]:
@@ -286,10 +299,12 @@ def runs(repeats: int) -> list[list[str]]:
                 ),
             }
             best: dict[str, float] = {}
+            cpu: dict[str, float] = {}
             for _ in range(repeats):
                 for name, args in cases.items():
-                    elapsed = _timed(folder, *args)
-                    best[name] = min(best.get(name, 1e9), elapsed)
+                    elapsed, used = _timed(folder, *args)
+                    if elapsed < best.get(name, 1e9):
+                        best[name], cpu[name] = elapsed, used
     finally:
         redis.stop()
     rows = []
@@ -302,7 +317,15 @@ def runs(repeats: int) -> list[list[str]]:
     for name, elapsed in best.items():
         against = base[name]
         ratio = "" if against is None else f"{best[against] / elapsed:.2f}x"
-        rows.append([name, f"{elapsed:.2f}", f"{10_000 / elapsed:,.0f}", ratio])
+        rows.append(
+            [
+                name,
+                f"{elapsed:.2f}",
+                f"{10_000 / elapsed:,.0f}",
+                ratio,
+                f"{cpu[name]:.1f}",
+            ]
+        )
     return rows
 
 
@@ -385,13 +408,112 @@ def rate(urls: int) -> list[list[str]]:
     ]
 
 
+# -- 4. memory ---------------------------------------------------------------
+
+
+def _memory_child(url: str, rows: int) -> None:
+    """Bytes of Redis memory per pending row, per leased row and per done
+    row (its record kept for the output), through the store itself."""
+    from twisted.internet import defer, task
+
+    from fetchq.store import NewItem
+    from fetchq.store.redis import RedisStore
+
+    async def main(reactor: Any) -> None:
+        store = await RedisStore.connect(url, "memory", reactor, renew=False)
+
+        async def used() -> int:
+            info = await store._client.execute_command("INFO", "memory")
+            return int(str(info).split("used_memory:")[1].split()[0])
+
+        empty = await used()
+        for start in range(0, rows, 1000):
+            await store.add(
+                NewItem(
+                    str(i),
+                    {"url": f"https://host{i % 1000:03}.example.com/a/page-{i:08}"},
+                    0,
+                    f"host{i % 1000:03}.example.com",
+                )
+                for i in range(start, start + 1000)
+            )
+        pending = await used()
+        leased: list[str] = []
+        while len(leased) < rows:
+            got = await store.claim(1000, reactor.seconds(), 600.0, per_lane=1000)
+            leased += [c.id for c in got]
+        claimed = await used()
+        record = {
+            "id": "0",
+            "url": "https://host000.example.com/a/page-00000000",
+            "outcome": "ok",
+            "status": 200,
+            "bytes": 1024,
+            "sha256": "0" * 64,
+            "attempts": 1,
+            "elapsed": 0.012,
+        }
+        for n, item in enumerate(leased):
+            store.ack(item, "ok", record, reactor.seconds())
+            if n % 1000 == 999:
+                await store.flush()
+        await store.flush()
+        done = await used()
+        await store.reset()
+        await store.close()
+        print(
+            json.dumps(
+                {
+                    "pending": (pending - empty) / rows,
+                    "leased": (claimed - empty) / rows,
+                    "done": (done - empty) / rows,
+                    "record": len(json.dumps(record, separators=(",", ":"))),
+                }
+            )
+        )
+
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(main(reactor)))
+
+
+def memory(rows: int) -> list[list[str]]:
+    from tests.redis_server import RedisServer
+
+    server = RedisServer()
+    try:
+        command = [sys.executable, "-m", "tests.bench.bench_redis"]
+        command += ["--memory-child", "--url", server.url, "--rows", str(rows)]
+        out = subprocess.run(
+            command,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        server.stop()
+    got = json.loads(out.stdout.splitlines()[-1])
+    return [
+        [
+            f"{rows:,} rows, 1,000 hosts, 55-byte URLs",
+            f"{got['pending']:.0f}",
+            f"{got['leased']:.0f}",
+            f"{got['done']:.0f} (record {got['record']} B)",
+        ]
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one round of each")
     parser.add_argument(
-        "--only", choices=("clients", "runs", "rate"), default=None, help="one part"
+        "--only",
+        choices=("clients", "runs", "rate", "memory"),
+        default=None,
+        help="one part",
     )
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--client", choices=("txredisapi", "redispy"))
     parser.add_argument("--url")
     parser.add_argument("--loops", type=int, default=50)
@@ -399,6 +521,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.client:
         _client_child(args)
+        return
+    if args.memory_child:
+        _memory_child(args.url, args.rows)
         return
     repeats = 1 if args.quick else args.repeats
     if args.only in (None, "clients"):
@@ -419,7 +544,16 @@ def main() -> None:
             table(
                 "10,000 URLs of 1 KB, width 50 (best of "
                 f"{repeats}; wall time, process start-up included)",
-                ["run", "seconds", "URLs/s", "ratio"],
+                ["run", "seconds", "URLs/s", "ratio", "CPU s (fetchq)"],
+                rows,
+            )
+        )
+    if args.only in (None, "memory"):
+        rows = memory(args.rows)
+        print(
+            table(
+                "Redis memory per row (used_memory, bytes)",
+                ["rows", "pending", "leased", "done"],
                 rows,
             )
         )
