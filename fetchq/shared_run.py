@@ -10,20 +10,32 @@ What differs from a run on a local state (:class:`~fetchq.run.Run`):
   next one goes on from the checkpoint in Redis (checked against its own
   copy of the input, as a resumed run is).  A loader that lost its lease
   cannot add rows behind its successor's back (its writes are fenced).
-- **Shared limits.**  A claim hands out only what may launch now under the
+- **Shared limits.**  A claim hands out only what may launch under the
   run's limits, kept in Redis for every worker: the global width (every
-  worker's leases), the global rate, each lane's width, rate and hold.  The
-  local queue therefore applies none of them; its width is only how many
-  jobs this process runs at once.  A hold (429, a spent quota) seen by one
-  worker holds the lane for all.  Between claims a worker sleeps until the
-  claim said something may next be launchable (at most a quarter second).
+  worker's leases; each worker gets at most its share of it), the global
+  rate, each lane's width, rate and hold.  Under the rates a claim reserves
+  launch slots up to 50 ms ahead, and the worker puts each job in its queue
+  at its slot (:attr:`RedisStore.last_delays`), so the rates hold over time
+  whatever a claim's round trip costs.  The local queue applies none of the
+  limits; its width is only how many jobs this process runs at once.  A
+  hold (429, a spent quota) seen by one worker holds the lane for all.
+  Between claims a worker sleeps until the claim said something may next
+  be claimable (at most a quarter second).
 - **The run's end is the whole run's**: once the input is loaded and no row
   is pending or leased anywhere.  The output is written then, from Redis, by
   every process that sees the end (``fetchq output RECIPE`` writes it at
   any time, from any machine).
 - **Stopping together.**  A fatal failure or the failure breaker in one
-  worker stops every worker (``run.stop`` in the run's meta); Ctrl-C stops
-  only the process it reaches, whose leased rows go back for the others.
+  worker stops every worker (``run.stop`` in the run's meta; a stop an
+  earlier run left is not this run's); Ctrl-C stops only the process it
+  reaches, whose leased rows go back for the others.  Failures held back
+  for the breaker are recorded once the worker has nothing else to run:
+  their leases count against the run's width.
+- **Redis away.**  Unreachable at start: one line, exit 2.  While running:
+  claims fail and launching pauses, writes are retried until they land,
+  and the run goes on when Redis is back (loading its data, too).  A loader
+  whose write failed drops its reader; the input is taken up again from the
+  checkpoint.
 """
 
 from __future__ import annotations

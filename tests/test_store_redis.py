@@ -188,7 +188,27 @@ class ConnectTests(RedisTestCase):
             StoreError,
         )
         self.assertIn("127.0.0.1:1", str(error))
+        self.assertIn("cannot connect", str(error))
         self.assertNotIn("hunter2", str(error))
+
+    @defer.inlineCallbacks
+    def test_credentials_refused_at_once(self) -> Generator[Any, Any, None]:
+        """A password Redis refuses is said at once (not after the timeout,
+        with no error left unhandled), naming the host, never the password;
+        the right one connects."""
+        server = redis_server.RedisServer()
+        self.addCleanup(server.stop)
+        server.command("CONFIG", "SET", "requirepass", "right-one")
+        url = f"redis://:wrong-one@127.0.0.1:{server.port}/0"
+        error = yield self.assertFailure(
+            RedisStore.connect(url, "x", reactor, timeout=30.0), StoreError
+        )
+        self.assertIn(f"127.0.0.1:{server.port}: cannot auth: WRONGPASS", str(error))
+        self.assertNotIn("wrong-one", str(error))
+        store = yield RedisStore.connect(
+            url.replace("wrong-one", "right-one"), "x", reactor
+        )
+        yield store.close()
 
     def test_parse_url(self) -> None:
         """redis:// and rediss:// URLs parse; anything else is a ValueError

@@ -28,10 +28,14 @@ adds:
   leases run out, for any worker to claim.
 - **Limits shared by every worker** (:meth:`configure`, :meth:`set_lane`,
   :meth:`hold_lane`, ``claim(limits=True)``): a claim hands out only what
-  may launch now, counting every worker's leases against the width (a dead
-  worker's slots come back with its leases), every worker's launches
-  against the rates (GCRA on the server clock), and a lane held by a 429
-  seen by any worker is held for all of them.
+  may launch, counting every worker's leases against the width (a dead
+  worker's slots come back with its leases; each worker gets at most its
+  share, the width over the workers that claimed in the last 2 s, so one
+  that frees a slot and claims again at once cannot starve the others),
+  every worker's launches against the rates (GCRA on the server clock:
+  launch slots up to 50 ms ahead are handed out with their launch times,
+  :attr:`last_delays`), and a lane held by a 429 seen by any worker is
+  held for all of them.
 - **Batched writes.**  ``ack()`` and ``requeue()`` calls made in one reactor
   turn go to Redis as one script call; a write that fails (the connection
   dropped) is tried again, with backoff, until it lands (both are
@@ -265,14 +269,27 @@ class RedisStore:
             from twisted.internet.ssl import optionsForClientTLS
 
             tls = optionsForClientTLS(settings["host"])
+        options = {
+            "dbid": settings["db"],
+            "password": settings["password"],
+            "username": settings["username"],
+            "ssl_context_factory": tls,
+            "connectTimeout": timeout,
+            "replyTimeout": timeout,
+            "convertNumbers": False,
+        }
         try:
-            # One plain connection first: an address that refuses or does not
-            # answer is said at once (the pool would keep trying in silence).
-            yield defer.Deferred.fromCoroutine(
-                _probe(reactor, settings["host"], settings["port"], timeout)
+            # One connection that does not retry first: an address that
+            # refuses or does not answer, or credentials refused, are said at
+            # once (the pool would keep trying in silence).
+            probe: Deferred[Any] = txredisapi.Connection(
+                settings["host"], settings["port"], reconnect=False, **options
             )
+            probe.addTimeout(timeout + 1.0, reactor)
+            connection = yield probe
         except Exception as e:
-            raise StoreError(f"{where}: cannot connect: {_short(e)}") from None
+            raise StoreError(f"{where}: {_connect_error(e)}") from None
+        yield connection.disconnect()
         client = txredisapi.lazyConnectionPool(
             settings["host"],
             settings["port"],
@@ -806,15 +823,15 @@ class RedisStore:
         return d.addCallback(lambda _: seconds)
 
 
-async def _probe(reactor: Any, host: str, port: int, timeout: float) -> None:
-    """Open one TCP connection to ``host:port`` and close it again."""
-    from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
-    from twisted.internet.protocol import Protocol
-
-    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
-    protocol = await connectProtocol(endpoint, Protocol())  # type: ignore[no-untyped-call]
-    assert protocol.transport is not None
-    protocol.transport.loseConnection()
+def _connect_error(error: BaseException) -> str:
+    """What went wrong connecting, in a few words (txredisapi's "Redis
+    error: could not auth: WRONGPASS ..." as "cannot auth: WRONGPASS ...")."""
+    if isinstance(error, defer.TimeoutError):
+        return "cannot connect: no answer"
+    text = _short(error).removeprefix("Redis error: ")
+    if text.startswith("could not "):
+        text = "cannot " + text[len("could not ") :]
+    return text if text.startswith("cannot ") else f"cannot connect: {text}"
 
 
 async def _wait_connected(client: Any, timeout: float, reactor: Any) -> None:
