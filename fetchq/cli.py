@@ -184,6 +184,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(args: argparse.Namespace) -> int:
     """``fetchq run``: run the recipe ``args.recipe`` to the end."""
+    if args.as_worker:
+        os.setpgrp()  # Ctrl-C reaches the parent, which passes it on
     from fetchq.breaker import MaxFailures
     from fetchq.recipe import RecipeError, load_recipe
 
@@ -219,7 +221,6 @@ def run(args: argparse.Namespace) -> int:
     if args.read_ahead is not None:
         options["read_ahead"] = args.read_ahead
     if args.as_worker:
-        os.setpgrp()  # Ctrl-C reaches the parent, which passes it on
         options["worker"] = True
     return _react(lambda reactor: _start_run(recipe, reactor, options))
 

@@ -350,8 +350,9 @@ return found
 --@ claim
 -- ARGV: now, worker, limit, per_lane ("" = global priority order), lease
 -- ms, limits ("1": apply cfg's width, rate and lane limits), skip lanes...
--- Returns {wake ms (-1: nothing due), id, item, at, id, item, at, ...}: at
--- is when the item may launch, in ms from now (0 but with the rates).
+-- Returns, as one JSON text (one reply to parse, however many items), [wake
+-- ms (-1: nothing due), id, item, at, id, item, at, ...]: at is when the
+-- item may launch, in ms from now (0 but with the rates).
 local now = now_ms()
 local worker, limit = ARGV[2], tonumber(ARGV[3])
 local per_lane = num(ARGV[4], nil)
@@ -373,7 +374,7 @@ local free = limit
 local width, rate, burst = nil, nil, 1
 local full = false -- no slot free for this worker
 if use_limits then
-  if c.paused == "1" then return {-1} end
+  if c.paused == "1" then return cjson.encode({-1}) end
   width = num(c.width, nil)
   rate = num(c.rate, nil)
   burst = num(c.burst, 1)
@@ -526,7 +527,7 @@ if wake and rate then
   wake = math.max(wake, now + gcra_wait(tat, now, rate, burst) - ahead)
 end
 if wake then out[1] = math.max(0, wake - now) end
-return out
+return cjson.encode(out)
 
 --@ ack
 -- ARGV: now, then per item: id, outcome, record-json.  Returns one 1/0 each.
@@ -637,7 +638,8 @@ if done then return {"done", done, ""} end
 return {}
 
 --@ records
--- ARGV: now, after, limit.  {id, envelope, ...} in ack order.
+-- ARGV: now, after, limit.  [id, envelope, ...] in ack order, as one JSON
+-- text.
 local after, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
 local start = after
@@ -655,7 +657,8 @@ while #out < 2 * limit do
   end
   start = start + #ids
 end
-return out
+if #out == 0 then return "[]" end
+return cjson.encode(out)
 
 --@ reopen
 -- ARGV: now, outcome, from (list index), count.  Moves the done items with

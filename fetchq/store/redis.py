@@ -444,7 +444,8 @@ class RedisStore:
 
         return d.addBoth(landed)
 
-    def _claimed(self, reply: list[Any], lease: float) -> list[Claimed]:
+    def _claimed(self, text: str, lease: float) -> list[Claimed]:
+        reply = json.loads(text)
         wake = float(reply[0])
         self.last_wake = None if wake < 0 else wake / 1000.0
         claimed = [_claimed(reply[i], reply[i + 1]) for i in range(1, len(reply), 3)]
@@ -661,7 +662,8 @@ class RedisStore:
         if not limit:
             return defer.succeed([])
 
-        def make(reply: list[Any]) -> list[Record]:
+        def make(text: str) -> list[Record]:
+            reply = json.loads(text)
             out = []
             for i in range(0, len(reply), 2):
                 outcome, seq, *_, record = reply[i + 1].split(_US, 8)

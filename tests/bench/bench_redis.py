@@ -82,12 +82,11 @@ def _args_add(start: int, n: int) -> list[str]:
     return args
 
 
-def _claimed_ids(reply: list[Any]) -> list[str]:
-    return [_text(reply[i]) for i in range(1, len(reply), 2)]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _claimed_ids(reply: Any) -> list[str]:
+    """The ids a claim took (its reply is one JSON text: [wake, id, item,
+    at, ...])."""
+    items = json.loads(reply)
+    return [items[i] for i in range(1, len(items), 3)]
 
 
 def client_txredisapi(url: str, run: str, loops: int, batch: int) -> float:
