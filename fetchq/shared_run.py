@@ -54,6 +54,7 @@ from fetchq.progress import ProgressDisplay, RunStats
 from fetchq.recipe import Recipe
 from fetchq.run import (
     _CHUNK,
+    _META_INPUT,
     _META_INPUT_DONE,
     EXIT_FAILURES,
     EXIT_FATAL,
@@ -115,6 +116,8 @@ class SharedRun(Run):
         self._hush = False
         self._stop_seen: Any = None
         self._following = False
+        self._chunk_in_flight = False
+        self._expect: Any = None  # the input checkpoint last written or read
         self._scheduled: dict[str, tuple[Any, Claimed]] = {}  # id -> (call, item)
         self._lease = recipe.state.lease
         self._loader = False
@@ -208,16 +211,34 @@ class SharedRun(Run):
         if await self.store.lease(_LOADER, self._lease):
             self._loader = True
             await super()._open_input()
+            self._expect = await self.store.meta_get(_META_INPUT)
 
     def _read_chunk(self, limit: int) -> Any:
         """As :meth:`Run._read_chunk`, in chunks of at most ``read_ahead``
-        rows (so Redis never holds much more than that pending)."""
+        rows (so Redis never holds much more than that pending), one chunk
+        at a time (each must find the checkpoint the one before wrote)."""
         if self.read_ahead is not None:
             limit = max(1, min(limit, self.read_ahead))
-        return super()._read_chunk(limit)
+        result = super()._read_chunk(limit)
+        if isinstance(result, defer.Deferred):
+            self._chunk_in_flight = True
+
+            def landed(passed: Any) -> Any:
+                self._chunk_in_flight = False
+                return passed
+
+            result.addBoth(landed)
+        return result
 
     def _add_options(self) -> dict[str, Any]:
-        return {"fence": _LOADER}
+        """The rows' write is fenced by the load lease, and must find the
+        checkpoint this loader last wrote (or read): if Redis lost that
+        write, the write fails and the input is taken up again from the
+        checkpoint Redis has."""
+        expect = self._expect
+        if self._reader is not None:
+            self._expect = self._reader.checkpoint().to_json()
+        return {"fence": _LOADER, "expect": (_META_INPUT, expect)}
 
     # -- claiming --------------------------------------------------------------
 
@@ -293,6 +314,12 @@ class SharedRun(Run):
             return  # calls cut short by closing the store
         if "FENCED" in str(failure.value):
             self._say("fetchq: lost the input's load lease; another process goes on")
+            return
+        if "STALE" in str(failure.value):
+            self._say(
+                "fetchq: the input's checkpoint in redis is not the one this "
+                "process wrote (redis lost writes?); reading on from it"
+            )
             return
         if _transient(failure.value):
             if not self._outage:
@@ -401,8 +428,8 @@ class SharedRun(Run):
         self._read_scheduled = False
         if self._input_done or self._stopping or self._closed or self._reading:
             return
-        if self._rows is None:
-            return  # another process reads the input
+        if self._rows is None or self._chunk_in_flight:
+            return  # another process reads the input, or a chunk is on its way
         self._reading = True
         ahead = self.read_ahead
 

@@ -175,6 +175,39 @@ class LeaseTests(RedisTestCase):
         self.assertEqual((yield b.add(items("x", 1, 1), fence="loader")), 1)
         self.assertFalse((yield a.lease("loader", 5.0, "renew")))
 
+    @defer.inlineCallbacks
+    def test_add_expects_the_checkpoint_last_written(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """An add that expects a meta value finds it (absent counts as
+        None) or adds nothing and fails with STALE: a loader whose last
+        write Redis lost cannot write its next rows past the gap."""
+        store = yield self.connect()
+        first = {"line": 2, "offset": 10}
+        added = yield store.add(
+            items("x", 2), meta={"cp": first}, fence=None, expect=("cp", None)
+        )
+        self.assertEqual(added, 2)
+        # Redis lost the next write: it still holds `first`, the writer
+        # expects what it wrote after it.
+        error = yield self.assertFailure(
+            store.add(
+                items("x", 2, 2),
+                meta={"cp": {"line": 6}},
+                expect=("cp", {"line": 4, "offset": 20}),
+            ),
+            Exception,
+        )
+        self.assertIn("STALE", str(error))
+        self.assertEqual((yield store.counts()).pending, 2)
+        self.assertEqual((yield store.meta_get("cp")), first)
+        # Taken up from what Redis holds (as read back), the write lands.
+        held = yield store.meta_get("cp")
+        added = yield store.add(
+            items("x", 2, 2), meta={"cp": {"line": 4}}, expect=("cp", held)
+        )
+        self.assertEqual(added, 2)
+
 
 class ConnectTests(RedisTestCase):
     @defer.inlineCallbacks

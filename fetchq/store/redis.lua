@@ -295,15 +295,37 @@ local function unpack_done(env)
 end
 
 --@ add
--- ARGV: now, fence ("" or "NAME TOKEN": refuse unless lease NAME is held by
--- TOKEN), then per item: id, prio, key, arg, outcome ("" = pending),
--- record; after the items: "meta", then name, value pairs.
+-- ARGV: now, guard, then per item: id, prio, key, arg, outcome ("" =
+-- pending), record; after the items: "\030meta", then name, value pairs.  The
+-- guard is "" or lines: "NAME TOKEN" (refuse unless lease NAME is held by
+-- TOKEN: fencing), then optionally a meta name and the JSON value it must
+-- hold ("null": none), so a writer whose last write Redis lost (a crash
+-- within its fsync window) cannot write past the gap.
 local now = now_ms()
 if ARGV[2] ~= "" then
-  local sp = string.find(ARGV[2], " ", 1, true)
-  local holder = redis.call("GET", P .. "lease:" .. string.sub(ARGV[2], 1, sp - 1))
-  if holder ~= string.sub(ARGV[2], sp + 1) then
-    return redis.error_reply("FENCED the lease is held by another process")
+  local guard = {}
+  local start = 1
+  while true do
+    local nl = string.find(ARGV[2], "\n", start, true)
+    if not nl then
+      guard[#guard + 1] = string.sub(ARGV[2], start)
+      break
+    end
+    guard[#guard + 1] = string.sub(ARGV[2], start, nl - 1)
+    start = nl + 1
+  end
+  if guard[1] ~= "" then
+    local sp = string.find(guard[1], " ", 1, true)
+    local holder = redis.call("GET", P .. "lease:" .. string.sub(guard[1], 1, sp - 1))
+    if holder ~= string.sub(guard[1], sp + 1) then
+      return redis.error_reply("FENCED the lease is held by another process")
+    end
+  end
+  if guard[2] then
+    local current = redis.call("HGET", P .. "meta", guard[2]) or "null"
+    if current ~= guard[3] then
+      return redis.error_reply("STALE " .. guard[2] .. " is not what was last written")
+    end
   end
 end
 local added = 0

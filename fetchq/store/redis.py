@@ -358,6 +358,7 @@ class RedisStore:
         meta: Mapping[str, Any] | None = None,
         *,
         fence: str | None = None,
+        expect: tuple[str, Any] | None = None,
     ) -> Deferred[int]:
         """Insert ``items`` (pending, or done with their record) and ``meta``
         in one script: all or nothing.  Known ids are skipped.
@@ -366,12 +367,16 @@ class RedisStore:
             fence: the name of a lease this process must still hold (see
                 :meth:`lease`), or the add fails with ``FENCED``: a loader
                 that lost its lease cannot add rows behind its successor.
+            expect: ``(name, value)``: the meta ``name`` must hold
+                ``value`` (None: nothing), or the add fails with ``STALE``:
+                a loader whose last write Redis lost (a crash inside its
+                fsync window) cannot add rows past the gap.
         """
         self._check_open()
-        args: list[Any] = [
-            self._now(None),
-            "" if fence is None else f"{fence} {self.worker}",
-        ]
+        guard = "" if fence is None else f"{fence} {self.worker}"
+        if expect is not None:
+            guard += f"\n{expect[0]}\n{_dumps(expect[1])}"
+        args: list[Any] = [self._now(None), guard]
         try:
             for item in items:
                 args += [
