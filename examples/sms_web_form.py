@@ -6,10 +6,12 @@ bad one gets a clear answer and is not queued), then put on a
 :class:`~fetchq.ResizableDispatchQueue` whose job function is an
 :class:`~fetchq.sms.SmsSender`.  Each From number is a lane sending at most
 ``--rate`` messages a second (1 for a long code); ``--width`` caps the
-requests in flight across the account.  ``/admin`` shows the counts and
-changes the width and the rate while messages go out.
+requests in flight across the account.  fetchq's admin server
+(:mod:`fetchq.admin`) watches and steers the queue while messages go out:
+its live page, its JSON API and ``fetchq ctl`` change the width, every
+sender's rate (``lanes/*``), hold a sender, cancel a message, and stop.
 
-Stopping cleanly (the admin page's button, Ctrl-C or SIGTERM) waits for the
+Stopping cleanly (the admin's stop, Ctrl-C or SIGTERM) waits for the
 underway sends, then writes the messages not yet sent to ``--state`` (JSON,
 one ``Message.to_json()`` each); the next start re-queues them before it
 takes new ones.  The file is rewritten at every clean stop and left alone
@@ -26,7 +28,11 @@ in-process on a free port and nothing leaves the machine.  With it, the
 account comes from ``TWILIO_ACCOUNT_SID`` and ``TWILIO_AUTH_TOKEN`` in the
 environment (never the command line) and ``--from`` must be the account's
 numbers.  ``/status.json`` has the counts, and what the fake accepted.  The
-site listens on 127.0.0.1 only: the admin page has no login.
+site listens on 127.0.0.1 only.  The admin server listens on 127.0.0.1 too
+(``--admin-port``), with a token written to ``STATE.admin`` (mode 0600)::
+
+    fetchq ctl http://127.0.0.1:PORT --token-file sms-pending.json.admin width 3
+    fetchq ctl http://127.0.0.1:PORT --token-file sms-pending.json.admin page
 """
 
 from __future__ import annotations
@@ -46,9 +52,10 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import Site
 
 from fetchq import Job, JobError, QueueStopped, ResizableDispatchQueue
+from fetchq.admin import serve_admin
 from fetchq.sms import (
     BadMessage,
     Message,
@@ -182,14 +189,6 @@ class SmsService:
         self.recent.appendleft({"outcome": "failed", "to": error.job.arg.to, **why})
         return None
 
-    def set_width(self, width: int) -> None:
-        """Change how many requests may be in flight (ValueError if bad)."""
-        self.queue.width = width
-
-    def set_rate(self, rate: float) -> None:
-        """Change every sender's messages per second (ValueError if bad)."""
-        self.queue.set_lane_rate(None, rate)
-
     def shutdown(self) -> Deferred[int]:
         """Stop the queue, wait for underway sends, save the rest.
 
@@ -256,7 +255,7 @@ FORM = """<form method="post" action="/send" accept-charset="utf-8">
 <input name="to" size="24" required></label></p>
 <p><label>Message<br><textarea name="body" rows="4" cols="50" maxlength="1600"
 required></textarea></label></p><p><button>Send me an SMS</button></p>
-</form><p><a href="/admin">Admin</a></p>"""
+</form>"""
 
 
 def page(title: str, body: str, note: str = "", error: bool = False) -> bytes:
@@ -264,32 +263,6 @@ def page(title: str, body: str, note: str = "", error: bool = False) -> bytes:
     css = "note error" if error else "note"
     shown = f'<p class="{css}">{html.escape(note)}</p>' if note else ""
     return PAGE.format(title=title, note=shown, body=body).encode("utf-8")
-
-
-def admin_body(service: SmsService) -> str:
-    """The admin page's content: counts, forms, waiting and recent messages."""
-    info = service.status()
-    rows = "".join(
-        f"<tr><th>{name}</th><td>{info[name]}</td></tr>"
-        for name in ("width", "rate", "underway", "pending", *service.counts)
-    )
-    waiting = "".join(
-        f"<li>{html.escape(m['to'])} from {html.escape(m.get('from', '-'))}</li>"
-        for m in info["waiting"][:20]
-    )
-    recent = "".join(
-        f"<li>{html.escape(r['outcome'])}: {html.escape(str(r.get('to')))} "
-        f"{html.escape(str(r.get('sid') or r.get('message') or ''))}</li>"
-        for r in info["recent"]
-    )
-    return f"""<table>{rows}</table>
-<form method="post" action="/admin/width">Requests in flight (width):
-<input name="width" size="4" value="{info["width"]}"> <button>Set</button></form>
-<form method="post" action="/admin/rate">Messages per second per sender:
-<input name="rate" size="4" value="{info["rate"]}"> <button>Set</button></form>
-<form method="post" action="/admin/stop"><p><button>Stop (save the unsent)</button>
-</p></form><h2>Waiting</h2><ul>{waiting}</ul><h2>Recent</h2><ul>{recent}</ul>
-<p><a href="/">The form</a> · <a href="/status.json">status.json</a></p>"""
 
 
 def field(request: Request, name: str) -> str:
@@ -303,17 +276,12 @@ class WebApp(Resource):
 
     isLeaf = True
 
-    def __init__(self, service: SmsService, stop_reactor: Callable[[], object]):
+    def __init__(self, service: SmsService):
         super().__init__()  # type: ignore[no-untyped-call]
         self.service = service
-        self.stop_reactor = stop_reactor
         self.routes: dict[tuple[bytes, bytes], Callable[[Request], bytes | int]] = {
             (b"GET", b"/"): self.form,
             (b"POST", b"/send"): self.send,
-            (b"GET", b"/admin"): self.admin,
-            (b"POST", b"/admin/width"): self.width,
-            (b"POST", b"/admin/rate"): self.rate,
-            (b"POST", b"/admin/stop"): self.stop,
             (b"GET", b"/status.json"): self.status,
         }
 
@@ -342,48 +310,6 @@ class WebApp(Resource):
         note = f"Queued: your message to {message.to} goes out from {message.from_}."
         return page("Send me an SMS", FORM, note)
 
-    def admin(self, request: Request, note: str = "", error: bool = False) -> bytes:
-        return page("SMS queue", admin_body(self.service), note, error)
-
-    def width(self, request: Request) -> bytes:
-        return self._change(request, "width", int, self.service.set_width)
-
-    def rate(self, request: Request) -> bytes:
-        return self._change(request, "rate", float, self.service.set_rate)
-
-    def _change(
-        self,
-        request: Request,
-        name: str,
-        parse: Callable[[str], Any],
-        apply: Callable[[Any], None],
-    ) -> bytes:
-        """Apply an admin form's value; show the admin page with the outcome."""
-        text = field(request, name)
-        try:
-            apply(parse(text))
-        except ValueError as e:
-            request.setResponseCode(400)
-            return self.admin(request, f"{name} {text!r} not set: {e}", error=True)
-        return self.admin(request, f"{name} is now {text}")
-
-    def stop(self, request: Request) -> int:
-        """Stop the queue and save; answer; then stop the process."""
-        gone: list[object] = []
-        request.notifyFinish().addErrback(gone.append)
-
-        def done(saved: int) -> None:
-            self.stop_reactor()
-            if not gone:  # the browser may have given up waiting
-                note = (
-                    f"Stopped: {saved} unsent messages saved to {self.service.state}."
-                )
-                request.write(page("SMS queue stopped", "", note))
-                request.finish()
-
-        self.service.shutdown().addCallback(done)
-        return NOT_DONE_YET
-
     def status(self, request: Request) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")
         return json.dumps(self.service.status(), indent=1).encode("utf-8")
@@ -402,6 +328,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080, help="0: any free port")
+    parser.add_argument(
+        "--admin-port", type=int, default=0, help="the admin server's (0: any free)"
+    )
     parser.add_argument("--provider-url", help="a Twilio-shaped API's base URL")
     parser.add_argument(
         "--state",
@@ -461,12 +390,23 @@ def start(reactor: Any, options: argparse.Namespace) -> SmsService:
     service.requeue(saved)
     say(f"re-queued {len(saved)} messages from {options.state}")
 
-    def stop_soon() -> None:
-        reactor.callLater(0.2, reactor.stop)  # the answer reaches the browser first
+    def stop() -> None:
+        # Save the unsent, then end the process (the answer goes out first).
+        service.shutdown().addCallback(lambda _: reactor.callLater(0.2, reactor.stop))
 
-    site = Site(WebApp(service, stop_soon))  # type: ignore[no-untyped-call]
+    site = Site(WebApp(service))  # type: ignore[no-untyped-call]
     port = reactor.listenTCP(options.port, site, interface="127.0.0.1")
     say(f"web form on http://127.0.0.1:{port.getHost().port}/")
+    admin = serve_admin(
+        queue,
+        reactor=reactor,
+        port=options.admin_port,
+        token_file=options.state.with_name(options.state.name + ".admin"),
+        name="SMS queue",
+        on_stop=stop,
+    )
+    say(f"admin on {admin.url} (token in {admin.token_file})")
+    say(f"admin page (one-time link): {admin.login_link()}")
     reactor.addSystemEventTrigger("before", "shutdown", service.shutdown)
     return service
 

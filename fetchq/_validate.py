@@ -12,6 +12,7 @@ __all__ = [
     "check_width",
     "integer_at_least",
     "non_negative_number",
+    "optional_positive_number",
     "positive_number",
 ]
 
@@ -45,6 +46,12 @@ def positive_number(instance: object, attribute: Any, value: Any) -> None:
         or not 0 < value < math.inf
     ):
         raise ValueError(f"{attribute.name} must be a number > 0, not {value!r}")
+
+
+def optional_positive_number(instance: object, attribute: Any, value: Any) -> None:
+    """None, or a finite number > 0 (not a bool)."""
+    if value is not None:
+        positive_number(instance, attribute, value)
 
 
 def non_negative_number(instance: object, attribute: Any, value: Any) -> None:

@@ -2,11 +2,16 @@
 
 ::
 
-    fetchq validate RECIPE [RECIPE ...]
+    fetchq validate RECIPE [RECIPE ...] [--set KEY=VALUE ...] [--no-env]
     fetchq run RECIPE [--fresh] [--retry-failed] [--max-failures N|P%]
+                      [--set KEY=VALUE ...] [--limit N] [--dry-run]
                       [--workers N] [--read-ahead ROWS]
     fetchq output RECIPE
     fetchq demo [--pages N] [--dir DIR]
+    fetchq run RECIPE --admin [HOST:]PORT [--log-format human|json]
+    fetchq ctl RECIPE|URL status|width N|rate R|pause|resume|hold L 60s|stop
+    fetchq sms status RECIPE [--wait DURATION] [--every DURATION]
+    fetchq schema > fetchq.schema.json
 
 Exit status: 0 when everything asked for succeeded, 2 for problems (a bad
 recipe, a usage error, an input changed since an earlier run read it, an
@@ -58,22 +63,51 @@ def _add_validate(
         ),
     )
     parser.add_argument("recipes", nargs="+", metavar="RECIPE", help="a YAML recipe")
+    _add_set(parser)
+    parser.add_argument(
+        "--no-env",
+        action="store_true",
+        help="check without the environment: ${NAME} of a variable that is "
+        "not set is no problem (the values that hold one are listed as not "
+        "checked); everything else is checked",
+    )
     parser.set_defaults(handler=validate)
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one of the recipe's values, as if the file held it "
+        "(checked and reported like the file): KEY is a dotted path such as "
+        'queue.width, VALUE is YAML (50/s, 1MB, \'{"X-A": "b"}\'); repeat '
+        "for more",
+    )
 
 
 def validate(
     args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     """``fetchq validate``: check each recipe named in ``args.recipes``."""
-    from fetchq.recipe import RecipeError, load_recipe
+    from fetchq.recipe import RecipeError, check_recipe
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     status = OK
+    overrides = getattr(args, "overrides", None) or ()
+    no_env = bool(getattr(args, "no_env", False))
     for name in args.recipes:
         try:
-            recipe = load_recipe(name)
-            line = f"{name}: ok ({summary(recipe)})"
+            checked = check_recipe(name, overrides=overrides, no_env=no_env)
+            line = f"{name}: ok ({summary(checked.recipe)})"
+            if checked.unchecked:
+                line += "; not checked without the environment: " + ", ".join(
+                    f"{where} ({', '.join(f'${{{n}}}' for n in names)})"
+                    for where, names in checked.unchecked.items()
+                )
         except RecipeError as exc:
             for problem in exc.problems:
                 print(_one_line(str(problem)), file=err)
@@ -179,7 +213,60 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "waiting row takes memory)",
     )
     parser.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--admin",
+        metavar="[HOST:]PORT",
+        default=None,
+        help="serve the admin API, live page and /metrics here (127.0.0.1 "
+        "unless a host is given; the token goes to a 0600 file beside the "
+        "state); default: the recipe's admin.listen",
+    )
+    parser.add_argument(
+        "--metrics-open",
+        action="store_true",
+        default=None,
+        help="serve /metrics without the admin token (for a scraper)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("human", "json"),
+        default="human",
+        help="the log on stderr (or --log-file): human lines, or one JSON "
+        "object per event",
+    )
+    parser.add_argument(
+        "--log-file", metavar="PATH", default=None, help="write the log here"
+    )
+    _add_set(parser)
+    parser.add_argument(
+        "--limit",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="read at most N rows of the input this time (the first N; after "
+        "an earlier limited run, the next N); the rest stays unread and a "
+        "later run goes on from there",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the recipe, count the input, show the plan (what the "
+        "state holds, what a run would do) and the pace, then exit: nothing "
+        "is fetched or sent, no service contacted, nothing written",
+    )
     parser.set_defaults(handler=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of rows, not {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,8 +283,9 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"fetchq: error: --max-failures: {exc}", file=sys.stderr)
             return PROBLEMS
+    overrides = getattr(args, "overrides", None) or ()
     try:
-        recipe = load_recipe(args.recipe)
+        recipe = load_recipe(args.recipe, overrides=overrides)
     except RecipeError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
@@ -210,6 +298,25 @@ def run(args: argparse.Namespace) -> int:
         if refused:
             print(f"fetchq: error: {refused}", file=sys.stderr)
             return PROBLEMS
+    limit = getattr(args, "limit", None)
+    if getattr(args, "dry_run", False):
+        from fetchq.plan import dry_run
+
+        return dry_run(
+            recipe,
+            sys.stdout,
+            fresh=args.fresh,
+            retry_failed=args.retry_failed,
+            limit=limit,
+            max_failures=max_failures,
+        )
+    if limit is not None and recipe.state.url is not None:
+        print(
+            "fetchq: error: --limit needs a local state: with state.url (Redis) "
+            "every worker reads from the run's shared input",
+            file=sys.stderr,
+        )
+        return PROBLEMS
     if args.workers is not None:
         return _react(lambda reactor: _start_workers(recipe, reactor, args))
     options = {
@@ -222,7 +329,26 @@ def run(args: argparse.Namespace) -> int:
         options["read_ahead"] = args.read_ahead
     if args.as_worker:
         options["worker"] = True
-    return _react(lambda reactor: _start_run(recipe, reactor, options))
+    if limit is not None:
+        options["limit"] = limit
+    # A worker under --workers serves no admin API (its parent would be the
+    # place for one): N workers would all ask for the same port.
+    admin = None if args.as_worker else _admin_options(recipe, args)
+    log_file = None
+    try:
+        if getattr(args, "log_file", None):
+            log_file = open(args.log_file, "a", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        print(f"fetchq: error: --log-file: {exc}", file=sys.stderr)
+        return PROBLEMS
+    from fetchq.logs import start_logging
+
+    start_logging(getattr(args, "log_format", "human"), log_file)
+    try:
+        return _react(lambda reactor: _start_run(recipe, reactor, options, admin))
+    finally:
+        if log_file is not None:
+            log_file.close()
 
 
 def _workers_problem(args: argparse.Namespace, recipe: Any) -> str | None:
@@ -237,6 +363,11 @@ def _workers_problem(args: argparse.Namespace, recipe: Any) -> str | None:
         return "--workers must be at least 1"
     if args.workers is not None and args.report is not None:
         return "--report is for one process; it cannot be used with --workers"
+    if args.workers is not None and getattr(args, "admin", None) is not None:
+        return (
+            "--admin is for one process; it cannot be used with --workers "
+            "(start the workers with fetchq run, one with --admin)"
+        )
     return None
 
 
@@ -244,6 +375,8 @@ def _start_workers(recipe: Any, reactor: object, args: argparse.Namespace) -> ob
     from fetchq.workers import Workers
 
     worker_args = []
+    for override in getattr(args, "overrides", None) or ():
+        worker_args += ["--set", override]
     if args.max_failures is not None:
         worker_args += ["--max-failures", args.max_failures]
     if args.read_ahead is not None:
@@ -260,17 +393,55 @@ def _start_workers(recipe: Any, reactor: object, args: argparse.Namespace) -> ob
     return workers.run()
 
 
-def _start_run(recipe: Any, reactor: object, options: dict[str, Any]) -> object:
+def _admin_options(recipe: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Where the admin server listens (``--admin``, else the recipe's
+    ``admin.listen``), or None for no admin server."""
+    spec = getattr(recipe, "admin", None)
+    listen = getattr(args, "admin", None) or getattr(spec, "listen", None)
+    if listen is None:
+        return None
+    metrics_open = getattr(args, "metrics_open", None)
+    if metrics_open is None:
+        metrics_open = bool(getattr(spec, "metrics_open", False))
+    return {"listen": str(listen), "metrics_open": metrics_open}
+
+
+def _start_run(
+    recipe: Any,
+    reactor: object,
+    options: dict[str, Any],
+    admin: dict[str, Any] | None = None,
+) -> object:
+    from fetchq.admin.attach import attach_admin, attach_log
     from fetchq.run import Run
 
+    run: Run
     if recipe.state.url is not None:
         from fetchq.shared_run import SharedRun
 
-        shared = SharedRun(recipe, reactor, handle_signals=True, **options)
-        return shared.run()
-    options.pop("worker", None)
-    run = Run(recipe, reactor, handle_signals=True, **options)
-    return run.run()
+        run = SharedRun(recipe, reactor, handle_signals=True, **options)
+    else:
+        options.pop("worker", None)
+        run = Run(recipe, reactor, handle_signals=True, **options)
+    if admin is None:
+        attach_log(run)
+        return run.run()
+    finished = run.run()
+    try:
+        server = attach_admin(
+            run, reactor, admin["listen"], metrics_open=admin["metrics_open"]
+        )
+    except Exception as exc:  # a bad address, a port taken: stop, one line
+        print(_one_line(f"fetchq: error: --admin: {exc}"), file=sys.stderr)
+        run.interrupt(15)
+        return finished.addCallback(lambda _: PROBLEMS)
+    print(
+        f"fetchq: admin on {server.url} (token in {server.token_file}); "
+        "open the page with: fetchq ctl "
+        f"{recipe.source} page",
+        file=sys.stderr,
+    )
+    return finished
 
 
 def _add_output(
@@ -352,12 +523,16 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description=(
             "Start a local web site on 127.0.0.1 (latency that grows under "
             "load, 429 with Retry-After, some 500s, 404s and slow bodies) and "
-            "crawl it with the demo recipe, showing progress and a summary."
+            "crawl it with the demo recipe, showing progress and a summary.  "
+            "Run it again with the same --dir to resume."
         ),
     )
-    parser.add_argument("--pages", type=int, default=3000, help="URLs to crawl")
+    parser.add_argument("--pages", type=int, default=1500, help="URLs to crawl")
     parser.add_argument(
-        "--dir", default=None, help="where to put the run (default: a temp dir)"
+        "--dir",
+        default=None,
+        help="where to put the run (default: a temp dir); a dir with an "
+        "earlier demo in it is resumed",
     )
     parser.add_argument(
         "--report",
@@ -409,23 +584,35 @@ def defer_coroutine(coroutine: Any) -> object:
     return defer.Deferred.fromCoroutine(coroutine)
 
 
+def _add_ctl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from fetchq.admin.ctl import add_parser
+
+    add_parser(commands)
+
+
 def _add_fake(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "fake",
-        help="serve a fake SMS provider or X-style API on a loopback port",
+        help="serve a fake SMS provider, X-style API or GitHub API on a loopback port",
         description=(
             "Serve a local fake of a remote service, to try sms and api "
             "recipes (or your own code) against: `sms` is Twilio-shaped "
             "(1 message/s per sender, a concurrency cap answering 20429, "
             "invalid-number errors); `api` is X-style (per-endpoint quota "
-            "windows with x-rate-limit-* headers, 429s, next_token pages).  "
+            "windows with x-rate-limit-* headers, 429s, next_token pages); "
+            "`github` is GitHub's REST API for issues (Link pages, "
+            "x-ratelimit-* headers, secondary limits answered 403 with "
+            "Retry-After).  "
             "It prints its URL and the credentials to use, and runs until "
             "Ctrl-C."
         ),
     )
-    parser.add_argument("service", choices=("sms", "api"), help="which fake")
+    parser.add_argument("service", choices=("sms", "api", "github"), help="which fake")
     parser.add_argument(
-        "--port", type=int, default=None, help="port (default: sms 8099, api 8098)"
+        "--port",
+        type=int,
+        default=None,
+        help="port (default: sms 8099, api 8098, github 8097)",
     )
     parser.set_defaults(handler=fake)
 
@@ -437,11 +624,143 @@ def fake(args: argparse.Namespace) -> int:
         from fetchq.testing.sms import main as serve_sms
 
         serve_sms(argv)
+    elif args.service == "github":
+        from fetchq.testing.github import main as serve_github
+
+        serve_github(argv)
     else:
         from fetchq.testing.api import main as serve_api
 
         serve_api(argv)
     return 0
+
+
+def _add_sms(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "sms",
+        help="SMS tools: read what became of the messages a run sent",
+        description="Tools for kind: sms recipes.",
+    )
+    tools = parser.add_subparsers(title="tools", metavar="TOOL")
+    status = tools.add_parser(
+        "status",
+        help="read each sent message's delivery status into the output",
+        description=(
+            "For every message the recipe's run sent (its sid is in the "
+            "state) whose status is not final yet, read its status from the "
+            "provider (delivered, undelivered or failed with an error code; "
+            "queued, sending or sent are not final) at the recipe's pace "
+            "(queue.width, queue.rate), and add it to the message's record as "
+            "`delivery`; then rewrite the output.  Final statuses are kept "
+            "in the state and never read again; run it again to check the "
+            "others, or wait here with --wait.  Exit 0, or 3 if the "
+            "provider refused the credentials."
+        ),
+    )
+    status.add_argument("recipe", metavar="RECIPE", help="a kind: sms recipe")
+    status.add_argument(
+        "--wait",
+        metavar="DURATION",
+        default=None,
+        help="keep checking the messages not final yet, every --every, for "
+        "at most this long (10m, 1h)",
+    )
+    status.add_argument(
+        "--every",
+        metavar="DURATION",
+        default="30s",
+        help="time between checks while waiting (default: 30s)",
+    )
+    _add_set(status)
+    status.set_defaults(handler=sms_status)
+    parser.set_defaults(handler=_needs_tool(parser))
+
+
+def _needs_tool(parser: argparse.ArgumentParser) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: a tool is required (status)", file=sys.stderr)
+        return PROBLEMS
+
+    return handler
+
+
+def sms_status(args: argparse.Namespace) -> int:
+    """``fetchq sms status``: read the sent messages' delivery statuses."""
+    from fetchq.recipe import RecipeError, SmsRecipe, load_recipe
+    from fetchq.recipe.units import parse_duration
+    from fetchq.store import StoreError
+
+    durations: dict[str, float | None] = {}
+    for name in ("wait", "every"):
+        text = getattr(args, name)
+        try:
+            durations[name] = None if text is None else parse_duration(text)
+        except ValueError as exc:
+            print(f"fetchq: error: --{name}: {exc}", file=sys.stderr)
+            return PROBLEMS
+    every = durations["every"]
+    if every is None or every <= 0:
+        print("fetchq: error: --every: must be more than 0", file=sys.stderr)
+        return PROBLEMS
+    try:
+        recipe = load_recipe(args.recipe, overrides=args.overrides or ())
+    except RecipeError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        return PROBLEMS
+    if not isinstance(recipe, SmsRecipe):
+        print(
+            f"{args.recipe}: fetchq sms status reads kind: sms recipes, not "
+            f"kind: {recipe.kind}",
+            file=sys.stderr,
+        )
+        return PROBLEMS
+
+    def start(reactor: Any) -> object:
+        from fetchq.sms_status import DeliveryCheck
+
+        try:
+            check = DeliveryCheck(
+                recipe,
+                reactor,
+                sys.stderr,
+                wait=durations["wait"],
+                every=every,
+                handle_signals=True,
+            )
+        except (ValueError, StoreError) as exc:  # no state, or a run holds it
+            print(_one_line(f"fetchq: error: {exc}"), file=sys.stderr)
+            return PROBLEMS
+        return check.run()
+
+    return _react(start)
+
+
+def _add_schema(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    parser = commands.add_parser(
+        "schema",
+        help="print the recipe schema as JSON Schema (for editors)",
+        description=(
+            "Print the JSON Schema (draft 2020-12) of fetchq recipes, made "
+            "from the same schema as `fetchq validate` and the README's "
+            "reference: `fetchq schema > fetchq.schema.json`, then point your "
+            "editor's YAML support at it for completion and checks as you "
+            "type.  It checks the shape of a recipe (keys, types, units); "
+            "`fetchq validate` checks everything."
+        ),
+    )
+    parser.set_defaults(handler=schema)
+
+
+def schema(args: argparse.Namespace) -> int:
+    """``fetchq schema``: the recipe schema as JSON Schema, on stdout."""
+    from fetchq.recipe.jsonschema import schema_text
+
+    sys.stdout.write(schema_text())
+    return OK
 
 
 COMMANDS: list[
@@ -452,6 +771,9 @@ COMMANDS: list[
     _add_output,
     _add_demo,
     _add_fake,
+    _add_ctl,
+    _add_sms,
+    _add_schema,
 ]
 """Functions that each add one subcommand."""
 

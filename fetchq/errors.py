@@ -60,6 +60,12 @@ class FetchqError(Exception):
     fix: str = ""
     """For a fatal error: what the user should fix, in a few words."""
 
+    neutral: bool = False
+    """True when a job's failure says nothing about whether the run can
+    succeed (a URL the site's robots.txt disallows): the job is recorded as
+    failed, but a run's failure breaker neither counts it nor takes it for
+    a success."""
+
 
 class QueueStopped(FetchqError):
     """Raised by ``put()`` (and ``resume()``) once ``stop()`` has been called."""

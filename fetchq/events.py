@@ -14,7 +14,8 @@ Every job move is reported exactly once:
   launched is cancelled, with the :class:`~fetchq.job.Outcome`;
 - :class:`JobWithdrawn` when ``withdraw()`` hands a pending job back.
 
-:class:`LaneHeld` says a lane (or the whole queue) is held until a time.
+:class:`LaneHeld` says a lane (or the whole queue) is held until a time;
+:class:`LaneReleased` that such a hold was ended early.
 
 :class:`ControlDecision` is not the queue's own: an adaptive controller
 announces each decision through ``queue.announce()``, so that every observer
@@ -39,6 +40,7 @@ __all__ = [
     "JobQueued",
     "JobWithdrawn",
     "LaneHeld",
+    "LaneReleased",
     "Observer",
     "RateChanged",
     "WidthChanged",
@@ -128,6 +130,15 @@ class LaneHeld:
 
 
 @attrs.frozen
+class LaneReleased:
+    """A hold ended early: ``queue.release(key)`` (an operator's release)
+    ended lane ``key``'s hold, or the whole queue's with ``key`` None."""
+
+    key: Any
+    time: float
+
+
+@attrs.frozen
 class ControlDecision:
     """One decision of an adaptive controller, for the queue or one lane.
 
@@ -171,6 +182,7 @@ Event: TypeAlias = (
     | WidthChanged
     | RateChanged
     | LaneHeld
+    | LaneReleased
     | ControlDecision
 )
 Observer: TypeAlias = Callable[[Event], object]

@@ -202,6 +202,11 @@ class LaneScheduling:
         """The default launch rate of lanes without their own (None = none)."""
         return self._lane_rate_default[0]
 
+    @property
+    def lane_burst(self) -> int:
+        """The burst of the default lane rate."""
+        return self._lane_rate_default[1]
+
     def reset_lane(self, key: Any) -> None:
         """Forget lane ``key``'s own width and rate: it follows the defaults
         again, and the queue keeps nothing for it once it is idle."""

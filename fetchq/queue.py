@@ -32,7 +32,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from inspect import iscoroutine
 from typing import Any, Protocol, cast
 
@@ -49,6 +49,7 @@ from fetchq.events import (
     JobQueued,
     JobWithdrawn,
     LaneHeld,
+    LaneReleased,
     Observer,
     RateChanged,
     WidthChanged,
@@ -70,6 +71,7 @@ _heappop = heapq.heappop
 # Stale heap entries are swept out once there are this many and they make up
 # half the heap: rare enough to cost nothing, often enough to bound memory.
 _COMPACT_AT = 4096
+_ANY_LANE: Any = object()  # pending_page(): jobs of every lane
 
 log = Logger()
 
@@ -653,6 +655,19 @@ class ResizableDispatchQueue(LaneScheduling):
         return self._clock
 
     @property
+    def func(self) -> Callable[[Any], Any]:
+        """The job function; settable.  Jobs launched from then on call the
+        new one (a wrapper, such as :class:`fetchq.shared.SharedLimits`'s,
+        that waits for a slot shared with other processes first)."""
+        return self._func
+
+    @func.setter
+    def func(self, func: Callable[[Any], Any]) -> None:
+        if not callable(func):
+            raise TypeError(f"func must be callable, not {func!r}")
+        self._func = func
+
+    @property
     def width(self) -> int:
         """How many jobs may be underway at once; settable (see setWidth)."""
         return self._width
@@ -708,6 +723,11 @@ class ResizableDispatchQueue(LaneScheduling):
     def rate(self, rate: float | None) -> None:
         self.set_rate(rate, 1 if self._bucket is None else self._bucket.burst)
 
+    @property
+    def burst(self) -> int:
+        """Launches the rate allows back to back (1 without a rate)."""
+        return 1 if self._bucket is None else self._bucket.burst
+
     def set_rate(self, rate: float | None, burst: int = 1) -> None:
         """Change the queue-wide launch rate (None = unlimited) and burst."""
         check_rate(rate, burst)
@@ -751,6 +771,32 @@ class ResizableDispatchQueue(LaneScheduling):
         if extended and self._observers:
             self._emit(LaneHeld(key, until, now))
         return lane.hold_until
+
+    def release(self, key: Any = None) -> bool:
+        """End a hold early: lane ``key``'s, or the whole queue's if ``key``
+        is None (an operator's "go on now").  Lane width and rate still
+        apply.  Emits :class:`~fetchq.events.LaneReleased` if a hold ended.
+
+        Returns:
+            Whether there was a hold to end.
+        """
+        now = self._seconds()
+        if key is None:
+            if self._hold_until <= now + EPSILON:
+                return False
+            self._hold_until = 0.0
+            self._refresh_fast()
+        else:
+            lane = self._lanes.get(key)
+            if lane is None or lane.hold_until <= now + EPSILON:
+                return False
+            lane.hold_until = 0.0
+            lane.wake_at = None  # its wake-up for the hold's end is now stale
+            self._lane_changed(lane, now)
+        if self._observers:
+            self._emit(LaneReleased(key, now))
+        self._dispatch()
+        return True
 
     def pause(self) -> Deferred[None]:
         """Stop launching jobs.
@@ -892,6 +938,55 @@ class ResizableDispatchQueue(LaneScheduling):
             jobs.extend([e[2] for e in waiting])
         return jobs
 
+    def pending_page(
+        self,
+        limit: int = 50,
+        after: tuple[float, int] | None = None,
+        key: Any = _ANY_LANE,
+    ) -> list[tuple[tuple[float, int], Job]]:
+        """A page of the jobs ready to launch, in dispatch order, for an
+        admin view that must never copy a million jobs at once.
+
+        Args:
+            limit: most jobs to return.
+            after: the position of the last job of the previous page (as
+                returned here); None for the first page.
+            key: only the jobs of this lane (None: jobs without a lane);
+                every job if not given.
+
+        Returns:
+            ``(position, job)`` pairs; a position is ``(priority, n)``, n
+            the job's turn within its priority.  Jobs waiting to retry are
+            not listed (``pending()`` lists them).  Costs one pass over the
+            pending jobs (of the lane, if one is given), no sort of them all.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be an int >= 0, not {limit!r}")
+        if self._left:
+            return []
+        main = self._heap
+        if key is _ANY_LANE:
+            heaps = [main, *(lane.heap for lane in self._lanes.values())]
+        elif key is None:
+            heaps = [main]
+        else:
+            lane = self._lanes.get(key)
+            heaps = [] if lane is None else [lane.heap]
+
+        def entries() -> Iterator[tuple[Any, int, Job]]:
+            for heap in heaps:
+                for entry in heap:
+                    job = entry[2]
+                    if job._entry is not entry or job.state is not _PENDING:
+                        continue  # stale
+                    if heap is main and job.key is not None:
+                        continue  # a lane's rep: listed from its lane's heap
+                    if after is None or (entry[0], entry[1]) > after:
+                        yield entry
+
+        page = heapq.nsmallest(limit, entries())
+        return [((e[0], e[1]), e[2]) for e in page]
+
     def underway(self) -> JobList:
         """A copy of the jobs underway, in launch order: a list that also
         equals the set of them (txrdq returned a set)."""
@@ -951,6 +1046,8 @@ class ResizableDispatchQueue(LaneScheduling):
     # The one timer
 
     def _wake_at(self, when: float) -> None:
+        if self._stop_result is not None:
+            return  # stopped for good: nothing will launch, keep no timer
         timer = self._timer
         if timer is not None:
             if timer.getTime() <= when + EPSILON:

@@ -55,16 +55,24 @@ from pathlib import Path
 from typing import IO, Any
 
 from twisted.internet import defer, task
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from fetchq import __version__
 from fetchq.breaker import DEFAULT as DEFAULT_MAX_FAILURES
 from fetchq.breaker import FailureBreaker, MaxFailures
-from fetchq.control import AdaptiveController, algorithm
+from fetchq.control import AdaptiveController, Controller, algorithm
 from fetchq.errors import JobCancelled, JobError
-from fetchq.events import Event, LaneHeld
+from fetchq.events import Event, LaneHeld, LaneReleased
 from fetchq.fetch import FetchConfig, fetch_retry_policy
-from fetchq.inputs import Checkpoint, InputChanged, InputError, InputReader, InputRow
+from fetchq.inputs import (
+    Checkpoint,
+    InputChanged,
+    InputError,
+    InputReader,
+    InputRow,
+    count_rows,
+)
 from fetchq.job import Job
 from fetchq.kinds import BadRow, Kind
 from fetchq.output import OutputFile
@@ -73,6 +81,8 @@ from fetchq.queue import ResizableDispatchQueue
 from fetchq.recipe import ApiRecipe, FetchRecipe, Recipe, SmsRecipe
 from fetchq.recipe.model import AdaptiveSpec
 from fetchq.report import Timeline, write_report
+from fetchq.report.history import RunHistory, report_data
+from fetchq.report.html import format_wall
 from fetchq.secrets import reveal
 from fetchq.store import Claimed, Counts, NewItem, SQLiteStore, when
 
@@ -107,9 +117,25 @@ _META_INPUT_DONE = "input.done"  # the input was read to its end (then)
 _META_INPUT_NEXT = "input.next_row"  # fetchq 0.1 states: rows stored so far
 _META_FIRST_START = "run.first_started"  # wall clock, epoch seconds
 
+_HISTORY_EVERY = 10.0  # seconds between saves of the run's history
+_COUNTS_EVERY = 1.0  # seconds between counts asked of a remote store
+_ENDED = {
+    0: "finished",
+    2: "problems",
+    3: "stopped: cannot go on",
+    4: "stopped: failures",
+    130: "interrupted",
+    143: "terminated",
+}
+_LANE_NAMES = {"fetch": "host", "sms": "sender", "api": "endpoint"}
+
 _CHUNK = 1000  # rows read into the store in one write
 _LEASE = 3600.0  # one process owns a state file: leases only guard a crash
 _WITHDRAW_AFTER = 1.0  # a lane held this long hands its waiting jobs back
+CANCELLED = "cancelled"
+"""The store outcome of a row an operator cancelled (``fetchq ctl cancel``)."""
+
+log = Logger(namespace="fetchq.run")
 
 
 def make_controller(spec: AdaptiveSpec) -> AdaptiveController:
@@ -156,6 +182,7 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
         connect_timeout=spec.connect_timeout,
         headers_timeout=spec.headers_timeout,
         body_timeout=spec.body_timeout,
+        timeout=spec.timeout,
         max_body=spec.max_body,
         max_redirects=spec.max_redirects,
         allow_private=spec.allow_private,
@@ -165,6 +192,18 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
         max_retry_after=recipe.retry.max_delay,
         save_dir=None if save is None else str(save.dir),
         save_name="sha256" if save is None else save.name,
+        proxy=spec.proxy,
+        trust_env=spec.trust_env,
+        no_proxy=None if spec.no_proxy is None else tuple(spec.no_proxy),
+        ca_bundle=spec.tls.ca_bundle,
+        client_cert=spec.tls.client_cert,
+        client_key=spec.tls.client_key,
+        verify=spec.tls.verify,
+        host_headers=tuple(
+            (host, tuple(headers.items()))
+            for host, headers in spec.host_headers.items()
+        ),
+        robots=spec.robots,
     )
 
 
@@ -257,6 +296,11 @@ class Run:
         read_ahead: most pending rows in the store before reading more of
             the input (None: read it all, in chunks, as the run goes; a
             durable store holds them on disk).
+        limit: read at most this many rows of the input in this run (the
+            first ones on a fresh start, else the next ones after those
+            earlier runs read); the rest stay unread, the input is not
+            marked finished, and the next run goes on from there.  Rows
+            earlier runs read and left to do are run too.
     """
 
     def __init__(
@@ -275,7 +319,15 @@ class Run:
         retry_failed: bool = False,
         max_failures: MaxFailures | None = None,
         read_ahead: int | None = None,
+        limit: int | None = None,
     ) -> None:
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"limit must be an integer >= 1 or None, not {limit!r}")
+        self.limit = limit
+        self._rows_read = 0  # rows of the input read by this run
+        self._limited = False  # the limit ended reading: the input is not done
         self.recipe = recipe
         self.reactor = reactor
         self.stream = stream
@@ -297,7 +349,9 @@ class Run:
         self.store: Any = store  # a SharedRun connects to Redis when it starts
         width = recipe.queue.width
         adaptive = recipe.queue.adaptive
-        self.controller = None if adaptive is None else make_controller(adaptive)
+        self.controller: Controller | None = (
+            None if adaptive is None else make_controller(adaptive)
+        )
         pool = width if adaptive is None else max(width, adaptive.max_width)
         if kind is None:
             kind = make_kind(recipe, reactor, self._first_started, pool)
@@ -311,11 +365,21 @@ class Run:
         self.queue.subscribe(self.stats)
         self.queue.subscribe(self._on_event)
         self.report_path = report
-        self.timeline: Timeline | None = None
-        if report is not None:
-            self.timeline = Timeline(reactor)
-            self.timeline.start(self.queue)
-            self.queue.subscribe(self.timeline)
+        # Kept whether a report is asked for or not: it goes into the run's
+        # history, so a later run's report covers this one too.
+        self.timeline: Timeline | None = Timeline(reactor)
+        self.timeline.start(self.queue)
+        self.queue.subscribe(self.timeline)
+        self._wall_start = time.time()
+        self.history: RunHistory | None = None  # made when the store is open
+        self._history_at = reactor.seconds()
+        self._history_saving = False
+        self._counts_at = -_COUNTS_EVERY
+        self._counting = False
+        self._remote_counts = False
+        self._final: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self.resume_hint = f"fetchq run {recipe.source}"
+        """The command that resumes the run, as the interrupted run says it."""
         self._reader: InputReader | None = None
         self._rows: Iterator[InputRow] | None = None
         self._skip_below = 0  # rows a fetchq 0.1 state already holds
@@ -335,6 +399,8 @@ class Run:
         self._finished: defer.Deferred[int] = defer.Deferred()
         self._closed = False  # set once _finish starts closing the store
         self._pump_scheduled = False
+        self._later: list[Any] = []  # pumps at the ends of holds
+        self._cancelling: set[str] = set()  # rows an operator cancelled
         self.display: ProgressDisplay | None = None  # made by run()
         self._ticker = task.LoopingCall(self._tick)
 
@@ -393,6 +459,7 @@ class Run:
             for row in rows:
                 if row.index < self._skip_below:
                     continue  # stored by an earlier run that kept no checkpoint
+                self._rows_read += 1
                 if row.error is not None:
                     batch.append((row, row.error))
                 else:
@@ -400,6 +467,9 @@ class Run:
                         batch.append((row, kind.item(row)))
                     except BadRow as e:
                         batch.append((row, f"{reader.name}:{row.line}: {e}"))
+                if self.limit is not None and self._rows_read >= self.limit:
+                    self._limited = self._input_done = True  # no more this run
+                    break
                 if len(batch) >= limit:
                     break
             else:
@@ -408,7 +478,7 @@ class Run:
             error = e
         meta = {
             _META_INPUT: reader.checkpoint().to_json(),
-            _META_INPUT_DONE: self._input_done,
+            _META_INPUT_DONE: self._input_done and not self._limited,
         }
 
         def store_rows(taken: set[str]) -> Any:
@@ -417,9 +487,9 @@ class Run:
             return when(added, lambda _: stored(items))
 
         def stored(items: list[NewItem]) -> None:
-            self.stats.outcomes["failed"] += sum(
-                1 for item in items if item.outcome is not None
-            )
+            for item in items:
+                if item.outcome is not None:
+                    self.stats.bad_input(item.id, item.record)
             if self.kind.commit_each:
                 self._watch(self.store.flush())
             if error is not None:
@@ -593,6 +663,12 @@ class Run:
         counts = self.store.counts()
         if counts.pending == 0 and counts.claimed == len(self._streak):
             self._ack_streak()
+            if self._limited:
+                self._say(
+                    f"--limit {self.limit}: read {self._rows_read} rows of the "
+                    "input; the rest is unread: run again (without --limit for "
+                    "all of it) to go on"
+                )
             self._finish(EXIT_OK)
 
     def _watch(self, result: Any) -> Any:
@@ -620,6 +696,12 @@ class Run:
     def _on_event(self, event: Event) -> None:
         """A lane held for a while hands its waiting jobs back to the store
         and is passed over by claims until the hold ends."""
+        if event.__class__ is LaneReleased:
+            assert isinstance(event, LaneReleased)
+            if event.key is not None and event.key in self._held:
+                del self._held[event.key]
+                self._pump_soon()
+            return
         if event.__class__ is not LaneHeld:
             return
         assert isinstance(event, LaneHeld)
@@ -631,7 +713,9 @@ class Run:
         if wait >= _WITHDRAW_AFTER:
             # Not from inside the queue's own call that held the lane.
             self.reactor.callLater(0, self._withdraw, key)
-        self.reactor.callLater(wait, self._pump_soon)
+        later = [call for call in self._later if call.active()]
+        later.append(self.reactor.callLater(wait, self._pump_soon))
+        self._later = later
 
     def _withdraw(self, key: Any) -> None:
         if self._closed or self._stopping:
@@ -684,6 +768,11 @@ class Run:
             return
         self._lane_done(job.key)
         now = self.reactor.seconds()
+        if isinstance(error, JobCancelled) and job.id in self._cancelling:
+            self._cancelling.discard(job.id)
+            self._ack_as(job.id, CANCELLED, self.kind.record(job, CANCELLED), now)
+            self._pump_soon()
+            return
         cause = None if job.failure is None else job.failure.value
         if getattr(cause, "fatal", False):
             self._leave_to_do(job.id, now)
@@ -693,6 +782,12 @@ class Run:
             self._leave_to_do(job.id, now)  # one more of the streak
             return
         record = self.kind.record(job, "failed")
+        if getattr(cause, "neutral", False):
+            # The row's own outcome (robots.txt disallows it), which says
+            # nothing of the run: recorded, not counted by the breaker.
+            self._ack(job.id, record, now)
+            self._pump_soon()
+            return
         trip = self.breaker.fail()
         if self.breaker.limit.in_a_row is not None:
             self._streak.append((job.id, record))
@@ -709,9 +804,43 @@ class Run:
         self.stats.left_to_do()
 
     def _ack(self, item_id: str, record: Any, now: float) -> None:
-        self._watch(self.store.ack(item_id, "failed", record, now))
+        self._ack_as(item_id, "failed", record, now)
+
+    def _ack_as(self, item_id: str, outcome: str, record: Any, now: float) -> None:
+        self._watch(self.store.ack(item_id, outcome, record, now))
         if self.kind.commit_each:
             self._watch(self.store.flush())
+
+    def cancel(self, item_id: str) -> Any:
+        """Cancel one row for good (an operator's ``cancel``): a job of it
+        in the queue is cancelled (an underway one is interrupted); a row
+        still waiting in the store is recorded there at once.  Its record
+        says ``cancelled``; the failure breaker does not count it.
+
+        Returns:
+            True if the row was cancelled, False if it is already done; or a
+            Deferred of that (a network store).
+
+        Raises:
+            KeyError: the run has no such row.
+        """
+        for job in [*self.queue.underway(), *self.queue.pending()]:
+            if job.id == item_id:
+                self._cancelling.add(item_id)
+                job.cancel()
+                return True
+        now = self.reactor.seconds()
+        record = {"id": item_id, "outcome": CANCELLED, "error": "cancelled"}
+
+        def acked(moved: bool) -> bool:
+            if moved:
+                log.info("row {id} cancelled", id=item_id, event="job.cancelled")
+                if self.kind.commit_each:
+                    self._watch(self.store.flush())
+            return moved
+
+        # Not watched: an unknown id is the caller's KeyError, not the run's.
+        return when(self.store.ack(item_id, CANCELLED, record, now), acked)
 
     def _ack_streak(self) -> None:
         """The failures held back were the rows' own: record them."""
@@ -748,6 +877,13 @@ class Run:
         self._stopping = True
         self._exit = code
         self._say(f"fetchq: {message}")
+        log.emit(
+            LogLevel.error if code in (EXIT_FATAL, EXIT_FAILURES) else LogLevel.info,
+            "run stopping: {message}",
+            event="run.stopping",
+            code=code,
+            message=message,
+        )
         now = self.reactor.seconds()
         streak, self._streak = self._streak, []
         for item_id, _ in streak:
@@ -760,9 +896,81 @@ class Run:
         self._watch(self.store.flush())
         if self._stream_output:
             self.output.catch_up(self.store)
+        self._observe_store()
         if self.display is not None:
             self.display.tick()
+        if self.reactor.seconds() - self._history_at >= _HISTORY_EVERY:
+            self._save_history_soon()
         self._pump()
+
+    # -- progress and history ------------------------------------------------
+
+    def _count_input(self) -> None:
+        """The input's rows, counted (streaming) for the progress total."""
+        spec = self.recipe.input
+        try:
+            found = count_rows(spec.path, spec.format)
+        except (OSError, ValueError):
+            return  # unknown until the input is read: no ETA meanwhile
+        self.stats.set_total(found.rows, found.exact)
+
+    def _observe_store(self) -> None:
+        """Give the stats the store's counts (the whole run's progress); a
+        remote store's at most every second, one question at a time."""
+        now = self.reactor.seconds()
+        if self._counting or self._closed:
+            return
+        if self._remote_counts and now - self._counts_at < _COUNTS_EVERY:
+            return
+        counts = self.store.counts()
+        if isinstance(counts, defer.Deferred):
+            self._remote_counts = True
+            self._counting = True
+            self._counts_at = now
+
+            def got(value: Counts) -> None:
+                self._counting = False
+                self._observed(value)
+
+            def failed(_: Failure) -> None:
+                self._counting = False  # progress waits; the run goes on
+
+            counts.addCallbacks(got, failed)
+            return
+        self._observed(counts)
+
+    def _observed(self, counts: Counts) -> None:
+        self.stats.observe(counts)
+        if self._input_done and not (self.stats.total_exact and self.stats.total):
+            self.stats.set_total(counts.total)
+
+    def _save_history_soon(self) -> None:
+        if self._history_saving or self._closed:
+            return
+        self._history_at = self.reactor.seconds()
+        saving = self._save_history(None)
+        if saving is not None:
+            self._history_saving = True
+
+            def saved(_: object) -> None:
+                self._history_saving = False
+
+            saving.addBoth(saved)
+
+    def _save_history(self, ended: str | None) -> defer.Deferred[None] | None:
+        """Save this run's segment of the history (None while it has done
+        nothing: a run with nothing left to do adds no segment)."""
+        history = self.history
+        timeline = self.timeline
+        stats = self.stats
+        if history is None or timeline is None:
+            return None
+        if not stats.outcomes and not stats.lanes:
+            return None
+        figures, events = stats.to_json(), timeline.to_json()
+        if ended is not None:
+            self._final = (figures, events)  # the report shows the same
+        return history.save(figures, events, ended)
 
     def run(self) -> defer.Deferred[int]:
         """Run to the end (or to an interruption); fires with the exit code."""
@@ -805,10 +1013,24 @@ class Run:
             self._finish(EXIT_FATAL)
             return
         counts = await _maybe(store.counts())
+        self._count_input()
+        self._observed(counts)
+        self.history = RunHistory(store, self._wall_start)
         self._ticker.clock = self.reactor
         self._ticker.start(self.tick_seconds, now=False)
         if counts.finished:
             self._say(f"resuming: {counts.finished} done, {counts.pending} to do")
+            log.info(
+                "run resumed: {done} done, {to_do} to do",
+                event="run.resumed",
+                done=counts.finished,
+                to_do=counts.pending,
+            )
+        else:
+            log.info("run started", event="run.started")
+        for warning in getattr(self.kind, "warnings", ()):
+            self._say(f"fetchq: WARNING: {warning}")
+            self.stats.warnings.append(warning)
         if self.handle_signals:
             self._install_signals()
         if self.controller is not None:
@@ -822,21 +1044,45 @@ class Run:
         process owns a local state)."""
         await _maybe(self.store.release(now))
 
-    def _write_report(self) -> None:
+    async def _write_report(self, counts: Counts | None) -> None:
+        """The report of the whole run: this run's segment and every earlier
+        one's (and, on Redis, other workers')."""
         if self.timeline is None or self.report_path is None:
             return
         recipe = self.recipe
+        history = self.history
+        segments: list[dict[str, Any]] = []
+        if history is not None:
+            try:
+                segments = await history.segments()
+            except Exception as e:
+                self._say(f"fetchq: the run's history cannot be read: {_one_line(e)}")
+        own = None if history is None else history.sid
+        figures, events = self._final or (self.stats.to_json(), self.timeline.to_json())
+        if not segments:
+            segments = [{"sid": own, "started": self._wall_start}]
+        data = report_data(segments, own, events, figures)
+        rows = data["history"]
+        elapsed = sum(float(row["elapsed"]) for row in rows)
+        meta: dict[str, Any] = {
+            "recipe": str(recipe.source),
+            "output": str(recipe.output.path),
+        }
+        if rows and rows[0]["started"] is not None:
+            meta["started"] = format_wall(float(rows[0]["started"]))
+        runs = sum(int(row["runs"]) for row in rows)
+        meta["elapsed"] = f"{elapsed:.1f}s" + (f" over {runs} runs" if runs > 1 else "")
+        meta["pace"] = describe_pace(recipe)
+        meta["fetchq"] = __version__
         write_report(
             self.report_path,
-            self.timeline,
-            {"Summary": self.stats.summary()},
+            data["timeline"],
             title=f"fetchq run: {recipe.source.name}",
-            meta={
-                "recipe": str(recipe.source),
-                "output": str(recipe.output.path),
-                "width": describe_pace(recipe),
-                "fetchq": __version__,
-            },
+            meta=meta,
+            stats=data["stats"],
+            history=rows,
+            counts=counts,
+            lane_name=_LANE_NAMES.get(recipe.kind, "lane"),
         )
         self._say(f"report: {self.report_path}")
 
@@ -864,6 +1110,9 @@ class Run:
         self._exit = EXIT_INTERRUPTED.get(signum, 130)
         self._ack_streak()
         self._say("interrupted: letting underway jobs finish (Ctrl-C again to cancel)")
+        log.info(
+            "run stopping: signal {signal}", event="run.stopping", signal=int(signum)
+        )
         self.queue.stop().addCallback(self._stopped)
 
     def _stopped(self, unprocessed: list[Job]) -> None:
@@ -876,7 +1125,7 @@ class Run:
             more = "" if self._input_done else " (and the rest of the input)"
             self._say(
                 f"state saved in {self._where()}; {left} rows left to do{more}; "
-                f"resume with: fetchq run {self.recipe.source}"
+                f"resume with: {self.resume_hint}"
             )
             self._finish(self._exit)
 
@@ -893,6 +1142,9 @@ class Run:
         self._closed = True
         if self._ticker.running:
             self._ticker.stop()
+        for call in self._later:
+            if call.active():
+                call.cancel()
         if self.controller is not None:
             self.controller.detach()
         if not self.queue.stopped:
@@ -901,14 +1153,26 @@ class Run:
         closing.addErrback(lambda f: self._close_failed(f, code))
 
     async def _close(self, code: int) -> None:
+        try:
+            await _maybe(self._save_history(_ENDED.get(code, f"exit {code}")))
+        except Exception as e:
+            self._say(f"fetchq: the run's history was not saved: {_one_line(e)}")
         await _maybe(self.store.flush())
+        log.info("run finished: exit {code}", event="run.finished", code=code)
         await self._write_output(code)
         self.output.close()
         if self._reader is not None:
             self._reader.close()
+        counts: Counts | None = None
+        try:
+            counts = await _maybe(self.store.counts())
+        except Exception:
+            counts = None  # the summary says this run's figures only
+        if counts is not None:
+            self._observed(counts)
         if self.display is not None:
             self.display.close()
-        self._write_report()
+        await self._write_report(counts)
         await _maybe(self.store.close())
         await self.kind.close()
         self._finished.callback(code)

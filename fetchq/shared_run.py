@@ -47,6 +47,7 @@ from typing import IO, Any
 
 from twisted.internet import defer
 
+from fetchq.control import AdaptiveController
 from fetchq.events import Event, JobFinished, LaneHeld
 from fetchq.job import Outcome
 from fetchq.output import write_output
@@ -63,6 +64,7 @@ from fetchq.run import (
     Run,
     _maybe,
 )
+from fetchq.shared.control import SharedControl
 from fetchq.store import Claimed, StoreError, when
 from fetchq.store.redis import RedisStore
 
@@ -74,6 +76,8 @@ _LOADER = "loader"
 _LIMITS = "run.limits"  # the recipe's limits the run's were last set from
 _POLL = 0.25  # most seconds between claims while nothing can launch
 _WITHDRAW_RETRY = 0.5  # a job retrying later than this hands its slot back
+_OPERATOR_STOP = 143  # an operator's stop of the whole run (as SIGTERM)
+_LEADER_LEASE = 5.0  # a dead controller leader is replaced within this
 
 
 class SharedRun(Run):
@@ -126,11 +130,25 @@ class SharedRun(Run):
         self._outage = False
         self._backoff = 0.0
         self.queue.subscribe(self._on_retry)
+        if isinstance(self.controller, AdaptiveController):
+            # One controller for the whole run: the leader's, fed by every
+            # worker, setting the run's limits in Redis (fetchq.shared.control).
+            self.controller = SharedControl(
+                self.controller,
+                lambda: self.store,
+                reactor,
+                lease=min(_LEADER_LEASE, self._lease),
+            )
 
     def _queue_kwargs(self) -> dict[str, Any]:
         """Only the local width: Redis applies the rate and the lane limits
-        to every worker together when it hands work out."""
-        return {"width": self.recipe.queue.width}
+        to every worker together when it hands work out (an adaptive run's
+        width may grow to ``max_width``, so this process may run as many)."""
+        queue = self.recipe.queue
+        width = queue.width
+        if queue.adaptive is not None:
+            width = max(width, queue.adaptive.max_width)
+        return {"width": width}
 
     def _where(self) -> str:
         return f"redis run {self.recipe.state.run!r}"
@@ -164,9 +182,13 @@ class SharedRun(Run):
             await self.store.reset()
             self._say("starting afresh: the state of earlier runs is forgotten")
             self.fresh = False
+        await self._set_limits()
+        await self._forget_operator_stop()
         # A stop an earlier run left is not this run's: only a new one counts.
         self._stop_seen = await self.store.meta_get(META_STOP)
-        await self._set_limits()
+        share = getattr(self.kind, "share", None)
+        if share is not None:
+            share(self.store)  # what the kind keeps per run (an API's quota)
         await self._start()
 
     def _start_failed(self, failure: Any) -> None:
@@ -198,6 +220,31 @@ class SharedRun(Run):
             return
         await self.store.configure(**limits)
         await self.store.meta_set(_LIMITS, limits)
+
+    async def _forget_operator_stop(self) -> None:
+        """An operator's stop (``fetchq ctl stop``) stopped the workers of
+        then; running the recipe again is the operator going on."""
+        stop = await self.store.meta_get(META_STOP)
+        if isinstance(stop, dict) and stop.get("code") == _OPERATOR_STOP:
+            await self.store.meta_set(META_STOP, None)
+
+    def follow_width(self, width: int | None) -> None:
+        """The run's width changed (an operator's, or seen in Redis): this
+        worker may run up to that many jobs at once (every worker's leases
+        count against it in Redis)."""
+        local = self._queue_kwargs()["width"] if width is None else width
+        if local != self.queue.width and not self._stopping:
+            self.queue.setWidth(local)
+
+    _seen_width: Any = "unseen"
+
+    def _follow_limits(self, limits: dict[str, Any]) -> None:
+        """Follow the run's width when it changes in Redis (an operator's,
+        or the run's adaptive controller's: see fetchq.shared.control)."""
+        width = limits.get("width")
+        if not self._closed and width != self._seen_width:
+            self._seen_width = width
+            self.follow_width(None if width is None else int(width))
 
     async def _release(self, now: float) -> None:
         """Nothing: other workers hold leases; a dead one's run out."""
@@ -392,6 +439,7 @@ class SharedRun(Run):
             # The loader may have finished, or died: take over if it did.
             self._watch(defer.Deferred.fromCoroutine(self._follow_input()))
         self._watch(when(self.store.meta_get(META_STOP), self._stopped_elsewhere))
+        self._watch(when(self.store.limits(), self._follow_limits))
 
     def _lost_lease(self, held: bool) -> None:
         if not held and not self._input_done and self._loader:
@@ -559,7 +607,7 @@ def _short(error: BaseException) -> str:
 class WorkerDisplay(ProgressDisplay):
     """What a worker under ``fetchq run --workers`` shows: its messages
     only (the parent shows progress and the summary), and at the end its
-    tallies (:meth:`RunStats.to_json`) as one JSON line on stdout, for the
+    tallies (:meth:`RunStats.tallies`) as one JSON line on stdout, for the
     parent's summary."""
 
     def __init__(self, stats: RunStats, stream: IO[str] | None = None) -> None:
@@ -573,5 +621,5 @@ class WorkerDisplay(ProgressDisplay):
 
     def close(self) -> None:
         """Hand the tallies to the parent."""
-        sys.stdout.write(json.dumps(self.stats.to_json()) + "\n")
+        sys.stdout.write(json.dumps(self.stats.tallies()) + "\n")
         sys.stdout.flush()

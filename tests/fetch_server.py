@@ -34,6 +34,7 @@ behaviour; query parameters tune it:
 ``/canned``         the response :attr:`FaultServer.canned` holds under ``name``
 ``/cookie``         200 with a Set-Cookie header
 ``/echo``           200, JSON of the request: method, target, headers, body
+``/robots.txt``     :attr:`FaultServer.robots` (status, body) if set, else 404
 ==================  =========================================================
 """
 
@@ -168,7 +169,9 @@ class _Connection(Protocol):
         size = int(q.get("size", "100"))
         path = parts.path
         server = self.server
-        if path == "/ok":
+        if path == "/robots.txt" and server.robots is not None:
+            self.respond(*server.robots)
+        elif path == "/ok":
             self.respond(200, body_for(size))
         elif path == "/chunked":
             self.head(200, {"Transfer-Encoding": "chunked"})
@@ -304,6 +307,7 @@ class FaultServer:
         trickled: body bytes sent by ``/trickle`` so far.
         connections: the connections open now.
         canned: ``name -> (status, body, headers)`` answers for ``/canned``.
+        robots: ``(status, body)`` of ``/robots.txt``, or None for a 404.
     """
 
     def __init__(self, reactor: Any) -> None:
@@ -314,6 +318,7 @@ class FaultServer:
         self.hits: Counter[str] = Counter()
         self.trickled = 0
         self.canned: dict[str, tuple[int, bytes, dict[str, str]]] = {}
+        self.robots: tuple[int, bytes] | None = None
         self.port: Any = None
         self.scheme = "http"
         self._empty_waiters: list[Deferred[None]] = []

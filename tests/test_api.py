@@ -609,7 +609,8 @@ class ThrottleTests(SynchronousTestCase):
         self.assertIs(event.outcome, Outcome.THROTTLED)
         self.assertIs(signal, Signal.THROTTLE)
         self.assertEqual((error.status, error.basis), (429, "reset"))
-        self.assertAlmostEqual(error.delay, 61 - 0.08)
+        refused_at = event.job.launched_at + 0.02  # the fake's latency
+        self.assertAlmostEqual(error.delay, 61 - refused_at)
         assert run.queue is not None
         [lane] = run.queue.lanes()
         self.assertAlmostEqual(lane.held_until, 61.0)
@@ -721,12 +722,26 @@ class FailureTests(SynchronousTestCase):
     named errors; a Secret query value never shows in the page's URL."""
 
     def test_timeout(self) -> None:
-        """No answer within the timeout: ApiTimeout, in-flight count back to 0."""
-        run = _Run(latency=100.0, conf=config(timeout=5.0))
+        """No response headers within headers_timeout: ApiTimeout of the
+        response phase, in-flight count back to 0."""
+        run = _Run(latency=100.0, conf=config(headers_timeout=5.0))
         d = run.call({"id": 1})
         run.run(until=6.0)
         error = self.failureResultOf(d, ApiTimeout).value
         self.assertEqual((error.seconds, error.phase), (5.0, "response"))
+        self.assertEqual(run.caller.budget.in_flight, 0)
+
+    def test_whole_call_timeout(self) -> None:
+        """``timeout`` bounds the whole call: with the headers' own limit
+        far off, the call fails at ``timeout`` with an ApiTimeout of the
+        request phase, and nothing stays in flight."""
+        run = _Run(latency=100.0, conf=config(headers_timeout=60.0, timeout=3.0))
+        d = run.call({"id": 1})
+        run.run(until=2.9)
+        self.assertNoResult(d)
+        run.run(until=3.1)
+        error = self.failureResultOf(d, ApiTimeout).value
+        self.assertEqual((error.seconds, error.phase), (3.0, "request"))
         self.assertEqual(run.caller.budget.in_flight, 0)
 
     def test_connection_refused(self) -> None:
@@ -813,11 +828,16 @@ class _Manual(Resource):
         return NOT_DONE_YET
 
     def answer(
-        self, index: int, remaining: int, reset: float, status: int = 200
+        self,
+        index: int,
+        remaining: int,
+        reset: float,
+        status: int = 200,
+        limit: int = 10,
     ) -> None:
         request = self.requests[index]
         request.setResponseCode(status)
-        request.setHeader("x-rate-limit-limit", "10")
+        request.setHeader("x-rate-limit-limit", str(limit))
         request.setHeader("x-rate-limit-remaining", str(remaining))
         request.setHeader("x-rate-limit-reset", str(reset))
         request.write(b"{}")
@@ -953,6 +973,69 @@ class QuotaTests(SynchronousTestCase):
             self.assertEqual(len(run.done), 25)  # min_retry_after: no spin
             self.assertEqual(sum(run.fake.throttled.values()) > 0, expect_429, margin)
 
+    def test_new_window_is_probed_and_held_to_its_reset(self) -> None:
+        """Width 50 against 15 per 3 s window (windows from their first
+        request, 1 s margin): after the first window's reset, one request
+        (a probe) goes alone until its answer says what the new window
+        holds; the window's calls then go, and the lane is held until that
+        window's announced reset plus the margin (8 s), not for a guessed
+        ``default_retry_after`` (it was 64 s: the burst of 15 at the reset
+        spent an assumed budget before any answer)."""
+        run = _Run(width=50, quotas={TWEETS: (15, 3.0)}, latency=0.02)
+        for n in range(40):
+            run.put({"id": n}, n)
+        assert run.queue is not None
+        run.run(until=3.99)
+        self.assertEqual(run.fake.requests[TWEETS], 15)
+        [lane] = run.queue.lanes()
+        self.assertEqual(lane.held_until, 4.0)
+        run.run(until=4.01)
+        self.assertEqual(run.fake.requests[TWEETS], 16)  # the probe alone
+        self.assertIsNone(run.caller.budget.remaining)  # not assumed: unknown
+        run.run(until=7.99)
+        self.assertEqual(run.fake.requests[TWEETS], 30)
+        [lane] = run.queue.lanes()
+        self.assertEqual(lane.held_until, 8.0)
+        self.assertEqual(run.caller.budget.reset_at, 7.0)
+        run.run()
+        self.assertEqual(len(run.done), 40)
+        self.assertEqual(sum(run.fake.throttled.values()), 0)
+        self.assertEqual(run.caller.stats.quota_waits, 0)
+
+    def test_answers_in_flight_shut_the_lane_only_until_they_come(self) -> None:
+        """Width 10 against 15 per 60 s: after the probe, 10 go at once and
+        their answers come back in the worst order (the last counted first,
+        saying 4 left while 9 are in flight).  The lane is held only in
+        short steps until the other answers show that 4 are indeed left;
+        then 4 more go, the 15th spends the window and the lane is held until
+        its reset plus the margin (61 s).  (The whole window, 60 s, was lost
+        on the first answer before.)"""
+        manual = _Manual()
+        run = _Run(width=10, resource=manual)
+        for n in range(20):
+            run.put({"id": n}, n)
+        assert run.queue is not None
+        manual.answer(0, remaining=14, reset=60, limit=15)
+        run.run(until=0.1)  # the probe's step of holding ends
+        self.assertEqual(len(manual.requests), 11)
+        for index, remaining in zip(range(10, 0, -1), range(4, 14), strict=True):
+            manual.answer(index, remaining=remaining, reset=60, limit=15)
+            run.stub.flush()
+            if index == 10:
+                [lane] = run.queue.lanes()
+                assert lane.held_until is not None
+                self.assertLess(lane.held_until, 0.2)  # a step, not the window
+        run.run(until=0.2)
+        self.assertEqual(len(manual.requests), 15)
+        for index in range(11, 15):
+            manual.answer(index, remaining=14 - index, reset=60, limit=15)
+        run.stub.flush()
+        run.run(until=2.0)
+        self.assertEqual(len(manual.requests), 15)
+        [lane] = run.queue.lanes()
+        self.assertEqual(lane.held_until, 61.0)
+        self.assertEqual(sum(1 for _ in run.finished(QuotaExhausted)), 0)
+
 
 @attrs.frozen
 class _Skewed:
@@ -970,6 +1053,24 @@ class _Skewed:
 
 # ----------------------------------------------------------------------
 # The issue's figure
+
+
+class WideQueueTests(SynchronousTestCase):
+    def test_a_window_spent_before_its_first_answer(self) -> None:
+        """A queue wider than the quota sends a whole window's 15 calls
+        before any of them is answered, so the budget is spent while its
+        reset is unknown: the lane is held until the reset the answers then
+        announce (plus the margin), not for default_retry_after (60 s), and
+        45 calls take three windows with no 429."""
+        run = _Run(width=20, quotas={TWEETS: (15, 3.0)}, latency=0.02, pages=1)
+        for n in range(45):
+            run.put({"id": n}, n)
+        run.run()
+        self.assertEqual(len(run.done), 45)
+        self.assertEqual(sum(run.fake.throttled.values()), 0)
+        last = max(job.stopped_at for job in run.done)
+        # two resets, each at most 1 s of rounding and 1 s of margin away
+        self.assertLessEqual(last, 2 * (3.0 + 2.0) + 0.1)
 
 
 class FigureTests(SynchronousTestCase):
@@ -1013,6 +1114,133 @@ class FigureTests(SynchronousTestCase):
     def test_width_50(self) -> None:
         """Width 50."""
         self.figure(50)
+
+
+class FakeJitterTests(SynchronousTestCase):
+    """The fake's ``jitter``: answers come back out of order, the same way
+    for the same seed."""
+
+    def order(self, **fake: Any) -> list[tuple[int, float]]:
+        """(user, seconds taken) of each answer to 20 calls made at once,
+        in the order the answers came (after a first call, the probe)."""
+        run = _Run(latency=0.02, pages=1, **fake)
+        self.successResultOf(_fired(run, run.call({"id": 100})))
+        start = run.clock.seconds()
+        answered: list[tuple[int, float]] = []
+        for user in range(20):
+            run.call({"id": user}).addCallback(
+                lambda page: answered.append(
+                    (page.request.row["id"], run.clock.seconds() - start)
+                )
+            )
+        run.run()
+        return answered
+
+    def test_out_of_order_and_reproducible(self) -> None:
+        """With a jitter of 30 ms, answers to calls sent in one instant take
+        20-50 ms and do not come back in the order sent; the same seed gives
+        the same order, another seed another; without, all take 20 ms."""
+        jittered = self.order(jitter=0.03, seed=1)
+        self.assertEqual(sorted(user for user, _ in jittered), list(range(20)))
+        self.assertNotEqual([user for user, _ in jittered], list(range(20)))
+        self.assertTrue(all(0.02 <= took <= 0.05 for _, took in jittered))
+        self.assertEqual(self.order(jitter=0.03, seed=1), jittered)
+        self.assertNotEqual(self.order(jitter=0.03, seed=2), jittered)
+        plain = self.order()  # all at one instant, in no set order
+        self.assertEqual(sorted(plain), [(user, 0.02) for user in range(20)])
+        with self.assertRaises(ValueError):
+            FakeXAPI(Clock(), jitter=-0.1)
+
+
+class AnyWidthTests(SynchronousTestCase):
+    """Issue 9, item 7: 120 calls against 15 per 3 s window, announced in
+    ``x-rate-limit-*``, at widths from 1 to 200 (below, at and above the
+    quota): zero 429s, every call sent once and succeeding at its first
+    attempt, the last answer within 1.2 times the lower bound of simulated
+    time.  Answers take 20-50 ms (jitter), so they come back out of order.
+
+    The bound is when the 8th window can start, plus the tail's answers
+    (``ceil(15 / width)`` of 20 ms one after another):
+
+    - fixed windows on the clock (``aligned``, as X describes them), with
+      the default 1 s margin: the 8th starts at 7 x 3 s = 21 s, whatever
+      the margin (it is spent inside each window);
+    - windows from their first request, no margin: the same 21 s;
+    - windows from their first request with the 1 s margin: a window can
+      only start at the previous one's announced reset (whole epoch seconds)
+      plus the margin, so each costs 4 s and the 8th starts at 28 s.
+
+    Before the fix, at widths of 15 and more the last answer came at 364 s
+    (each reset's burst spent the new window before any answer said when it
+    would end, so the hold fell back to ``default_retry_after``, and the
+    answers could not shorten it), and at width 10 at 33-44 s (a hold until
+    the next reset whenever out-of-order answers made the requests in
+    flight look as if they would spend the rest of the window).
+    """
+
+    calls, limit, window, latency = 120, 15, 3.0, 0.02
+
+    def bound(self, width: int, aligned: bool, margin: float) -> float:
+        """The lower bound of the docstring."""
+        full = math.ceil(self.calls / self.limit) - 1
+        start = 0.0
+        for _ in range(full):
+            start = (
+                start + self.window
+                if aligned
+                else math.ceil(start + self.window) + margin
+            )
+        tail = self.calls - full * self.limit
+        return start + math.ceil(tail / width) * self.latency
+
+    def figure(self, width: int) -> None:
+        for aligned, margin in [(True, 1.0), (False, 0.0), (False, 1.0)]:
+            with self.subTest(aligned=aligned, margin=margin):
+                run = _Run(
+                    width=width,
+                    quotas={TWEETS: (self.limit, self.window)},
+                    latency=self.latency,
+                    jitter=0.03,
+                    pages=1,
+                    aligned=aligned,
+                    conf=config(reset_margin=margin),
+                )
+                for n in range(self.calls):
+                    run.put({"id": n}, n)
+                run.run()
+                self.assertEqual(len(run.done), self.calls)
+                self.assertEqual(run.failed, [])
+                self.assertEqual(sum(run.fake.throttled.values()), 0)
+                self.assertEqual(run.fake.requests[TWEETS], self.calls)
+                self.assertEqual({job.attempts for job in run.done}, {1})
+                elapsed = max(e.time for e in run.events if isinstance(e, JobFinished))
+                bound = self.bound(width, aligned, margin)
+                self.assertGreaterEqual(elapsed, bound)
+                self.assertLessEqual(elapsed, bound * 1.2, (elapsed, bound))
+
+    def test_width_1(self) -> None:
+        """Width 1."""
+        self.figure(1)
+
+    def test_width_10(self) -> None:
+        """Width 10."""
+        self.figure(10)
+
+    def test_width_15(self) -> None:
+        """Width 15: the quota."""
+        self.figure(15)
+
+    def test_width_16(self) -> None:
+        """Width 16: one more than the quota."""
+        self.figure(16)
+
+    def test_width_50(self) -> None:
+        """Width 50: the issue's."""
+        self.figure(50)
+
+    def test_width_200(self) -> None:
+        """Width 200: more than there are calls."""
+        self.figure(200)
 
 
 # ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 import fetchq.recipe
+import fetchq.recipe.loader
 from fetchq import __version__, cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,14 +127,30 @@ class ValidateTests(SynchronousTestCase):
                 raise RuntimeError("boom\nsecond line")
             return real(path, **kwargs)
 
-        real = fetchq.recipe.load_recipe
-        self.patch(fetchq.recipe, "load_recipe", broken)
+        real = fetchq.recipe.check_recipe
+        self.patch(fetchq.recipe, "check_recipe", broken)
         status, out, err = run("validate", str(self.bad), str(self.good))
         self.assertEqual(
             err, f"{self.bad}:1:1: internal error: RuntimeError: boom second line\n"
         )
         self.assertIn(f"{self.good}: ok (", out)
         self.assertEqual(status, 2)
+
+    def test_out_of_memory_while_loading(self) -> None:
+        """Running out of memory while a recipe loads is one located line
+        saying so, for validate and run alike, exit 2, no traceback (it was
+        an "internal error: MemoryError" line)."""
+
+        def exhausted(*args: Any, **kwargs: Any) -> Any:
+            raise MemoryError
+
+        self.patch(fetchq.recipe.loader, "_walk", exhausted)
+        for command in ("validate", "run"):
+            status, out, err = run(command, str(self.good))
+            self.assertEqual(
+                err, f"{self.good}:1:1: out of memory while loading the recipe\n"
+            )
+            self.assertEqual((status, out), (2, ""))
 
     def test_unexpected_error_in_command(self) -> None:
         """A bug anywhere in a command is one line on stderr and exit 2."""

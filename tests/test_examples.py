@@ -128,12 +128,47 @@ class SmsWalkthroughTests(SynchronousTestCase):
             self.assertEqual(len(times.split()), int(count))
 
 
+class SmsWebServiceTests(SynchronousTestCase):
+    def test_three_workers_share_width_and_sender_pace(self) -> None:
+        """The scaled-out web service (its own redis-server, the fake
+        provider, 3 worker processes): 18 messages sent through all three
+        workers are each accepted once, the provider never answers 20429
+        nor has more than the shared width (3) in flight, a width set on
+        one worker reaches all three, and on the Redis clock no
+        sender is granted two messages within a second."""
+        from tests.redis_server import need_redis
+
+        need_redis()
+        out = run_example("sms_web_service.py")
+        self.assertIn("queued 18 messages through 3 workers", out)
+        self.assertRegex(out, r"width 3 -> 2 through worker 3; reached all 3 workers")
+        self.assertIn(
+            "sent 18 of 18: the provider accepted 18, more than once 0, "
+            "20429 answers 0",
+            out,
+        )
+        most = re.search(r"most requests in flight at the provider: (\d+)", out)
+        assert most is not None, out
+        self.assertLessEqual(int(most[1]), 3)
+        sent = re.search(r"each worker sent: (\d+), (\d+), (\d+)", out)
+        assert sent is not None, out
+        self.assertEqual(sum(int(n) for n in sent.groups()), 18)
+        gaps = re.findall(
+            r"^\+\d+: (\d+) sent, min gap ([\d.]+) s on the Redis", out, re.M
+        )
+        self.assertEqual(len(gaps), 3, out)
+        self.assertEqual(sum(int(n) for n, _ in gaps), 18)
+        for _, gap in gaps:
+            self.assertGreaterEqual(float(gap), 0.999)
+
+
 T = TypeVar("T")
 
 
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 10) -> T:
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 30) -> T:
     """Call ``probe`` until it returns something other than None (or False);
-    fail naming ``what`` if ``timeout`` seconds pass first."""
+    fail naming ``what`` if ``timeout`` seconds pass first (a guard against
+    a hang, generous so that a busy machine does not trip it)."""
     deadline = time.monotonic() + timeout
     while True:
         got = probe()
@@ -188,6 +223,23 @@ class WebForm:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
+    def admin(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST to the example's admin server (fetchq.admin), with the
+        token from its file beside the state."""
+        from fetchq.admin.ctl import request
+
+        found = wait_until("the admin server", self._admin_url)
+        return request(found, self.token, "POST", "/api/v1/" + path, body)
+
+    def _admin_url(self) -> str | None:
+        found = re.search(
+            r"admin on (http://127\.0\.0\.1:\d+) \(token in (.*)\)", self.output()
+        )
+        if found is None:
+            return None
+        self.token = json.loads(Path(found[2]).read_text())["token"]
+        return found[1]
+
     def status(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.url + "/status.json", timeout=10) as answer:
             doc: dict[str, Any] = json.load(answer)
@@ -198,17 +250,18 @@ class WebForm:
         return Counter(m["body"] for m in self.status()["provider"]["accepted"])
 
     def exit_code(self) -> int:
-        return self.proc.wait(10)
+        return self.proc.wait(30)
 
 
 class SmsWebFormTests(SynchronousTestCase):
     def test_queue_stop_save_and_requeue(self) -> None:
         """The web form refuses a number without a country code (saying so,
         queueing nothing), queues good ones in sender lanes, takes a new width
-        from the admin form (and refuses a bad one), and on SIGTERM waits and
-        saves the messages still waiting; restarted, it re-queues and sends
-        them before anything else, sends new ones once the admin form raises
-        the rate, and its stop button saves an empty list.  Every message is
+        from the admin server (fetchq.admin; and refuses a bad one), and on
+        SIGTERM waits and saves the messages still waiting; restarted, it
+        re-queues and sends them before anything else, sends new ones once
+        the admin raises every sender's rate, and the admin's stop saves an
+        empty list.  Every message is
         accepted by the provider exactly once."""
         folder = tempfile.mkdtemp(prefix="fq-sms-")
         self.addCleanup(shutil.rmtree, folder, True)
@@ -224,10 +277,10 @@ class SmsWebFormTests(SynchronousTestCase):
             code, page = first.post("/send", to=f"+1 917 555 000{n}", body=f"hi {n}")
             self.assertEqual(code, 200)
             self.assertIn(f"Queued: your message to +1917555000{n}", page)
-        self.assertEqual(first.post("/admin/width", width="3")[0], 200)
-        code, page = first.post("/admin/width", width="-1")
+        self.assertEqual(first.admin("width", {"width": 3})[0], 200)
+        code, answer = first.admin("width", {"width": -1})
         self.assertEqual(code, 400)
-        self.assertIn("not set", page)
+        self.assertIn("width must be", answer["error"])
         status = first.status()
         self.assertEqual(status["width"], 3)
         self.assertEqual((status["queued"], status["rejected"]), (4, 1))
@@ -261,16 +314,15 @@ class SmsWebFormTests(SynchronousTestCase):
                 second.post("/send", to=f"+1917555000{n}", body=f"hi {n}")[0], 200
             )
         self.assertEqual(second.status()["pending"], 2)  # held by the rate
-        code, page = second.post("/admin/rate", rate="5")
-        self.assertEqual(code, 200)
-        self.assertIn("rate is now 5", page)
+        code, answer = second.admin("lanes/*", {"rate": 5})
+        self.assertEqual((code, answer["rate"]), (200, 5))
         wait_until("the rate to let them go", lambda: second.status()["sent"] == 4)
         self.assertEqual(
             second.accepted(), Counter({"hi 3": 1, "hi 4": 1, "hi 5": 1, "hi 6": 1})
         )
 
-        code, page = second.post("/admin/stop")
-        self.assertEqual(code, 200)
-        self.assertIn("Stopped: 0 unsent messages saved", page)
+        code, answer = second.admin("stop", {})
+        self.assertEqual((code, answer["state"]), (200, "stopping"))
         self.assertEqual(second.exit_code(), 0)
+        self.assertIn("stopped: 0 unsent messages saved", second.output())
         self.assertEqual(json.loads(state.read_text()), [])

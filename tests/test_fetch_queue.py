@@ -63,10 +63,14 @@ class QueueCrawlTests(TestCase):
     def setUp(self) -> None:
         self.server = FaultServer(reactor).start()
         self.addCleanup(self.server.close)
+        # The stalling URLs must time out, and nothing else may: an answer
+        # from this process's own server can take a good part of a second
+        # when the machine is busy (0.15 s made ok pages time out and take
+        # a second attempt), so the timeouts are a second each.
         config = FetchConfig(
-            connect_timeout=0.5,
-            headers_timeout=0.15,
-            body_timeout=0.15,
+            connect_timeout=1.0,
+            headers_timeout=1.0,
+            body_timeout=1.0,
             max_body=100_000,
             default_retry_after=0.01,
         )

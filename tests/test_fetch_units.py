@@ -613,6 +613,14 @@ class QuickURLTests(SynchronousTestCase):
             self.assertIsNone(quick_uri(text), text)
         self.assertIsNone(quick_uri("http://example.com/", ("https",)))
 
+    def test_host_name_too_long(self) -> None:
+        """A plain host of more than 253 characters is a BadURL, as IDNA
+        says (found by the property test below: such a host was accepted,
+        then could not be sent)."""
+        host = ".".join(["a" * 50] * 5) + ".com"  # 259 characters
+        self.assertRaises(BadURL, check_url, f"http://{host}/")
+        self.assertRaises(BadURL, checked_host_key, f"http://{host}/")
+
     @settings(max_examples=500, deadline=None)
     @given(_URLS)
     def test_same_answers_as_hyperlink(self, text: str) -> None:

@@ -4,12 +4,16 @@ the last row ended and notice a changed input."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from fetchq.inputs import (
@@ -18,6 +22,8 @@ from fetchq.inputs import (
     InputError,
     InputReader,
     InputRow,
+    RowCount,
+    count_rows,
     csv_header,
 )
 
@@ -255,3 +261,88 @@ class IOErrorTests(ReaderTestCase):
         )
         self.assertIn("nope.txt: cannot open", str(error))
         self.assertTrue(isinstance(error, OSError))
+
+
+# Lines a row count must get right: rows, blank lines of every kind, comments,
+# CRLF endings, quotes, commas, bytes that are not UTF-8, a last line without
+# a newline.
+_LINE_PARTS = st.sampled_from(
+    [
+        b"http://a.test/1",
+        b"  http://a.test/2  ",
+        b"",
+        b"   ",
+        b"\t",
+        b"# a comment",
+        b"  # indented comment",
+        b"\r",
+        b'{"url": "http://a.test/3"}',
+        b"not json",
+        b'"http://q.test/x",1',
+        b"http://c.test/4,2",
+        b"\xff\xfe",
+        b"#",
+    ]
+)
+
+
+class CountRowsTests(ReaderTestCase):
+    """count_rows() is the number of rows the reader yields: what the
+    progress bar's total and ETA are computed from."""
+
+    def reader_rows(self, path: Path, fmt: str) -> int:
+        with InputReader(path, fmt, name=path.name) as reader:
+            return sum(1 for _ in reader)
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        st.lists(_LINE_PARTS, max_size=40),
+        st.booleans(),
+        st.booleans(),
+        st.sampled_from(["lines", "jsonl", "csv"]),
+    )
+    def test_same_as_the_reader(
+        self, lines: list[bytes], final_newline: bool, bom: bool, fmt: str
+    ) -> None:
+        """For any mix of rows, blank lines, comments, CRLFs and bad bytes,
+        in every format (a CSV with a header), with or without a BOM and a
+        last newline, the count equals the rows the reader yields."""
+        if fmt == "csv":
+            lines = [b"url,priority", *lines]
+        data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+        if bom:
+            data = codecs.BOM_UTF8 + data
+        path = self.write(f"in.{fmt}", data)
+        found = count_rows(path, fmt)
+        self.assertEqual(found, RowCount(self.reader_rows(path, fmt), True))
+
+    def test_blocks_end_at_line_ends(self) -> None:
+        """A file of several read blocks, blank lines and comments falling
+        on block edges, is counted exactly."""
+        block = b"http://a.test/x\n" * 70_000 + b"\n# c\n\n" + b"http://b.test/\n" * 3
+        path = self.write("big.txt", block * 3)
+        self.assertGreater(path.stat().st_size, 3 << 20)
+        self.assertEqual(count_rows(path, "lines"), RowCount(3 * 70_003))
+
+    def test_quoted_newlines_in_csv(self) -> None:
+        """A CSV field with a newline inside quotes is one row, not two."""
+        path = self.write(
+            "q.csv", b'url,note\nhttp://a.test/,"two\nlines"\nhttp://b.test/,x\n\n'
+        )
+        self.assertEqual(count_rows(path, "csv"), RowCount(2))
+        self.assertEqual(self.reader_rows(path, "csv"), 2)
+
+    def test_large_quoted_csv_is_an_estimate(self) -> None:
+        """Past the size a quoted CSV is parsed up to, its lines are counted
+        and the count says it is an estimate."""
+        path = self.write("q.csv", b'url,note\nhttp://a.test/,"two\nlines"\n')
+        with patch("fetchq.inputs._CSV_EXACT_LIMIT", 10):
+            self.assertEqual(count_rows(path, "csv"), RowCount(2, exact=False))
+
+    def test_errors(self) -> None:
+        """A file that cannot be read is an InputError naming it; an unknown
+        format is a ValueError."""
+        with self.assertRaises(InputError) as caught:
+            count_rows(self.folder / "missing.txt", "lines")
+        self.assertIn("missing.txt: cannot read", str(caught.exception))
+        self.assertRaises(ValueError, count_rows, self.write("a", b""), "xml")

@@ -398,6 +398,16 @@ class HoldTests(LaneTestCase):
         self.assertEqual(q.lanes(), [])
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_a_stopped_queue_keeps_no_timer(self) -> None:
+        """Once stop() has finished, a hold (a lane's, or the queue's: say a
+        quota's answer that came late) arms no timer: a stopped queue leaves
+        nothing in the reactor."""
+        q, _, clock = self.make()
+        self.successResultOf(q.stop())
+        q.hold(3, "x")
+        q.hold(3)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
 
 class HeadOfLineTests(LaneTestCase):
     """No head-of-line blocking: the best *launchable* job launches."""

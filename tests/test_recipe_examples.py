@@ -29,8 +29,15 @@ ENV = {
     "API_TOKEN": "example-token-123",
     "TWILIO_ACCOUNT_SID": "AC" + "f" * 32,
     "TWILIO_AUTH_TOKEN": "example-auth-token-456",
+    "X_BEARER_TOKEN": "example-x-token-789",
+    "GITHUB_TOKEN": "ghp_example0123",
 }
-KINDS = {"sms.yaml": "sms", "api.yaml": "api"}  # the others are fetch recipes
+KINDS = {  # the others are fetch recipes
+    "sms.yaml": "sms",
+    "api.yaml": "api",
+    "x-user-tweets.yaml": "api",
+    "github-issues.yaml": "api",
+}
 
 
 class ExampleRecipeTests(SynchronousTestCase):
@@ -44,8 +51,10 @@ class ExampleRecipeTests(SynchronousTestCase):
                 "api.yaml",
                 "fetch-jsonl.yaml",
                 "fetch-urls.yaml",
+                "github-issues.yaml",
                 "polite-crawl.yaml",
                 "sms.yaml",
+                "x-user-tweets.yaml",
             ],
         )
         env = dict(os.environ, **ENV)
@@ -275,3 +284,45 @@ class ExampleRecipeTests(SynchronousTestCase):
             paths = [config.fill_path(json.loads(line)) for line in f]
         self.assertEqual(paths[0], "/2/users/2244994945/tweets")
         self.assertEqual(len(paths), 4)
+
+    def test_x_user_tweets(self) -> None:
+        """x-user-tweets.yaml calls the real X API v2's user timeline with
+        the bearer token from X_BEARER_TOKEN, 100 posts a page, following
+        meta.next_token as pagination_token for up to 5 pages, one record
+        per post."""
+        recipe = load_recipe(RECIPES / "x-user-tweets.yaml", environ=ENV)
+        assert isinstance(recipe, ApiRecipe)
+        config = recipe.api.config()
+        self.assertEqual(config.base_url, "https://api.x.com")
+        self.assertEqual(config.endpoint, "GET /2/users/{id}/tweets")
+        assert config.token is not None
+        self.assertEqual(config.token.reveal(), ENV["X_BEARER_TOKEN"])
+        self.assertEqual(
+            (config.pagination, config.token_field, config.token_param),
+            ("token", "meta.next_token", "pagination_token"),
+        )
+        self.assertEqual(config.max_pages, 5)
+        self.assertEqual((config.records, config.items_field), ("item", "data"))
+        self.assertIn(("max_results", "100"), config.params)
+        self.assertNotIn(ENV["X_BEARER_TOKEN"], repr(recipe))
+
+    def test_github_issues(self) -> None:
+        """github-issues.yaml lists each repository's issues from GitHub's
+        REST API with a bearer token, GitHub's media type and API version,
+        100 a page following the Link header, one request at a time, a
+        minute's wait for a secondary limit without Retry-After."""
+        recipe = load_recipe(RECIPES / "github-issues.yaml", environ=ENV)
+        assert isinstance(recipe, ApiRecipe)
+        self.assertEqual(recipe.queue.width, 1)
+        config = recipe.api.config()
+        self.assertEqual(config.base_url, "https://api.github.com")
+        self.assertEqual(config.endpoint, "GET /repos/{owner}/{repo}/issues")
+        self.assertEqual(config.pagination, "link")
+        self.assertEqual(config.max_pages, 50)
+        headers = dict(config.headers)
+        self.assertEqual(headers["X-GitHub-Api-Version"], "2022-11-28")
+        self.assertEqual(headers["Accept"], "application/vnd.github+json")
+        self.assertEqual(config.params, (("state", "all"), ("per_page", "100")))
+        self.assertEqual((config.records, config.items_field), ("item", ""))
+        self.assertEqual(config.default_retry_after, 60.0)
+        self.assertEqual(config.fields, frozenset({"owner", "repo"}))

@@ -429,7 +429,10 @@ class ApiKindTests(SynchronousTestCase):
             (dict(api.params), dict(api.headers), api.body), ({}, {}, None)
         )
         self.assertIsInstance(api.token, Secret)
-        self.assertEqual((api.timeout, api.body_timeout), (30.0, 60.0))
+        self.assertEqual(
+            (api.connect_timeout, api.headers_timeout, api.body_timeout, api.timeout),
+            (10.0, 30.0, 60.0, None),
+        )
         self.assertEqual(api.max_body, 10 * 1024 * 1024)
         self.assertEqual(
             api.pagination, PaginationSpec("meta.next_token", "pagination_token", 1)
@@ -474,8 +477,9 @@ class ApiKindTests(SynchronousTestCase):
                       count: "{n}"
                       flags: [true, null, 1.5, "x{{y}}", "${n} off"]
                       nested: {deep: ["{id}-{n}"]}
-                    timeout: 5s
+                    headers_timeout: 5s
                     body_timeout: 2m
+                    timeout: 3m
                     max_body: 1MB
                     pagination:
                       token_field: meta.cursor
@@ -512,8 +516,13 @@ class ApiKindTests(SynchronousTestCase):
         )
         self.assertIn(("X-Client", "fetchq-test"), config.headers)
         self.assertEqual(
-            (config.timeout, config.body_timeout, config.max_body),
-            (5.0, 120.0, 1_000_000),
+            (
+                config.headers_timeout,
+                config.body_timeout,
+                config.timeout,
+                config.max_body,
+            ),
+            (5.0, 120.0, 180.0, 1_000_000),
         )
         self.assertEqual(
             (config.token_field, config.token_param, config.max_pages),

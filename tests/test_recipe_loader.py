@@ -7,23 +7,29 @@ The corpus of broken recipes (``tests/recipes/broken``) is run by
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
 import textwrap
+import tracemalloc
 from pathlib import Path
+from typing import NoReturn
+from unittest import SkipTest
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from fetchq import FetchqError, ResizableDispatchQueue, RetryPolicy
 from fetchq.recipe import (
+    ApiRecipe,
     FetchRecipe,
     Problem,
     RecipeError,
     Secret,
     StatusSet,
     load_recipe,
+    loader,
     parse_recipe,
     reveal,
 )
@@ -514,7 +520,167 @@ class ProblemTests(SynchronousTestCase):
         messages = [problem.message for problem in caught.exception.problems]
         self.assertIn(
             "extra: unknown key; expected one of: kind, input, output, "
-            "state, queue, retry, fetch, run",
+            "state, queue, retry, fetch, run, admin",
             messages,
         )
         self.assertIn("extra[...]: nested more than 50 levels deep", messages)
+
+
+API_HEAD = """\
+kind: api
+input:
+  path: data/users.jsonl
+output:
+  path: out.jsonl
+api:
+  base_url: https://api.example.com
+  method: POST
+  path: /2/users/{id}/tweets
+  token: not-a-real-token
+"""
+
+
+def alias_bomb(levels: int) -> str:
+    """An api recipe whose body is a "billion laughs": a list of ten strings,
+    then ``levels - 1`` lists of ten aliases of the list before, so that the
+    last expands to ``10 ** levels`` strings (from lines 12 on)."""
+    names = "abcdefghij"[:levels]
+    lines = [f"    a: &a [{', '.join(['lol'] * 10)}]"]
+    for before, name in itertools.pairwise(names):
+        lines.append(f"    {name}: &{name} [{', '.join([f'*{before}'] * 10)}]")
+    return API_HEAD + "  body:\n" + "\n".join(lines) + "\n"
+
+
+class LimitTests(SynchronousTestCase):
+    """A recipe cannot make loading it take unbounded time or memory."""
+
+    def setUp(self) -> None:
+        self.recipes = RecipeDir(self)
+        (self.recipes.root / "data" / "users.jsonl").write_text('{"id": "1"}\n')
+
+    def test_alias_bomb_is_refused_at_the_alias(self) -> None:
+        """A few hundred bytes of aliases that would expand to a million
+        values in api.body are refused at the alias that takes the recipe
+        past 100,000 values (e[7]: 12,373 before e's first alias, then 11,111
+        each), as one located problem, and loading it never holds more than
+        a few MB (it held ~150 MB, and one level more ~1 GB, before)."""
+        text = alias_bomb(6)
+        self.assertLess(len(text), 600)
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        try:
+            problems = self.recipes.problems(text)
+        finally:
+            _size, peak = tracemalloc.get_traced_memory()
+        self.assertEqual(
+            problems,
+            [
+                "recipe.yaml:16:40: api.body.e[7]: the alias *d repeats 11,111 "
+                "values, which takes the recipe past 100,000 values, the most a "
+                "recipe may hold (aliases expanded)"
+            ],
+        )
+        self.assertLess(peak, 8_000_000)
+
+    def test_value_budget_boundary(self) -> None:
+        """A recipe of exactly 100,000 values loads, aliases expanded in its
+        body (22 values before the body, 1 for the body, 101 for ``numbers``,
+        2 + 998 x 100 for ``copies``, 74 for ``pad``); one value more, plain
+        or through an alias, is refused where it is."""
+        numbers = ", ".join(["0"] * 99)
+        copies = ", ".join(["*n"] * 998)
+        pad = ", ".join(["0"] * 72)
+        body = (
+            f"  body:\n    numbers: &n [{numbers}]\n    copies: [{copies}]\n"
+            f"    pad: [{pad}]\n"
+        )
+        recipe = self.recipes.load(API_HEAD + body)
+        assert isinstance(recipe, ApiRecipe)
+        self.assertEqual(recipe.api.body["copies"], [[0] * 99] * 998)
+        self.assertEqual(
+            self.recipes.problems(API_HEAD + body.replace("pad: [", "pad: [0, ")),
+            [
+                "recipe.yaml:14:227: api.body.pad[72]: the recipe holds more than "
+                "100,000 values, the most a recipe may"
+            ],
+        )
+        self.assertEqual(
+            self.recipes.problems(API_HEAD + body.replace("pad: [0, ", "pad: [*n, ")),
+            [
+                "recipe.yaml:14:11: api.body.pad[0]: the alias *n repeats 100 "
+                "values, which takes the recipe past 100,000 values, the most a "
+                "recipe may hold (aliases expanded)"
+            ],
+        )
+
+    def test_recursive_alias(self) -> None:
+        """An alias inside the value it names (which would repeat forever,
+        and made loading spin for good) is one located problem."""
+        self.assertEqual(
+            self.recipes.problems(API_HEAD + "  body: &x [1, *x, *x]\n"),
+            [
+                "recipe.yaml:11:16: api.body[1]: the alias *x is inside the value "
+                "it names, so it would repeat forever"
+            ],
+        )
+
+    def test_size_cap(self) -> None:
+        """A recipe of exactly 1 MiB (padded with a comment) loads; one byte
+        more is one problem at 1:1 saying what the cap is, from the file and
+        from text alike (counted in UTF-8 bytes, not characters)."""
+        cap = 1024 * 1024
+        padding = "#" * (cap - len(MINIMAL) - 1) + "\n"
+        path = self.recipes.write(MINIMAL + padding)
+        self.assertEqual(path.stat().st_size, cap)
+        self.assertEqual(load_recipe(path, environ={}).kind, "fetch")
+        message = (
+            "the recipe is larger than 1 MiB (1,048,576 bytes), the most a "
+            "recipe may be"
+        )
+        self.assertEqual(
+            self.recipes.problems(MINIMAL + "#" + padding),
+            [f"recipe.yaml:1:1: {message}"],
+        )
+        with self.assertRaises(RecipeError) as caught:
+            parse_recipe(MINIMAL + "#é" + padding[2:], "big.yaml", environ={})
+        self.assertEqual(
+            [str(problem) for problem in caught.exception.problems],
+            [f"big.yaml:1:1: {message}"],
+        )
+
+    def test_endless_file(self) -> None:
+        """A file that never ends (/dev/zero) is refused after reading just
+        past the cap, not read until memory runs out."""
+        if not os.path.exists("/dev/zero"):
+            raise SkipTest("no /dev/zero here")
+        with self.assertRaises(RecipeError) as caught:
+            load_recipe("/dev/zero")
+        self.assertEqual(
+            [str(problem) for problem in caught.exception.problems],
+            [
+                "/dev/zero:1:1: the recipe is larger than 1 MiB (1,048,576 "
+                "bytes), the most a recipe may be"
+            ],
+        )
+
+    def test_memory_error_is_a_problem(self) -> None:
+        """Running out of memory anywhere in loading (composing the YAML,
+        converting the keys, building the typed value) is one problem at
+        1:1, not a MemoryError."""
+        path = self.recipes.write(MINIMAL)
+        for stage in ("_compose", "_walk", "build"):
+
+            def exhausted(*args: object, **kwargs: object) -> NoReturn:
+                raise MemoryError
+
+            with self.subTest(stage):
+                patched = self.patch(loader, stage, exhausted)
+                try:
+                    with self.assertRaises(RecipeError) as caught:
+                        load_recipe(path, environ={})
+                finally:
+                    patched.restore()
+                self.assertEqual(
+                    [str(problem) for problem in caught.exception.problems],
+                    [f"{path}:1:1: out of memory while loading the recipe"],
+                )

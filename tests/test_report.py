@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import attrs
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, LoopingCall
@@ -28,7 +29,9 @@ from fetchq import (
 )
 from fetchq.progress import RunStats
 from fetchq.report import Timeline, render_report, write_report
-from fetchq.report.html import MAX_DECISION_ROWS
+from fetchq.report.history import report_data
+from fetchq.report.html import MAX_DECISION_ROWS, format_wall
+from fetchq.store import Counts
 from tests._clock import advance_to
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +63,13 @@ class Timed:
         d: Deferred[Any] = Deferred()
         self.clock.callLater(seconds, _fire, d, outcome)
         return d
+
+
+@attrs.frozen
+class Sized:
+    """A result with a size, as a fetch's is."""
+
+    bytes: int
 
 
 def _fire(d: Deferred[Any], outcome: Any) -> None:
@@ -147,6 +157,20 @@ class TimelineBucketTests(SynchronousTestCase):
         self.assertClose(data["p50"][1], 1.4)
         self.assertEqual(data["end"], 3.5)
         self.assertEqual(data["totals"]["ok"], 5)
+
+    def test_bytes_per_bucket(self) -> None:
+        """The bytes of successful attempts' results are summed in the
+        bucket each ended in (results without a size add nothing), and in
+        the totals; merged buckets keep the sum."""
+        queue, timeline, clock = make(width=2)
+        queue.put((0.5, Sized(1000)))
+        queue.put((0.7, Sized(24)))
+        queue.put((1.5, Sized(5)))  # ends at 2.0
+        queue.put((0.1, "no size"))
+        advance_to(clock, 2.5)
+        data = timeline.to_json()
+        self.assertEqual(data["bytes"], [1024, 0, 5])
+        self.assertEqual(data["totals"]["bytes"], 1029)
 
     def test_percentiles_of_many(self) -> None:
         """With 1,000 latencies in one bucket the percentiles are the
@@ -572,7 +596,10 @@ def test_summary_tables(tmp_path: Path) -> None:
     assert '<td colspan="2" class="line">finished ' in text
     assert "<tr><th>width</th><td>4</td></tr>" in text
     plain = render_report(timeline, stats.summary())
-    assert "<h3>Summary</h3>" in plain
+    # One text block: one card under the one "Summary" heading, not two.
+    assert plain.count(">Summary<") == 1
+    assert "<h2>Summary</h2>" in plain
+    assert "<tr><th>outcomes</th><td>" in plain
 
 
 def test_decision_table_is_capped() -> None:
@@ -646,7 +673,7 @@ def _chromium() -> tuple[ModuleType, str]:
 
 
 def test_report_draws_in_chromium(tmp_path: Path) -> None:
-    """Headless Chromium opens the report from a file, the three charts draw
+    """Headless Chromium opens the report from a file, the five charts draw
     (the page marks data-rendered="ok") and no error is recorded."""
     render, chromium = _chromium()
     timeline, stats = simulate_run(60.0)
@@ -659,8 +686,8 @@ def test_report_draws_in_chromium(tmp_path: Path) -> None:
     dom = render.dump_dom(chromium, path)
     state, errors = render.rendered_state(dom)
     assert (state, errors) == ("ok", "")
-    assert dom.count('class="uplot') == 3
-    assert dom.count("<canvas") == 3
+    assert dom.count('class="uplot') == 5
+    assert dom.count("<canvas") == 5
     assert "Controller decisions (" in dom  # the markers' legend
 
 
@@ -672,3 +699,129 @@ def test_broken_timeline_is_reported_in_chromium(tmp_path: Path) -> None:
     state, errors = render.rendered_state(render.dump_dom(chromium, path))
     assert state == "error"
     assert "error: " in errors
+
+
+# ----------------------------------------------------------------------
+# The report of a whole run: tiles, breakdowns, lanes, history
+
+
+FIG_RE = re.compile(r'<div class="fig"><b>([^<]*)</b><span>([^<]*)</span></div>')
+
+
+def whole_run(seconds: float = 20.0) -> dict[str, Any]:
+    """A report's data from two simulated segments (a run and its resume),
+    two bad input rows in the first."""
+    first_tl, first = simulate_run(seconds, seed=3)
+    for n in (1, 2):
+        first.bad_input(
+            f"#{n}",
+            {
+                "url": f"bad {n}",
+                "error": {"name": "BadInput", "message": f"in.txt:{n}: no scheme"},
+            },
+        )
+    second_tl, second = simulate_run(seconds / 2, seed=4)
+    segments = [
+        {"sid": "a", "started": 1_000.0, "ended": "interrupted",
+         "timeline": first_tl.to_json(), "stats": first.to_json()},
+        {"sid": "b", "started": 5_000.0, "ended": "finished",
+         "timeline": second_tl.to_json(), "stats": second.to_json()},
+    ]  # fmt: skip
+    return report_data(segments)
+
+
+def test_tiles_agree_with_the_summary() -> None:
+    """The failed tile counts bad input rows as the summary does; with the
+    state's counts the tiles are its rows (ok, failed with bad input, left
+    to do), and the figures say the same."""
+    data = whole_run()
+    stats = data["stats"]
+    failed = stats["outcomes"]["failed"]
+    assert stats["bad_input"] == 2
+    text = render_report(data["timeline"], stats=stats, history=data["history"])
+    tiles = {label: value for value, label in FIG_RE.findall(text)}
+    assert tiles["failed (2 bad input)"] == f"{failed:,}"
+    assert tiles["ok"] == f"{stats['outcomes']['ok']:,}"
+    assert f"<tr><th>jobs failed</th><td>{failed:,} (2 of them bad input)" in text
+    counts = Counts(pending=3, claimed=1, done={"ok": 100, "failed": 5, "invalid": 2})
+    text = render_report(data["timeline"], stats=stats, counts=counts)
+    tiles = {label: value for value, label in FIG_RE.findall(text)}
+    assert (tiles["rows"], tiles["ok"], tiles["left to do"]) == ("111", "100", "4")
+    assert tiles["failed (2 bad input)"] == "7"
+
+
+def test_breakdowns_lanes_attempts_and_history() -> None:
+    """Below the charts: one "Summary" heading; status codes and errors by
+    name with examples; a row per lane with requests, ok, failed, retried,
+    throttled, p50/p95 and bytes; attempts per job; one row per segment of
+    the run's history with its start time; the controller's decisions
+    folded at the end.  The start time is under the title."""
+    data = whole_run()
+    stats = data["stats"]
+    text = render_report(
+        data["timeline"],
+        stats=stats,
+        history=data["history"],
+        meta={"started": format_wall(1_000.0)},
+        lane_name="host",
+    )
+    assert text.count(">Summary<") == 1
+    assert f"<dt>started</dt><dd>{format_wall(1_000.0)}</dd>" in text
+    errors = text.split("<h2>Errors</h2>")[1].split("</table>")[0]
+    assert "<td>FatalError</td>" in errors
+    assert "<td>BadInput</td><td>2</td><td>0</td><td>0</td>" in errors
+    assert "<b>row #1</b> <code>bad 1</code>" in errors
+    assert "in.txt:1: no scheme" in errors
+    lanes = text.split("<h2>Per host</h2>")[1].split("</table>")[0]
+    rows = re.findall(r"<tr><td>(host-\d)</td>((?:<td>[^<]*</td>)+)</tr>", lanes)
+    assert sorted(r[0] for r in rows) == [f"host-{i}" for i in range(5)]
+    requests = sum(
+        int(re.findall(r"<td>([^<]*)</td>", cells)[0].replace(",", ""))
+        for _, cells in rows
+    )
+    # Every attempt that ended, to one host or another (the simulation stops
+    # with some underway: launched, not ended).
+    assert requests == sum(stats["latency"].values())
+    assert requests <= data["timeline"]["totals"]["launched"]
+    assert "<th>p50</th><th>p95</th><th>bytes</th>" in lanes
+    attempts = text.split("<h2>Attempts per job</h2>")[1].split("</table>")[0]
+    assert "<tr><td>0</td><td>2</td>" in attempts  # the bad input rows
+    history = text.split("<h2>Run history</h2>")[1].split("</table>")[0]
+    assert history.count("<tr><td>") == 2
+    assert format_wall(1_000.0) in history and format_wall(5_000.0) in history
+    assert "<td>interrupted</td>" in history and "<td>finished</td>" in history
+    details = text.split('<details class="decisions">')[1]
+    assert details.startswith("<summary><h2>Controller decisions (")
+    assert text.index("<h2>Run history</h2>") < text.index(
+        '<details class="decisions">'
+    )
+
+
+def test_whole_report_draws_in_chromium(tmp_path: Path) -> None:
+    """A whole run's report draws its five charts in Chromium with no
+    error: ok/s on one y axis (failures have a chart and an axis of their
+    own), each resume marked on every chart, and legends that show each
+    series' average or last value when no point is hovered, never blanks."""
+    render, chromium = _chromium()
+    data = whole_run(30.0)
+    path = write_report(
+        tmp_path / "report.html",
+        data["timeline"],
+        stats=data["stats"],
+        history=data["history"],
+    )
+    dom = render.dump_dom(chromium, path)
+    assert render.rendered_state(dom) == ("ok", "")
+    assert dom.count('class="uplot') == 5
+    assert dom.count('data-segment-marks="1"') == 5
+    ids = ("width", "throughput", "problems", "bytes", "latency")
+    parts = {
+        name: dom.split(f'id="chart-{name}"')[1].split('id="chart-')[0] for name in ids
+    }
+    assert parts["throughput"].count('class="u-axis"') == 2  # x and one y
+    assert parts["problems"].count('class="u-axis"') == 2
+    assert "failed/s" in parts["problems"] and "failed/s" not in parts["throughput"]
+    values = re.findall(r'<td class="u-value">([^<]*)</td>', dom)
+    assert len(values) >= 12
+    assert all(v.strip() and v.strip() not in ("--", "\u2013") for v in values), values
+    assert any(v.startswith("avg ") for v in values)

@@ -668,6 +668,36 @@ class WorkersTests(ProcessTestCase):
         self.assertIn("state.url", err.getvalue())
         self.assertFalse((self.folder / "out").exists())
 
+    def test_admin_refused_and_set_passed_on(self) -> None:
+        """--admin with --workers is refused (N workers cannot serve one
+        port), exit 2; the --set overrides reach every worker's command
+        line, so the workers run the recipe the parent runs."""
+        (self.folder / "urls.txt").write_text("http://127.0.0.1:1/\n")
+        path = self.write_recipe(FETCH_RECIPE.format(width=2, host_width=2))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = cli.main(
+                ["run", str(path), "--workers", "2", "--admin", "127.0.0.1:0"]
+            )
+        self.assertEqual(code, 2)
+        self.assertIn("--admin is for one process", err.getvalue())
+        made: list[list[str]] = []
+
+        class Workers:
+            def __init__(self, *args: Any, worker_args: list[str], **kw: Any) -> None:
+                made.append(worker_args)
+
+            def run(self) -> Any:
+                return defer.succeed(0)
+
+        import fetchq.workers
+
+        self.patch(fetchq.workers, "Workers", Workers)
+        self.patch(cli, "_react", lambda start: 0 if start(reactor) else 1)
+        code = cli.main(["run", str(path), "--workers", "2", "--set", "queue.width=3"])
+        self.assertEqual(code, 0)
+        self.assertEqual(made, [["--set", "queue.width=3"]])
+
     @defer.inlineCallbacks
     def test_workers_share_one_run(self) -> Generator[Any, Any, None]:
         """Two workers under one parent: exit 0, one record per row written

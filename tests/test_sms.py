@@ -530,6 +530,22 @@ class SenderTests(FakeTestCase):
         self.assertEqual(len(self.provider.messages), 1)
         self.assertEqual(self.provider.abandoned, 1)
 
+    def test_phase_timeouts(self) -> None:
+        """``headers_timeout`` bounds the wait for the answer within the
+        whole ``timeout``: an answer slower than it is an SmsTimeout naming
+        it, at exactly that time, and the message may have been sent."""
+        sender = self.make(
+            cfg=config(timeout=10.0, headers_timeout=2.0, body_timeout=2.0),
+            latency=3.0,
+        )
+        d = sender.send(Message(recipient(1), "slow"))
+        advance_and_flush(self.clock, self.stub, 1.999)
+        self.assertNoResult(d)
+        advance_and_flush(self.clock, self.stub, 0.001)
+        error = self.failureResultOf(d, SmsTimeout).value
+        self.assertEqual(error.seconds, 2.0)
+        self.assertTrue(error.maybe_sent)
+
     def test_cancel(self) -> None:
         """Cancelling a send under way fails it with CancelledError (not a
         timeout) and, with resend_check, leaves the message marked unsure:

@@ -30,7 +30,10 @@
 
 Each finished job's result is an :class:`ApiPage`: ``page.records()`` are its
 output records, and ``page.next_request()`` is the next page's request (put
-it with the same lane key), or None.
+it with the same lane key), or None.  ``ApiConfig.pagination`` says how the
+next page is found: a body token (X), the ``Link`` header (GitHub), a next
+URL in the body (Twilio), a page number or an offset (see
+:mod:`fetchq.api.pages`).
 
 **Lanes.** An endpoint (method and path template) is one lane, because that
 is what a quota counts.  The caller reads the quota from every answer (X's
@@ -45,13 +48,13 @@ of :mod:`fetchq.api.errors`, each with ``.name``, ``.signal`` and a short
 message.
 """
 
+from fetchq.api.budget import Admission, Budget, LocalBudget, QuotaBudget
 from fetchq.api.caller import (
     RETRYABLE,
     ApiCaller,
     ApiPage,
     ApiRequest,
     ApiStats,
-    Budget,
     api_retry_policy,
 )
 from fetchq.api.config import ApiConfig, Template
@@ -67,6 +70,7 @@ from fetchq.api.errors import (
     BadRequestRow,
     QuotaExhausted,
 )
+from fetchq.api.pages import STYLES, Link, parse_links, same_origin
 from fetchq.api.ratelimit import (
     EPOCH_THRESHOLD,
     Quota,
@@ -78,6 +82,8 @@ from fetchq.api.ratelimit import (
 __all__ = [
     "EPOCH_THRESHOLD",
     "RETRYABLE",
+    "STYLES",
+    "Admission",
     "ApiAuthFailed",
     "ApiBadResponse",
     "ApiCaller",
@@ -93,11 +99,16 @@ __all__ = [
     "ApiTimeout",
     "BadRequestRow",
     "Budget",
+    "Link",
+    "LocalBudget",
     "Quota",
+    "QuotaBudget",
     "QuotaExhausted",
     "Template",
     "api_retry_policy",
+    "parse_links",
     "parse_quota",
     "reset_time",
+    "same_origin",
     "throttle_delay",
 ]

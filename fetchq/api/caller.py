@@ -25,9 +25,17 @@ remaining, reset; see :mod:`fetchq.api.ratelimit`) and the requests in
 flight.  The server may count each of those already or not yet, so the
 budget is ``remaining - in_flight``:
 
-- *Sending the request that spends the budget* holds the endpoint's lane
-  (``queue.hold``) until the reset plus ``reset_margin``, so the queue
-  launches nothing more from it.
+- *When the budget is surely spent* (the server said ``remaining: 0``)
+  the caller holds the endpoint's lane (``queue.hold``) until the reset
+  plus ``reset_margin``, so the queue launches nothing more from it.
+- *When only an answer can tell* -- a probe is out, or the requests in
+  flight may have spent what is left, or may not -- the lane is held in
+  short steps (a quarter of the latest answer's time each), renewed until
+  that answer comes.  A queue's hold can only be extended, never shortened, so the
+  caller never holds for longer than it knows it must: a guess that an
+  answer would have corrected (a reset taken to be a minute away, a budget
+  taken to be spent by requests the server had already counted) would
+  keep the lane shut long after the answer came.
 - *A launch that finds the budget spent* (a queue without that lane, or an
   unbound caller) is not sent: it raises :class:`QuotaExhausted` (a
   ``Throttled`` for the time to the reset), and the queue holds the lane and
@@ -37,12 +45,13 @@ budget is ``remaining - in_flight``:
 - *Every answer* (ok or not) updates the budget from its headers.  Answers
   can arrive out of order, so within one window the lowest ``remaining``
   wins, and an answer from a window that has already reset is ignored.
-- *At the reset* (plus the margin) the budget is taken to be the announced
-  limit again, until the first answer of the new window says otherwise.
-- *Before the first answer* nothing is known, so one request goes alone and
-  the others launched meanwhile wait for its answer (a probe): a width above
-  the quota cannot overrun it on the first burst.  An endpoint that
-  announces no quota is then called at full width.
+- *Before the first answer*, and again *after each reset* (plus the
+  margin), the window's budget is not known, not even assumed: one request
+  goes alone (a probe), the lane is held until its answer says what is
+  left, and launches that came meanwhile wait for it.  So a width above
+  the quota cannot overrun it, nor spend a new window before knowing what
+  it holds (another client may have used it; our clocks may disagree).  An
+  endpoint that announces no quota is then called at full width.
 
 A 429, or a GitHub-style secondary limit (403 with Retry-After, or with a
 spent quota and a reset), still ends in :class:`ApiThrottled`: the lane is
@@ -68,6 +77,7 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
+from fetchq.api.budget import Admission, Budget, LocalBudget, QuotaBudget
 from fetchq.api.config import ApiConfig
 from fetchq.api.errors import (
     ApiAuthFailed,
@@ -80,8 +90,10 @@ from fetchq.api.errors import (
     BadRequestRow,
     QuotaExhausted,
 )
+from fetchq.api.pages import next_cursor, page_url
 from fetchq.api.ratelimit import Quota, parse_quota, throttle_delay
 from fetchq.http.body import BodySink, read_body, reasons
+from fetchq.http.deadline import deadline
 from fetchq.http.errors import (
     BodyTimeout,
     BodyTooLarge,
@@ -307,34 +319,6 @@ class ApiStats:
     holds: int = 0
 
 
-@attrs.frozen
-class Budget:
-    """A snapshot of what the caller knows of its endpoint's quota.
-
-    Attributes:
-        limit: the announced limit, or None.
-        remaining: requests left as last announced (lowest in the window),
-            or None when unknown (nothing announced, or a new window whose
-            limit is unknown).
-        reset_at: clock time of the reset, or None.
-        in_flight: requests sent and not yet answered.
-    """
-
-    limit: int | None
-    remaining: int | None
-    reset_at: float | None
-    in_flight: int
-
-    @property
-    def available(self) -> int | None:
-        """``remaining - in_flight`` (None when unknown)."""
-        return None if self.remaining is None else self.remaining - self.in_flight
-
-
-_SAME_WINDOW = 1.0  # resets this close belong to one window (delta resets jitter)
-_SLACK = 1e-6  # float error between a hold's end and the reset it came from
-
-
 class ApiCaller:
     """Calls one API endpoint under an :class:`~fetchq.api.ApiConfig`;
     callable as a fetchq job function.
@@ -368,7 +352,9 @@ class ApiCaller:
         if http is None:
             self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
             self._pool.maxPersistentPerHost = pool_size
-            agent: Any = Agent(reactor, pool=self._pool)  # type: ignore[no-untyped-call]
+            agent: Any = Agent(  # type: ignore[no-untyped-call]
+                reactor, connectTimeout=config.connect_timeout, pool=self._pool
+            )
             no_cookies = IndexableCookieJar(DefaultCookiePolicy(allowed_domains=[]))
             http = HTTPClient(agent, cookiejar=no_cookies)
         self._http = http
@@ -380,13 +366,8 @@ class ApiCaller:
         )
         self.stats = ApiStats()
         # The endpoint's budget (see the module docstring).
-        self._limit: int | None = None
-        self._remaining: int | None = None
-        self._reset_at: float | None = None
-        self._in_flight = 0
-        self._answered = False
+        self._budget: QuotaBudget = LocalBudget(config, reactor)
         self._quota: Quota | None = None
-        self._waiters: list[Deferred[None]] = []
         self._held_until = 0.0
 
     # ------------------------------------------------------------------
@@ -405,7 +386,17 @@ class ApiCaller:
     @property
     def budget(self) -> Budget:
         """What the caller knows of the endpoint's quota now."""
-        return Budget(self._limit, self._remaining, self._reset_at, self._in_flight)
+        return self._budget.snapshot()
+
+    def use_budget(self, budget: QuotaBudget) -> None:
+        """Keep the endpoint's budget in ``budget`` from now on: a
+        :class:`fetchq.shared.quota.RedisBudget` makes every worker of a
+        run spend one budget.  (The default is a
+        :class:`~fetchq.api.budget.LocalBudget`, this process's alone.)"""
+        self._budget.close()
+        self._budget = budget
+        if self._queue is not None:
+            budget.bind(self._hold)
 
     def bind(self, queue: Holder) -> None:
         """Let the caller hold its endpoint's lane in ``queue`` (anything with
@@ -414,6 +405,7 @@ class ApiCaller:
         if not callable(getattr(queue, "hold", None)):
             raise TypeError(f"{queue!r} has no hold(seconds, key)")
         self._queue = queue
+        self._budget.bind(self._hold)
 
     def lane_key(self, request: ApiRequest | None = None) -> str:
         """The queue lane of a request: its endpoint, the method and the path
@@ -438,6 +430,7 @@ class ApiCaller:
     def close(self) -> Deferred[None]:
         """Close the caller's idle pooled connections (when it made its own
         client).  Returns a Deferred that fires once they are closed."""
+        self._budget.close()
         if self._pool is None:
             return succeed(None)
         d: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
@@ -474,7 +467,13 @@ class ApiCaller:
             :class:`~fetchq.api.errors.ApiError`.  Cancelling it drops the
             connection.
         """
-        return Deferred.fromCoroutine(self._call(request))
+        seconds = self._config.timeout
+        return deadline(
+            Deferred.fromCoroutine(self._call(request)),
+            seconds,
+            self._clock,
+            lambda: ApiTimeout(seconds or 0, "request"),
+        )
 
     # ------------------------------------------------------------------
     # One call
@@ -484,17 +483,14 @@ class ApiCaller:
         row = request.row
         path = config.fill_path(row)
         params = config.fill_params(row)
-        if request.token is not None:
-            params.append((config.token_param, request.token))
         body = config.fill_body(row)
-        url, shown = self._url(path, params)
-        await self._admit()
+        url, shown = page_url(config, request, *self._url(path, params))
+        budget = self._budget
+        admission = await self._admit(budget)
         clock = self._clock
         started = clock.seconds()
-        self._in_flight += 1
         self.stats.sent += 1
-        if self._spent():
-            self._hold(self._wait(started), ahead=True)
+        budget.sent(admission.ticket, started)
         answered = False
         try:
             response = await self._send(url, body)
@@ -504,11 +500,17 @@ class ApiCaller:
             headers = _pairs(response.headers)
             quota = parse_quota(headers, now)
             throttle = self._throttle(status, headers, quota, now)
-            self._answer(quota, throttle, now)
+            self.stats.answered += 1
+            if quota is not None:
+                self._quota = quota
+            if throttle is not None:
+                self.stats.throttled += 1
+            budget.answered(
+                admission.ticket, status, quota, throttle, now - started, now
+            )
         finally:
             if not answered:
-                self._in_flight -= 1
-                self._wake()
+                budget.abandoned(admission.ticket, clock.seconds())
         if throttle is not None:
             if status == 429:
                 self.stats.status_429 += 1
@@ -520,9 +522,7 @@ class ApiCaller:
         data = await self._read(response, config.max_body, config.body_timeout)
         document = _decode(data)
         items = _items(_dig(document, config.items_field))
-        token = (
-            _token(_dig(document, config.token_field)) if config.token_field else None
-        )
+        token = next_cursor(config, request, url, document, items, headers)
         follow = None
         if (
             token is not None
@@ -572,7 +572,7 @@ class ApiCaller:
         return f"{base}?{'&'.join(sent)}", f"{base}?{'&'.join(shown)}"
 
     async def _send(self, url: str, body: bytes | None) -> Any:
-        """The request, up to its response headers, within ``timeout``."""
+        """The request, up to its response headers, within ``headers_timeout``."""
         config = self._config
         expired = False
 
@@ -589,12 +589,12 @@ class ApiCaller:
             allow_redirects=False,
             unbuffered=True,
         )
-        timer = self._clock.callLater(config.timeout, expire)
+        timer = self._clock.callLater(config.headers_timeout, expire)
         try:
             return await d
         except Exception as e:
             if expired:
-                raise ApiTimeout(config.timeout, "response") from None
+                raise ApiTimeout(config.headers_timeout, "response") from None
             if any(isinstance(inner, CancelledError) for inner in reasons(e)):
                 raise CancelledError() from None  # cancelled from outside
             raise ApiConnectionFailed(_describe(e)) from None
@@ -633,6 +633,12 @@ class ApiCaller:
             detail = self._mask(detail)
         if status >= 500:
             return ApiServerError(status, detail)
+        if status == 403 and "rate limit" in detail.lower():
+            # GitHub's secondary limit without Retry-After: "wait at least a
+            # minute" (default_retry_after), not a credentials problem.
+            config = self._config
+            wait = max(config.default_retry_after, config.min_retry_after)
+            return ApiThrottled(status, min(wait, config.max_retry_after))
         if status in (401, 403):
             return ApiAuthFailed(status, detail)
         return ApiStatusError(status, detail)
@@ -671,95 +677,21 @@ class ApiCaller:
     # ------------------------------------------------------------------
     # The budget
 
-    async def _admit(self) -> None:
-        """Wait for the probe's answer if no answer came yet; refuse to send
-        (QuotaExhausted) if the budget is spent."""
+    async def _admit(self, budget: QuotaBudget) -> Admission:
+        """Wait while only an answer can say whether to send; refuse to send
+        (QuotaExhausted) once the budget is surely spent; else the request's
+        admission."""
         while True:
-            now = self._clock.seconds()
-            self._roll(now)
-            if not self._answered and self._in_flight:
-                waiter: Deferred[None] = Deferred()
-                self._waiters.append(waiter)
-                await waiter
+            result = budget.admit(self._clock.seconds())
+            admission = await result if isinstance(result, Deferred) else result
+            if admission.go:
+                return admission
+            if admission.wait:
+                await budget.until_answer()
                 continue
-            if self._spent():
-                delay = self._wait(now)
-                self.stats.quota_waits += 1
-                self._hold(delay)
-                raise QuotaExhausted(self._config.endpoint, delay, self._quota)
-            return
-
-    def _spent(self) -> bool:
-        return self._remaining is not None and self._remaining - self._in_flight <= 0
-
-    def _wait(self, now: float) -> float:
-        """Seconds until the spent budget comes back: the reset plus the
-        margin.  With no announced reset, one ``default_retry_after`` away is
-        assumed, so the budget does come back."""
-        config = self._config
-        if self._reset_at is None:
-            self._reset_at = now + config.default_retry_after - config.reset_margin
-        delay = max(0.0, self._reset_at + config.reset_margin - now)
-        return min(delay, config.max_retry_after)
-
-    def _roll(self, now: float) -> None:
-        """Past the reset (and margin): a fresh window of ``limit`` requests."""
-        reset = self._reset_at
-        if reset is not None and now + _SLACK >= reset + self._config.reset_margin:
-            self._remaining = self._limit
-            self._reset_at = None
-
-    def _answer(
-        self, quota: Quota | None, throttle: tuple[float, str] | None, now: float
-    ) -> None:
-        """An answer's headers came: one fewer in flight, learn its quota,
-        hold the lane if the budget is spent (or the answer refused us), then
-        wake the launches waiting for an answer."""
-        self._in_flight -= 1
-        self._answered = True
-        self.stats.answered += 1
-        if quota is not None:
-            self._quota = quota
-            self._learn(quota, now)
-        if throttle is not None:
-            delay, basis = throttle
-            self.stats.throttled += 1
-            self._exhaust(now, delay)
-            if basis == "default":
-                # The server refused without saying for how long: after the
-                # hold, one request goes first again (a probe), not a burst.
-                self._answered = False
-        elif self._spent():
-            self._hold(self._wait(now), ahead=True)
-        self._wake()
-
-    def _learn(self, quota: Quota, now: float) -> None:
-        """Fold an announced quota into the budget."""
-        if quota.limit is not None:
-            self._limit = quota.limit
-        new_reset = quota.reset_at
-        if (
-            new_reset is not None
-            and new_reset + self._config.reset_margin <= now + _SLACK
-        ):
-            return  # a window that is over says nothing about this one
-        self._roll(now)
-        old_reset = self._reset_at
-        if self._remaining is None or old_reset is None or new_reset is None:
-            self._remaining, self._reset_at = quota.remaining, new_reset
-        elif new_reset < old_reset - _SAME_WINDOW:
-            return  # a late answer from an earlier window
-        elif new_reset > old_reset + _SAME_WINDOW:
-            self._remaining, self._reset_at = quota.remaining, new_reset
-        else:  # the same window: the lowest count is the latest
-            self._remaining = min(self._remaining, quota.remaining)
-            self._reset_at = max(old_reset, new_reset)
-
-    def _exhaust(self, now: float, delay: float) -> None:
-        """A refusal: nothing left until ``now + delay``."""
-        self._remaining = 0
-        self._reset_at = now + delay - self._config.reset_margin  # the server's word
-        self._hold(delay)
+            self.stats.quota_waits += 1
+            self._hold(admission.delay)
+            raise QuotaExhausted(self._config.endpoint, admission.delay, self._quota)
 
     def _hold(self, seconds: float, ahead: bool = False) -> None:
         """Hold the endpoint's lane for ``seconds`` (if bound and longer than
@@ -774,12 +706,6 @@ class ApiCaller:
         if ahead:
             self.stats.holds += 1
         self._queue.hold(seconds, self._config.endpoint)
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.called:
-                waiter.callback(None)
 
 
 class _Collector(BodySink):
@@ -839,16 +765,6 @@ def _items(value: Any) -> list[Any]:
     if isinstance(value, list):
         return value
     return [value]
-
-
-def _token(value: Any) -> str | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value:
-        return value
-    return None
 
 
 def _detail(data: bytes) -> str:

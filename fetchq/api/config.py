@@ -32,7 +32,12 @@ from urllib.parse import quote
 
 import attrs
 
-from fetchq._validate import integer_at_least, non_negative_number, positive_number
+from fetchq._validate import (
+    integer_at_least,
+    non_negative_number,
+    optional_positive_number,
+    positive_number,
+)
 from fetchq.api.errors import BadRequestRow
 from fetchq.fetch.config import DEFAULT_USER_AGENT
 from fetchq.http.errors import BadURL
@@ -298,6 +303,24 @@ def _param_name(instance: object, attribute: attrs.Attribute[Any], value: Any) -
         raise ValueError(f"{attribute.name} must be a parameter name, not {value!r}")
 
 
+def _style(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    from fetchq.api.pages import STYLES
+
+    if value not in STYLES:
+        raise ValueError(
+            f"pagination must be one of {', '.join(STYLES)}, not {value!r}"
+        )
+
+
+def _optional_size(
+    instance: object, attribute: attrs.Attribute[Any], value: Any
+) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or value < 1
+    ):
+        raise ValueError(f"page_size must be an integer >= 1 or None, not {value!r}")
+
+
 def _records(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in ("page", "item"):
         raise ValueError(f"records must be 'page' or 'item', not {value!r}")
@@ -326,15 +349,35 @@ class ApiConfig:
         headers: extra request headers (values may be ``Secret``); a
             ``User-Agent`` and ``Accept: application/json`` are added unless
             given.  Give the token as ``token``, not as an Authorization header.
-        timeout: seconds from sending to the response headers (connecting
-            included).
+        connect_timeout: seconds to connect (when the caller makes its own
+            HTTP client; an injected one brings its own).
+        headers_timeout: seconds from sending to the response headers
+            (connecting included).
         body_timeout: seconds from the headers to the whole body.
+        timeout: seconds for the whole call, from sending to the end of the
+            body; None: no deadline beyond the phases' own.  (Before fetchq
+            0.2 ``timeout`` was what ``headers_timeout`` is now.)
         max_body: most body bytes read.
         token_field: dotted path of the next page's token in the answer
             (``""``: no pagination).
         token_param: the query parameter that carries it on the next request
             (``pagination_token``, ``next_token``, ``cursor``, ...).
         max_pages: most pages per row (1: the first page only).
+        pagination: how the next page is found (see :mod:`fetchq.api.pages`):
+            ``"token"`` (``token_field``/``token_param``), ``"link"`` (the
+            ``Link`` header's ``rel="next"``), ``"next_url"`` (a URL at
+            ``next_field``), ``"page"`` (``page_param`` counting from
+            ``page_start``) or ``"offset"`` (``offset_param``).
+        next_field: dotted path of the next page's URL (``next_url``):
+            ``next_page_uri`` at Twilio, ``next`` in Django REST framework.
+        page_param: the page number's query parameter (``page``).
+        page_start: the first page's number (1; Twilio's ``Page`` is 0).
+        offset_param: the offset's query parameter (``offset``).
+        page_size: items a full page has (``page`` and ``offset``): a page
+            with fewer is the last; None: only an empty page is.
+        total_field: dotted path of the total item count in a body
+            (``page`` and ``offset``): the pages end when it is reached;
+            ``""``: none.
         records: ``"page"`` (one output record per page) or ``"item"`` (one per
             item of ``items_field``).
         items_field: dotted path of the page's items (``""``: the body itself).
@@ -356,12 +399,25 @@ class ApiConfig:
     params: _Pairs = attrs.field(default=(), converter=_params)
     body: Any = attrs.field(default=None, converter=_body)
     headers: _Pairs = attrs.field(default=(), converter=_headers)
-    timeout: float = attrs.field(default=30.0, validator=positive_number)
+    connect_timeout: float = attrs.field(default=10.0, validator=positive_number)
+    headers_timeout: float = attrs.field(default=30.0, validator=positive_number)
     body_timeout: float = attrs.field(default=60.0, validator=positive_number)
+    timeout: float | None = attrs.field(
+        default=None, validator=optional_positive_number
+    )
     max_body: int = attrs.field(default=10 * 1024 * 1024, validator=integer_at_least(1))
     token_field: str = attrs.field(default="meta.next_token", validator=_dotted)
     token_param: str = attrs.field(default="pagination_token", validator=_param_name)
     max_pages: int = attrs.field(default=1, validator=integer_at_least(1))
+    pagination: Literal["token", "link", "next_url", "page", "offset"] = attrs.field(
+        default="token", validator=_style
+    )
+    next_field: str = attrs.field(default="next", validator=_dotted)
+    page_param: str = attrs.field(default="page", validator=_param_name)
+    page_start: int = attrs.field(default=1, validator=integer_at_least(0))
+    offset_param: str = attrs.field(default="offset", validator=_param_name)
+    page_size: int | None = attrs.field(default=None, validator=_optional_size)
+    total_field: str = attrs.field(default="", validator=_dotted)
     records: Literal["page", "item"] = attrs.field(default="page", validator=_records)
     items_field: str = attrs.field(default="data", validator=_dotted)
     default_retry_after: float = attrs.field(
@@ -381,10 +437,17 @@ class ApiConfig:
             name.lower() == "authorization" for name, _ in self.headers
         ):
             raise ValueError("give either token or an Authorization header, not both")
-        if any(name == self.token_param for name, _ in self.params):
+        per_page = {
+            "token": ("token_param", self.token_param),
+            "page": ("page_param", self.page_param),
+            "offset": ("offset_param", self.offset_param),
+        }.get(self.pagination)
+        if per_page is not None and any(name == per_page[1] for name, _ in self.params):
             raise ValueError(
-                f"param {self.token_param!r} is the token_param; it is set per page"
+                f"param {per_page[1]!r} is the {per_page[0]}; it is set per page"
             )
+        if self.pagination == "next_url" and not self.next_field:
+            raise ValueError("pagination next_url needs a next_field")
 
     @property
     def endpoint(self) -> str:

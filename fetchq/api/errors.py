@@ -158,7 +158,8 @@ class ApiTimeout(ApiError):
 
     Args:
         seconds: the limit that was exceeded.
-        phase: ``"response"`` (no headers in time) or ``"body"``.
+        phase: ``"response"`` (no headers in time), ``"body"`` or
+            ``"request"`` (the whole call, ``timeout``).
     """
 
     signal = Signal.DROP
@@ -221,7 +222,9 @@ class ApiThrottled(Throttled, ApiError):
 
 class QuotaExhausted(Throttled, ApiError):
     """Raised *before sending*: the quota the endpoint announced is spent
-    (``remaining`` minus the requests in flight is 0) until its reset.  No
+    (it announced ``remaining: 0``, or no answer is still to come that
+    could show ``remaining`` minus the requests in flight above 0) until its
+    reset.  No
     request was made; the queue holds the lane until the reset and runs the
     job again then.
 

@@ -271,6 +271,12 @@ class AdaptiveController:
     # Attaching
 
     @property
+    def classifier(self) -> Classifier:
+        """How the controller reads a finished attempt (a
+        :data:`~fetchq.control.signals.Classifier`)."""
+        return self._classify
+
+    @property
     def attached(self) -> bool:
         """Whether the controller is steering a queue."""
         return self._queue is not None

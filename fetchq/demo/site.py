@@ -36,7 +36,8 @@ class SiteBehaviour:
         overload_latency: extra seconds per request in flight above capacity.
         client_rate: requests per second each client may make (None = no limit).
         client_burst: requests a client may make back to back.
-        retry_after: seconds the site asks a too-fast client to wait.
+        retry_after: seconds the site asks a too-fast client to wait (0: its
+            429s carry no Retry-After).
         error_every: page numbers divisible by this fail once with 500.
         missing_every: page numbers divisible by this are 404.
         slow_every: page numbers divisible by this send their body slowly.
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     from twisted.internet import reactor as _reactor
+    from twisted.internet.error import CannotListenError
 
     reactor: Any = _reactor
     parser = argparse.ArgumentParser(prog="python -m fetchq.demo.site")
@@ -211,6 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--capacity", type=int, default=40)
     parser.add_argument("--overload-latency", type=float, default=0.002)
     parser.add_argument("--client-rate", type=float, default=1500.0)
+    parser.add_argument("--client-burst", type=int, default=100)
+    parser.add_argument(
+        "--retry-after", type=int, default=1, help="seconds; 0: a 429 says none"
+    )
     parser.add_argument("--no-faults", action="store_true", help="no 500/404/slow")
     args = parser.parse_args(argv)
     faults: dict[str, Any] = {}
@@ -223,10 +229,17 @@ def main(argv: list[str] | None = None) -> None:
         capacity=args.capacity,
         overload_latency=args.overload_latency,
         client_rate=args.client_rate,
+        client_burst=args.client_burst,
+        retry_after=args.retry_after,
         **faults,
     )
     site = DemoSite(reactor, behaviour)
-    port: Any = site.listen(args.port)
+    try:
+        port: Any = site.listen(args.port)
+    except CannotListenError as e:
+        reason = getattr(e.socketError, "strerror", None) or e.socketError
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {reason}", flush=True)
+        sys.exit(1)
     host: Any = port.getHost()
     print(f"http://127.0.0.1:{host.port}", flush=True)
     reactor.run()  # SIGTERM/SIGINT stop it
@@ -265,7 +278,8 @@ class SiteProcess:
         if not line.startswith("http://"):
             self._process.kill()
             self._process.wait()
-            raise RuntimeError(f"the demo site did not start (it said {line!r})")
+            said = line.removeprefix("error: ") if line else "nothing"
+            raise RuntimeError(f"the demo site did not start: {said}")
         self.url = line
         """Where it listens: ``http://127.0.0.1:PORT``."""
 

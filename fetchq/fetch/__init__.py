@@ -49,6 +49,13 @@ waits for descriptors (``descriptor_wait``), then fails with
 :class:`TooManyOpenFiles`, a :class:`LocalResourceError`: retried by
 :func:`fetch_retry_policy`, ignored by an adaptive controller.
 
+**Real services.**  Proxies (``proxy``, or ``HTTPS_PROXY``/``NO_PROXY``
+from the environment: :mod:`fetchq.http.proxy`), TLS settings (a CA
+bundle, a client certificate, ``verify=False``: :mod:`fetchq.http.tls`; a
+refused certificate is a :class:`TLSCertificateError`, not retried),
+headers for some hosts only (``host_headers``) and robots.txt
+(``robots="obey"``: :mod:`fetchq.fetch.robots`).
+
 Cookies are neither kept nor sent.  IPv6-literal and underscore hosts are
 refused as ``BadURL``: treq cannot encode them (hyperlink issue #68).
 """
@@ -72,8 +79,15 @@ from fetchq.http.errors import (
     HTTPStatusError,
     HTTPThrottled,
     LocalResourceError,
+    ProxyAuthRequired,
+    ProxyError,
+    ProxyRefused,
+    RequestTimeout,
     RetryableStatus,
+    RobotsDisallowed,
+    RobotsUnavailable,
     SaveError,
+    TLSCertificateError,
     TooManyOpenFiles,
     TooManyRedirects,
     TruncatedBody,
@@ -111,8 +125,15 @@ __all__ = [
     "HTTPThrottled",
     "HeadersTimeout",
     "LocalResourceError",
+    "ProxyAuthRequired",
+    "ProxyError",
+    "ProxyRefused",
+    "RequestTimeout",
     "RetryableStatus",
+    "RobotsDisallowed",
+    "RobotsUnavailable",
     "SaveError",
+    "TLSCertificateError",
     "TooManyOpenFiles",
     "TooManyRedirects",
     "TruncatedBody",

@@ -10,11 +10,16 @@ from typing import Any, Literal
 import attrs
 
 import fetchq
-from fetchq._validate import integer_at_least, non_negative_number, positive_number
+from fetchq._validate import (
+    integer_at_least,
+    non_negative_number,
+    optional_positive_number,
+    positive_number,
+)
 from fetchq.http.urls import DEFAULT_SCHEMES
 from fetchq.secrets import Secret, reveal
 
-__all__ = ["DEFAULT_USER_AGENT", "FetchConfig"]
+__all__ = ["DEFAULT_USER_AGENT", "FetchConfig", "host_pattern"]
 
 DEFAULT_USER_AGENT = f"fetchq/{fetchq.__version__}"
 """The User-Agent sent unless the configured headers name another."""
@@ -89,6 +94,93 @@ def _schemes(value: Iterable[str]) -> tuple[str, ...]:
     return schemes
 
 
+def _proxy(value: str | Secret | None) -> str | Secret | None:
+    """A proxy URL (kept a Secret when it holds credentials), ``"none"``, or
+    None; checked here, so a bad one fails at construction."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, Secret)):
+        raise ValueError(f"proxy must be a URL, 'none' or None, not {value!r}")
+    text = reveal(value).strip()
+    if text.lower() == "none":
+        return "none"
+    from fetchq.http.proxy import parse_proxy
+
+    proxy = parse_proxy(value, "proxy")
+    if proxy.authorization is not None and not isinstance(value, Secret):
+        return Secret(text, ())
+    return value
+
+
+def _no_proxy(value: str | Iterable[str] | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Iterable):
+        items = list(value)
+        if all(isinstance(item, str) for item in items):
+            return ",".join(items)
+    raise ValueError(f"no_proxy must be text or a list of hosts, not {value!r}")
+
+
+def _path(value: str | os.PathLike[str] | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"expected a path or None, not {value!r}")
+    return os.fspath(value)
+
+
+def host_pattern(pattern: object) -> str:
+    """A ``host_headers`` key checked: ``api.example.com`` or
+    ``*.example.com`` (the names under example.com), lower case.
+
+    Raises:
+        ValueError: for anything else, saying what is expected.
+    """
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise ValueError(f"{pattern!r} is not a host name")
+    text = pattern.strip().lower().rstrip(".")
+    rest = text[2:] if text.startswith("*.") else text
+    if not rest or any(c in rest for c in "*/:@ ") or rest.startswith("."):
+        raise ValueError(
+            f"{pattern!r} is not a host name such as api.example.com "
+            "(or *.example.com for the names under it)"
+        )
+    return text
+
+
+def _host_headers(value: Any) -> tuple[tuple[str, _Pairs], ...]:
+    items = value.items() if isinstance(value, Mapping) else value
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise ValueError(f"host_headers must map host names to headers, not {value!r}")
+    result = []
+    for item in items:
+        try:
+            pattern, headers = item
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"host_headers must be host/headers pairs: {item!r}"
+            ) from None
+        pairs = _pairs(headers, "host_headers")
+        for name, text in pairs:
+            if not name or not set(name) <= _TOKEN:
+                raise ValueError(f"bad header name {name!r}")
+            if "\r" in reveal(text) or "\n" in reveal(text):
+                raise ValueError(f"header {name!r} has a line break in its value")
+        try:
+            result.append((host_pattern(pattern), pairs))
+        except ValueError as e:
+            raise ValueError(f"host_headers: {e}") from None
+    return tuple(result)
+
+
+def _robots(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in ("obey", "ignore"):
+        raise ValueError(f"robots must be 'obey' or 'ignore', not {value!r}")
+
+
 def _save_dir(value: str | os.PathLike[str] | None) -> str | None:
     if value is None:
         return None
@@ -137,6 +229,10 @@ class FetchConfig:
             headers (connecting included).
         body_timeout: seconds from the headers to the *whole* body, so a
             stalled or trickling body times out too.
+        timeout: seconds for the whole of one fetch, from sending the
+            request to the end of the body, redirects included
+            (:class:`~fetchq.http.errors.RequestTimeout`); None: no deadline
+            beyond the phases' own.
         max_body: most body bytes, counted decoded while streaming; a larger
             Content-Length is refused before reading, and the connection is
             dropped once the limit is passed.
@@ -157,6 +253,30 @@ class FetchConfig:
         save_dir: a directory to save bodies in, or None to only hash them.
         save_name: ``"sha256"`` (content-addressed) or ``"id"`` (the job id;
             the sha256 when the job has none).
+        proxy: a proxy for every URL, ``http://[user:password@]host:port``
+            (``https://`` for TLS to the proxy; see :mod:`fetchq.http.proxy`),
+            ``"none"`` for no proxy at all, or None for the environment's
+            (``HTTPS_PROXY``, ...) when ``trust_env``.  One with credentials
+            is kept as a Secret.
+        trust_env: read ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and
+            ``NO_PROXY`` (lower case too) from the environment, as curl and
+            httpx do.
+        no_proxy: hosts reached directly (``NO_PROXY`` syntax, or a list),
+            or None for the environment's (when ``trust_env``).
+        ca_bundle: a PEM file of the CAs to trust instead of the system's.
+        client_cert: a PEM file with a client certificate to present (mTLS),
+            and its key unless ``client_key`` is given.
+        client_key: a PEM file with the client certificate's unencrypted key.
+        verify: False to check no server certificate at all (the user must
+            be warned; a run does so).
+        host_headers: headers for some hosts only, ``{"api.example.com":
+            {"Authorization": ...}}``; ``*.example.com`` matches the names
+            under example.com.  Matched on each request's host (redirects
+            included), so never sent to another host; they replace
+            ``headers`` of the same name, and are not sent again over plain
+            http after a redirect from https.
+        robots: ``"obey"`` to read each site's robots.txt and fetch nothing
+            it disallows (see :mod:`fetchq.fetch.robots`); ``"ignore"``.
     """
 
     method: str = attrs.field(default="GET", converter=_method)
@@ -166,6 +286,9 @@ class FetchConfig:
     connect_timeout: float = attrs.field(default=10.0, validator=positive_number)
     headers_timeout: float = attrs.field(default=30.0, validator=positive_number)
     body_timeout: float = attrs.field(default=60.0, validator=positive_number)
+    timeout: float | None = attrs.field(
+        default=None, validator=optional_positive_number
+    )
     max_body: int = attrs.field(default=10 * 1024 * 1024, validator=integer_at_least(1))
     max_redirects: int = attrs.field(default=5, validator=integer_at_least(0))
     allowed_schemes: tuple[str, ...] = attrs.field(
@@ -187,6 +310,17 @@ class FetchConfig:
     save_name: Literal["sha256", "id"] = attrs.field(
         default="sha256", validator=_save_name
     )
+    proxy: str | Secret | None = attrs.field(default=None, converter=_proxy)
+    trust_env: bool = attrs.field(default=True, validator=_bool)
+    no_proxy: str | None = attrs.field(default=None, converter=_no_proxy)
+    ca_bundle: str | None = attrs.field(default=None, converter=_path)
+    client_cert: str | None = attrs.field(default=None, converter=_path)
+    client_key: str | None = attrs.field(default=None, converter=_path)
+    verify: bool = attrs.field(default=True, validator=_bool)
+    host_headers: tuple[tuple[str, _Pairs], ...] = attrs.field(
+        default=(), converter=_host_headers
+    )
+    robots: Literal["obey", "ignore"] = attrs.field(default="ignore", validator=_robots)
 
     def __attrs_post_init__(self) -> None:
         clash = self.ok_statuses & (self.retry_statuses | self.throttle_statuses)
@@ -196,3 +330,5 @@ class FetchConfig:
             )
         if self.save_dir is not None and not os.path.isdir(self.save_dir):
             raise ValueError(f"save_dir {self.save_dir!r} is not a directory")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")

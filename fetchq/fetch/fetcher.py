@@ -33,6 +33,7 @@ only to be sent.  The rule for where they go and what is shown:
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
@@ -40,6 +41,7 @@ from urllib.parse import quote
 
 import attrs
 from hyperlink import DecodedURL, EncodedURL
+from service_identity import VerificationError
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
 from twisted.internet.defer import CancelledError, Deferred, fail
@@ -61,10 +63,13 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 
 from fetchq.fetch.config import FetchConfig
+from fetchq.fetch.robots import MAX_ROBOTS, RobotsCache
 from fetchq.http.addresses import EndpointFactory
 from fetchq.http.body import BodySink, drop_body, read_body, reasons
+from fetchq.http.deadline import deadline
 from fetchq.http.errors import (
     BadURL,
+    BodyTooLarge,
     ConnectionFailed,
     ConnectTimeout,
     DNSFailed,
@@ -75,8 +80,10 @@ from fetchq.http.errors import (
     HTTPStatusError,
     HTTPThrottled,
     LocalResourceError,
+    RequestTimeout,
     RetryableStatus,
     SaveError,
+    TLSCertificateError,
     TooManyOpenFiles,
     TooManyRedirects,
 )
@@ -88,6 +95,8 @@ from fetchq.http.pool import (
     descriptors_exhausted,
     out_of_descriptors,
 )
+from fetchq.http.proxy import ProxyEndpointFactory, ProxyingAgent, ProxyRoutes
+from fetchq.http.tls import TLSPolicy, certificate_problem
 from fetchq.http.urls import check_url, parse_retry_after, quick_uri, uri_text
 from fetchq.retry import RetryPolicy
 from fetchq.secrets import Secret, reveal
@@ -109,6 +118,12 @@ _SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization"})
 _DRAIN_LIMIT = 64 * 1024  # most bytes read from a non-ok body to reuse its connection
 _FD_WAIT_FIRST = 0.05  # the first wait for file descriptors (s); doubles
 _FD_WAIT_MAX = 2.0  # the longest single wait
+_ROBOTS_STATUSES = frozenset(range(100, 600)) - _REDIRECTS  # all but redirects
+NO_VERIFY_WARNING = (
+    "TLS certificates are NOT checked (fetch.tls.verify: false): any server "
+    "can pose as any https site, and what is fetched may not come from it"
+)
+"""The warning a run shows when certificate checks are off."""
 
 
 def fetch_retry_policy(
@@ -174,8 +189,9 @@ class Fetcher:
             timeout and of ``elapsed``.
         pool_size: persistent connections kept per host; use the queue's
             width (Twisted's default keeps only 2).
-        tls_policy: an ``IPolicyForHTTPS`` for https (default: Twisted's
-            browser-like certificate checks).
+        tls_policy: an ``IPolicyForHTTPS`` for https (default: a
+            :class:`~fetchq.http.tls.TLSPolicy` from the configuration's CA
+            bundle, client certificate and ``verify``).
         max_idle: idle connections kept over all hosts, the least recently
             used closed beyond it (default:
             :func:`~fetchq.http.pool.default_max_idle`: twice ``pool_size``,
@@ -186,10 +202,21 @@ class Fetcher:
             descriptor left for its connection, before it fails with
             :class:`~fetchq.http.errors.TooManyOpenFiles` (which the retry
             policy retries too).
+        environ: where ``HTTPS_PROXY`` and the like are read (default:
+            ``os.environ``), when the configuration's ``trust_env`` says so.
+
+    Attributes:
+        warnings: what the user must be told about this fetcher's settings
+            (certificate checks turned off), once, by whoever runs it.
+        on_robots_rate: with ``robots="obey"``, called with a host's lane key
+            and the most requests per second its robots.txt asks for
+            (``Crawl-delay``, ``Request-rate``); a run sets it.
 
     Raises:
         ValueError: if ``pool_size`` or ``max_idle`` is not an integer >= 1,
-            or ``descriptor_wait`` is negative.
+            ``descriptor_wait`` is negative, a proxy (configured or from
+            the environment) cannot be used, or a TLS file cannot be read;
+            the message says which.
     """
 
     def __init__(
@@ -198,9 +225,10 @@ class Fetcher:
         reactor: Any,
         pool_size: int = 10,
         *,
-        tls_policy: IPolicyForHTTPS | None = None,
+        tls_policy: IPolicyForHTTPS | TLSPolicy | None = None,
         max_idle: int | None = None,
         descriptor_wait: float = 30.0,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         if isinstance(pool_size, bool) or not isinstance(pool_size, int):
             raise ValueError(f"pool_size must be an integer >= 1, not {pool_size!r}")
@@ -219,25 +247,109 @@ class Fetcher:
         self._origin_bound = _SENSITIVE | {
             name.lower() for name, value in config.headers if isinstance(value, Secret)
         }
+        self._host_headers = tuple(
+            _HostHeaders(pattern, pairs) for pattern, pairs in config.host_headers
+        )
         self._mask = secret_masker(
-            value for _, value in (*config.headers, *config.params)
+            value
+            for _, value in (
+                *config.headers,
+                *config.params,
+                *(pair for _, pairs in config.host_headers for pair in pairs),
+            )
+        )
+        self.warnings: list[str] = []
+        if tls_policy is None:
+            tls_policy = TLSPolicy(
+                config.ca_bundle, config.client_cert, config.client_key, config.verify
+            )
+        if not config.verify:
+            self.warnings.append(NO_VERIFY_WARNING)
+        self.proxies = ProxyRoutes.build(
+            config.proxy,
+            config.trust_env,
+            config.no_proxy,
+            os.environ if environ is None else environ,
         )
         if max_idle is None:
             max_idle = default_max_idle(pool_size)
         self._pool = BoundedPool(reactor, per_host=pool_size, max_idle=max_idle)
-        factory = EndpointFactory(
-            reactor, config.connect_timeout, config.allow_private, tls_policy
-        )
-        agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
-            reactor, factory, pool=self._pool
-        )
+        agent: Any
+        policy: Any = tls_policy
+        if self.proxies.any:
+            proxied = ProxyEndpointFactory(
+                reactor,
+                config.connect_timeout,
+                config.allow_private,
+                policy,
+                self.proxies,
+            )
+            agent = ProxyingAgent(
+                reactor,
+                proxied,
+                self._pool,
+                self.proxies,
+                proxied.proxy_endpoint,
+                guard=not config.allow_private,
+            )
+        else:
+            factory = EndpointFactory(
+                reactor, config.connect_timeout, config.allow_private, policy
+            )
+            agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
+                reactor, factory, pool=self._pool
+            )
         no_cookies = IndexableCookieJar(DefaultCookiePolicy(allowed_domains=[]))
         self._client = HTTPClient(agent, cookiejar=no_cookies)
+        self.on_robots_rate: Any = None
+        self._robots: RobotsCache | None = None
+        self._robots_config = config
+        if config.robots == "obey":
+            self._robots_config = attrs.evolve(
+                config,
+                method="GET",
+                body=None,
+                params=(),
+                max_body=MAX_ROBOTS,
+                max_redirects=5,
+                ok_statuses=_ROBOTS_STATUSES,
+                retry_statuses=(),
+                throttle_statuses=(),
+                save_dir=None,
+                robots="ignore",
+            )
+            agent_name = next(
+                reveal(value)
+                for name, value in config.headers
+                if name.lower() == "user-agent"
+            )
+            self._robots = RobotsCache(
+                self._read_robots, reactor, agent_name, self._robots_rate
+            )
 
     @property
     def config(self) -> FetchConfig:
         """The configuration this fetcher was made with."""
         return self._config
+
+    @property
+    def robots(self) -> RobotsCache | None:
+        """The sites' robots.txt rules, when the configuration obeys them."""
+        return self._robots
+
+    def _robots_rate(self, key: str, rate: float) -> None:
+        if self.on_robots_rate is not None:
+            self.on_robots_rate(key, rate)
+
+    def _read_robots(self, url: str) -> Deferred[tuple[int, bytes]]:
+        """Fetch a robots.txt: ``(status, body)``, the body cut to whole
+        lines within ``MAX_ROBOTS`` bytes."""
+        try:
+            read: Any = _Fetch(self, url, None, robots=True).send()
+        except Exception:
+            read = fail()
+        answer: Deferred[tuple[int, bytes]] = read
+        return answer
 
     @property
     def pool(self) -> BoundedPool:
@@ -307,9 +419,14 @@ class Fetcher:
             Cancelling it closes the connection and cleans up.
         """
         try:
-            d = _Fetch(self, url, job_id).send()
+            if self._robots is None:
+                d = _Fetch(self, url, job_id).send()
+            else:
+                d = _Fetch(self, url, job_id).allowed()
         except Exception:
             d = fail()  # a bad URL fails the Deferred, as any error does
+        seconds = self._config.timeout
+        d = deadline(d, seconds, self._clock, lambda: RequestTimeout(seconds or 0))
         if self._mask is not None:
             d.addErrback(self._masked)
         return d
@@ -328,7 +445,7 @@ class Fetcher:
             )
         return failure
 
-    def _request_error(self, error: Exception, expired: bool) -> Exception:
+    def _request_error(self, error: Exception, expired: bool, host: str) -> Exception:
         """The named error for a request that got no response headers."""
         found = list(reasons(error))
         if expired:
@@ -344,8 +461,18 @@ class Fetcher:
         for e in found:
             if out_of_descriptors(e):
                 return TooManyOpenFiles(descriptor_limit())
+            if isinstance(e, VerificationError):  # a caller's tls_policy
+                return TLSCertificateError(
+                    host, f"the certificate is not for {host!r}", "hostname"
+                )
             if type(e).__module__.startswith("OpenSSL"):
-                return ConnectionFailed(f"TLS failed ({_short_tls(e)})")
+                reason = _short_tls(e)
+                if "certificate verify failed" in reason:  # a caller's tls_policy
+                    return TLSCertificateError(host, reason, "invalid")
+                refused = certificate_problem(e)
+                if refused is not None:
+                    return TLSCertificateError(host, *refused)
+                return ConnectionFailed(f"TLS failed ({reason})")
             if isinstance(e, ConnectTimeoutError):
                 return ConnectTimeout(self._config.connect_timeout)
             if isinstance(e, DNSLookupError):
@@ -403,12 +530,15 @@ class _Fetch:
 
     __slots__ = (
         "body",
+        "config",
         "current",
+        "downgraded",
         "expired",
         "fd_wait",
         "fetcher",
         "headers",
         "job_id",
+        "keep",
         "method",
         "redirects",
         "request",
@@ -418,8 +548,12 @@ class _Fetch:
         "url",
     )
 
-    def __init__(self, fetcher: Fetcher, url: object, job_id: object) -> None:
-        config = fetcher._config
+    def __init__(
+        self, fetcher: Fetcher, url: object, job_id: object, robots: bool = False
+    ) -> None:
+        config = fetcher._robots_config if robots else fetcher._config
+        self.config = config
+        self.keep = robots  # a robots.txt: its body is kept and returned
         self.fetcher = fetcher
         self.url = url
         self.job_id = job_id
@@ -434,7 +568,7 @@ class _Fetch:
         self.sent: DecodedURL | EncodedURL
         if wire is None:
             current = check_url(url, config.allowed_schemes)
-            for name, value in fetcher._params:
+            for name, value in () if robots else fetcher._params:
                 current = current.add(name, value)
             self.current = self.sent = current
         else:
@@ -443,6 +577,7 @@ class _Fetch:
         self.body = config.body
         self.headers = fetcher._headers
         self.redirects = 0
+        self.downgraded = False  # a redirect went from https to http
         self.fd_wait = 0.0  # seconds waited for file descriptors so far
         self.expired = False
         self.request: Deferred[Any] | None = None
@@ -450,12 +585,27 @@ class _Fetch:
 
     # -- one request, up to its response headers, within headers_timeout
 
+    def allowed(self) -> Deferred[FetchResult]:
+        """Send the request once robots.txt allows the URL."""
+        robots = self.fetcher._robots
+        assert robots is not None
+        current = self.current
+        if current is None:
+            current = self.current = check_url(self.url, self.config.allowed_schemes)
+        return robots.check(current).addCallback(self._send)
+
+    def _send(self, _: object) -> Deferred[FetchResult]:
+        return self.send()
+
     def send(self) -> Deferred[FetchResult]:
         """Send the request; the returned Deferred fires with the result."""
         fetcher = self.fetcher
         raw = Headers()
-        for name, value in self.headers:
-            raw.addRawHeader(name, value)
+        if fetcher._host_headers and not self.downgraded:
+            self._add_headers(raw)
+        else:
+            for name, value in self.headers:
+                raw.addRawHeader(name, value)
         self.expired = False
         d: Deferred[Any] = fetcher._client.request(
             self.method,
@@ -466,10 +616,27 @@ class _Fetch:
             unbuffered=True,
         )
         self.request = d
-        self.timer = fetcher._clock.callLater(
-            fetcher._config.headers_timeout, self._expire
-        )
+        self.timer = fetcher._clock.callLater(self.config.headers_timeout, self._expire)
         return d.addBoth(self._got_headers)
+
+    def _add_headers(self, raw: Headers) -> None:
+        """The headers, with those of ``host_headers`` for this request's
+        host in place of any of the same name."""
+        host = str(self.sent.host).lower()
+        extra: list[tuple[str, str]] = []
+        for entry in self.fetcher._host_headers:
+            if entry.matches(host):
+                extra.extend(entry.pairs)
+        if extra:
+            replaced = {name.lower() for name, _ in extra}
+            for name, value in self.headers:
+                if name.lower() not in replaced:
+                    raw.addRawHeader(name, value)
+            for name, value in extra:
+                raw.addRawHeader(name, value)
+        else:
+            for name, value in self.headers:
+                raw.addRawHeader(name, value)
 
     def _expire(self) -> None:
         self.expired = True
@@ -485,7 +652,9 @@ class _Fetch:
             error = result.value
             if not isinstance(error, Exception):
                 return result
-            problem = self.fetcher._request_error(error, self.expired)
+            problem = self.fetcher._request_error(
+                error, self.expired, str(self.sent.host)
+            )
             if isinstance(problem, TooManyOpenFiles):
                 return self._wait_for_descriptors(problem)
             raise problem
@@ -507,7 +676,7 @@ class _Fetch:
 
     def _response(self, response: Any) -> Any:
         fetcher = self.fetcher
-        config = fetcher._config
+        config = self.config
         status: int = response.code
         if status in config.ok_statuses:
             return self._save(response, status)
@@ -525,7 +694,7 @@ class _Fetch:
     def _drained(
         self, _: object, response: Any, status: int, location: str | None
     ) -> Any:
-        config = self.fetcher._config
+        config = self.config
         if location is None:
             raise self.fetcher._status_error(status, response)
         if self.redirects >= config.max_redirects:
@@ -542,14 +711,21 @@ class _Fetch:
             status in (301, 302) and self.method == "POST"
         ):
             self.method, self.body = "GET", None
+        if current.scheme == "https" and target.scheme == "http":
+            self.downgraded = True
         self.current = self.sent = target
+        robots = self.fetcher._robots
+        if robots is not None and not self.keep:
+            return robots.check(target).addCallback(self._send)
         return self.send()
 
     # -- an ok body, streamed: its size, SHA-256 and saved path
 
     def _save(self, response: Any, status: int) -> Any:
         fetcher = self.fetcher
-        config = fetcher._config
+        config = self.config
+        if self.keep:
+            return self._keep(response, status)
         try:
             sink = BodySink(config.save_dir)
         except OSError as e:
@@ -566,6 +742,25 @@ class _Fetch:
             callbackArgs=(sink, response, status),
         )
         return d.addBoth(_discard, sink)
+
+    def _keep(self, response: Any, status: int) -> Any:
+        """Read a robots.txt body into memory: ``(status, body)``; one past
+        the size cap is cut to its whole lines within it."""
+        sink = _KeptBody()
+        config = self.config
+        d = read_body(
+            response,
+            sink,
+            config.max_body,
+            config.body_timeout,
+            self.fetcher._clock,
+            truncate=True,
+        )
+        return d.addCallbacks(
+            lambda _: (status, b"".join(sink.chunks)),
+            _cut_body,
+            errbackArgs=(status, sink),
+        )
 
     def _saved(self, size: int, sink: BodySink, response: Any, status: int) -> Any:
         fetcher = self.fetcher
@@ -599,6 +794,43 @@ class _Fetch:
 
 def _every_key(key: object) -> bool:
     return True
+
+
+class _HostHeaders:
+    """The ``host_headers`` of one host pattern, their secrets revealed."""
+
+    __slots__ = ("exact", "pairs", "suffix")
+
+    def __init__(self, pattern: str, pairs: Sequence[tuple[str, str | Secret]]):
+        self.exact = None if pattern.startswith("*.") else pattern
+        self.suffix = pattern[1:] if pattern.startswith("*.") else None
+        self.pairs = tuple((name, reveal(value)) for name, value in pairs)
+
+    def matches(self, host: str) -> bool:
+        if self.exact is not None:
+            return host == self.exact
+        assert self.suffix is not None
+        return host.endswith(self.suffix) and len(host) > len(self.suffix)
+
+
+class _KeptBody(BodySink):
+    """A body kept in memory (a robots.txt: at most ``MAX_ROBOTS`` bytes)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.chunks.append(data)
+
+
+def _cut_body(failure: Failure, status: int, sink: _KeptBody) -> Any:
+    """A robots.txt past the size cap: its whole lines within the cap."""
+    if not isinstance(failure.value, BodyTooLarge):
+        return failure
+    body = b"".join(sink.chunks)
+    return status, body[: body.rfind(b"\n") + 1]
 
 
 def _ignore_fetch_error(failure: Failure) -> Failure | None:

@@ -43,7 +43,7 @@ from zope.interface import implementer  # type: ignore[import-untyped]
 
 from fetchq.http.errors import ForbiddenAddress
 
-__all__ = ["EndpointFactory", "GuardedEndpoint", "forbidden_kind"]
+__all__ = ["EndpointFactory", "GuardedEndpoint", "check_public", "forbidden_kind"]
 
 
 def forbidden_kind(address: str) -> str | None:
@@ -114,6 +114,37 @@ class _Addresses:
             self.done.errback(DNSLookupError(f"no addresses for {self.host!r}"))
 
 
+def _resolve(reactor: Any, host: str, port: int) -> Deferred[list[str]]:
+    """The IP addresses of ``host`` (itself, if it is one)."""
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        pass
+    else:
+        return succeed([host])
+    receiver = _Addresses(host, port)
+    reactor.nameResolver.resolveHostName(receiver, host, port)
+    return receiver.done
+
+
+def check_public(reactor: Any, host: str, port: int) -> Deferred[None]:
+    """Check that every address ``host`` resolves to is a public one, for a
+    connection that someone else makes (a proxy resolves the name itself, so
+    no address can be pinned: one refused address refuses the host).
+
+    Fails with ``ForbiddenAddress`` naming the first refused address, or with
+    ``DNSLookupError`` if the name does not resolve here.
+    """
+
+    def judge(addresses: list[str]) -> None:
+        for address in addresses:
+            kind = forbidden_kind(address)
+            if kind is not None:
+                raise ForbiddenAddress(host, address, kind)
+
+    return _resolve(reactor, host, port).addCallback(judge)
+
+
 @implementer(IStreamClientEndpoint)
 class GuardedEndpoint:
     """A TCP client endpoint that connects only to permitted addresses.
@@ -166,15 +197,7 @@ class GuardedEndpoint:
         raise error
 
     def _resolve(self) -> Deferred[list[str]]:
-        try:
-            ipaddress.ip_address(self._host.partition("%")[0])
-        except ValueError:
-            pass
-        else:
-            return succeed([self._host])
-        receiver = _Addresses(self._host, self._port)
-        self._reactor.nameResolver.resolveHostName(receiver, self._host, self._port)
-        return receiver.done
+        return _resolve(self._reactor, self._host, self._port)
 
 
 @implementer(IAgentEndpointFactory)

@@ -241,8 +241,10 @@ class _BodyReader(Protocol):
         limit: int,
         clock: Any,
         layers: Sequence[_Layer] = (),
+        truncate: bool = False,
     ) -> None:
         self.done: Deferred[int] = Deferred(self._cancel)
+        self._truncate = truncate
         self.size = 0
         self._sink = sink
         self._limit = limit
@@ -277,6 +279,10 @@ class _BodyReader(Protocol):
     def _take(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > self._limit:
+            if self._truncate and self._sink is not None:
+                keep = len(data) - (self.size - self._limit)
+                if keep > 0:
+                    self._sink.write(data[:keep])
             self.stop(BodyTooLarge(self._limit))
         elif self._sink is not None and data:
             try:
@@ -344,6 +350,7 @@ def read_body(
     clock: Any,
     *,
     decode: bool = True,
+    truncate: bool = False,
 ) -> Deferred[int]:
     """Stream ``response``'s body into ``sink``.
 
@@ -364,6 +371,9 @@ def read_body(
         clock: an ``IReactorTime`` for the deadline.
         decode: False to take the bytes as sent, encoded or not (to drain a
             body that is thrown away: nothing is inflated).
+        truncate: a body past ``limit`` still fails with ``BodyTooLarge``,
+            but ``sink`` has had its first ``limit`` bytes (for a file read
+            only up to a size, as robots.txt is).
 
     Returns:
         A Deferred that fires with the body's decoded size, or fails with
@@ -386,13 +396,13 @@ def read_body(
                 refused = UnsupportedEncoding(name)
                 break
             layers.append(_Layer(kind))
-    reader = _BodyReader(sink, limit, clock, layers)
+    reader = _BodyReader(sink, limit, clock, layers, truncate)
     raw.deliverBody(reader)
     length = raw.length
     if refused is not None:
         reader.stop(refused)
         return reader.done
-    if not layers and length is not UNKNOWN_LENGTH and length > limit:
+    if not (layers or truncate) and length is not UNKNOWN_LENGTH and length > limit:
         reader.stop(BodyTooLarge(limit, declared=length))
         return reader.done
     if reader.done.called:

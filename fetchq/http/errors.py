@@ -6,13 +6,23 @@
     ├── FetchError                       base of every fetch outcome below
     │   ├── BadURL (also ValueError)     malformed URL, scheme not allowed, no host
     │   ├── ForbiddenAddress             host resolved only to refused addresses
-    │   ├── ConnectionFailed             refused, reset, lost early
+    │   ├── ConnectionFailed             refused, reset, lost early, TLS handshake
     │   │   ├── DNSFailed                the host name did not resolve
-    │   │   └── TruncatedBody            the connection died before the body ended
+    │   │   ├── TruncatedBody            the connection died before the body ended
+    │   │   └── ProxyError               the proxy unreachable, or it could not
+    │   │                                reach the site (CONNECT answered 5xx)
+    │   ├── TLSCertificateError          a certificate refused: unknown CA, expired,
+    │   │                                wrong host name (or ours, by the server)
+    │   ├── ProxyRefused                 the proxy refused the request (4xx)
+    │   │   └── ProxyAuthRequired        407: fatal, the run stops
+    │   ├── RobotsDisallowed             robots.txt disallows the URL
+    │   ├── RobotsUnavailable            robots.txt unreachable (5xx, no answer):
+    │   │   (Throttled)                  the host waits, as RFC 9309 asks
     │   ├── FetchTimeout                 a deadline passed
     │   │   ├── ConnectTimeout           ...while connecting
     │   │   ├── HeadersTimeout           ...before the response headers
-    │   │   └── BodyTimeout              ...before the whole body arrived
+    │   │   ├── BodyTimeout              ...before the whole body arrived
+    │   │   └── RequestTimeout           ...before the whole attempt ended
     │   ├── BodyTooLarge                 more than ``max_body`` bytes (decoded)
     │   ├── ContentDecodingError         a gzip/deflate body that does not decode
     │   │   └── UnsupportedEncoding      an encoding not decoded (br, zstd, ...)
@@ -60,8 +70,15 @@ __all__ = [
     "HTTPThrottled",
     "HeadersTimeout",
     "LocalResourceError",
+    "ProxyAuthRequired",
+    "ProxyError",
+    "ProxyRefused",
+    "RequestTimeout",
     "RetryableStatus",
+    "RobotsDisallowed",
+    "RobotsUnavailable",
     "SaveError",
+    "TLSCertificateError",
     "TooManyOpenFiles",
     "TooManyRedirects",
     "TruncatedBody",
@@ -153,6 +170,120 @@ class TruncatedBody(ConnectionFailed):
     Content-Length said, or a broken chunked encoding)."""
 
 
+class ProxyError(ConnectionFailed):
+    """The proxy could not be reached, broke the connection, or could not
+    reach the site itself (a CONNECT answered 502, 503, 504 ...).  Retried as
+    connection failures are.
+
+    Args:
+        reason: what happened, naming the proxy (never its credentials).
+    """
+
+
+class ProxyRefused(FetchError):
+    """The proxy refused the request with a 4xx answer to CONNECT (its
+    policy forbids the site, say): not retried.
+
+    Args:
+        status: the proxy's status code.
+        proxy: the proxy as ``host:port``.
+    """
+
+    def __init__(self, status: int, proxy: str) -> None:
+        super().__init__(status, proxy)
+        self.status = status
+        self.proxy = proxy
+
+    def __str__(self) -> str:
+        return f"proxy {self.proxy} refused the tunnel (HTTP {self.status})"
+
+
+class ProxyAuthRequired(ProxyRefused):
+    """The proxy answered 407 Proxy Authentication Required: no credentials
+    were given, or it refused them.  Every other request would fail the same
+    way, so this is fatal: a run stops and leaves its rows to do."""
+
+    fatal = True
+    fix = (
+        "give the proxy's user and password in fetch.proxy "
+        "(http://${PROXY_USER}:${PROXY_PASSWORD}@host:port) or check them"
+    )
+
+    def __str__(self) -> str:
+        return f"proxy {self.proxy} requires authentication (HTTP {self.status})"
+
+
+class TLSCertificateError(FetchError):
+    """A TLS certificate was refused: the server's (signed by a CA that is not
+    trusted, self-signed, expired or not yet valid, revoked, or issued for
+    another host name), or ours by the server (mTLS).  Retrying cannot
+    help, so it is not retried.
+
+    Args:
+        host: the host whose certificate it was.
+        problem: what is wrong, as OpenSSL says it where it says
+            (``"certificate has expired"``).
+        kind: ``"untrusted"``, ``"expired"``, ``"not-yet-valid"``,
+            ``"hostname"``, ``"revoked"``, ``"client-refused"`` or
+            ``"invalid"`` (anything else).
+    """
+
+    def __init__(self, host: str, problem: str, kind: str) -> None:
+        super().__init__(host, problem, kind)
+        self.host = host
+        self.problem = problem
+        self.kind = kind
+
+    def __str__(self) -> str:
+        if self.kind == "client-refused":
+            return f"{self.host} refused our client certificate ({self.problem})"
+        hint = ""
+        if self.kind == "untrusted":
+            hint = "; fetch.tls.ca_bundle names the CAs to trust"
+        return f"certificate of {self.host} refused: {self.problem}{hint}"
+
+
+class RobotsDisallowed(FetchError):
+    """The site's robots.txt disallows the URL for our user agent
+    (``fetch.robots: obey``).  Not retried, and not a failure of the site:
+    the failure breaker does not count it.
+
+    Args:
+        url: the URL disallowed.
+        agent: the user agent robots.txt was read for.
+    """
+
+    neutral = True
+
+    def __init__(self, url: str, agent: str) -> None:
+        super().__init__(url, agent)
+        self.url = url
+        self.agent = agent
+
+    def __str__(self) -> str:
+        return f"robots.txt disallows {_short(self.url)} for {self.agent!r}"
+
+
+class RobotsUnavailable(Throttled, FetchError):
+    """The site's robots.txt could not be read (a 5xx or 429 answer, a
+    connection failure, a timeout): as RFC 9309 asks, nothing of the site is
+    fetched until it can be.  The job is retried after ``delay`` and its lane
+    (the host) held meanwhile.
+
+    Args:
+        origin: the site (``https://host[:port]``).
+        delay: seconds until robots.txt is asked for again.
+        cause: why it could not be read.
+    """
+
+    signal = Signal.IGNORE
+
+    def __init__(self, origin: str, delay: float, cause: str) -> None:
+        super().__init__(delay, f"robots.txt of {origin} unavailable ({cause})")
+        self.origin = origin
+        self.cause = cause
+
+
 class ContentDecodingError(FetchError):
     """The body claimed a content encoding (gzip, deflate) that did not
     decode, or that ended early."""
@@ -218,6 +349,13 @@ class BodyTimeout(FetchTimeout):
     whether it stalled or trickled."""
 
     phase = "body"
+
+
+class RequestTimeout(FetchTimeout):
+    """The whole attempt (connecting, headers, body and redirects) did not
+    end within ``timeout``."""
+
+    phase = "request"
 
 
 class BodyTooLarge(FetchError):

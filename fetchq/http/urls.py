@@ -228,10 +228,15 @@ def host_key(url: str | DecodedURL) -> str:
 
 
 def _plain(raw_host: str) -> bool:
-    """A host that needs no IDNA work: plain ASCII labels with no ``--``
-    (``xn--`` is punycode, and IDNA refuses other labels with ``--`` in
-    their third and fourth places, so such hosts get the full check)."""
-    return bool(_PLAIN_HOST.fullmatch(raw_host)) and "--" not in raw_host
+    """A host that needs no IDNA work: at most 253 characters of plain ASCII
+    labels with no ``--`` (``xn--`` is punycode, IDNA refuses other labels
+    with ``--`` in their third and fourth places, and a longer name, so
+    such hosts get the full check)."""
+    return (
+        len(raw_host) <= 253
+        and bool(_PLAIN_HOST.fullmatch(raw_host))
+        and "--" not in raw_host
+    )
 
 
 def _host(parsed: DecodedURL) -> str:

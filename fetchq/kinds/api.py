@@ -47,6 +47,7 @@ class ApiKind:
         http: Any = None,
     ) -> None:
         self.config = config
+        self._reactor = reactor
         self.caller = ApiCaller(config, reactor, http, pool_size=pool_size)
         self.retry = api_retry_policy() if retry is None else retry
 
@@ -109,6 +110,13 @@ class ApiKind:
 
     def bind(self, queue: ResizableDispatchQueue) -> None:
         self.caller.bind(queue)
+
+    def share(self, store: Any) -> None:
+        """A run on Redis: the endpoint's quota budget is every worker's
+        (:class:`fetchq.shared.quota.RedisBudget`)."""
+        from fetchq.shared.quota import RedisBudget
+
+        self.caller.use_budget(RedisBudget(store, self.config, self._reactor))
 
     def close(self) -> Deferred[None]:
         return self.caller.close()

@@ -1,4 +1,10 @@
-"""``kind: fetch``: one URL per input row, lanes by host."""
+"""``kind: fetch``: one URL per input row, lanes by host.
+
+With ``fetch.robots: obey``, a site's ``Crawl-delay`` (or ``Request-rate``)
+becomes its lane's rate when it is slower than the recipe's per-host rate
+(never faster).  The fetcher's warnings (certificate checks off) are the
+kind's, which a run shows at its start and in its summary.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +47,9 @@ class FetchKind:
     ) -> None:
         self.fetcher = Fetcher(config, reactor, pool_size=pool_size)
         self.retry = fetch_retry_policy() if retry is None else retry
+        self.warnings: list[str] = list(self.fetcher.warnings)
+        self._queue: ResizableDispatchQueue | None = None
+        self._paced: dict[str, float] = {}  # lane -> rate robots.txt set
 
     @property
     def job(self) -> Fetcher:
@@ -112,7 +121,21 @@ class FetchKind:
         return []
 
     def bind(self, queue: ResizableDispatchQueue) -> None:
-        pass
+        if self.fetcher.robots is not None:
+            self._queue = queue
+            self.fetcher.on_robots_rate = self.robots_rate
+
+    def robots_rate(self, key: str, rate: float) -> None:
+        """A site's robots.txt asks for at most ``rate`` requests per second:
+        its lane gets that rate if it is slower than the lane's now."""
+        queue = self._queue
+        if queue is None:
+            return
+        current = self._paced.get(key, queue.lane_rate)
+        if current is not None and current <= rate:
+            return
+        self._paced[key] = rate
+        queue.set_lane_rate(key, rate)
 
     def close(self) -> Deferred[None]:
         return self.fetcher.close()

@@ -22,7 +22,7 @@ documented in the README's recipe reference, generated from
 """
 
 from fetchq.recipe.errors import Problem, RecipeError
-from fetchq.recipe.loader import load_recipe, parse_recipe
+from fetchq.recipe.loader import Checked, check_recipe, load_recipe, parse_recipe
 from fetchq.recipe.model import (
     ApiInputSpec,
     ApiRecipe,
@@ -58,6 +58,7 @@ __all__ = [
     "ApiInputSpec",
     "ApiRecipe",
     "ApiSpec",
+    "Checked",
     "FetchRecipe",
     "FetchSpec",
     "InputSpec",
@@ -77,6 +78,7 @@ __all__ = [
     "SmsSpec",
     "StateSpec",
     "StatusSet",
+    "check_recipe",
     "format_duration",
     "format_rate",
     "format_size",

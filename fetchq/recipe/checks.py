@@ -224,7 +224,36 @@ def _entry(ctx: Context, where: str, name: str) -> Node | None:
 
 
 def check_sms(values: dict[str, Any], ctx: Context, where: str) -> None:
-    """A message goes from one sender or through one messaging service."""
+    """A message goes from one sender or through one messaging service; the
+    account is reached with its auth token or with an API key and secret."""
+    names = ("auth_token", "api_key", "api_secret")
+    if all(name in values for name in names):
+        token, key, secret = (values[name] for name in names)
+        if token is None and key is None and secret is None:
+            ctx.report(
+                _key(ctx, where),
+                f"{where}: no credentials: give {where}.auth_token, or "
+                f"{where}.api_key and {where}.api_secret",
+            )
+        elif token is not None and (key is not None or secret is not None):
+            ctx.report(
+                _key(ctx, f"{where}.api_key", f"{where}.api_secret"),
+                f"{where}: give {where}.auth_token, or {where}.api_key and "
+                f"{where}.api_secret, not both",
+            )
+        elif (key is None) != (secret is None):
+            given, missing = (
+                ("api_key", "api_secret")
+                if secret is None
+                else (
+                    "api_secret",
+                    "api_key",
+                )
+            )
+            ctx.report(
+                _key(ctx, f"{where}.{given}"),
+                f"{where}.{given}: needs {where}.{missing} too",
+            )
     if values.get("from") is not None and values.get("messaging_service_sid"):
         ctx.report(
             _key(ctx, f"{where}.messaging_service_sid"),
@@ -293,11 +322,15 @@ def check_api(values: dict[str, Any], ctx: Context, where: str) -> None:
                 f"{where}.headers.{name}: give the bearer token as {where}.token, "
                 "not as a header",
             )
-    param = (values.get("pagination") or {}).get("token_param")
+    pagination = values.get("pagination") or {}
+    key = {"token": "token_param", "page": "page_param", "offset": "offset_param"}.get(
+        pagination.get("style", "token"), ""
+    )
+    param = pagination.get(key)
     if param is not None and param in (values.get("params") or {}):
         ctx.report(
             _entry(ctx, f"{where}.params", param),
-            f"{where}.params.{param}: is {where}.pagination.token_param, which "
+            f"{where}.params.{param}: is {where}.pagination.{key}, which "
             "is set for each page",
         )
     cap = values.get("max_retry_after")
@@ -360,7 +393,10 @@ def check_retry(values: dict[str, Any], ctx: Context, where: str) -> None:
 
 
 def check_fetch(values: dict[str, Any], ctx: Context, where: str) -> None:
-    """A status cannot be both a success and retried."""
+    """A status cannot be both a success and retried; the TLS files must
+    hold what they should; a proxy from the environment must be usable."""
+    _check_tls(values.get("tls") or {}, ctx, f"{where}.tls")
+    _check_environment_proxy(values, ctx, where)
     ok = values.get("ok_statuses")
     if ok is None:
         return
@@ -374,6 +410,77 @@ def check_fetch(values: dict[str, Any], ctx: Context, where: str) -> None:
                 f"{where}.ok_statuses: {shown} {verb} also in {where}.{other}; "
                 "a status cannot be both ok and retried",
             )
+
+
+def _check_tls(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """Each file holds what it should (certificates, a key that matches);
+    a key needs a certificate; a CA bundle means nothing unverified."""
+    from fetchq.http.tls import TLSPolicy, load_pem_certificates, load_pem_key
+
+    bad = False
+    for name in ("ca_bundle", "client_cert"):
+        path = values.get(name)
+        if path is not None:
+            try:
+                load_pem_certificates(path)
+            except ValueError as exc:
+                ctx.report(ctx.locate(f"{where}.{name}"), f"{where}.{name}: {exc}")
+                bad = True
+    cert, key = values.get("client_cert"), values.get("client_key")
+    if key is not None:
+        if cert is None and ctx.given(f"{where}.client_key"):
+            ctx.report(
+                ctx.locate(f"{where}.client_key"),
+                f"{where}.client_key: needs {where}.client_cert (the certificate "
+                "the key belongs to)",
+            )
+            bad = True
+        try:
+            load_pem_key(key)
+        except ValueError as exc:
+            ctx.report(ctx.locate(f"{where}.client_key"), f"{where}.client_key: {exc}")
+            bad = True
+    elif cert is not None and not bad:
+        try:
+            load_pem_key(cert)
+        except ValueError as exc:
+            ctx.report(
+                ctx.locate(f"{where}.client_cert"),
+                f"{where}.client_cert: {exc}; give the key in {where}.client_key",
+            )
+            bad = True
+    if cert is not None and not bad:
+        try:
+            TLSPolicy(None, cert, key, verify=False)
+        except ValueError as exc:
+            ctx.report(
+                ctx.locate(f"{where}.client_key", f"{where}.client_cert"),
+                f"{where}: {exc}",
+            )
+    if values.get("verify") is False and values.get("ca_bundle") is not None:
+        ctx.report(
+            ctx.locate(f"{where}.ca_bundle"),
+            f"{where}.ca_bundle: means nothing with {where}.verify false "
+            "(no certificate is checked); drop one of the two",
+        )
+
+
+def _check_environment_proxy(values: dict[str, Any], ctx: Context, where: str) -> None:
+    """A proxy the environment names (``HTTPS_PROXY``...) must be one the
+    fetcher can use, or the run would fail at its start."""
+    from fetchq.http.proxy import ProxyRoutes
+
+    if values.get("proxy") is not None or values.get("trust_env") is not True:
+        return
+    try:
+        ProxyRoutes.build(None, True, None, ctx.environ)
+    except ValueError as exc:
+        ctx.report(
+            ctx.locate(f"{where}.proxy"),
+            f"{where}.proxy: the environment's proxy cannot be used ({exc}); "
+            f"set {where}.proxy to one, or to none (or {where}.trust_env: false) "
+            "to ignore the environment",
+        )
 
 
 def check_save_bodies(values: dict[str, Any], ctx: Context, where: str) -> None:

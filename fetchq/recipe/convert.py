@@ -26,25 +26,38 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from fetchq.recipe.env import EnvError, Secret, expand
 from fetchq.recipe.errors import Problem
 from fetchq.recipe.model import StatusSet
-from fetchq.recipe.units import format_duration, parse_duration, parse_rate, parse_size
+from fetchq.recipe.units import (
+    DURATION_PATTERN,
+    RATE_PATTERN,
+    SIZE_PATTERN,
+    format_duration,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
 
 __all__ = [
     "Context",
     "Conv",
     "Invalid",
+    "Unset",
     "boolean",
     "choice",
     "describe",
     "dotted",
     "duration",
     "flow_placeholder",
+    "host_headers",
+    "host_list",
     "identifier",
     "integer",
     "is_null",
     "join",
     "json_value",
+    "listen_address",
     "method",
     "path",
+    "proxy_url",
     "rate",
     "secret",
     "secret_text",
@@ -73,6 +86,21 @@ _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]+")
 _REFERENCES = re.compile(r"\$\$\{|\$\{[^}]*\}")
 _MAX_JSON_DEPTH = 50
+_CIDR = re.compile(r"[0-9A-Fa-f:.]+/[0-9]{1,3}")
+
+
+class Unset(Exception):
+    """A value names environment variables that are not set, and the recipe
+    is checked without its environment (``fetchq validate --no-env``): the
+    value cannot be checked, and is not wrong.
+
+    Args:
+        names: the variables not set.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
 
 
 class Invalid(Exception):
@@ -100,6 +128,14 @@ class Context:
         problems: everything found wrong so far.
         nodes: the value node of every key given, by dotted path.
         keys: the key node of every key given, by dotted path.
+        origins: the names that the marks of nodes from command-line
+            overrides carry (``--set queue.width=8``), each with its place
+            in the order given: a problem at such a node names the override
+            instead of a line of the file.
+        no_env: ``${NAME}`` of a variable that is not set (or empty) is not
+            a problem: the value is left unchecked (see :class:`Unset`).
+        unchecked: the dotted paths of values left unchecked that way, each
+            with the variables it names.
     """
 
     path: str
@@ -109,13 +145,34 @@ class Context:
     nodes: dict[str, Node] = attrs.Factory(dict)
     keys: dict[str, Node] = attrs.Factory(dict)
     constructor: SafeConstructor = attrs.Factory(SafeConstructor)
+    origins: dict[str, int] = attrs.Factory(dict)
+    no_env: bool = False
+    unchecked: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
     def report(self, node: Node | None, message: str) -> None:
         """Record a problem at ``node`` (the top of the file if None)."""
         line = column = 1
+        origin = None
         if node is not None:
             line, column = node.start_mark.line + 1, node.start_mark.column + 1
-        self.problems.append(Problem(self.path, line, column, message))
+            if node.start_mark.name in self.origins:
+                origin, line, column = node.start_mark.name, 1, 1
+        self.problems.append(Problem(self.path, line, column, message, origin))
+
+    def expand(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """``${NAME}`` references in ``text`` expanded from :attr:`environ`.
+
+        Raises:
+            Invalid: for a malformed reference or an unset or empty variable.
+            Unset: instead, with :attr:`no_env`, for variables not set (or
+                empty) in a well-formed text.
+        """
+        try:
+            return expand(text, self.environ)
+        except EnvError as exc:
+            if self.no_env and exc.unset:
+                raise Unset(exc.unset) from None
+            raise Invalid(str(exc)) from None
 
     def given(self, where: str) -> bool:
         """Whether the recipe itself holds the key at dotted path ``where``."""
@@ -194,13 +251,36 @@ Convert = Callable[[Node, Context, str], Any]
 
 @attrs.frozen
 class Conv:
-    """A converter and, in words, the type it accepts (for the reference)."""
+    """A converter and the type it accepts: in words (for the reference) and
+    as a JSON Schema (for editors; :mod:`fetchq.recipe.jsonschema`), which
+    checks the shape of a value where the converter checks everything."""
 
     doc: str
     func: Convert
+    json: Mapping[str, Any] = attrs.field(factory=dict)
 
     def __call__(self, node: Node, ctx: Context, where: str) -> Any:
         return self.func(node, ctx, where)
+
+
+def _or_null(schema: Mapping[str, Any], nullable: bool = True) -> dict[str, Any]:
+    """``schema`` (whose ``type`` is a name or a list of names), or also null
+    when ``nullable``.  Schemas stay flat (one ``type`` list, each keyword
+    applying to the types it concerns) so an editor's message names the
+    keyword a value breaks rather than "not valid under any of"."""
+    flat = dict(schema)
+    if nullable:
+        types = flat["type"]
+        flat["type"] = [*(types if isinstance(types, list) else [types]), "null"]
+    return flat
+
+
+_POSITIVE = r"(?!\s*(?:0+\.?0*|\.0+)(?:[eE][+-]?[0-9]+)?\s*(?:[^0-9.\s]|$))"
+"""A JSON Schema lookahead refusing text whose number is zero (``0/s``)."""
+
+
+_ENV_TEXT = r"(?:[^$]|\$(?!\{)|\$\$\{|\$\{[A-Za-z_][A-Za-z0-9_]*\})*"
+"""Text whose ``${...}`` references are well-formed (JSON Schema pattern)."""
 
 
 def integer(minimum: int, *, nullable: bool = False, none: str = "") -> Conv:
@@ -217,7 +297,9 @@ def integer(minimum: int, *, nullable: bool = False, none: str = "") -> Conv:
         return value
 
     doc = f"integer ≥ {minimum}" + (f", or null ({none})" if nullable else "")
-    return Conv(doc, convert)
+    return Conv(
+        doc, convert, _or_null({"type": "integer", "minimum": minimum}, nullable)
+    )
 
 
 def failure_limit() -> Conv:
@@ -241,6 +323,11 @@ def failure_limit() -> Conv:
         "count of failures in a row (`50`), percentage of finished jobs "
         "(`10%`), or `0` (never)",
         convert,
+        {
+            "type": ["integer", "string"],
+            "minimum": 0,
+            "pattern": r"^\s*(?:[0-9]+|[0-9]{1,2}(?:\.[0-9]+)?\s*%)\s*$",
+        },
     )
 
 
@@ -253,7 +340,7 @@ def boolean() -> Conv:
             raise Invalid(f"expected true or false, got {describe(node)}")
         return value
 
-    return Conv("true or false", convert)
+    return Conv("true or false", convert, {"type": "boolean"})
 
 
 def choice(
@@ -278,7 +365,11 @@ def choice(
             raise Invalid(f"expected {listed}, got {describe(node)}{hint}")
         return str(value)
 
-    return Conv(" | ".join(f"`{option}`" for option in options), convert)
+    return Conv(
+        " | ".join(f"`{option}`" for option in options),
+        convert,
+        {"enum": [*options, *([None] if nullable else [])]},
+    )
 
 
 def text(*, nullable: bool = False) -> Conv:
@@ -294,13 +385,42 @@ def text(*, nullable: bool = False) -> Conv:
             raise Invalid("must not be empty")
         return value
 
-    return Conv("string" + (" or null" if nullable else ""), convert)
+    return Conv(
+        "string" + (" or null" if nullable else ""),
+        convert,
+        _or_null({"type": "string", "pattern": r"\S"}, nullable),
+    )
 
 
-def path(*, existing_file: bool = False) -> Conv:
-    """A path relative to the recipe's directory, made absolute."""
+def listen_address() -> Conv:
+    """Where a server listens: a port (``8765``, on 127.0.0.1) or
+    ``HOST:PORT`` (``[::1]:8765`` for IPv6)."""
 
-    def convert(node: Node, ctx: Context, where: str) -> Path:
+    def convert(node: Node, ctx: Context, where: str) -> str:
+        from fetchq.admin.security import parse_listen
+
+        value = ctx.scalar(node, "a port or HOST:PORT")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise Invalid(f"expected a port or HOST:PORT, got {describe(node)}")
+        try:
+            parse_listen(str(value))
+        except ValueError as e:
+            raise Invalid(str(e)) from None
+        return str(value)
+
+    return Conv(
+        "port (integer) or `HOST:PORT` string",
+        convert,
+        {"type": ["integer", "string"], "minimum": 0, "maximum": 65535},
+    )
+
+
+def path(*, existing_file: bool = False, nullable: bool = False) -> Conv:
+    """A path relative to the recipe's directory, made absolute (or null)."""
+
+    def convert(node: Node, ctx: Context, where: str) -> Path | None:
+        if nullable and is_null(node):
+            return None
         raw = ctx.scalar(node, "a path")
         if not isinstance(raw, str):
             raise Invalid(f"expected a path, got {describe(node)}")
@@ -319,14 +439,19 @@ def path(*, existing_file: bool = False) -> Conv:
         return full
 
     doc = "path to an existing file" if existing_file else "path"
-    return Conv(doc, convert)
+    schema: dict[str, Any] = {"type": "string", "pattern": r"\S"}
+    if nullable:
+        schema = {"anyOf": [schema, {"type": "null"}]}
+    return Conv(doc + (", or null" if nullable else ""), convert, schema)
 
 
-def duration(*, positive: bool) -> Conv:
+def duration(*, positive: bool, nullable: bool = False) -> Conv:
     """A duration (``10s``, ``250ms``, ``2m``, ``1h``; a bare number is
-    seconds), in seconds."""
+    seconds), in seconds (or null)."""
 
-    def convert(node: Node, ctx: Context, where: str) -> float:
+    def convert(node: Node, ctx: Context, where: str) -> float | None:
+        if nullable and is_null(node):
+            return None
         value = ctx.scalar(node, "a duration such as 10s or 250ms")
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise Invalid(
@@ -340,9 +465,18 @@ def duration(*, positive: bool) -> Conv:
             raise Invalid(f"must be more than 0, got {format_duration(seconds)}")
         return seconds
 
+    shape: dict[str, Any] = {"type": ["number", "string"]}
+    shape["exclusiveMinimum" if positive else "minimum"] = 0
+    shape["pattern"] = (
+        DURATION_PATTERN.replace("^", "^" + _POSITIVE, 1)
+        if positive
+        else DURATION_PATTERN
+    )
     return Conv(
-        "duration (`10s`, `250ms`, `2m`, `1h`, `1m30s`; a bare number is seconds)",
+        "duration (`10s`, `250ms`, `2m`, `1h`, `1m30s`; a bare number is seconds)"
+        + (", or null" if nullable else ""),
         convert,
+        _or_null(shape, nullable),
     )
 
 
@@ -367,6 +501,11 @@ def size() -> Conv:
         "size (`10MB` = 10,000,000 bytes, `512KiB` = 524,288 bytes; "
         "a bare number is bytes)",
         convert,
+        {
+            "type": ["integer", "string"],
+            "minimum": 1,
+            "pattern": SIZE_PATTERN.replace("^", "^" + _POSITIVE, 1),
+        },
     )
 
 
@@ -391,6 +530,11 @@ def rate() -> Conv:
         "rate (`50/s`, `600/min`, `3600/h`; a bare number is per second), "
         "or null (unlimited)",
         convert,
+        {
+            "type": ["number", "string", "null"],
+            "exclusiveMinimum": 0,
+            "pattern": RATE_PATTERN.replace("^", "^" + _POSITIVE, 1),
+        },
     )
 
 
@@ -414,7 +558,11 @@ def method() -> Conv:
             )
         return value.upper()
 
-    return Conv("HTTP method", convert)
+    return Conv(
+        "HTTP method",
+        convert,
+        {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_-]*$"},
+    )
 
 
 def _sensitive(name: str) -> bool:
@@ -435,10 +583,7 @@ def _secret_text(
     ):
         raise Invalid(f"expected a string, got {describe(node)}")
     raw = value if isinstance(value, str) else str(node.value)
-    try:
-        expanded, used = expand(raw, ctx.environ)
-    except EnvError as exc:
-        raise Invalid(str(exc)) from None
+    expanded, used = ctx.expand(raw)
     if header and any(char in expanded for char in "\r\n\0"):
         after = ""
         if used:
@@ -472,6 +617,129 @@ def redis_url() -> Conv:
         "`redis://[user:password@]host[:port][/db]` (`rediss://` for TLS; "
         "`${NAME}` expands; never shown), or null",
         convert,
+        {"type": ["string", "null"], "pattern": r"^\s*(?:rediss?://|\$\{)"},
+    )
+
+
+def proxy_url() -> Conv:
+    """A proxy: ``http://[user:password@]host[:port]`` (``${NAME}`` expands;
+    kept as a Secret when it holds credentials or anything expanded),
+    ``none`` (no proxy at all), or null (the environment's)."""
+
+    def convert(node: Node, ctx: Context, where: str) -> str | Secret | None:
+        from fetchq.http.proxy import parse_proxy
+
+        if is_null(node):
+            return None
+        value = _secret_text(node, ctx, sensitive=False, header=True)
+        if isinstance(value, str) and value.strip().lower() == "none":
+            return "none"
+        try:
+            proxy = parse_proxy(value)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        if proxy.authorization is not None and not isinstance(value, Secret):
+            return Secret(value, ())
+        return value
+
+    return Conv(
+        "proxy URL `http://[user:password@]host:port` (`https://` for TLS to "
+        "the proxy; `${NAME}` expands; credentials never shown), `none` (no "
+        "proxy), or null (from the environment)",
+        convert,
+    )
+
+
+def host_list() -> Conv:
+    """Hosts reached without the proxy: a list (or a comma-separated
+    string) of names, ``.domain``, IP addresses, CIDR blocks, each with an
+    optional ``:port``, or ``*``; null: the environment's ``NO_PROXY``."""
+
+    def convert(node: Node, ctx: Context, where: str) -> tuple[str, ...] | None:
+        if is_null(node):
+            return None
+        if isinstance(node, SequenceNode):
+            items = [(f"{where}[{i}]", item) for i, item in enumerate(node.value)]
+        elif isinstance(node, ScalarNode):
+            items = [(where, node)]
+        else:
+            raise Invalid(
+                f"expected a list of hosts such as [localhost, .internal.example], "
+                f"got {describe(node)}"
+            )
+        hosts: list[str] = []
+        for here, item in items:
+            value = ctx.scalar(item, "a host")
+            if not isinstance(value, str) or not value.strip():
+                ctx.report(item, f"{here}: expected a host, got {describe(item)}")
+                continue
+            for part in value.replace(",", " ").split():
+                if any(char in part for char in "/@") and not _CIDR.fullmatch(part):
+                    ctx.report(
+                        item,
+                        f"{here}: {part!r} is not a host, domain, IP address "
+                        "or CIDR block",
+                    )
+                    continue
+                hosts.append(part)
+        return tuple(hosts)
+
+    return Conv(
+        "list of hosts (`example.com`: it and the names under it; `.example.com`; "
+        "an IP address; a CIDR block `10.0.0.0/8`; each with an optional "
+        "`:port`; `*`: every host), or null (the environment's `NO_PROXY`)",
+        convert,
+    )
+
+
+def host_headers() -> Conv:
+    """Headers for some hosts only: a mapping of host pattern (a host name,
+    or ``*.example.com``) to a mapping of headers (``${NAME}`` expands,
+    secrets as for ``fetch.headers``)."""
+    headers = string_map("header")
+
+    def convert(
+        node: Node, ctx: Context, where: str
+    ) -> dict[str, dict[str, str | Secret]]:
+        from fetchq.fetch.config import host_pattern
+
+        if is_null(node):
+            return {}
+        if not isinstance(node, MappingNode):
+            raise Invalid(
+                "expected a mapping of host names to headers, got " + describe(node)
+            )
+        result: dict[str, dict[str, str | Secret]] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode) or is_null(key_node):
+                ctx.report(
+                    key_node, f"{where}: expected a host, got {describe(key_node)}"
+                )
+                continue
+            raw = str(key_node.value)
+            try:
+                pattern = host_pattern(raw)
+            except ValueError as exc:
+                ctx.report(key_node, f"{where}: {exc}")
+                continue
+            if pattern in result:
+                ctx.report(
+                    key_node,
+                    f"{where}.{raw}: host {raw!r} is already given "
+                    "(host names are case-insensitive)",
+                )
+                continue
+            here = f"{where}.{raw}"
+            try:
+                result[pattern] = headers(value_node, ctx, here)
+            except Invalid as exc:
+                ctx.report(exc.node or value_node, f"{here}: {exc.message}")
+        return result
+
+    return Conv(
+        "mapping of host (`api.example.com`, or `*.example.com` for the names "
+        "under it) to a mapping of header name to string (`${NAME}` expands)",
+        convert,
     )
 
 
@@ -483,7 +751,11 @@ def secret_text() -> Conv:
             return None
         return _secret_text(node, ctx, sensitive=False, header=False)
 
-    return Conv("string (`${NAME}` expands), or null", convert)
+    return Conv(
+        "string (`${NAME}` expands), or null",
+        convert,
+        {"type": ["string", "number", "null"], "pattern": f"^{_ENV_TEXT}$"},
+    )
 
 
 def string_map(what: str, *, templates: bool = False) -> Conv:
@@ -540,6 +812,9 @@ def string_map(what: str, *, templates: bool = False) -> Conv:
                 result[name] = value
             except Invalid as exc:
                 ctx.report(exc.node or value_node, f"{here}: {exc.message}")
+            except Unset as exc:  # checked without the environment
+                ctx.unchecked[here] = exc.names
+                result[name] = Secret(str(value_node.value), exc.names)
         return result
 
     if templates:
@@ -549,7 +824,19 @@ def string_map(what: str, *, templates: bool = False) -> Conv:
         )
     else:
         doc = f"mapping of {what} name to string (`${{NAME}}` expands)"
-    return Conv(doc, convert)
+    names: dict[str, Any] = {"pattern": r"\S"}
+    if header:
+        names = {"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"}
+    values = {"type": ["string", "number"]}
+    return Conv(
+        doc,
+        convert,
+        {
+            "type": ["object", "null"],
+            "propertyNames": names,
+            "additionalProperties": values,
+        },
+    )
 
 
 def _check_template_value(value: str | Secret, node: Node, name: str) -> None:
@@ -626,7 +913,20 @@ def statuses(*, nonempty: bool = False) -> Conv:
             raise Invalid("must list at least one status")
         return StatusSet(result)
 
-    return Conv("list of statuses (`404`, `5xx`, `500-504`)", convert)
+    status: dict[str, Any] = {
+        "type": ["integer", "string"],
+        "minimum": 100,
+        "maximum": 599,
+        "pattern": r"^\s*(?:[1-5][xX][xX]|[0-9]{3}\s*-\s*[0-9]{3})\s*$",
+    }
+    shape = {**status, "type": ["array", "integer", "string"], "items": status}
+    if nonempty:
+        shape["minItems"] = 1
+    return Conv(
+        "list of statuses (`404`, `5xx`, `500-504`)",
+        convert,
+        _or_null(shape, not nonempty),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -757,7 +1057,8 @@ def template(*, nullable: bool = False, url_path: bool = False) -> Conv:
 
     doc = "path template (`/users/{id}`)" if url_path else "template"
     doc += ": string with `{field}` placeholders" + (", or null" if nullable else "")
-    return Conv(doc, convert)
+    shape = {"type": "string", "pattern": "^/[^?#]*$" if url_path else r"\S"}
+    return Conv(doc, convert, _or_null(shape, nullable))
 
 
 def json_value() -> Conv:
@@ -773,6 +1074,7 @@ def json_value() -> Conv:
         "JSON value: mapping, list, string (`{field}` templates), number, "
         "boolean or null",
         convert,
+        {},
     )
 
 
@@ -843,18 +1145,25 @@ def _json_scalar(node: Node, ctx: Context, where: str) -> Any:
         return None
 
 
-def secret() -> Conv:
-    """A required secret: a string in which ``${NAME}`` expands, always kept
-    as a :class:`~fetchq.recipe.env.Secret`."""
+def secret(*, nullable: bool = False) -> Conv:
+    """A secret: a string in which ``${NAME}`` expands, always kept as a
+    :class:`~fetchq.recipe.env.Secret` (or null, when ``nullable``)."""
 
-    def convert(node: Node, ctx: Context, where: str) -> Secret:
+    def convert(node: Node, ctx: Context, where: str) -> Secret | None:
+        if nullable and is_null(node):
+            return None
         value = _secret_text(node, ctx, sensitive=True, header=True)
         assert isinstance(value, Secret)
         if not value.reveal().strip():
             raise Invalid("must not be empty")
         return value
 
-    return Conv("secret string (`${NAME}` expands; never shown)", convert)
+    return Conv(
+        "secret string (`${NAME}` expands; never shown)"
+        + (", or null" if nullable else ""),
+        convert,
+        _or_null({"type": "string", "pattern": rf"^(?=.*\S){_ENV_TEXT}$"}, nullable),
+    )
 
 
 def identifier(what: str, *, nullable: bool = False) -> Conv:
@@ -867,10 +1176,7 @@ def identifier(what: str, *, nullable: bool = False) -> Conv:
         value = ctx.scalar(node, what)
         if not isinstance(value, str):
             raise Invalid(f"expected {what}, got {describe(node)}")
-        try:
-            expanded, used = expand(value, ctx.environ)
-        except EnvError as exc:
-            raise Invalid(str(exc)) from None
+        expanded, used = ctx.expand(value)
         if not _IDENTIFIER.fullmatch(expanded):
             got = (
                 "after expanding " + ", ".join(f"${{{name}}}" for name in used)
@@ -883,7 +1189,11 @@ def identifier(what: str, *, nullable: bool = False) -> Conv:
     doc = "string of letters, digits, `-`, `_` (`${NAME}` expands)" + (
         ", or null" if nullable else ""
     )
-    return Conv(doc, convert)
+    shape = {
+        "type": "string",
+        "pattern": r"^(?:[A-Za-z0-9_-]|\$\{[A-Za-z_][A-Za-z0-9_]*\})+$",
+    }
+    return Conv(doc, convert, _or_null(shape, nullable))
 
 
 def sender() -> Conv:
@@ -894,19 +1204,17 @@ def sender() -> Conv:
 
     def convert(node: Node, ctx: Context, where: str) -> str | None:
         from fetchq.sms.errors import BadMessage
-        from fetchq.sms.numbers import check_sender
+        from fetchq.sms.numbers import NumberRules, check_sender
 
         if is_null(node):
             return None
         expected = "an E.164 number such as '+12125550100', a short code or a sender id"
         if not isinstance(node, ScalarNode) or node.tag not in (_STR, _INT, _FLOAT):
             raise Invalid(f"expected {expected}, got {describe(node)}")
+        expanded, used = ctx.expand(str(node.value))
         try:
-            expanded, used = expand(str(node.value), ctx.environ)
-        except EnvError as exc:
-            raise Invalid(str(exc)) from None
-        try:
-            return check_sender(expanded)
+            # sms.number_check applies when the configuration is built
+            return check_sender(expanded, NumberRules(number_check="possible"))
         except BadMessage as exc:
             got = (
                 "after expanding " + ", ".join(f"${{{name}}}" for name in used)
@@ -919,6 +1227,7 @@ def sender() -> Conv:
         "E.164 number (`'+12125550100'`), short code or alphanumeric sender id, "
         "or null",
         convert,
+        {"type": ["string", "integer", "null"]},
     )
 
 
@@ -947,7 +1256,13 @@ def url(*, nullable: bool = False, base: bool = False) -> Conv:
         return text.rstrip("/") if base else text
 
     doc = "http(s) URL" + (" without query" if base else "")
-    return Conv(doc + (", or null" if nullable else ""), convert)
+    shape = {
+        "type": "string",
+        "pattern": "^\\s*[hH][tT][tT][pP][sS]?://" + ("[^?#]*$" if base else ""),
+    }
+    return Conv(
+        doc + (", or null" if nullable else ""), convert, _or_null(shape, nullable)
+    )
 
 
 def dotted(*, nullable: bool = False, none: str = "") -> Conv:
@@ -968,4 +1283,5 @@ def dotted(*, nullable: bool = False, none: str = "") -> Conv:
     doc = "dotted path (`data`, `meta.next_token`)" + (
         f", or null ({none})" if nullable else ""
     )
-    return Conv(doc, convert)
+    shape = {"type": "string", "pattern": r"^[^.]+(?:\.[^.]+)*$"}
+    return Conv(doc, convert, _or_null(shape, nullable))

@@ -25,7 +25,17 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 class EnvError(ValueError):
     """A ``${...}`` reference could not be expanded.  The message names the
-    variable, never a value."""
+    variable, never a value.
+
+    Args:
+        message: what is wrong.
+        unset: the variables not set or empty, when that is all that is
+            wrong (every reference is well-formed); else empty.
+    """
+
+    def __init__(self, message: str, unset: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.unset = unset
 
 
 def expand(text: str, environ: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
@@ -69,9 +79,9 @@ def expand(text: str, environ: Mapping[str, str]) -> tuple[str, tuple[str, ...]]
 
     expanded = _REFERENCE.sub(substitute, text)
     if missing:
-        raise EnvError(_which("not set", missing))
+        raise EnvError(_which("not set", missing), (*missing, *empty))
     if empty:
-        raise EnvError(_which("empty", empty))
+        raise EnvError(_which("empty", empty), tuple(empty))
     return expanded, tuple(used)
 
 

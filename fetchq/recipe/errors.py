@@ -36,14 +36,20 @@ class Problem:
         column: 1-based column of the offending text.
         message: what is wrong, starting with the key it concerns
             (``"queue.width: expected an integer, got 'ten'"``).
+        origin: where the offending text came from when it is not the file:
+            a command-line override as typed (``"--set queue.width=0"``),
+            shown instead of ``path:LINE:COL``; None for the file itself.
     """
 
     path: str
     line: int = attrs.field(validator=_at_least_one)
     column: int = attrs.field(validator=_at_least_one)
     message: str
+    origin: str | None = None
 
     def __str__(self) -> str:
+        if self.origin is not None:
+            return f"{self.origin}: {self.message}"
         return f"{self.path}:{self.line}:{self.column}: {self.message}"
 
 
@@ -51,7 +57,8 @@ class RecipeError(FetchqError, ValueError):
     """A recipe could not be loaded.
 
     ``str()`` gives one ``path:LINE:COL: message`` line per problem, in the
-    order they appear in the file.
+    order they appear in the file, then one ``--set KEY=VALUE: message``
+    line per problem with a command-line override, in the order given.
 
     Args:
         problems: everything found wrong (at least one).

@@ -6,6 +6,26 @@ each problem can point at its place.  A first pass finds duplicate keys
 (:mod:`fetchq.recipe.schema`) is walked, converting every key and collecting
 every problem; then checks that span several keys run; and only a recipe with
 no problem at all is built into its typed value.
+
+Settings can be changed without editing the file: each *override*
+(``fetchq run RECIPE --set queue.width=8``, see :mod:`fetchq.recipe.overrides`)
+replaces or adds one value in the composed tree before the schema is walked,
+so it is converted and checked exactly as if the file held it, and a problem
+with it is located at the override (``--set queue.width=0: queue.width: must
+be at least 1, got 0``) instead of a line of the file.  A section may be
+written as one plain value (``input: urls.txt`` for ``input: {path:
+urls.txt}``; see :attr:`~fetchq.recipe.schema.Section.shorthand`).  Checked
+*without its environment* (``no_env``), a recipe's ``${NAME}`` references to
+variables that are not set are not problems: the values holding them are
+left unchecked and listed (:attr:`Checked.unchecked`).
+
+Loading is bounded, so a recipe cannot exhaust the machine: a file over
+:data:`MAX_RECIPE_BYTES` is refused before it is parsed (and never read past
+the cap), a recipe may hold at most :data:`MAX_RECIPE_VALUES` values with
+its YAML aliases expanded (a few hundred bytes of nested aliases could
+otherwise stand for billions; the refusal points at the alias or value
+that goes over), an alias inside the value it names is refused, and running
+out of memory anyway is a problem, not a :class:`MemoryError`.
 """
 
 from __future__ import annotations
@@ -13,43 +33,117 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import yaml
+from yaml.events import AliasEvent, Event, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from fetchq.recipe.convert import Context, Invalid, describe, is_null, join
+from fetchq.recipe.convert import Context, Invalid, Unset, describe, is_null, join
 from fetchq.recipe.errors import Problem, RecipeError
 from fetchq.recipe.model import Recipe
+from fetchq.recipe.overrides import apply_overrides, shorthand_node
 from fetchq.recipe.schema import COMMON, KINDS, Key, Section, all_paths, build
+from fetchq.secrets import Secret
 
-__all__ = ["load_recipe", "parse_recipe"]
+__all__ = [
+    "MAX_RECIPE_BYTES",
+    "MAX_RECIPE_VALUES",
+    "Checked",
+    "check_recipe",
+    "load_recipe",
+    "parse_recipe",
+]
+
+MAX_RECIPE_BYTES = 1024 * 1024
+"""The largest recipe, in bytes (1 MiB): hundreds of times the examples
+(under 2 KB each); at the cap, checking takes seconds, not minutes."""
+
+MAX_RECIPE_VALUES = 100_000
+"""The most values a recipe may hold: each scalar, list and mapping (keys
+included) counts one, and a YAML alias as many as the value it repeats.
+The largest example holds about 100."""
 
 _MAX_DEPTH = 50
+_TOO_LARGE = (
+    f"the recipe is larger than {MAX_RECIPE_BYTES // (1024 * 1024)} MiB "
+    f"({MAX_RECIPE_BYTES:,} bytes), the most a recipe may be"
+)
+_NO_MEMORY = "out of memory while loading the recipe"
+
+
+@attrs.frozen
+class Checked:
+    """A recipe that loaded, and what could not be checked in it.
+
+    Attributes:
+        recipe: the typed recipe.
+        unchecked: with ``no_env``, the dotted path of each value that names
+            environment variables not set, with their names (in the order
+            of the file); such a value holds a stand-in, so the recipe is for
+            looking at, not for running.  Empty otherwise.
+    """
+
+    recipe: Recipe
+    unchecked: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
 
 
 def load_recipe(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Sequence[str] = (),
 ) -> Recipe:
     """Load and check the recipe file at ``path``.
 
     Relative paths inside it are relative to its directory; ``${NAME}``
     references are expanded from ``environ`` (default: ``os.environ``).
 
+    Args:
+        path: the recipe file.
+        environ: where ``${NAME}`` is looked up.
+        overrides: ``KEY=VALUE`` texts (``queue.width=8``; VALUE is YAML),
+            applied in order over the file's values before anything is
+            checked (see :mod:`fetchq.recipe.overrides`).
+
     Raises:
         RecipeError: listing every problem found, each located as
-            ``path:LINE:COL``; ``path`` is shown as given here.
+            ``path:LINE:COL`` (``path`` as given here), or at the override
+            (``--set KEY=VALUE: ...``).
+    """
+    return check_recipe(path, environ=environ, overrides=overrides).recipe
+
+
+def check_recipe(
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Sequence[str] = (),
+    no_env: bool = False,
+) -> Checked:
+    """Check the recipe file at ``path`` as :func:`load_recipe` does; with
+    ``no_env``, ``${NAME}`` of variables not set (or empty) is no problem,
+    and the values that hold one are listed instead of checked.
+
+    Raises:
+        RecipeError: listing every problem found.
     """
     shown = os.fspath(path)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as file:
+            data = file.read(MAX_RECIPE_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise RecipeError(
             [Problem(shown, 1, 1, f"cannot read the recipe: {reason.lower()}")]
         ) from None
+    except MemoryError:
+        raise RecipeError([Problem(shown, 1, 1, _NO_MEMORY)]) from None
+    if len(data) > MAX_RECIPE_BYTES:
+        raise RecipeError([Problem(shown, 1, 1, _TOO_LARGE)])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -58,7 +152,7 @@ def load_recipe(
         raise RecipeError(
             [Problem(shown, line, column, "the recipe is not UTF-8 text")]
         ) from None
-    return parse_recipe(text, shown, environ=environ)
+    return _checked(text, shown, environ, overrides, no_env)
 
 
 def parse_recipe(
@@ -66,24 +160,56 @@ def parse_recipe(
     path: str | os.PathLike[str] = "<recipe>",
     *,
     environ: Mapping[str, str] | None = None,
+    overrides: Sequence[str] = (),
 ) -> Recipe:
     """Check recipe ``text`` as if read from the file ``path``.
 
     ``path`` is used in messages and as the base of relative paths (its
-    directory; the current directory for ``"<recipe>"``).
+    directory; the current directory for ``"<recipe>"``); ``overrides`` as
+    for :func:`load_recipe`.
 
     Raises:
         RecipeError: listing every problem found.
     """
-    shown = os.fspath(path)
+    return _checked(text, os.fspath(path), environ, overrides, False).recipe
+
+
+def _checked(
+    text: str,
+    shown: str,
+    environ: Mapping[str, str] | None,
+    overrides: Sequence[str],
+    no_env: bool,
+) -> Checked:
+    if len(text) > MAX_RECIPE_BYTES or (
+        4 * len(text) > MAX_RECIPE_BYTES
+        and len(text.encode("utf-8", "surrogatepass")) > MAX_RECIPE_BYTES
+    ):
+        raise RecipeError([Problem(shown, 1, 1, _TOO_LARGE)])
+    try:
+        return _parse(text, shown, environ, overrides, no_env)
+    except MemoryError:
+        # Raised from here, the frames that held the memory are gone.
+        raise RecipeError([Problem(shown, 1, 1, _NO_MEMORY)]) from None
+
+
+def _parse(
+    text: str,
+    shown: str,
+    environ: Mapping[str, str] | None,
+    overrides: Sequence[str],
+    no_env: bool,
+) -> Checked:
     ctx = Context(
         path=shown,
         base=Path(shown).absolute().parent,
         environ=os.environ if environ is None else environ,
+        no_env=no_env,
     )
     root = _compose(text, ctx)
     if root is None:
         raise RecipeError(ctx.problems)
+    apply_overrides(root, overrides, ctx, compose_value, lambda: _schema_for(root)[0])
     _find_duplicates(root, "", ctx, set(), 0)
     schema, lenient = _schema_for(root)
     checks: list[tuple[Section, dict[str, Any], str]] = []
@@ -92,17 +218,55 @@ def parse_recipe(
         if section.check is not None:
             section.check(section_values, ctx, where)
     if ctx.problems:
-        problems = sorted(ctx.problems, key=lambda p: (p.line, p.column))
+        origins = ctx.origins
+        problems = sorted(
+            ctx.problems,
+            key=lambda p: (
+                -1 if p.origin is None else origins.get(p.origin, 0),
+                p.line,
+                p.column,
+            ),
+        )
         raise RecipeError(problems)
     values["source"] = Path(shown).absolute()
     recipe: Recipe = build(schema, values)
-    return recipe
+    return Checked(recipe, dict(ctx.unchecked))
 
 
-def _compose(text: str, ctx: Context) -> MappingNode | None:
-    """The top-level mapping node, or None after reporting why not."""
+def compose_value(text: str, name: str, ctx: Context) -> Node | None:
+    """The YAML ``text`` of an override's value, its nodes marked as coming
+    from ``name`` (``--set KEY=VALUE``); None after reporting why not.
+    Empty text is null."""
+    if not text.strip():
+        mark = yaml.Mark(name, 0, 0, 0, None, 0)
+        return ScalarNode("tag:yaml.org,2002:null", "", mark, mark)
+    node: Node | None = _compose(text, ctx, name=name, mapping=False)
+    return node
+
+
+def _compose(
+    text: str, ctx: Context, *, name: str | None = None, mapping: bool = True
+) -> Any:
+    """The top-level mapping node (with ``mapping``; else any node), or None
+    after reporting why not.  ``name`` marks the nodes as coming from an
+    override rather than the file."""
+
+    def problem(line: int, column: int, message: str) -> Problem:
+        if name is not None:
+            return Problem(ctx.path, 1, 1, message, name)
+        return Problem(ctx.path, line, column, message)
+
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _Loader(text)
+        if name is not None:
+            loader.name = name
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except _TooMuch as exc:
+        ctx.problems.append(problem(exc.line, exc.column, exc.message))
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = _one_line(exc.problem or exc.context or "")
@@ -114,27 +278,24 @@ def _compose(text: str, ctx: Context) -> MappingNode | None:
             message = f"{context}, {message}"
         message = f"YAML syntax error: {message}"
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        ctx.problems.append(Problem(ctx.path, line, column, message))
+        ctx.problems.append(problem(line, column, message))
         return None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
         code = exc.character if isinstance(exc.character, int) else ord(exc.character)
         ctx.problems.append(
-            Problem(
-                ctx.path,
-                line,
-                column,
-                f"the character U+{code:04X} is not allowed in YAML",
-            )
+            problem(line, column, f"the character U+{code:04X} is not allowed in YAML")
         )
         return None
     except RecursionError:
-        ctx.problems.append(Problem(ctx.path, 1, 1, "the YAML is nested too deeply"))
+        ctx.problems.append(problem(1, 1, "the YAML is nested too deeply"))
         return None
     except yaml.YAMLError as exc:
-        ctx.problems.append(Problem(ctx.path, 1, 1, _one_line(f"YAML error: {exc}")))
+        ctx.problems.append(problem(1, 1, _one_line(f"YAML error: {exc}")))
         return None
+    if not mapping:
+        return root
     if root is None or is_null(root):
         ctx.problems.append(
             Problem(
@@ -153,6 +314,110 @@ def _compose(text: str, ctx: Context) -> MappingNode | None:
         )
         return None
     return root
+
+
+class _TooMuch(Exception):
+    """The recipe holds too much from here on: stop composing."""
+
+    def __init__(self, at: tuple[int, int], message: str) -> None:
+        super().__init__(message)
+        self.line, self.column = at
+        self.message = message
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting the recipe's values as it composes.
+
+    Each value (scalar, list or mapping, keys included) counts one, and an
+    alias counts as many as the value it names holds, which is known once
+    that value is composed.  The value or alias that takes the count past
+    :data:`MAX_RECIPE_VALUES` stops composition there, and so does an alias
+    that names a value still being composed (one it is inside).  So the work
+    is proportional to the text, whatever the aliases stand for.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}
+        self._count = 0
+        self._where: list[str] = []
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        # ``index`` is a list item's index, or a mapping value's key node
+        # (PyYAML's stub says int only).
+        event: Event = self.peek_event()  # type: ignore[no-untyped-call]
+        step = _step(parent, index, event)
+        mark = event.start_mark
+        at = (1, 1) if mark is None else (mark.line + 1, mark.column + 1)
+        if isinstance(event, AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # else PyYAML reports an undefined alias
+                self._add_alias(target, event, at, step)
+            return super().compose_node(parent, index)
+        self._count += 1
+        if self._count > MAX_RECIPE_VALUES:
+            raise _TooMuch(
+                at,
+                self._at(
+                    step,
+                    f"the recipe holds more than {MAX_RECIPE_VALUES:,} values, "
+                    "the most a recipe may",
+                ),
+            )
+        self._where.append(step)
+        node = super().compose_node(parent, index)
+        self._where.pop()
+        assert node is not None
+        children: list[Node] = []
+        if isinstance(node, SequenceNode):
+            children = node.value
+        elif isinstance(node, MappingNode):
+            children = [part for pair in node.value for part in pair]
+        self._sizes[id(node)] = 1 + sum(self._sizes[id(child)] for child in children)
+        return node
+
+    def _add_alias(
+        self, target: Node, event: AliasEvent, at: tuple[int, int], step: str
+    ) -> None:
+        size = self._sizes.get(id(target))
+        if size is None:
+            raise _TooMuch(
+                at,
+                self._at(
+                    step,
+                    f"the alias *{event.anchor} is inside the value it names, "
+                    "so it would repeat forever",
+                ),
+            )
+        self._count += size
+        if self._count > MAX_RECIPE_VALUES:
+            values = "value" if size == 1 else "values"
+            raise _TooMuch(
+                at,
+                self._at(
+                    step,
+                    f"the alias *{event.anchor} repeats {size:,} {values}, which "
+                    f"takes the recipe past {MAX_RECIPE_VALUES:,} values, the "
+                    "most a recipe may hold (aliases expanded)",
+                ),
+            )
+
+    def _at(self, step: str, message: str) -> str:
+        where = "".join([*self._where, step]).lstrip(".")
+        return f"{where}: {message}" if where else message
+
+
+def _step(parent: Node | None, index: object, event: object) -> str:
+    """The part of a dotted path that the composer's ``(parent, index)``
+    names for the node that ``event`` starts: a key's value, a list item,
+    or a key itself."""
+    if isinstance(index, int):
+        return f"[{index}]"
+    if isinstance(index, ScalarNode):
+        return f".{index.value}"
+    if isinstance(parent, MappingNode):  # a key, or the value of a complex key
+        return f".{event.value}" if isinstance(event, ScalarEvent) else ".<key>"
+    return ""
 
 
 def _one_line(text: str) -> str:
@@ -236,6 +501,10 @@ def _walk(
     for field in section.fields:
         here = join(where, field.name)
         given = pairs.get(field.name)
+        if given is not None and isinstance(field, Section):
+            expanded = shorthand_node(field, given[1])
+            if expanded is not None:  # ``input: urls.txt`` is {path: urls.txt}
+                given = (given[0], expanded)
         if given is not None:
             key_node, value_node = given
             ctx.keys[here] = key_node
@@ -255,8 +524,9 @@ def _walk(
                     field, None, sub_anchor, here, ctx, checks, root
                 )
             elif not isinstance(given[1], MappingNode):
+                what = "a mapping or a path" if field.shorthand else "a mapping"
                 ctx.report(
-                    given[1], f"{here}: expected a mapping, got {describe(given[1])}"
+                    given[1], f"{here}: expected {what}, got {describe(given[1])}"
                 )
             else:
                 values[field.name] = _walk(
@@ -283,6 +553,10 @@ def _convert(
         values[key.name] = key.conv(node, ctx, where)
     except Invalid as exc:
         ctx.report(exc.node or node, f"{where}: {exc.message}")
+    except Unset as exc:  # checked without the environment: a stand-in
+        ctx.unchecked[where] = exc.names
+        raw = node.value if isinstance(node, ScalarNode) else ""
+        values[key.name] = Secret(str(raw), exc.names)
 
 
 def _at(where: str, message: str) -> str:
@@ -297,7 +571,7 @@ def _unknown(name: str, section: Section, where: str, root: Section) -> str:
     if name == "<<":
         return f"{here}: YAML merge keys ('<<') are not supported in recipes"
     names = [field.name for field in section.fields]
-    close = _suggest(name, names)
+    close = _synonym(name, section) or _suggest(name, names)
     this = next((kind for kind, schema in KINDS.items() if schema is root), None)
     others = [
         kind
@@ -327,6 +601,16 @@ def _unknown(name: str, section: Section, where: str, root: Section) -> str:
     if elsewhere:
         return f"{here}: unknown key; did you mean '{elsewhere[0]}'?"
     return f"{here}: unknown key; expected one of: {', '.join(names)}"
+
+
+def _synonym(name: str, section: Section) -> str | None:
+    """The key of ``section`` that people coming from other tools call
+    ``name`` (``download_timeout`` for ``timeout``), if any."""
+    lowered = name.lower().replace("-", "_")
+    for field in section.fields:
+        if isinstance(field, Key) and lowered in field.also:
+            return field.name
+    return None
 
 
 def _suggest(name: str, names: list[str]) -> str | None:

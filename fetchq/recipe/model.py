@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LINE_FIELD",
+    "AdminSpec",
     "ApiInputSpec",
     "ApiRecipe",
     "ApiSpec",
@@ -53,6 +54,7 @@ __all__ = [
     "SmsSpec",
     "StateSpec",
     "StatusSet",
+    "TlsSpec",
 ]
 
 InputFormat = Literal["lines", "jsonl", "csv"]
@@ -317,6 +319,19 @@ class RunSpec:
 
 
 @attrs.frozen
+class AdminSpec:
+    """The admin server a run serves (see :mod:`fetchq.admin`).
+
+    Attributes:
+        listen: a port or ``HOST:PORT`` (127.0.0.1 when no host is given).
+        metrics_open: serve ``/metrics`` without the admin token.
+    """
+
+    listen: str
+    metrics_open: bool = False
+
+
+@attrs.frozen
 class SaveBodiesSpec:
     """Where response bodies are saved.
 
@@ -327,6 +342,24 @@ class SaveBodiesSpec:
 
     dir: Path
     name: BodyName
+
+
+@attrs.frozen
+class TlsSpec:
+    """TLS settings for https URLs (and https proxies).
+
+    Attributes:
+        ca_bundle: a PEM file of the CAs to trust instead of the system's.
+        client_cert: a PEM file with the client certificate (and its key
+            unless ``client_key`` is given), for servers that ask (mTLS).
+        client_key: a PEM file with the client certificate's key.
+        verify: False to check no certificate at all (a run warns loudly).
+    """
+
+    ca_bundle: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    verify: bool = True
 
 
 @attrs.frozen
@@ -342,6 +375,8 @@ class FetchSpec:
         connect_timeout: seconds to establish a connection.
         headers_timeout: seconds from sending to the response headers.
         body_timeout: seconds for the whole body to arrive.
+        timeout: seconds for the whole of one attempt, redirects included
+            (None: no deadline beyond the phases').
         max_body: most bytes of (decoded) body accepted.
         max_redirects: redirects followed (0: none).
         allow_private: whether private and loopback addresses may be fetched.
@@ -350,6 +385,16 @@ class FetchSpec:
         throttle_statuses: statuses that mean "slow down": retried after
             ``Retry-After`` and the host's lane held meanwhile.
         save_bodies: where to save bodies (None: record size and sha256 only).
+        proxy: a proxy URL for every URL (a Secret when it holds
+            credentials or came from ``${NAME}``), ``"none"``, or None for
+            the environment's (when ``trust_env``).
+        trust_env: read ``HTTPS_PROXY``, ``NO_PROXY``, ... from the
+            environment.
+        no_proxy: hosts reached directly, or None for the environment's.
+        tls: the CA bundle, client certificate and whether to verify.
+        host_headers: headers sent only to some hosts, by host pattern
+            (``api.example.com``, ``*.example.com``).
+        robots: ``obey`` or ``ignore`` the sites' robots.txt.
     """
 
     method: str
@@ -359,6 +404,7 @@ class FetchSpec:
     connect_timeout: float
     headers_timeout: float
     body_timeout: float
+    timeout: float | None
     max_body: int
     max_redirects: int
     allow_private: bool
@@ -366,6 +412,12 @@ class FetchSpec:
     retry_statuses: StatusSet
     throttle_statuses: StatusSet
     save_bodies: SaveBodiesSpec | None
+    proxy: str | Secret | None = None
+    trust_env: bool = True
+    no_proxy: tuple[str, ...] | None = None
+    tls: TlsSpec = TlsSpec()
+    host_headers: Mapping[str, Mapping[str, str | Secret]] = attrs.Factory(dict)
+    robots: Literal["obey", "ignore"] = "ignore"
 
     def header_items(self) -> list[tuple[str, str]]:
         """The headers with secrets revealed, for the code that sends them."""
@@ -390,6 +442,7 @@ class FetchRecipe:
         retry: the retry policy's numbers.
         fetch: how to fetch and classify responses.
         run: how the run behaves as a whole (``max_failures``).
+        admin: the admin server the run serves, or None.
     """
 
     source: Path
@@ -401,6 +454,7 @@ class FetchRecipe:
     retry: RetrySpec
     fetch: FetchSpec
     run: RunSpec = RunSpec()
+    admin: AdminSpec | None = None
 
 
 @attrs.frozen
@@ -410,7 +464,13 @@ class SmsSpec:
     Attributes:
         base_url: the provider API's root, without ``/2010-04-01``.
         account_sid: the account SID (not a secret: it is part of every URL).
-        auth_token: the account's auth token, a :class:`Secret`.
+        auth_token: the account's auth token, a :class:`Secret`, or None
+            with an API key.
+        api_key: an API key SID, the HTTP Basic user instead of the account
+            SID, or None.
+        api_secret: the API key's secret, a :class:`Secret`, or None.
+        default_region: the region of numbers written without ``+``, or None.
+        number_check: ``valid`` or ``possible`` (with ``phonenumbers``).
         from_number: the default sender (E.164 number, short code or
             alphanumeric id, normalised), or None.
         messaging_service_sid: a messaging service that picks the sender
@@ -420,6 +480,10 @@ class SmsSpec:
             message's text from the input's ``body_field``.
         max_body: the longest body, in UTF-16 code units.
         connect_timeout: seconds to connect.
+        headers_timeout: seconds from sending a request to its headers
+            (None: only ``timeout`` bounds them).
+        body_timeout: seconds from the headers to the end of the answer
+            (None: only ``timeout`` bounds it).
         timeout: seconds from starting a request to the whole answer.
         resend_check: look for an earlier attempt in the provider's message
             list before sending a message again (see :mod:`fetchq.sms`).
@@ -429,15 +493,21 @@ class SmsSpec:
 
     base_url: str
     account_sid: str
-    auth_token: Secret
+    auth_token: Secret | None
     from_number: str | None
     messaging_service_sid: str | None
     body: str | None
     max_body: int
     connect_timeout: float
+    headers_timeout: float | None
+    body_timeout: float | None
     timeout: float
     resend_check: bool
     status_callback: str | None
+    api_key: str | None = None
+    api_secret: Secret | None = None
+    default_region: str | None = None
+    number_check: str = "valid"
 
     def config(self) -> SmsConfig:
         """The :class:`~fetchq.sms.SmsConfig` for an
@@ -453,25 +523,49 @@ class SmsSpec:
             messaging_service_sid=self.messaging_service_sid,
             max_body=self.max_body,
             connect_timeout=self.connect_timeout,
+            headers_timeout=self.headers_timeout,
+            body_timeout=self.body_timeout,
             timeout=self.timeout,
             status_callback=self.status_callback,
             resend_check=self.resend_check,
+            api_key=self.api_key,
+            api_secret=self.api_secret,
+            default_region=self.default_region,
+            number_check=self.number_check,
         )
+
+
+PaginationStyle = Literal["token", "link", "next_url", "page", "offset"]
 
 
 @attrs.frozen
 class PaginationSpec:
-    """How the next page of an API answer is asked for.
+    """How the next page of an API answer is asked for (see
+    :mod:`fetchq.api.pages`).
 
     Attributes:
         token_field: dotted path of the next page's token in an answer.
         token_param: the query parameter that carries it on the next request.
         max_pages: most pages per row (1: the first page only).
+        style: ``token``, ``link``, ``next_url``, ``page`` or ``offset``.
+        next_field: dotted path of the next page's URL (``next_url``).
+        page_param: the page number's query parameter (``page``).
+        page_start: the first page's number (``page``).
+        offset_param: the offset's query parameter (``offset``).
+        page_size: items in a full page, or None (``page``, ``offset``).
+        total_field: dotted path of the total item count, or None.
     """
 
     token_field: str
     token_param: str
     max_pages: int
+    style: PaginationStyle = "token"
+    next_field: str = "next"
+    page_param: str = "page"
+    page_start: int = 1
+    offset_param: str = "offset"
+    page_size: int | None = None
+    total_field: str | None = None
 
 
 @attrs.frozen
@@ -488,8 +582,11 @@ class ApiSpec:
         headers: extra request headers (``Secret`` as for params).
         body: a JSON body template (strings are templates), or None.
         token: the bearer token, a :class:`Secret`.
-        timeout: seconds from sending to the response headers.
+        connect_timeout: seconds to connect.
+        headers_timeout: seconds from sending to the response headers.
         body_timeout: seconds from the headers to the whole body.
+        timeout: seconds for the whole call (None: no deadline beyond the
+            phases').
         max_body: most body bytes read.
         pagination: how further pages are asked for.
         records: ``page`` (one output record per page) or ``item`` (one per
@@ -509,8 +606,10 @@ class ApiSpec:
     headers: Mapping[str, str | Secret]
     body: Any
     token: Secret
-    timeout: float
+    connect_timeout: float
+    headers_timeout: float
     body_timeout: float
+    timeout: float | None
     max_body: int
     pagination: PaginationSpec
     records: RecordsMode
@@ -533,12 +632,21 @@ class ApiSpec:
             params=tuple(self.params.items()),
             body=self.body,
             headers=tuple(self.headers.items()),
-            timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
+            headers_timeout=self.headers_timeout,
             body_timeout=self.body_timeout,
+            timeout=self.timeout,
             max_body=self.max_body,
             token_field=self.pagination.token_field,
             token_param=self.pagination.token_param,
             max_pages=self.pagination.max_pages,
+            pagination=self.pagination.style,
+            next_field=self.pagination.next_field,
+            page_param=self.pagination.page_param,
+            page_start=self.pagination.page_start,
+            offset_param=self.pagination.offset_param,
+            page_size=self.pagination.page_size,
+            total_field=self.pagination.total_field or "",
             records=self.records,
             items_field="" if self.items_field is None else self.items_field,
             default_retry_after=self.default_retry_after,
@@ -561,6 +669,7 @@ class SmsRecipe:
         retry: the retry policy's numbers.
         sms: the provider and the message.
         run: how the run behaves as a whole (``max_failures``).
+        admin: the admin server the run serves, or None.
     """
 
     source: Path
@@ -572,6 +681,7 @@ class SmsRecipe:
     retry: RetrySpec
     sms: SmsSpec
     run: RunSpec = RunSpec()
+    admin: AdminSpec | None = None
 
     def message_body(self, row: Mapping[str, Any]) -> str:
         """The text of the message for ``row``: ``sms.body`` filled from the
@@ -641,6 +751,7 @@ class ApiRecipe:
         retry: the retry policy's numbers.
         api: the endpoint, the request templates and how answers are read.
         run: how the run behaves as a whole (``max_failures``).
+        admin: the admin server the run serves, or None.
     """
 
     source: Path
@@ -652,6 +763,7 @@ class ApiRecipe:
     retry: RetrySpec
     api: ApiSpec
     run: RunSpec = RunSpec()
+    admin: AdminSpec | None = None
 
 
 Recipe = FetchRecipe | SmsRecipe | ApiRecipe

@@ -52,7 +52,11 @@ def _rows(section: Section, where: str) -> Iterator[tuple[str, str, str, str]]:
     for field in section.fields:
         here = join(where, field.name)
         if isinstance(field, Section):
-            yield (f"`{here}`", "mapping", _default(field), field.description)
+            kind, description = "mapping", field.description
+            if field.shorthand is not None:
+                kind = "mapping, or a path"
+                description += f" A mapping, {field.shorthand_doc}."
+            yield (f"`{here}`", kind, _default(field), description)
             yield from _rows(field, here)
         else:
             yield (f"`{here}`", field.type_doc, _default(field), field.description)

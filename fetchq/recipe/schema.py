@@ -45,12 +45,16 @@ from fetchq.recipe.convert import (
     dotted,
     duration,
     failure_limit,
+    host_headers,
+    host_list,
     identifier,
     integer,
     join,
     json_value,
+    listen_address,
     method,
     path,
+    proxy_url,
     rate,
     redis_url,
     secret,
@@ -65,6 +69,7 @@ from fetchq.recipe.convert import (
 )
 from fetchq.recipe.model import (
     AdaptiveSpec,
+    AdminSpec,
     ApiInputSpec,
     ApiRecipe,
     ApiSpec,
@@ -82,12 +87,14 @@ from fetchq.recipe.model import (
     SmsRecipe,
     SmsSpec,
     StateSpec,
+    TlsSpec,
 )
 
 __all__ = [
     "API_RECIPE",
     "COMMON",
     "FETCH_RECIPE",
+    "KIND",
     "KINDS",
     "PLANNED_KINDS",
     "SMS_RECIPE",
@@ -98,6 +105,7 @@ __all__ = [
     "kind",
     "queue_section",
     "state_section",
+    "timeouts",
 ]
 
 _KIND_NAMES = ("fetch", "sms", "api")  # the keys of KINDS, known before KINDS is built
@@ -115,6 +123,9 @@ class Key:
             is required or its default is worked out (see ``default_doc``).
         default_doc: how the default is worked out, for the reference.
         required: whether the recipe must give it.
+        also: names people coming from other tools write for it
+            (``download_timeout``, ``read_timeout``): an unknown key of that
+            name suggests this one.
     """
 
     name: str
@@ -123,6 +134,7 @@ class Key:
     default: str | None = None
     default_doc: str | None = None
     required: bool = False
+    also: tuple[str, ...] = ()
 
     @property
     def type_doc(self) -> str:
@@ -159,6 +171,10 @@ class Section:
         optional: if absent, the value is None rather than all defaults.
         open: other keys are not reported (they may belong to a kind: used
             only when the recipe's kind is unknown).
+        shorthand: for a section that may be written as one plain value
+            (``input: urls.txt``), the key that value stands for, given the
+            value (``path``; ``url`` for ``state: redis://...``).
+        shorthand_doc: the shorthand in words, for the reference.
     """
 
     name: str
@@ -169,6 +185,8 @@ class Section:
     required: bool = False
     optional: bool = False
     open: bool = False
+    shorthand: Callable[[str], str] | None = None
+    shorthand_doc: str = ""
 
     def field(self, name: str) -> Key | Section | None:
         """The key or section called ``name``, if any."""
@@ -223,6 +241,8 @@ def _check_config(check: Check) -> Check:
         assert isinstance(section, Section), where
         if len(ctx.problems) > before or not _complete(section, values):
             return
+        if any(path.startswith(where + ".") for path in ctx.unchecked):
+            return  # a stand-in for a value from the environment: not built
         try:
             build(section, values).config()
         except ValueError as exc:
@@ -290,6 +310,23 @@ def _id_field(use: str) -> Key:
     )
 
 
+def _path_shorthand(value: str) -> str:
+    return "path"
+
+
+def _state_shorthand(value: str) -> str:
+    """A URL (or a ``${NAME}``, which only ``url`` expands) is Redis; any
+    other value is the SQLite file."""
+    text = value.strip()
+    return "url" if "://" in text or text.startswith("${") else "path"
+
+
+def _shorthand_doc(section: str, example: str) -> str:
+    return (
+        f"or just the path: `{section}: {example}` is `{section}: {{path: {example}}}`"
+    )
+
+
 _FORMAT_DEFAULT = (
     "from the extension: `.txt` `.lines` `.list` `.urls` → lines, "
     "`.jsonl` `.ndjson` → jsonl, `.csv` → csv"
@@ -319,6 +356,8 @@ INPUT = Section(
     build=InputSpec,
     check=check_input,
     required=True,
+    shorthand=_path_shorthand,
+    shorthand_doc=_shorthand_doc("input", "urls.txt"),
 )
 
 SMS_INPUT = Section(
@@ -372,6 +411,8 @@ SMS_INPUT = Section(
     build=SmsInputSpec,
     check=check_sms_input,
     required=True,
+    shorthand=_path_shorthand,
+    shorthand_doc=_shorthand_doc("input", "messages.csv"),
 )
 
 API_INPUT = Section(
@@ -393,6 +434,8 @@ API_INPUT = Section(
     build=ApiInputSpec,
     check=check_api_input,
     required=True,
+    shorthand=_path_shorthand,
+    shorthand_doc=_shorthand_doc("input", "users.jsonl"),
 )
 
 COMMON_INPUT = Section(
@@ -411,6 +454,8 @@ COMMON_INPUT = Section(
     check=check_common_input,
     required=True,
     open=True,
+    shorthand=_path_shorthand,
+    shorthand_doc=_shorthand_doc("input", "urls.txt"),
 )
 
 OUTPUT = Section(
@@ -426,6 +471,8 @@ OUTPUT = Section(
     ),
     build=OutputSpec,
     required=True,
+    shorthand=_path_shorthand,
+    shorthand_doc=_shorthand_doc("output", "out.jsonl"),
 )
 
 
@@ -475,6 +522,10 @@ def state_section(durability: str, why: str = "") -> Section:
             ),
         ),
         build=StateSpec,
+        shorthand=_state_shorthand,
+        shorthand_doc=_shorthand_doc("state", "state.sqlite")
+        + "; a URL is Redis: `state: redis://host:6379/0` is "
+        "`state: {url: redis://host:6379/0}`",
     )
 
 
@@ -692,12 +743,91 @@ RUN = Section(
     build=RunSpec,
 )
 
-CONNECT_TIMEOUT = Key(
-    "connect_timeout",
-    duration(positive=True),
-    "Time allowed to connect.",
-    default="10s",
+ADMIN = Section(
+    "admin",
+    "An admin server beside the run: JSON API, live page, `/metrics` "
+    "(see Watching and steering a run); `fetchq run --admin` overrides it.",
+    (
+        Key(
+            "listen",
+            listen_address(),
+            "Where it listens: a port (on 127.0.0.1) or `HOST:PORT`; an "
+            "address that is not loopback is warned about.",
+            required=True,
+        ),
+        Key(
+            "metrics_open",
+            boolean(),
+            "Serve `/metrics` without the admin token, for a scraper; every "
+            "other route still needs it.",
+            default="false",
+        ),
+    ),
+    build=AdminSpec,
+    optional=True,
 )
+
+
+def timeouts(
+    *,
+    connect: str = "10s",
+    headers: str | None = "30s",
+    body: str | None,
+    whole: str | None = None,
+    redirects: bool = False,
+) -> tuple[Key, Key, Key, Key]:
+    """The four timeouts every kind takes, with the same names and meanings
+    (each kind has its own defaults): ``connect_timeout``,
+    ``headers_timeout`` and ``body_timeout`` bound one phase of a request
+    each, ``timeout`` the whole of one attempt.  A default of None makes the
+    key nullable, null meaning no bound beyond the others'."""
+
+    def phase(
+        name: str, default: str | None, text: str, also: tuple[str, ...] = ()
+    ) -> Key:
+        if default is None:
+            text += " Null: only `timeout` bounds it."
+        return Key(
+            name,
+            duration(positive=True, nullable=default is None),
+            text,
+            default="null" if default is None else default,
+            also=also,
+        )
+
+    return (
+        phase(
+            "connect_timeout",
+            connect,
+            "Time allowed to connect (TCP and TLS), for each address tried.",
+            ("connection_timeout",),
+        ),
+        phase(
+            "headers_timeout",
+            headers,
+            "Time allowed from sending a request to its response headers "
+            "(connecting included).",
+            ("read_timeout", "response_timeout", "first_byte_timeout"),
+        ),
+        phase(
+            "body_timeout",
+            body,
+            "Time allowed from the response headers to the end of the body, "
+            "even one that trickles in.",
+        ),
+        Key(
+            "timeout",
+            duration(positive=True, nullable=whole is None),
+            "The deadline of one attempt, from sending the request to the end "
+            "of the answer: connecting, headers and body"
+            + (", redirects" if redirects else "")
+            + " included."
+            + (" Null: none beyond the phases' own." if whole is None else ""),
+            default="null" if whole is None else whole,
+            also=("download_timeout", "request_timeout", "total_timeout", "deadline"),
+        ),
+    )
+
 
 SAVE_BODIES = Section(
     "save_bodies",
@@ -724,6 +854,46 @@ SAVE_BODIES = Section(
     optional=True,
 )
 
+TLS = Section(
+    "tls",
+    "How https servers are checked, and the client certificate to show them.",
+    (
+        Key(
+            "ca_bundle",
+            path(existing_file=True, nullable=True),
+            "A PEM file of the CAs to trust, instead of the system's (which "
+            "`SSL_CERT_FILE` and `SSL_CERT_DIR` override), as curl's `--cacert`: "
+            "for a private CA or a TLS-inspecting proxy.",
+            default="null",
+        ),
+        Key(
+            "client_cert",
+            path(existing_file=True, nullable=True),
+            "A PEM file with the client certificate (and its chain) for "
+            "servers that ask for one (mTLS); its private key too, unless "
+            "`client_key` is given.",
+            default="null",
+        ),
+        Key(
+            "client_key",
+            path(existing_file=True, nullable=True),
+            "A PEM file with `client_cert`'s private key (not encrypted).",
+            default="null",
+        ),
+        Key(
+            "verify",
+            boolean(),
+            "Check servers' certificates and host names. `false` checks "
+            "nothing, so any server can pose as the site: a run warns on "
+            "stderr and in its summary. A refused certificate (unknown CA, "
+            "expired, another host's) fails the URL as `TLSCertificateError`, "
+            "not retried.",
+            default="true",
+        ),
+    ),
+    build=TlsSpec,
+)
+
 FETCH = Section(
     "fetch",
     "How each URL is fetched and what its response means.",
@@ -744,19 +914,7 @@ FETCH = Section(
             default="{}",
         ),
         Key("body", secret_text(), "The request body.", default="null"),
-        CONNECT_TIMEOUT,
-        Key(
-            "headers_timeout",
-            duration(positive=True),
-            "Time allowed from sending the request to the response headers.",
-            default="30s",
-        ),
-        Key(
-            "body_timeout",
-            duration(positive=True),
-            "Time allowed for the whole body, even one that trickles in.",
-            default="2m",
-        ),
+        *timeouts(body="2m", redirects=True),
         Key(
             "max_body",
             size(),
@@ -798,6 +956,56 @@ FETCH = Section(
             "throttled.",
             default="[429, 503]",
         ),
+        Key(
+            "host_headers",
+            host_headers(),
+            "Headers sent only to some hosts, such as `{api.example.com: "
+            "{Authorization: 'Bearer ${TOKEN}'}}` (`*.example.com`: the names "
+            "under example.com). Matched on each request's host, redirects "
+            "included, so never sent to another host (nor over plain http "
+            "after a redirect from https); they replace `headers` of the same "
+            "name. Secrets as for `headers`.",
+            default="{}",
+        ),
+        Key(
+            "proxy",
+            proxy_url(),
+            "The proxy for every URL; `https` URLs go through a CONNECT "
+            "tunnel (TLS end to end, checked against the site), `http` URLs "
+            "as requests to the proxy. Credentials from the environment: "
+            "`http://${PROXY_USER}:${PROXY_PASSWORD}@proxy:3128`. A 407 "
+            "answer stops the run. null: `HTTPS_PROXY`, `HTTP_PROXY` and "
+            "`ALL_PROXY` (or lower case) as curl reads them; `none`: no "
+            "proxy, whatever the environment says.",
+            default="null",
+        ),
+        Key(
+            "no_proxy",
+            host_list(),
+            "Hosts reached directly, not through the proxy.",
+            default_doc="the environment's `NO_PROXY` (or `no_proxy`)",
+        ),
+        Key(
+            "trust_env",
+            boolean(),
+            "Read the proxy settings (`HTTPS_PROXY`, `NO_PROXY`, ...) from "
+            "the environment, as curl and httpx do; `false` ignores them.",
+            default="true",
+        ),
+        TLS,
+        Key(
+            "robots",
+            choice("obey", "ignore"),
+            "`obey`: read each site's robots.txt first (once per site, "
+            "through the same limits and proxy) and fetch nothing it "
+            "disallows for our `User-Agent`: such a URL is recorded as "
+            "`RobotsDisallowed`, not retried, not counted by "
+            "`run.max_failures`; its `Crawl-delay` or `Request-rate` slows "
+            "the site's lane (never speeds it). A robots.txt answering 5xx "
+            "or 429 holds the site for a minute (RFC 9309), its URLs retried "
+            "after; 4xx means no rules.",
+            default="ignore",
+        ),
         SAVE_BODIES,
     ),
     build=FetchSpec,
@@ -807,7 +1015,7 @@ FETCH = Section(
 FETCH_RECIPE = Section(
     "",
     "A recipe that fetches every URL of its input.",
-    (KIND, INPUT, OUTPUT, STATE, QUEUE, RETRY, FETCH, RUN),
+    (KIND, INPUT, OUTPUT, STATE, QUEUE, RETRY, FETCH, RUN, ADMIN),
     build=FetchRecipe,
     check=check_files,
 )
@@ -838,10 +1046,27 @@ SMS = Section(
         ),
         Key(
             "auth_token",
-            secret(),
+            secret(nullable=True),
             "The account's auth token, typically `${TWILIO_AUTH_TOKEN}`: a "
-            "secret, never shown or logged.",
-            required=True,
+            "secret, never shown or logged. Give it, or `api_key` and "
+            "`api_secret`.",
+            default="null",
+        ),
+        Key(
+            "api_key",
+            identifier("an API key SID", nullable=True),
+            "An API key SID (`SK` and 32 hex digits at Twilio), typically "
+            "`${TWILIO_API_KEY}`, sent as the user name instead of the "
+            "account SID (the URL still names the account): a key can be "
+            "revoked alone, so Twilio recommends keys over the auth token.",
+            default="null",
+        ),
+        Key(
+            "api_secret",
+            secret(nullable=True),
+            "The API key's secret, typically `${TWILIO_API_SECRET}`: never "
+            "shown or logged.",
+            default="null",
         ),
         Key(
             "from",
@@ -867,6 +1092,26 @@ SMS = Section(
             default="null",
         ),
         Key(
+            "default_region",
+            text(nullable=True),
+            "The region (ISO 3166 code such as `US` or `GB`) of numbers "
+            "written without `+`: `(212) 555-0100` is then sent as "
+            "`+12125550100`. Any region needs the `phonenumbers` package "
+            "(`pip install 'fetchq[phones]'`); without it only the +1 "
+            "regions (US, CA, ...). null: every number must start with `+`.",
+            default="null",
+        ),
+        Key(
+            "number_check",
+            choice("valid", "possible"),
+            "With `phonenumbers` installed, `valid`: a number must be in a "
+            "range its country assigns; `possible`: of a length its country "
+            "uses (for ranges newer than the installed metadata). Without "
+            "it, a built-in check refuses country codes no country has and "
+            "+1 numbers the plan does not allow (`+1 012...`).",
+            default="valid",
+        ),
+        Key(
             "max_body",
             integer(1),
             "The longest text, in UTF-16 code units as the provider counts "
@@ -874,13 +1119,7 @@ SMS = Section(
             "never sent.",
             default="1600",
         ),
-        CONNECT_TIMEOUT,
-        Key(
-            "timeout",
-            duration(positive=True),
-            "Time allowed from starting a request to the whole answer.",
-            default="30s",
-        ),
+        *timeouts(headers=None, body=None, whole="30s"),
         Key(
             "resend_check",
             boolean(),
@@ -920,6 +1159,7 @@ SMS_RECIPE = Section(
         RETRY,
         SMS,
         RUN,
+        ADMIN,
     ),
     build=SmsRecipe,
     check=check_sms_recipe,
@@ -927,8 +1167,22 @@ SMS_RECIPE = Section(
 
 PAGINATION = Section(
     "pagination",
-    "How further pages of an answer are asked for.",
+    "How further pages of an answer are found and asked for.",
     (
+        Key(
+            "style",
+            choice("token", "link", "next_url", "page", "offset"),
+            "`token`: a token in the body (`token_field`) sent back as a "
+            "query parameter (`token_param`), as X does; `link`: the `Link` "
+            'header\'s `rel="next"` URL (RFC 8288), as GitHub does; '
+            "`next_url`: a URL in the body (`next_field`), as Twilio's "
+            "`next_page_uri`; `page`: a page number (`page_param`) counting "
+            "from `page_start`; `offset`: an offset (`offset_param`) "
+            "advanced by each page's items. A next URL is followed only to "
+            "`base_url`'s scheme, host and port (the token never goes "
+            "elsewhere).",
+            default="token",
+        ),
         Key(
             "token_field",
             dotted(),
@@ -941,6 +1195,47 @@ PAGINATION = Section(
             text(),
             "The query parameter that carries the token on the next request.",
             default="pagination_token",
+        ),
+        Key(
+            "next_field",
+            dotted(),
+            "`next_url`: where an answer holds the next page's URL (a dotted "
+            "path; relative URLs are resolved against the request's).",
+            default="next",
+        ),
+        Key(
+            "page_param",
+            text(),
+            "`page`: the query parameter that carries the page number.",
+            default="page",
+        ),
+        Key(
+            "page_start",
+            integer(0),
+            "`page`: the first page's number (its request carries none).",
+            default="1",
+        ),
+        Key(
+            "offset_param",
+            text(),
+            "`offset`: the query parameter that carries the offset (the first "
+            "request carries none: offset 0).",
+            default="offset",
+        ),
+        Key(
+            "page_size",
+            integer(1, nullable=True, none="only an empty page is the last"),
+            "`page`, `offset`: the items of a full page (set the matching "
+            "parameter, such as `per_page`, in `params`): a page with fewer "
+            "is the last.",
+            default="null",
+        ),
+        Key(
+            "total_field",
+            dotted(nullable=True, none="no total"),
+            "`page`, `offset`: where an answer holds the total number of "
+            "items: the pages end once that many were read.",
+            default="null",
         ),
         Key(
             "max_pages",
@@ -1003,19 +1298,7 @@ API = Section(
             "`${API_TOKEN}`: a secret, never shown or logged.",
             required=True,
         ),
-        Key(
-            "timeout",
-            duration(positive=True),
-            "Time allowed from sending a request to the response headers, "
-            "connecting included.",
-            default="30s",
-        ),
-        Key(
-            "body_timeout",
-            duration(positive=True),
-            "Time allowed from the headers to the whole body.",
-            default="1m",
-        ),
+        *timeouts(body="1m"),
         Key("max_body", size(), "Largest body read.", default="10MiB"),
         PAGINATION,
         Key(
@@ -1060,7 +1343,7 @@ API = Section(
 API_RECIPE = Section(
     "",
     "A recipe that calls a JSON API once per input row, following its pages.",
-    (KIND, API_INPUT, OUTPUT, STATE, API_QUEUE, RETRY, API, RUN),
+    (KIND, API_INPUT, OUTPUT, STATE, API_QUEUE, RETRY, API, RUN, ADMIN),
     build=ApiRecipe,
     check=check_api_recipe,
 )
@@ -1068,7 +1351,7 @@ API_RECIPE = Section(
 COMMON = Section(
     "",
     "The keys every kind of recipe shares.",
-    (KIND, COMMON_INPUT, OUTPUT, STATE, COMMON_QUEUE, RETRY, RUN),
+    (KIND, COMMON_INPUT, OUTPUT, STATE, COMMON_QUEUE, RETRY, RUN, ADMIN),
     build=dict,
     check=check_files,
 )

@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
 __all__ = [
+    "DURATION_PATTERN",
+    "RATE_PATTERN",
+    "SIZE_PATTERN",
     "format_duration",
     "format_rate",
     "format_size",
@@ -74,6 +78,34 @@ _DURATION = re.compile(rf"(?:\s*{_NUMBER}\s*[A-Za-z]+)+\s*")
 _DURATION_PART = re.compile(rf"({_NUMBER})\s*([A-Za-z]+)")
 _SIZE = re.compile(rf"\s*({_NUMBER})\s*([A-Za-z]*)\s*")
 _RATE = re.compile(rf"\s*({_NUMBER})\s*(?:/\s*([A-Za-z]+)\s*)?")
+
+
+def _any_case(words: Iterable[str]) -> str:
+    """An ECMA-262 (JSON Schema) alternation of ``words`` in any letter case:
+    editors' regular expressions have no case-insensitive flag."""
+    spelled = sorted((str(word) for word in words if word), key=len, reverse=True)
+    return (
+        "(?:"
+        + "|".join(
+            "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+            for word in spelled
+        )
+        + ")"
+    )
+
+
+_SCHEMA_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+DURATION_PATTERN = (
+    rf"^\s*(?:{_SCHEMA_NUMBER}|(?:{_SCHEMA_NUMBER}\s*{_any_case(_SECONDS)}\s*)+)\s*$"
+)
+"""A duration as text (``10s``, ``1m30s``, ``5``), as a JSON Schema pattern."""
+SIZE_PATTERN = rf"^\s*{_SCHEMA_NUMBER}\s*{_any_case(_BYTES)}?\s*$"
+"""A size as text (``10MB``, ``512KiB``), as a JSON Schema pattern."""
+RATE_PATTERN = (
+    rf"^\s*{_SCHEMA_NUMBER}\s*(?:/\s*"
+    rf"{_any_case([u for u, f in _SECONDS.items() if f >= 1])}\s*)?$"
+)
+"""A rate as text (``50/s``, ``600/min``), as a JSON Schema pattern."""
 
 _DURATION_HELP = "expected a number and a unit such as 10s, 250ms, 2m or 1h"
 _SIZE_HELP = "expected a number and a unit such as 10MB or 512KiB"

@@ -4,9 +4,10 @@
 ``interval`` seconds of the queue's clock and keeps, per bucket: launches,
 finishes by outcome, throughput (ok per second), latency percentiles of the
 successful attempts, the most jobs underway at once, the width and rate as
-set, the drops and throttles the adaptive controller counted, and the
-controller's baseline latency.  It also keeps the controller's decisions
-(:class:`~fetchq.events.ControlDecision`), thinned evenly once there are many.
+set, the drops and throttles the adaptive controller counted, the
+controller's baseline latency and the bytes received.  It also keeps the
+controller's decisions (:class:`~fetchq.events.ControlDecision`), thinned
+evenly once there are many.
 
 Memory stays bounded however long or busy the run: the open bucket holds one
 fixed log-scale latency histogram (reused from bucket to bucket), a closed
@@ -75,6 +76,7 @@ _INT_COLUMNS = (
     "drops",
     "throttles",
     "decisions",
+    "bytes",
 )
 _FLOAT_COLUMNS = ("rate", "p50", "p90", "p99", "baseline")
 _UNKNOWN_WIDTH = -1
@@ -220,7 +222,7 @@ class Timeline:
         self._cols: dict[str, array[int]] = {c: array("q") for c in _INT_COLUMNS}
         self._fcols: dict[str, array[float]] = {c: array("d") for c in _FLOAT_COLUMNS}
         # The open bucket: launches and oks in slots of their own (the hot
-        # path), the other counts by _INT_COLUMNS index (2-5 and 8-10).
+        # path), the other counts by _INT_COLUMNS index (2-5 and 8-11).
         self._nlaunched = 0
         self._nok = 0
         self._cur = [0] * len(_INT_COLUMNS)
@@ -287,6 +289,9 @@ class Timeline:
             outcome = event.outcome
             if outcome is _OK:
                 self._nok += 1
+                size = getattr(event.job.result, "bytes", None)
+                if size.__class__ is int:
+                    self._cur[11] += size
                 if latency is not None:
                     if latency > _FLOOR:
                         index = int(_log(latency * _INV_FLOOR) * _INV_STEP)
@@ -496,8 +501,9 @@ class Timeline:
         ``rate`` (as set at the bucket's end; None = unknown / unlimited),
         ``p50``/``p90``/``p99`` (seconds, successful attempts; None when
         there were none), ``baseline`` (the queue-wide controller's, seconds),
-        ``drops`` and ``throttles`` (summed from the controller's decisions)
-        and ``decisions`` (how many it made).  ``decisions`` at the top level
+        ``drops`` and ``throttles`` (summed from the controller's decisions),
+        ``decision_counts`` (how many it made) and ``bytes`` (received in
+        successful attempts' bodies).  ``decisions`` at the top level
         is the list of kept :class:`~fetchq.events.ControlDecision` records
         (``t``, ``key``, ``controller``, ``width``, ``rate``, ``in_flight``,
         ``samples``, ``latency``, ``baseline``, ``gradient``, ``drops``,
@@ -543,7 +549,7 @@ class Timeline:
         out["rate"] = [_num(r) for r in floats["rate"]]
         for name in ("p50", "p90", "p99", "baseline"):
             out[name] = [_num(v, 4) for v in floats[name]]
-        for name in ("drops", "throttles"):
+        for name in ("drops", "throttles", "bytes"):
             out[name] = ints[name]
         out["decision_counts"] = ints["decisions"]
         zero = origin if origin is not None else 0.0
@@ -578,6 +584,7 @@ class Timeline:
                 "cancelled",
                 "drops",
                 "throttles",
+                "bytes",
             )
         }
         return out

@@ -123,7 +123,13 @@ from fetchq.sms.errors import (
     SmsError,
     SmsTimeout,
 )
-from fetchq.sms.numbers import check_e164, check_sender, is_e164
+from fetchq.sms.numbers import (
+    HAVE_PHONENUMBERS,
+    NumberRules,
+    check_e164,
+    check_sender,
+    is_e164,
+)
 from fetchq.sms.sender import (
     HTTPClientLike,
     Message,
@@ -134,18 +140,28 @@ from fetchq.sms.sender import (
     lane_key,
     sms_retry_policy,
 )
+from fetchq.sms.status import (
+    FINAL_STATUSES,
+    Delivery,
+    delivery_retry_policy,
+    is_final,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_USER_AGENT",
+    "FINAL_STATUSES",
+    "HAVE_PHONENUMBERS",
     "TWILIO_MAX_BODY",
     "AmbiguousSend",
     "AuthFailed",
     "BadMessage",
     "BadResponse",
     "ConnectionLost",
+    "Delivery",
     "HTTPClientLike",
     "Message",
+    "NumberRules",
     "ProviderError",
     "ProviderRejected",
     "ProviderThrottled",
@@ -159,7 +175,9 @@ __all__ = [
     "check_e164",
     "check_message",
     "check_sender",
+    "delivery_retry_policy",
     "is_e164",
+    "is_final",
     "lane_key",
     "sms_retry_policy",
 ]

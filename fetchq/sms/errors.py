@@ -150,8 +150,9 @@ class AuthFailed(ProviderRejected):
 
     fatal = True
     fix = (
-        "check the account SID and auth token (sms.account_sid, sms.auth_token) "
-        "and that the account may send messages"
+        "check the account SID and auth token (sms.account_sid, sms.auth_token), "
+        "or the API key and its secret (sms.api_key, sms.api_secret), and that "
+        "the account may send messages"
     )
 
 

@@ -22,6 +22,7 @@ import base64
 import email.utils
 import json
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol, cast
@@ -48,9 +49,9 @@ from twisted.web.client import (
 from twisted.web.http_headers import Headers
 
 from fetchq.control.signals import Signal
+from fetchq.http.deadline import deadline
 from fetchq.http.urls import parse_retry_after
 from fetchq.retry import RetryPolicy
-from fetchq.secrets import reveal
 from fetchq.sms.config import SmsConfig
 from fetchq.sms.errors import (
     ACCOUNT_CODES,
@@ -69,6 +70,7 @@ from fetchq.sms.errors import (
     SmsTimeout,
 )
 from fetchq.sms.numbers import check_e164, check_sender
+from fetchq.sms.status import Delivery
 
 __all__ = [
     "HTTPClientLike",
@@ -173,8 +175,9 @@ def check_message(message: Message | Mapping[str, Any], config: SmsConfig) -> Me
         raise BadMessage(
             f"expected a Message or a mapping, not {type(message).__name__}"
         )
-    to = check_e164(message.to, "to")
-    from_ = None if message.from_ is None else check_sender(message.from_)
+    rules = config.numbers
+    to = check_e164(message.to, "to", rules)
+    from_ = None if message.from_ is None else check_sender(message.from_, rules)
     if (
         from_ is None
         and config.from_number is None
@@ -352,8 +355,8 @@ class SmsSender:
             http = cast(HTTPClientLike, HTTPClient(agent))
             self._pool = pool
         self._http: Any = http
-        token = reveal(config.auth_token)
-        credentials = f"{config.account_sid}:{token}".encode()
+        user, password = config.basic_auth
+        credentials = f"{user}:{password}".encode()
         self._authorization = b"Basic " + base64.b64encode(credentials)
         origin = urlsplit(config.base_url)
         self._origin = f"{origin.scheme}://{origin.netloc}"
@@ -416,6 +419,30 @@ class SmsSender:
             ``recovered=True``, or None if the list does not show it.
         """
         return Deferred.fromCoroutine(self._find_sent(message, since))
+
+    def delivery(self, sid: str) -> Deferred[Delivery]:
+        """Read what became of a sent message: ``GET .../Messages/{sid}.json``.
+
+        Returns:
+            A Deferred firing with its :class:`~fetchq.sms.status.Delivery`
+            (``checked_at`` on the wall clock), or failing with an
+            :class:`~fetchq.sms.errors.SmsError`: 404 (no such message in
+            this account) is a :class:`ProviderRejected` with code 20404.
+        """
+        return Deferred.fromCoroutine(self._delivery(sid))
+
+    async def _delivery(self, sid: str) -> Delivery:
+        try:
+            url = self._config.message_url(sid)
+        except ValueError as e:
+            raise BadMessage(str(e), "sid", sid) from None
+        status, headers, body = await self._exchange("GET", url, None)
+        if status != 200:
+            raise self._status_error(status, headers, body, "status: ")
+        doc = _json_object(body)
+        if doc is None:
+            raise BadResponse(status, "not a JSON object")
+        return Delivery.from_json(doc, sid, time.time())
 
     async def _send(self, given: Message | Mapping[str, Any]) -> SmsResult:
         config = self._config
@@ -595,10 +622,22 @@ class SmsSender:
     async def _request(
         self, method: str, url: str, headers: Headers, data: bytes | None
     ) -> tuple[int, Headers, bytes]:
-        response = await self._http.request(
-            method, url, headers=headers, data=data, allow_redirects=False
+        config, clock = self._config, self._clock
+        headers_timeout, body_timeout = config.headers_timeout, config.body_timeout
+        response = await deadline(
+            self._http.request(
+                method, url, headers=headers, data=data, allow_redirects=False
+            ),
+            headers_timeout,
+            clock,
+            lambda: SmsTimeout(headers_timeout or 0),
         )
-        body: bytes = await treq.content(response)
+        body: bytes = await deadline(
+            treq.content(response),
+            body_timeout,
+            clock,
+            lambda: SmsTimeout(body_timeout or 0),
+        )
         return int(response.code), response.headers, body
 
     def _status_error(

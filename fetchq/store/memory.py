@@ -349,6 +349,27 @@ class MemoryStore:
         self._records.append(Record(seq, slot.id, outcome, record))
         self._done[outcome] = self._done.get(outcome, 0) + 1
 
+    def amend(self, item_id: str, record: JSONRecord, now: float) -> bool:
+        """Replace a done item's record, keeping its outcome and its place
+        in ack order (beyond the :class:`~fetchq.store.base.Store` contract:
+        ``fetchq sms status`` adds each message's delivery to its record).
+        Returns False, changing nothing, if the item is not done.
+
+        Raises:
+            KeyError: for an unknown id.
+            TypeError: for a record that is not a dict, a list or None.
+        """
+        check_ack("amended", record, now)  # the record's and time's checks
+        slot = self._slot(item_id)
+        if slot.state != _DONE or slot.record_seq is None:
+            return False
+        slot.record = record
+        old = self._records[slot.record_seq - 1]
+        assert old is not None
+        new = Record(old.seq, old.id, old.outcome, record)
+        self._records[slot.record_seq - 1] = new
+        return True
+
     def requeue(self, item_id: str, not_before: float | None, now: float) -> bool:
         """Back to pending, available from ``not_before``; False if done (see
         :meth:`fetchq.store.base.Store.requeue`)."""

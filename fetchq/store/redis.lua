@@ -30,6 +30,7 @@
 --   P lanes      ZSET   lane -> earliest ms it may launch (lanes with items)
 --   P delayed    ZSET   id -> not_before ms (pending, waiting)
 --   P leases     ZSET   id -> lease deadline ms (claimed); ZCARD = in flight
+--                       (also the slots of fetchq.shared: "\030LANE\031token")
 --   P owner      HASH   id -> worker that claimed it
 --   P wl         HASH   worker -> how many leases it holds
 --   P workers    ZSET   worker -> its last claim (ms): the workers sharing
@@ -123,6 +124,36 @@ local function lane_limits(lane, c)
   if own[1] == "none" then width = nil end
   if own[2] == "none" then rate = nil end
   return width, rate, burst
+end
+
+-- The run's own limits (nil: none): what every launch, from a claim or a
+-- shared slot, counts against.
+local function global_limits(c)
+  return num(c.width, nil), num(c.rate, nil), num(c.burst, 1)
+end
+
+-- A lane's state and limits, the one reading of a lane for claims and for
+-- shared slots: f (in flight), t (rate TAT ms), h (held until ms), and its
+-- width, rate and burst (nil: none) when limits apply.
+local function lane_gate(lane, c, use_limits)
+  local state = redis.call("HMGET", P .. "lane:" .. lane, "f", "t", "h")
+  local g = {f = num(state[1], 0), t = num(state[2], 0), h = num(state[3], 0), burst = 1}
+  if use_limits then g.width, g.rate, g.burst = lane_limits(lane, c) end
+  return g
+end
+
+-- Hold a lane until at least until_ms (holds only ever extend); the end.
+local function hold_until(lane, until_ms)
+  local key = P .. "lane:" .. lane
+  local held = math.max(num(redis.call("HGET", key, "h"), 0), until_ms)
+  redis.call("HSET", key, "h", held)
+  redis.call("ZADD", P .. "lanes", "XX", "GT", held, lane)
+  return held
+end
+
+-- A shared slot's lane id ("" for a job without a lane).
+local function slot_lane(m)
+  return string.sub(m, 2, string.find(m, US, 2, true) - 1)
 end
 
 -- GCRA: "rate per second, burst" allows a launch at now when
@@ -240,14 +271,21 @@ local function promote(now, c)
   local expired = redis.call("ZRANGEBYSCORE", P .. "leases", "-inf", now, "LIMIT", 0, 500)
   for _, id in ipairs(expired) do
     redis.call("ZREM", P .. "leases", id)
-    unown(id)
-    local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
-    if raw then
-      local f = split(raw)
-      lane_release(f[2], now)
-      enqueue(id, f, now)
-      counter("claimed", -1)
-      counter("pending", 1)
+    if string.byte(id, 1) == 30 then
+      -- A shared slot whose holder died (slots are not in a worker's "wl").
+      redis.call("HDEL", P .. "owner", id)
+      local lane = slot_lane(id)
+      if lane ~= "" then lane_release(lane, now) end
+    else
+      unown(id)
+      local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
+      if raw then
+        local f = split(raw)
+        lane_release(f[2], now)
+        enqueue(id, f, now)
+        counter("claimed", -1)
+        counter("pending", 1)
+      end
     end
   end
 end
@@ -397,9 +435,7 @@ local width, rate, burst = nil, nil, 1
 local full = false -- no slot free for this worker
 if use_limits then
   if c.paused == "1" then return cjson.encode({-1}) end
-  width = num(c.width, nil)
-  rate = num(c.rate, nil)
-  burst = num(c.burst, 1)
+  width, rate, burst = global_limits(c)
   if width then
     local busy = redis.call("ZCARD", P .. "leases")
     free = math.min(free, width - busy)
@@ -483,10 +519,9 @@ elseif free > 0 then
   if #lanes > 0 then share = math.min(per_lane, math.ceil(free / #lanes)) end
   for _, lane in ipairs(lanes) do
     if taken >= free then break end
-    local state = redis.call("HMGET", P .. "lane:" .. lane, "f", "t", "h")
-    local inflight, ltat, held = num(state[1], 0), num(state[2], 0), num(state[3], 0)
-    local lwidth, lrate, lburst = nil, nil, 1
-    if use_limits then lwidth, lrate, lburst = lane_limits(lane, c) end
+    local g = lane_gate(lane, c, use_limits)
+    local inflight, ltat, held = g.f, g.t, g.h
+    local lwidth, lrate, lburst = g.width, g.rate, g.burst
     local n = math.min(share, free - taken)
     local next_at = now
     if held > now then
@@ -637,11 +672,7 @@ return #ids
 -- ARGV: now, lane, seconds.  Holds only ever extend.  Returns the end (ms).
 local now = now_ms()
 local lane, ms = lane_id(ARGV[2]), tonumber(ARGV[3]) * 1000
-local key = P .. "lane:" .. lane
-local until_ms = math.max(num(redis.call("HGET", key, "h"), 0), now + ms)
-redis.call("HSET", key, "h", until_ms)
-redis.call("ZADD", P .. "lanes", "XX", "GT", until_ms, lane)
-return until_ms
+return hold_until(lane, now + ms)
 
 --@ get
 -- ARGV: now, id.  {state, item or done envelope, lease or not_before}
@@ -735,3 +766,475 @@ if action == "take" and not holder then
   return 1
 end
 return 0
+
+--@ unhold
+-- ARGV: now, lane.  Ends the lane's hold early (an operator's release).
+-- Returns 1 if it was held.
+local now = now_ms()
+local id = redis.call("HGET", P .. "lid", ARGV[2])
+if not id then return 0 end
+local key = P .. "lane:" .. id
+local held = num(redis.call("HGET", key, "h"), 0)
+redis.call("HDEL", key, "h")
+if lane_pending(id) then wake_lane(id, now) end
+if held > now then return 1 end
+return 0
+
+--@ lanes_page
+-- ARGV: now, offset, count, sort ("backlog", "name" or "held"), most lanes
+-- to look at.  Lanes with work (pending, in flight or held), each:
+-- {name, pending, in flight, held until ms, own width, own rate}; first
+-- the number of such lanes and whether the look was cut short.
+local now = now_ms()
+local offset, count, sort = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local most = tonumber(ARGV[5])
+local last = num(redis.call("GET", P .. "lseq"), 0)
+local rows = {}
+local cut = 0
+if last > most then cut = 1; last = most end
+for n = 1, last do
+  local lane = tostring(n)
+  local pending = redis.call("ZCARD", P .. "rq:" .. lane)
+  for _, pr in ipairs(redis.call("ZRANGE", P .. "qp:" .. lane, 0, -1)) do
+    pending = pending + redis.call("LLEN", P .. "q:" .. lane .. ":" .. pr)
+  end
+  local st = redis.call("HMGET", P .. "lane:" .. lane, "f", "h")
+  local flight, held = num(st[1], 0), num(st[2], 0)
+  if held <= now then held = 0 end
+  if pending > 0 or flight > 0 or held > 0 then
+    local name = lane_of(lane)
+    local own = redis.call("HMGET", P .. "lcfg:" .. name, "width", "rate")
+    rows[#rows + 1] = {name, pending, flight, held, own[1] or "", own[2] or ""}
+  end
+end
+if sort == "name" then
+  table.sort(rows, function(a, b) return a[1] < b[1] end)
+elseif sort == "held" then
+  table.sort(rows, function(a, b)
+    if a[4] ~= b[4] then return a[4] > b[4] end
+    return a[1] < b[1]
+  end)
+else
+  table.sort(rows, function(a, b)
+    if a[2] ~= b[2] then return a[2] > b[2] end
+    if a[3] ~= b[3] then return a[3] > b[3] end
+    return a[1] < b[1]
+  end)
+end
+local out = {#rows, cut}
+for i = offset + 1, math.min(#rows, offset + count) do
+  local r = rows[i]
+  out[#out + 1] = r[1]
+  out[#out + 1] = r[2]
+  out[#out + 1] = r[3]
+  out[#out + 1] = r[4]
+  out[#out + 1] = r[5]
+  out[#out + 1] = r[6]
+end
+return out
+
+--@ pending_page
+-- ARGV: now, lane ("" = every lane, in the calendar's order), offset, count.
+-- The pending items ready to claim, in claim order within each lane:
+-- {more (0/1), id, item, ...}.
+local offset, count = tonumber(ARGV[3]), tonumber(ARGV[4])
+local need = offset + count + 1
+
+local function lane_items(lane, want)
+  local items = {}
+  local r = redis.call("ZRANGE", P .. "rq:" .. lane, 0, want - 1, "WITHSCORES")
+  for i = 1, #r, 2 do items[#items + 1] = {tonumber(r[i + 1]), r[i]} end
+  local got = 0
+  for _, pr in ipairs(redis.call("ZRANGE", P .. "qp:" .. lane, 0, -1)) do
+    if got >= want then break end
+    local ms = redis.call("LRANGE", P .. "q:" .. lane .. ":" .. pr, 0, want - got - 1)
+    for _, m in ipairs(ms) do
+      items[#items + 1] = {tonumber(pr), m}
+      got = got + 1
+    end
+  end
+  table.sort(items, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  return items
+end
+
+local members = {}
+local lanes
+if ARGV[2] ~= "" then
+  local id = redis.call("HGET", P .. "lid", ARGV[2])
+  lanes = {}
+  if id then lanes[1] = id end
+else
+  lanes = redis.call("ZRANGE", P .. "lanes", 0, 9999)
+end
+for _, lane in ipairs(lanes) do
+  if #members >= need then break end
+  for _, item in ipairs(lane_items(lane, need - #members)) do
+    if #members >= need then break end
+    members[#members + 1] = item[2]
+  end
+end
+local out = {0}
+if #members > offset + count then out[1] = 1 end
+for i = offset + 1, math.min(#members, offset + count) do
+  local id = string.sub(members[i], 14)
+  local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
+  if raw then
+    out[#out + 1] = id
+    out[#out + 1] = join(named(split(raw)))
+  end
+end
+return out
+
+--@ leased_page
+-- ARGV: now, offset, count.  Items claimed now (every worker's), by lease
+-- deadline: {total, id, item, deadline ms, worker, ...}.
+local offset, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {redis.call("ZCARD", P .. "leases")}
+local ids = redis.call("ZRANGE", P .. "leases", offset, offset + count - 1, "WITHSCORES")
+for i = 1, #ids, 2 do
+  local id = ids[i]
+  local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
+  if raw then
+    out[#out + 1] = id
+    out[#out + 1] = join(named(split(raw)))
+    out[#out + 1] = ids[i + 1]
+    out[#out + 1] = redis.call("HGET", P .. "owner", id) or ""
+  end
+end
+return out
+
+--@ reprioritize
+-- ARGV: now, id, priority.  A pending item gets a new priority (it keeps
+-- its arrival order among that priority's items).  1 done, 0 not pending
+-- (claimed or done), -1 unknown.
+local now = now_ms()
+local id = ARGV[2]
+local b = bucket(id)
+local raw = redis.call("HGET", P .. "i:" .. b, id)
+if not raw then
+  if redis.call("HEXISTS", P .. "d:" .. b, id) == 1 then return 0 end
+  return -1
+end
+if redis.call("ZSCORE", P .. "leases", id) then return 0 end
+local f = split(raw)
+local waiting = redis.call("ZSCORE", P .. "delayed", id)
+if not waiting then unqueue(f[2], f, id) end
+f[1] = ARGV[3]
+redis.call("HSET", P .. "i:" .. b, id, join(f))
+if not waiting then enqueue(id, f, now) end
+return 1
+
+--@ slots
+-- Shared limits for any queue, in any process (fetchq.shared.SharedLimits):
+-- one call a turn holds lanes, gives slots back, then asks for slots, with
+-- the same readings of the limits as a claim (global width by leases, GCRA
+-- rates, a lane's width, rate and hold).  A slot is a lease in P leases,
+-- member "\030LANE\031token" (LANE "" for a job without a lane), owned by
+-- the worker: it counts against the width with claimed items, is renewed
+-- by "renew", and comes back (promote) if its holder dies.
+-- ARGV: now, worker, lease ms, #holds, (lane name, ms)..., #releases,
+-- members..., #asks, (token, lane name or "")..., lane names to report.
+-- Returns {now ms, {width, rate, burst, lane_width, lane_rate, lane_burst,
+-- paused}, {member or "", wait ms (-1: until a slot frees), why}...,
+-- {lane name, own width, own rate, own burst, held ms}...}.
+local now = now_ms()
+local worker, lease_ms = ARGV[2], tonumber(ARGV[3])
+local c = cfg_all()
+local i = 4
+local nhold = tonumber(ARGV[i])
+for k = 1, nhold do
+  hold_until(lane_id(ARGV[i + 2 * k - 1]), now + tonumber(ARGV[i + 2 * k]))
+end
+i = i + 2 * nhold + 1
+local nrel = tonumber(ARGV[i])
+for k = 1, nrel do
+  local m = ARGV[i + k]
+  if redis.call("ZREM", P .. "leases", m) == 1 then
+    redis.call("HDEL", P .. "owner", m)
+    local lane = slot_lane(m)
+    if lane ~= "" then lane_release(lane, now) end
+  end
+end
+i = i + nrel + 1
+promote(now, c)
+local width, rate, burst = global_limits(c)
+local busy = redis.call("ZCARD", P .. "leases")
+local tat = num(redis.call("GET", P .. "tat"), 0)
+local took = false
+local gates = {}
+local answers = {}
+local names = {}
+local seen = {}
+local nask = tonumber(ARGV[i])
+for k = 1, nask do
+  local token, name = ARGV[i + 2 * k - 1], ARGV[i + 2 * k]
+  local lane, g = "", nil
+  if name ~= "" then
+    lane = lane_id(name)
+    g = gates[lane]
+    if not g then
+      g = lane_gate(lane, c, true)
+      gates[lane] = g
+    end
+    if not seen[name] then
+      seen[name] = true
+      names[#names + 1] = name
+    end
+  end
+  local timed, why, blocked = 0, "", nil
+  if c.paused == "1" then blocked = "paused" end
+  if g then
+    if g.h > now then timed, why = g.h - now, "held" end
+    if g.width and g.f >= g.width then blocked = blocked or "lane-width" end
+    if g.rate then
+      local w = gcra_wait(g.t, now, g.rate, g.burst)
+      if w > timed then timed, why = w, "lane-rate" end
+    end
+  end
+  if width and busy >= width then blocked = blocked or "width" end
+  if rate then
+    local w = gcra_wait(tat, now, rate, burst)
+    if w > timed then timed, why = w, "rate" end
+  end
+  if timed > 0 then
+    answers[#answers + 1] = ""
+    answers[#answers + 1] = math.ceil(timed)
+    answers[#answers + 1] = why
+  elseif blocked then
+    answers[#answers + 1] = ""
+    answers[#answers + 1] = -1
+    answers[#answers + 1] = blocked
+  else
+    local m = "\030" .. lane .. US .. token
+    redis.call("ZADD", P .. "leases", now + lease_ms, m)
+    redis.call("HSET", P .. "owner", m, worker)
+    busy = busy + 1
+    if g then
+      g.f = g.f + 1
+      redis.call("HINCRBY", P .. "lane:" .. lane, "f", 1)
+      if g.rate then
+        g.t = gcra_take(g.t, now, g.rate)
+        redis.call("HSET", P .. "lane:" .. lane, "t", g.t)
+      end
+    end
+    if rate then
+      tat = gcra_take(tat, now, rate)
+      took = true
+    end
+    answers[#answers + 1] = m
+    answers[#answers + 1] = 0
+    answers[#answers + 1] = ""
+  end
+end
+if took then redis.call("SET", P .. "tat", tat) end
+for k = i + 2 * nask + 1, #ARGV do
+  if not seen[ARGV[k]] then
+    seen[ARGV[k]] = true
+    names[#names + 1] = ARGV[k]
+  end
+end
+local lanes = {}
+for _, name in ipairs(names) do
+  local own = redis.call("HMGET", P .. "lcfg:" .. name, "width", "rate", "burst")
+  local id = redis.call("HGET", P .. "lid", name)
+  local held = 0
+  if id then held = num(redis.call("HGET", P .. "lane:" .. id, "h"), 0) end
+  lanes[#lanes + 1] = name
+  lanes[#lanes + 1] = own[1] or ""
+  lanes[#lanes + 1] = own[2] or ""
+  lanes[#lanes + 1] = own[3] or ""
+  lanes[#lanes + 1] = math.max(0, math.ceil(held - now))
+end
+local cfg = {}
+for _, field in ipairs({"width", "rate", "burst", "lane_width", "lane_rate",
+                        "lane_burst", "paused"}) do
+  cfg[#cfg + 1] = c[field] or ""
+end
+return {math.floor(now), cfg, answers, lanes}
+
+--@ set_limits
+-- ARGV: now, lease name, token, epoch, then (lane name or "", field,
+-- value)...: "" sets the run's cfg, a lane name that lane's own limits;
+-- value "" deletes the field.  Refused (FENCED) unless the named lease is
+-- held by TOKEN at EPOCH, so a deposed leader's writes never land.
+local key = P .. "lease:" .. ARGV[2]
+if redis.call("GET", key) ~= ARGV[3]
+    or redis.call("GET", key .. ":epoch") ~= ARGV[4] then
+  return redis.error_reply("FENCED the lease is held by another process")
+end
+for k = 5, #ARGV, 3 do
+  local target = CFG
+  if ARGV[k] ~= "" then target = P .. "lcfg:" .. ARGV[k] end
+  if ARGV[k + 2] == "" then
+    redis.call("HDEL", target, ARGV[k + 1])
+  else
+    redis.call("HSET", target, ARGV[k + 1], ARGV[k + 2])
+  end
+end
+return 1
+
+--@ signals
+-- ARGV: now, after (a stream id; "" = from the end), count.  The workers'
+-- signals for the controller's leader: {server now ms, last id, id,
+-- payload, ...} (the payload is field "r" of each entry).
+local t = redis.call("TIME")
+local server = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local key = P .. "signals"
+local out = {server, ""}
+if ARGV[2] == "" then
+  local last = redis.call("XREVRANGE", key, "+", "-", "COUNT", 1)
+  out[2] = last[1] and last[1][1] or "0-0"
+  return out
+end
+out[2] = ARGV[2]
+local entries = redis.call("XRANGE", key, "(" .. ARGV[2], "+", "COUNT", tonumber(ARGV[3]))
+for _, e in ipairs(entries) do
+  out[2] = e[1]
+  local fields = e[2]
+  for k = 1, #fields, 2 do
+    if fields[k] == "r" then
+      out[#out + 1] = e[1]
+      out[#out + 1] = fields[k + 1]
+    end
+  end
+end
+return out
+
+--@ quota
+-- An API endpoint's quota budget shared by every worker
+-- (fetchq.shared.quota.RedisBudget): the rules of
+-- fetchq.api.budget.LocalBudget on the server's clock.  P quota:ENDPOINT
+-- HASH l (limit), r (remaining, lowest in the window; none: unknown), z
+-- (reset ms), g ("1": z is default_retry_after's guess), p ("1": probing:
+-- the window is unknown until an answer speaks for it); P qf:ENDPOINT ZSET
+-- tickets in flight -> deadline (a dead worker's requests stop counting
+-- when their deadlines pass).
+-- ARGV: now, action, endpoint, margin ms, default ms, max ms, ticket, then
+--   take: lease ms -> {"go", 0} / {"wait", 0} (only an answer on its way
+--     can tell) / {"spent", ms}
+--   answer: status, limit, remaining, reset ms from now, throttle ms
+--     ("" where none) -> {ms to hold ahead, or -1}
+--   forget: -> {ms to hold ahead, or -1}
+-- Every reply ends with the budget as it stands: limit, remaining, reset
+-- ms from now, in flight ("" where unknown).
+local now = now_ms()
+local action, endpoint = ARGV[2], ARGV[3]
+local margin, default, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ticket = ARGV[7]
+local q = P .. "quota:" .. endpoint
+local fl = P .. "qf:" .. endpoint
+redis.call("ZREMRANGEBYSCORE", fl, "-inf", now)
+
+local function probing()
+  return redis.call("HGET", q, "p") ~= "0"
+end
+
+-- Past the reset (and margin): a new window, unknown until its first answer.
+local function roll()
+  local z = num(redis.call("HGET", q, "z"), nil)
+  if z and now >= z + margin then
+    redis.call("HDEL", q, "r", "z", "g")
+    redis.call("HSET", q, "p", "1")
+  end
+end
+
+local function wait_ms()
+  local z = num(redis.call("HGET", q, "z"), nil)
+  if not z then
+    z = now + default - margin
+    redis.call("HSET", q, "z", z, "g", "1")
+  end
+  return math.ceil(math.min(math.max(0, z + margin - now), cap))
+end
+
+local function spent()
+  local r = num(redis.call("HGET", q, "r"), nil)
+  return r ~= nil and r - redis.call("ZCARD", fl) <= 0
+end
+
+-- Whether an answer still to come decides if a request may go: the probe's,
+-- or those of requests in flight the server may not have counted yet.
+local function unsure()
+  local flight = redis.call("ZCARD", fl)
+  if flight == 0 then return false end
+  if probing() then return true end
+  local r = num(redis.call("HGET", q, "r"), nil)
+  return r ~= nil and r > 0 and r <= flight
+end
+
+-- Fold an announced quota in; false if it spoke of a window that is over.
+local function learn(limit, remaining, reset)
+  if limit then redis.call("HSET", q, "l", limit) end
+  if reset and reset + margin <= now then return false end
+  roll()
+  local r = num(redis.call("HGET", q, "r"), nil)
+  local old = num(redis.call("HGET", q, "z"), nil)
+  if r == nil or old == nil or reset == nil or redis.call("HGET", q, "g") == "1" then
+    redis.call("HSET", q, "r", remaining)
+    redis.call("HDEL", q, "g")
+    if reset then redis.call("HSET", q, "z", reset) else redis.call("HDEL", q, "z") end
+  elseif reset < old - 1000 then
+    return false -- a late answer from an earlier window
+  elseif reset > old + 1000 then
+    redis.call("HSET", q, "r", remaining, "z", reset)
+  else -- the same window: the lowest count is the latest
+    redis.call("HSET", q, "r", math.min(r, remaining), "z", math.max(old, reset))
+  end
+  return true
+end
+
+-- After an answer (or none): hold ahead until the reset once surely spent.
+local function gate()
+  if not unsure() and spent() then return {wait_ms()} end
+  return {-1}
+end
+
+local out
+if action == "take" then
+  roll()
+  if unsure() then
+    out = {"wait", 0}
+  elseif spent() then
+    out = {"spent", wait_ms()}
+  else
+    redis.call("ZADD", fl, now + tonumber(ARGV[8]), ticket)
+    out = {"go", 0}
+  end
+elseif action == "answer" then
+  redis.call("ZREM", fl, ticket)
+  local status = tonumber(ARGV[8])
+  local limit, remaining = num(ARGV[9], nil), num(ARGV[10], nil)
+  if remaining then
+    local reset = num(ARGV[11], nil)
+    if reset then reset = now + reset end
+    if learn(limit, remaining, reset) then redis.call("HSET", q, "p", "0") end
+  elseif (redis.call("HEXISTS", q, "l") == 0 and redis.call("HEXISTS", q, "r") == 0)
+      or (status >= 200 and status < 300) then
+    -- No quota announced: an endpoint that never announces one, or one
+    -- that announces it only when it refuses (an error page without the
+    -- headers says nothing of the window: the probe goes on).
+    redis.call("HSET", q, "p", "0")
+  end
+  local throttle = num(ARGV[12], nil)
+  if throttle then
+    redis.call("HSET", q, "r", 0, "z", now + throttle - margin)
+    redis.call("HDEL", q, "g")
+  end
+  out = gate()
+else
+  redis.call("ZREM", fl, ticket)
+  out = gate()
+end
+local state = redis.call("HMGET", q, "l", "r", "z")
+out[#out + 1] = state[1] or ""
+out[#out + 1] = state[2] or ""
+if state[3] then
+  out[#out + 1] = tostring(math.floor(tonumber(state[3]) - now))
+else
+  out[#out + 1] = ""
+end
+out[#out + 1] = redis.call("ZCARD", fl)
+return out

@@ -65,6 +65,7 @@ from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from fetchq._validate import check_priority
 from fetchq.secrets import Secret, reveal
 from fetchq.store._checks import (
     check_ack,
@@ -84,7 +85,7 @@ from fetchq.store.base import (
     StoreError,
 )
 
-__all__ = ["RedisStore", "bucket", "lane_name", "parse_url"]
+__all__ = ["ALL_LANES", "RedisStore", "bucket", "lane_name", "parse_url"]
 
 log = Logger()
 
@@ -93,6 +94,8 @@ _META = "\x1emeta"
 _FOREVER_MS = 2**52  # a lease or time that never comes
 _SCRIPTS: dict[str, str] | None = None
 _HOST = socket.gethostname().replace(" ", "_")
+ALL_LANES: Any = object()
+"""``pending_page(ALL_LANES, ...)``: the pending items of every lane."""
 
 _dumps = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":")
@@ -818,6 +821,19 @@ class RedisStore:
         d = self._eval("lease", ["", name, self.worker, max(1, _ms(seconds)), action])
         return d.addCallback(lambda held: int(held) == 1)
 
+    def script(self, name: str, args: Iterable[Any]) -> Deferred[Any]:
+        """Run the section ``name`` of ``redis.lua`` on this run's keys with
+        ``args`` (ARGV[1] is ``now``: "" for the server's clock).  For the
+        modules that share limits through the run (:mod:`fetchq.shared`)."""
+        self._check_open()
+        return self._eval(name, list(args))
+
+    def command(self, *args: Any) -> Deferred[Any]:
+        """Send one Redis command (keys under :attr:`prefix`)."""
+        self._check_open()
+        d: Deferred[Any] = self._client.execute_command(*args)
+        return d
+
     def hold_lane(
         self, key: str | None, seconds: float, now: float | None = None
     ) -> Deferred[float]:
@@ -828,6 +844,116 @@ class RedisStore:
         at = "" if self._server_time else str(_ms(now or 0.0))
         d = self._eval("hold", [at, lane_name(key), f"{seconds:.3f}"])
         return d.addCallback(lambda _: seconds)
+
+    # ------------------------------------------------------------------
+    # For an admin view and an operator's changes (beyond the contract)
+
+    def release_lane(self, key: str | None) -> Deferred[bool]:
+        """End lane ``key``'s hold early, for every worker.  Fires with
+        whether it was held."""
+        self._check_open()
+        d = self._eval("unhold", ["", lane_name(key)])
+        return d.addCallback(lambda n: int(n) == 1)
+
+    def lanes_page(
+        self, offset: int, count: int, sort: str = "backlog", most: int = 20_000
+    ) -> Deferred[dict[str, Any]]:
+        """A page of the lanes with work (pending, in flight or held), by
+        ``backlog``, ``name`` or ``held``; looks at ``most`` lanes at most.
+        Fires with ``{"total", "cut", "lanes": [{"key", "pending",
+        "in_flight", "held_until" (server seconds or None), "width",
+        "rate"}]}``."""
+        check_limit(offset, "offset")
+        check_limit(count)
+        self._check_open()
+        if sort not in ("backlog", "name", "held"):
+            raise ValueError(f"sort must be backlog, name or held, not {sort!r}")
+
+        def make(reply: list[Any]) -> dict[str, Any]:
+            lanes = []
+            for i in range(2, len(reply), 6):
+                name, pending, flight, held, width, rate = reply[i : i + 6]
+                lanes.append(
+                    {
+                        "key": _key_of(name),
+                        "pending": int(pending),
+                        "in_flight": int(flight),
+                        "held_until": int(held) / 1000.0 if int(held) else None,
+                        "width": None if width in ("", "none") else _priority(width),
+                        "rate": None if rate in ("", "none") else _priority(rate),
+                    }
+                )
+            return {"total": int(reply[0]), "cut": int(reply[1]) == 1, "lanes": lanes}
+
+        d = self._eval("lanes_page", ["", offset, count, sort, most])
+        return d.addCallback(make)
+
+    def pending_page(
+        self, key: str | Any | None, offset: int, count: int
+    ) -> Deferred[tuple[list[Claimed], bool]]:
+        """Pending items ready to claim, in claim order: of lane ``key``, or
+        of every lane (lane by lane) if ``key`` is :data:`ALL_LANES`.  Fires
+        with ``(items, more)``; ``offset`` is at most 10,000."""
+        check_limit(offset, "offset")
+        check_limit(count)
+        self._check_open()
+        if offset > 10_000:
+            raise ValueError("offset must be at most 10000 (list a lane instead)")
+        lane = "" if key is ALL_LANES else lane_name(key)
+
+        def make(reply: list[Any]) -> tuple[list[Claimed], bool]:
+            items = [_claimed(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
+            return items, int(reply[0]) == 1
+
+        return self._eval("pending_page", ["", lane, offset, count]).addCallback(make)
+
+    def leased_page(
+        self, offset: int, count: int
+    ) -> Deferred[tuple[int, list[tuple[Claimed, float, str]]]]:
+        """Items claimed now by any worker, by lease deadline: fires with
+        ``(total, [(item, deadline in server seconds, worker), ...])``."""
+        check_limit(offset, "offset")
+        check_limit(count)
+        self._check_open()
+
+        def make(reply: list[Any]) -> tuple[int, list[tuple[Claimed, float, str]]]:
+            rows = [
+                (
+                    _claimed(reply[i], reply[i + 1]),
+                    int(reply[i + 2]) / 1000.0,
+                    reply[i + 3],
+                )
+                for i in range(1, len(reply), 4)
+            ]
+            return int(reply[0]), rows
+
+        return self._eval("leased_page", ["", offset, count]).addCallback(make)
+
+    def reprioritize(self, item_id: str, priority: int | float) -> Deferred[bool]:
+        """Give a pending item a new priority (it keeps its arrival order
+        among that priority's items).  Fires with False if it is claimed or
+        done.
+
+        Raises (through the Deferred):
+            KeyError: no such item.
+        """
+        check_id(item_id)
+        check_priority(priority)
+        self._check_open()
+
+        def make(code: Any) -> bool:
+            if int(code) < 0:
+                raise KeyError(item_id)
+            return int(code) == 1
+
+        d = self._eval("reprioritize", ["", item_id, _priority_text(priority)])
+        return d.addCallback(make)
+
+    def server_time(self) -> Deferred[float]:
+        """The Redis server's clock (seconds), which holds are kept on."""
+        self._check_open()
+        d: Deferred[Any] = self._client.execute_command("TIME")
+        return d.addCallback(lambda t: int(t[0]) + int(t[1]) / 1e6)
 
 
 def _connect_error(error: BaseException) -> str:

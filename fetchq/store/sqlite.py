@@ -46,6 +46,7 @@ import sqlite3
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Literal
 
+from fetchq._validate import check_priority
 from fetchq.store._checks import (
     check_ack,
     check_claim,
@@ -170,6 +171,7 @@ _ACK = (
     "UPDATE items SET state = 3, outcome = ?, record = ?, record_seq = ?, "
     "done_at = ?, not_before = NULL, lease_until = NULL WHERE seq = ?"
 )
+_AMEND = "UPDATE items SET record = ? WHERE seq = ? AND state = 3"
 _REQUEUE = (
     "UPDATE items SET state = ?, not_before = ?, lease_until = NULL WHERE seq = ?"
 )
@@ -626,6 +628,25 @@ class SQLiteStore:
         self._wrote(1, now)
         return True
 
+    def amend(self, item_id: str, record: JSONRecord, now: float) -> bool:
+        """Replace a done item's record, keeping its outcome and its place
+        in ack order (beyond the :class:`~fetchq.store.base.Store` contract:
+        ``fetchq sms status`` adds each message's delivery to its record).
+        Returns False, changing nothing, if the item is not done.
+
+        Raises:
+            KeyError: for an unknown id.
+            TypeError: for a record that is not a dict, a list or None.
+        """
+        check_ack("amended", record, now)  # the record's and time's checks
+        seq, state = self._find(item_id)
+        if state != _DONE:
+            return False
+        text = None if record is None else _dumps(record)
+        self._begin().execute(_AMEND, (text, seq))
+        self._wrote(1, now)
+        return True
+
     def requeue(self, item_id: str, not_before: float | None, now: float) -> bool:
         """Back to pending, available from ``not_before``; False if done (see
         :meth:`fetchq.store.base.Store.requeue`)."""
@@ -750,6 +771,72 @@ class SQLiteStore:
         """Commit every operation so far: they survive a crash from now on."""
         self._check_open()
         self._commit()
+
+    # ------------------------------------------------------------------
+    # For an admin view (beyond the Store contract)
+
+    def pending_items(
+        self,
+        limit: int,
+        after: tuple[Any, int] | None = None,
+        key: str | None = None,
+    ) -> list[tuple[tuple[Any, int], Item]]:
+        """A page of the items ready to claim, in claim order (priority,
+        then arrival), of every lane or of lane ``key``: ``(position,
+        item)`` pairs, a position being ``(priority, seq)``; pass the last
+        one as ``after`` for the next page.  One index range scan a page."""
+        check_limit(limit)
+        self._check_open()
+        where = "state = 0"
+        args: list[Any] = []
+        if key is not None:
+            where += " AND key = ?"
+            args.append(key)
+        if after is not None:
+            where += " AND (priority, seq) > (?, ?)"
+            args += [after[0], after[1]]
+        rows = self._conn.execute(
+            "SELECT seq, id, arg, priority, key, attempts, not_before FROM items "
+            f"WHERE {where} ORDER BY priority, seq LIMIT ?",
+            (*args, limit),
+        )
+        return [
+            (
+                (priority, seq),
+                Item(
+                    id=item_id,
+                    arg=_loads(arg),
+                    priority=priority,
+                    key=lane,
+                    state=ItemState.PENDING,
+                    attempts=attempts,
+                    not_before=not_before,
+                    lease_until=None,
+                    outcome=None,
+                    record=None,
+                    record_seq=None,
+                    done_at=None,
+                ),
+            )
+            for seq, item_id, arg, priority, lane, attempts, not_before in rows
+        ]
+
+    def reprioritize(self, item_id: str, priority: int | float) -> bool:
+        """Give a pending item a new priority (it keeps its place among the
+        items of that priority by arrival).  False if it is not pending.
+
+        Raises:
+            KeyError: no such item.
+        """
+        check_priority(priority)
+        seq, state = self._find(item_id)
+        if state not in (_READY, _DELAYED):
+            return False
+        self._begin().execute(
+            "UPDATE items SET priority = ? WHERE seq = ?", (priority, seq)
+        )
+        self._wrote(1, None)
+        return True
 
     def close(self) -> None:
         """Commit, then close the file (and let go of its lock).  Closing

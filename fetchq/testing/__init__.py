@@ -12,8 +12,11 @@ a loopback port for integration tests and for a person to point a recipe at.
   per-endpoint quota windows, ``x-rate-limit-*`` headers on every answer,
   X's 429 body and ``next_token`` pagination; :func:`serve_api` puts it on a
   port (``python -m fetchq.testing.api --port 8098``).
+- :mod:`fetchq.testing.github`: :class:`FakeGitHub`, GitHub's REST API for
+  repository issues, with ``Link`` pagination, ``x-ratelimit-*`` headers and
+  secondary limits (403/429 with Retry-After); :func:`serve_github`.
 
-``fetchq fake sms|api --port N`` serves either from the command line.
+``fetchq fake sms|api|github --port N`` serves each from the command line.
 
 :func:`run_until_idle` and :func:`advance_and_flush` drive a ``task.Clock``
 and a ``StubTreq`` together: answers written after a clock advance reach the
@@ -32,9 +35,13 @@ if TYPE_CHECKING:
     from fetchq.testing.api import FakeXAPI, ServedAPI
     from fetchq.testing.api import serve as serve_api
     from fetchq.testing.clock import advance_and_flush, run_until_idle
+    from fetchq.testing.github import FakeGitHub
+    from fetchq.testing.github import serve as serve_github
     from fetchq.testing.served import Served
     from fetchq.testing.sms import (
         DEFAULT_ACCOUNT_SID,
+        DEFAULT_API_KEY,
+        DEFAULT_API_SECRET,
         DEFAULT_AUTH_TOKEN,
         FakeMessage,
         FakeSMSProvider,
@@ -43,7 +50,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ACCOUNT_SID",
+    "DEFAULT_API_KEY",
+    "DEFAULT_API_SECRET",
     "DEFAULT_AUTH_TOKEN",
+    "FakeGitHub",
     "FakeMessage",
     "FakeSMSProvider",
     "FakeXAPI",
@@ -52,6 +62,7 @@ __all__ = [
     "advance_and_flush",
     "run_until_idle",
     "serve_api",
+    "serve_github",
     "serve_sms",
 ]
 
@@ -59,6 +70,8 @@ __all__ = [
 _HOMES = {
     "DEFAULT_ACCOUNT_SID": ("fetchq.testing.sms", "DEFAULT_ACCOUNT_SID"),
     "DEFAULT_AUTH_TOKEN": ("fetchq.testing.sms", "DEFAULT_AUTH_TOKEN"),
+    "DEFAULT_API_KEY": ("fetchq.testing.sms", "DEFAULT_API_KEY"),
+    "DEFAULT_API_SECRET": ("fetchq.testing.sms", "DEFAULT_API_SECRET"),
     "FakeMessage": ("fetchq.testing.sms", "FakeMessage"),
     "FakeSMSProvider": ("fetchq.testing.sms", "FakeSMSProvider"),
     "serve_sms": ("fetchq.testing.sms", "serve"),
@@ -66,6 +79,8 @@ _HOMES = {
     "ServedAPI": ("fetchq.testing.api", "ServedAPI"),
     "Served": ("fetchq.testing.served", "Served"),
     "serve_api": ("fetchq.testing.api", "serve"),
+    "FakeGitHub": ("fetchq.testing.github", "FakeGitHub"),
+    "serve_github": ("fetchq.testing.github", "serve"),
     "advance_and_flush": ("fetchq.testing.clock", "advance_and_flush"),
     "run_until_idle": ("fetchq.testing.clock", "run_until_idle"),
 }

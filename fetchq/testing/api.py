@@ -13,15 +13,19 @@ recipe against, :func:`serve` puts it on a loopback port::
     page = successResultOf(d)
 
 **Answers arrive late.**  Each answer is written ``latency`` seconds after
-the request (``clock.callLater``, the resource returns ``NOT_DONE_YET``), and
+the request (``clock.callLater``, the resource returns ``NOT_DONE_YET``),
+plus up to ``jitter`` seconds more, drawn from a generator seeded with
+``seed``: answers then overtake each other, the same way on every run.
 StubTreq moves bytes only when flushed: a test must call ``stub.flush()``
 after every clock advance.  :func:`run_until_idle` does both, one scheduled
 call at a time, until nothing is left to happen.
 
 **Quotas, X style.**  Each endpoint (path template) has ``(limit,
-window_seconds)``.  Its window starts with the first request after the
-previous window ended (X's "15-minute window"), or, with ``aligned=True``,
-at the multiples of the window on the clock.  Every authenticated answer of
+window_seconds)``, counted in fixed windows (not a sliding log or a bucket):
+a window's count starts at 0 and only grows until the window ends, then
+starts again.  A window starts with the first request after the previous
+window ended (X's "15-minute window"), or, with ``aligned=True``, at the
+multiples of the window on the clock.  Every authenticated answer of
 an endpoint carries ``x-rate-limit-limit``, ``x-rate-limit-remaining`` (after
 counting this request) and ``x-rate-limit-reset`` (epoch seconds, rounded
 up, so it is never before the real reset).  Request ``limit + 1`` of a window
@@ -56,6 +60,7 @@ import base64
 import binascii
 import json
 import math
+import random
 from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -185,6 +190,9 @@ class FakeXAPI(Resource):
         quotas: ``{path template: (limit, window seconds)}``, overriding
             :data:`DEFAULT_QUOTAS`.
         latency: seconds before each answer is written (0: at once).
+        jitter: up to this many seconds more for each answer, uniformly
+            drawn (0: none), so answers come out of order.
+        seed: seeds the jitter's generator.
         pages: pages in every timeline and search result.
         items_per_page: tweets per page unless ``max_results`` is given.
         token: the bearer token it accepts.
@@ -208,6 +216,8 @@ class FakeXAPI(Resource):
         quotas: Mapping[str, tuple[int, float]] | None = None,
         *,
         latency: float = 0.02,
+        jitter: float = 0.0,
+        seed: int = 0,
         pages: int = 3,
         items_per_page: int = 10,
         token: str = "test-token",
@@ -222,6 +232,8 @@ class FakeXAPI(Resource):
             )
         if not latency >= 0:
             raise ValueError(f"latency must be >= 0, not {latency!r}")
+        if not jitter >= 0:
+            raise ValueError(f"jitter must be >= 0, not {jitter!r}")
         self.clock = clock
         self.quotas = dict(DEFAULT_QUOTAS)
         for endpoint, (limit, window) in (quotas or {}).items():
@@ -231,6 +243,8 @@ class FakeXAPI(Resource):
                 raise ValueError(f"bad quota for {endpoint}: {(limit, window)!r}")
             self.quotas[endpoint] = (limit, float(window))
         self.latency = latency
+        self.jitter = jitter
+        self._random = random.Random(seed)
         self.pages = pages
         self.items_per_page = items_per_page
         self.token = token
@@ -300,9 +314,12 @@ class FakeXAPI(Resource):
         self.statuses[answer.status] += 1
         if answer.status == 429 and endpoint is not None:
             self.throttled[endpoint] += 1
-        if not self.latency:
+        delay = self.latency
+        if self.jitter:
+            delay += self._random.uniform(0.0, self.jitter)
+        if not delay:
             return self._write(request, answer)
-        call = self.clock.callLater(self.latency, self._finish, request, answer)
+        call = self.clock.callLater(delay, self._finish, request, answer)
         request.notifyFinish().addErrback(
             lambda _: call.cancel() if call.active() else None
         )
@@ -522,6 +539,7 @@ def main(argv: list[str] | None = None, reactor: Any = None) -> None:
     parser.add_argument("--interface", default="127.0.0.1")
     parser.add_argument("--token", default="test-token")
     parser.add_argument("--latency", type=float, default=0.02)
+    parser.add_argument("--jitter", type=float, default=0.0)
     options = parser.parse_args(argv)
     if reactor is None:
         from twisted.internet import reactor as default
@@ -533,6 +551,7 @@ def main(argv: list[str] | None = None, reactor: Any = None) -> None:
         interface=options.interface,
         token=options.token,
         latency=options.latency,
+        jitter=options.jitter,
     )
     print(f"fake X API on {served.url}", flush=True)
     print(f"  API_TOKEN={served.fake.token}", flush=True)

@@ -12,12 +12,23 @@ Messages API the way Twilio does, in JSON:
   more than ``concurrency`` requests are in flight.
 - ``GET .../Messages.json?To=&From=&PageSize=&Page=``: the account's messages,
   newest first, paged with ``next_page_uri``.
-- ``GET .../Messages/{sid}.json``: one message.
+- ``GET .../Messages/{sid}.json``: one message, with its status as of now.
+
+**Credentials** as Twilio takes them, HTTP Basic either way: the account SID
+and its auth token, or an API key SID (``SK...``) and its secret
+(``api_keys``), while the URL names the account in both cases.
 
 Like the real API it *accepts* a message at once and *sends* it later: each
 sender (``From``, or the messaging service) sends ``per_from_rate`` messages
 per second, so every accepted :class:`FakeMessage` records ``created_at`` and
-the ``sent_at`` its sender's queue gives it.  A message is committed when the
+the ``sent_at`` its sender's queue gives it.  Its status then moves as
+Twilio documents it: ``accepted`` (a messaging service's message) or
+``queued`` until ``sent_at``, ``sending`` for ``sending_time``, then ``sent``
+(with ``date_sent``), and ``receipt_delay`` later the carrier's receipt makes
+it ``delivered``; ``outcomes`` makes a number's messages ``undelivered`` or
+``failed`` (with an ``error_code`` and ``error_message``, such as 30003
+"Unreachable destination handset"; ``failed`` straight from ``sending``), or
+stay ``sent`` (a carrier that sends no receipts).  A message is committed when the
 request arrives and answered ``latency`` seconds later, so a client that
 gives up in between has sent it without knowing, the case a resend check is
 for.  :meth:`FakeSMSProvider.fail_next` scripts faults (5xx, 20429, with or
@@ -54,7 +65,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, TypeAlias
 from urllib.parse import urlencode
 
@@ -62,12 +73,16 @@ import attrs
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from fetchq.sms.numbers import NumberRules, check_e164
 from fetchq.testing.clock import advance_and_flush, run_until_idle
 from fetchq.testing.served import Served, serve_resource
 
 __all__ = [
     "DEFAULT_ACCOUNT_SID",
+    "DEFAULT_API_KEY",
+    "DEFAULT_API_SECRET",
     "DEFAULT_AUTH_TOKEN",
+    "ERROR_MESSAGES",
     "FakeMessage",
     "FakeSMSProvider",
     "advance_and_flush",
@@ -80,6 +95,26 @@ DEFAULT_ACCOUNT_SID = "AC" + "f" * 32
 
 DEFAULT_AUTH_TOKEN = "fake-auth-token"
 """The fake's auth token unless told otherwise."""
+
+DEFAULT_API_KEY = "SK" + "e" * 32
+"""The API key SID the fake accepts unless told otherwise."""
+
+DEFAULT_API_SECRET = "fake-api-secret"
+"""That API key's secret."""
+
+ERROR_MESSAGES: dict[int, str] = {
+    30001: "Queue overflow",
+    30002: "Account suspended",
+    30003: "Unreachable destination handset",
+    30004: "Message blocked",
+    30005: "Unknown destination handset",
+    30006: "Landline or unreachable carrier",
+    30007: "Message filtered",
+    30008: "Unknown error",
+}
+"""Twilio's delivery error codes (30001-30008) and their messages."""
+
+FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed"})
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _MESSAGES = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages\.json")
@@ -128,6 +163,11 @@ class FakeMessage:
         status_callback: the ``StatusCallback`` given, or None.
         created_at: clock time the provider accepted it.
         sent_at: clock time its sender's queue sends it (>= created_at).
+        sending_time: seconds it is ``sending`` from ``sent_at``.
+        receipt_delay: seconds from ``sent`` to its final status.
+        outcome: its final status (``delivered``, ``undelivered``,
+            ``failed``, or ``sent``: no receipt ever comes).
+        error_code: the error code of an undelivered or failed message.
     """
 
     sid: str
@@ -138,32 +178,63 @@ class FakeMessage:
     status_callback: str | None
     created_at: float
     sent_at: float
+    sending_time: float = 0.5
+    receipt_delay: float = 2.0
+    outcome: str = "delivered"
+    error_code: int | None = None
 
     @property
     def sender(self) -> str:
         """The queue it waits in: its From, or its messaging service."""
         return self.from_ or self.messaging_service_sid or ""
 
+    @property
+    def left_at(self) -> float:
+        """When it is ``sent`` (or ``failed``): after ``sending_time``."""
+        return self.sent_at + self.sending_time
+
+    @property
+    def final_at(self) -> float:
+        """When its final status comes (``failed``: as it leaves)."""
+        if self.outcome == "failed":
+            return self.left_at
+        return self.left_at + self.receipt_delay
+
     def status_at(self, now: float) -> str:
-        """``queued`` (``accepted`` for a messaging service) until sent, then
-        ``sent``."""
-        if now >= self.sent_at:
+        """``queued`` (``accepted`` for a messaging service) until its
+        sender's queue reaches it, ``sending``, ``sent``, then its final
+        status."""
+        if now < self.sent_at:
+            return "queued" if self.from_ is not None else "accepted"
+        if now < self.left_at:
+            return "sending"
+        if now < self.final_at or self.outcome == "sent":
             return "sent"
-        return "queued" if self.from_ is not None else "accepted"
+        return self.outcome
+
+    def updated_at(self, now: float) -> float:
+        """When its status last changed, as of ``now``."""
+        for when in (self.final_at, self.left_at, self.sent_at):
+            if now >= when and (when != self.final_at or self.outcome != "sent"):
+                return when
+        return self.created_at
 
     def to_json(self, account_sid: str, now: float) -> dict[str, Any]:
         """The message as the API shows it at ``now``."""
-        sent = now >= self.sent_at
+        status = self.status_at(now)
+        sent = now >= self.left_at and status != "failed"
+        final = status in FINAL_STATUSES and status != "delivered"
+        code = self.error_code if final else None
         return {
             "account_sid": account_sid,
             "api_version": "2010-04-01",
             "body": self.body,
             "date_created": _rfc2822(self.created_at),
-            "date_sent": _rfc2822(self.sent_at) if sent else None,
-            "date_updated": _rfc2822(self.sent_at if sent else self.created_at),
+            "date_sent": _rfc2822(self.left_at) if sent else None,
+            "date_updated": _rfc2822(self.updated_at(now)),
             "direction": "outbound-api",
-            "error_code": None,
-            "error_message": None,
+            "error_code": code,
+            "error_message": None if code is None else ERROR_MESSAGES.get(code),
             "from": self.from_,
             "messaging_service_sid": self.messaging_service_sid,
             "num_media": "0",
@@ -171,7 +242,7 @@ class FakeMessage:
             "price": None,
             "price_unit": "USD",
             "sid": self.sid,
-            "status": self.status_at(now),
+            "status": status,
             "to": self.to,
             "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{self.sid}.json",
         }
@@ -220,6 +291,14 @@ class FakeSMSProvider(Resource):
             to take any.
         max_body: the longest body (UTF-16 code units); longer gets 21617.
         list_lag: seconds before an accepted message shows in the list.
+        api_keys: ``{API key SID: secret}`` that authenticate for the
+            account besides its auth token (default: :data:`DEFAULT_API_KEY`
+            with :data:`DEFAULT_API_SECRET`; ``{}``: none).
+        sending_time: seconds a message is ``sending``.
+        receipt_delay: seconds from ``sent`` to the carrier's receipt.
+        outcomes: ``{number: (status, error code)}`` for messages to that
+            number: ``("undelivered", 30003)``, ``("failed", 30008)``, or
+            ``("sent", None)`` for no receipt; others are ``delivered``.
 
     Attributes:
         messages: every accepted :class:`FakeMessage`, in order.
@@ -247,6 +326,10 @@ class FakeSMSProvider(Resource):
         senders: Iterable[str] | None = None,
         max_body: int = 1600,
         list_lag: float = 0.0,
+        api_keys: Mapping[str, str] | None = None,
+        sending_time: float = 0.5,
+        receipt_delay: float = 2.0,
+        outcomes: Mapping[str, tuple[str, int | None]] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if not latency >= 0 or not list_lag >= 0:
@@ -261,6 +344,17 @@ class FakeSMSProvider(Resource):
         self.per_from_rate = per_from_rate
         self.max_body = max_body
         self.list_lag = list_lag
+        self.api_keys = dict(
+            {DEFAULT_API_KEY: DEFAULT_API_SECRET} if api_keys is None else api_keys
+        )
+        if not sending_time >= 0 or not receipt_delay >= 0:
+            raise ValueError("sending_time and receipt_delay must be >= 0")
+        self.sending_time = sending_time
+        self.receipt_delay = receipt_delay
+        self.outcomes = dict(outcomes or {})
+        for number, (status, _) in self.outcomes.items():
+            if status not in ("delivered", "undelivered", "failed", "sent"):
+                raise ValueError(f"bad outcome {status!r} for {number}")
         self._invalid = _predicate(invalid)
         self._not_mobile = _predicate(not_mobile)
         self._senders = None if senders is None else frozenset(senders)
@@ -271,7 +365,7 @@ class FakeSMSProvider(Resource):
         self.in_flight = 0
         self.max_in_flight = 0
         self.abandoned = 0
-        self._faults: list[_Fault] = []
+        self._faults: dict[str, list[_Fault]] = {"POST": [], "GET": []}
         self._next_free: dict[str, float] = {}
         self._by_sid: dict[str, FakeMessage] = {}
 
@@ -292,9 +386,11 @@ class FakeSMSProvider(Resource):
         retry_after: float | str | None = None,
         count: int = 1,
         accept: bool = False,
+        method: str = "POST",
     ) -> None:
-        """Answer the next ``count`` message POSTs (that pass auth and the
-        concurrency cap) with ``status`` and a Twilio error body.
+        """Answer the next ``count`` message POSTs (or, with ``method="GET"``,
+        reads of one message) that pass auth and the concurrency cap with
+        ``status`` and a Twilio error body.
 
         Args:
             status: the HTTP status (500, 503, 429...).
@@ -304,7 +400,10 @@ class FakeSMSProvider(Resource):
             count: how many POSTs this applies to.
             accept: accept (commit) the message all the same, as a provider
                 that fails after committing does.
+            method: ``"POST"`` (sending) or ``"GET"`` (``Messages/{sid}``).
         """
+        if method not in self._faults:
+            raise ValueError(f"method must be POST or GET, not {method!r}")
         fault = _Fault(
             status,
             code,
@@ -312,7 +411,7 @@ class FakeSMSProvider(Resource):
             None if retry_after is None else str(retry_after),
             accept,
         )
-        self._faults.extend([fault] * count)
+        self._faults[method].extend([fault] * count)
 
     def duplicates(self) -> list[tuple[FakeMessage, ...]]:
         """Groups of accepted messages with the same To, sender and body
@@ -351,12 +450,12 @@ class FakeSMSProvider(Resource):
         return self._answer_later(request, self._route(method, request))
 
     def _authorized(self, request: Any) -> bool:
-        user: bytes = request.getUser()
-        password: bytes = request.getPassword()
-        return (
-            user.decode("utf-8", "replace") == self.account_sid
-            and password.decode("utf-8", "replace") == self.auth_token
-        )
+        user = request.getUser().decode("utf-8", "replace")
+        password = request.getPassword().decode("utf-8", "replace")
+        if user == self.account_sid:
+            return bool(password == self.auth_token)
+        secret = self.api_keys.get(user)
+        return secret is not None and password == secret
 
     def _route(self, method: str, request: Any) -> _Answer:
         path = request.path.decode("utf-8", "replace")
@@ -374,6 +473,8 @@ class FakeSMSProvider(Resource):
         if listing and method == "GET":
             return self._list(request)
         if single and method == "GET":
+            if self._faults["GET"]:
+                return self._fault(self._faults["GET"].pop(0), None)
             message = self._by_sid.get(single.group(2))
             if message is None or not self._listed(message):
                 return (
@@ -386,18 +487,8 @@ class FakeSMSProvider(Resource):
 
     def _create(self, request: Any) -> _Answer:
         args = _form(request)
-        if self._faults:
-            fault = self._faults.pop(0)
-            if fault.accept:
-                self._accept(args)
-            headers = (
-                {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
-            )
-            return (
-                fault.status,
-                _error(fault.status, fault.code, fault.message),
-                headers,
-            )
+        if self._faults["POST"]:
+            return self._fault(self._faults["POST"].pop(0), args)
         to = args.get("To", "")
         from_ = args.get("From") or None
         service = args.get("MessagingServiceSid") or None
@@ -434,7 +525,7 @@ class FakeSMSProvider(Resource):
                 ),
                 {},
             )
-        if not _E164.fullmatch(to) or self._invalid(to):
+        if not _E164.fullmatch(to) or self._invalid(to) or not _dialable(to):
             return (
                 400,
                 _error(
@@ -453,6 +544,13 @@ class FakeSMSProvider(Resource):
         doc.update(status=message.status_at(-math.inf), date_sent=None)
         return 201, doc, {}
 
+    def _fault(self, fault: _Fault, args: dict[str, str] | None) -> _Answer:
+        if fault.accept and args is not None:
+            self._accept(args)
+        after = fault.retry_after
+        headers = {} if after is None else {"Retry-After": after}
+        return fault.status, _error(fault.status, fault.code, fault.message), headers
+
     def _accept(self, args: dict[str, str]) -> FakeMessage:
         now = self.clock.seconds()
         from_ = args.get("From") or None
@@ -460,6 +558,8 @@ class FakeSMSProvider(Resource):
         sender = from_ or service or ""
         sent_at = max(now, self._next_free.get(sender, now))
         self._next_free[sender] = sent_at + 1.0 / self.per_from_rate
+        to = args.get("To", "")
+        outcome, code = self.outcomes.get(to, ("delivered", None))
         message = FakeMessage(
             sid=f"SM{len(self.messages) + 1:032x}",
             to=args.get("To", ""),
@@ -469,6 +569,10 @@ class FakeSMSProvider(Resource):
             status_callback=args.get("StatusCallback") or None,
             created_at=now,
             sent_at=sent_at,
+            sending_time=self.sending_time,
+            receipt_delay=self.receipt_delay,
+            outcome=outcome,
+            error_code=code,
         )
         self.messages.append(message)
         self._by_sid[message.sid] = message
@@ -553,6 +657,16 @@ class FakeSMSProvider(Resource):
         return NOT_DONE_YET
 
 
+def _dialable(number: str) -> bool:
+    """Whether an E.164 number has a country code in use and, for +1, a
+    plan's area code and exchange (as Twilio answers 21211 otherwise)."""
+    try:
+        check_e164(number, "To", NumberRules(library=False))
+    except ValueError:
+        return False
+    return True
+
+
 def _form(request: Any) -> dict[str, str]:
     """The request's query or form fields, first value of each, as text."""
     out: dict[str, str] = {}
@@ -619,6 +733,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"fake SMS provider on {served.url}")
     print(f"  TWILIO_ACCOUNT_SID={options.account_sid}")
     print(f"  TWILIO_AUTH_TOKEN={options.auth_token}")
+    print(f"  or TWILIO_API_KEY={DEFAULT_API_KEY}")
+    print(f"     TWILIO_API_SECRET={DEFAULT_API_SECRET}")
     reactor.run()
 
 

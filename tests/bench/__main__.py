@@ -14,6 +14,8 @@ for module in (
     "tests.bench.bench_lanes",
     "tests.bench.bench_fetch",
     "tests.bench.bench_redis",
+    "tests.bench.bench_adaptive_run",
+    "tests.bench.bench_shared",
 ):
     print(f"## {module}\n", flush=True)
     subprocess.run([sys.executable, "-m", module, *sys.argv[1:]], check=True)

@@ -30,8 +30,14 @@
    once for one host.  Target: 200/s +- 5% over 20 s; never more than 4 at
    once per host.
 
-Run: ``.venv/bin/python -m tests.bench.bench_redis`` (about 3 minutes on 2
-cores; ``--quick`` for one round of each).
+5. **kill -9.**  The same run (3 workers, 200/s, 4,000 URLs) with one
+   worker killed with SIGKILL after about 5 s; the other two finish.  Counted:
+   records in the output (each row exactly once), rows done before the kill
+   (``fetchq output`` just before it) that the site saw again (target:
+   none), and paths the site saw twice (the rows the dead worker held).
+
+Run: ``.venv/bin/python -m tests.bench.bench_redis`` (about 4 minutes on 2
+cores; ``--quick`` for one round of each; ``--only PART``).
 """
 
 from __future__ import annotations
@@ -407,6 +413,109 @@ def rate(urls: int) -> list[list[str]]:
     ]
 
 
+# -- 5. kill -9 one of three workers --------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _site_stats(port: int) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats") as answer:
+        return json.load(answer)
+
+
+def kill(urls: int, after: float = 5.0) -> list[list[str]]:
+    """``fetchq run --workers 3`` at 200/s; SIGKILL one worker after
+    ``after`` seconds of requests; the run must still end 0 with one record
+    per row and no row done before the kill fetched again."""
+    import signal
+
+    from tests.redis_server import RedisServer
+
+    redis = RedisServer("--appendonly", "yes", "--appendfsync", "everysec")
+    site = subprocess.Popen(
+        [sys.executable, "-m", "tests.counting_site", "--hosts=3", "--latency=0.01"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert site.stdout is not None
+        port = int(site.stdout.readline().split()[1])
+        folder = Path(tempfile.mkdtemp(prefix="fetchq-bench-kill-"))
+        lines = [f"http://127.0.0.{n % 3 + 1}:{port}/page/{n}\n" for n in range(urls)]
+        (folder / "urls.txt").write_text("".join(lines))
+        (folder / "r.yaml").write_text(
+            RATE_RECIPE.format(url=redis.url).replace("run: rate", "run: kill")
+        )
+        parent = subprocess.Popen(
+            [sys.executable, "-m", "fetchq", "run", "r.yaml", "--workers", "3"],
+            cwd=folder,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while not _site_stats(port)["times"]:
+            if time.monotonic() > deadline or parent.poll() is not None:
+                raise SystemExit("the kill run never started fetching")
+            time.sleep(0.05)
+        time.sleep(after)
+        snap = subprocess.run(
+            [sys.executable, "-m", "fetchq", "output", "r.yaml"],
+            cwd=folder,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if snap.returncode != 0:
+            raise SystemExit(f"fetchq output failed: {snap.stderr[-2000:]}")
+        before = {
+            json.loads(line)["url"].split(f":{port}", 1)[1]
+            for line in (folder / "out" / "result.jsonl").read_text().splitlines()
+        }
+        workers = _children(parent.pid)
+        if len(workers) != 3:
+            raise SystemExit(f"expected 3 workers, found {workers}")
+        os.kill(workers[1], signal.SIGKILL)
+        killed_at = len(_site_stats(port)["times"])
+        _, err = parent.communicate(timeout=900)
+        if parent.returncode != 0:
+            raise SystemExit(f"the kill run ended {parent.returncode}: {err[-2000:]}")
+        stats = _site_stats(port)
+    finally:
+        site.terminate()
+        site.wait()
+        redis.stop()
+    records = [
+        json.loads(line)
+        for line in (folder / "out" / "result.jsonl").read_text().splitlines()
+    ]
+    ids = [r["url"].split(f":{port}", 1)[1] for r in records]
+    wanted = {f"/page/{n}" for n in range(urls)}
+    requests = stats["requests"]
+    again = sorted(p for p in before if requests.get(p, 0) > 1)
+    twice = sorted(p for p, n in requests.items() if p.startswith("/page/") and n > 1)
+    return [
+        [
+            f"{urls:,}",
+            f"{len(before):,} / {killed_at:,}",
+            f"{len(records):,} ({len(set(ids)):,} rows; "
+            f"{len(wanted - set(ids))} missing)",
+            str(len(again)),
+            str(len(twice)),
+            ", ".join(sorted({str(r.get("outcome")) for r in records})),
+        ]
+    ]
+
+
 # -- 4. memory ---------------------------------------------------------------
 
 
@@ -507,7 +616,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one round of each")
     parser.add_argument(
         "--only",
-        choices=("clients", "runs", "rate", "memory"),
+        choices=("clients", "runs", "rate", "memory", "kill"),
         default=None,
         help="one part",
     )
@@ -562,6 +671,23 @@ def main() -> None:
             table(
                 "3 workers, queue.rate 200/s, per_host.width 4, 3 hosts",
                 ["the site saw", "rate", "per whole second", "most at once per host"],
+                rows,
+            )
+        )
+
+    if args.only in (None, "kill"):
+        rows = kill(4000)
+        print(
+            table(
+                "3 workers at 200/s, one killed with SIGKILL after 5 s of requests",
+                [
+                    "rows",
+                    "done before the kill / requests by then",
+                    "records",
+                    "done-before-kill fetched again",
+                    "paths fetched twice",
+                    "outcomes",
+                ],
                 rows,
             )
         )

@@ -4,7 +4,10 @@
  *
  *   var charts = FetchqCharts.render(timeline, {
  *     width: el1,        // width vs in flight (+ rate), decisions marked
- *     throughput: el2,   // ok/s, failures and drops per second
+ *     throughput: el2,   // ok/s (and, without a problems target, failures
+ *                        //  and drops per second, on the same axis)
+ *     problems: el4,     // failed/retried/throttled/drops per second
+ *     bytes: el5,        // bytes received per second
  *     latency: el3       // p50/p90/p99 and the controller's baseline
  *   }, {onReady: fn, onError: fn, height: 260});
  *   charts.update(newerTimeline);   // live pages: redraw with new data
@@ -13,6 +16,10 @@
  * Any target may be left out.  onReady() is called once every chart has
  * drawn; onError(error) for any error while drawing (the hooks run later,
  * outside render()'s own try).  Needs window.uPlot; makes no requests.
+ * A timeline with several ``segments`` (a run and its resumes, laid end to
+ * end) has each segment's start marked by a dashed line in every chart.
+ * With the cursor off a chart, its legend shows each series' average and
+ * peak (the time: the span shown) instead of blanks.
  */
 (function (root) {
   "use strict";
@@ -30,7 +37,9 @@
     p50: "#1f5fbf",
     p90: "#e07b00",
     p99: "#c0392b",
-    baseline: "#222222"
+    baseline: "#222222",
+    bytes: "#3b6ea8",
+    segment: "#7a8290"
   };
 
   var REASON_COLORS = {
@@ -86,6 +95,34 @@
     if (v == null || isNaN(v)) return "\u2013";
     if (v >= 10000) return (v / 1000).toFixed(1) + " s";
     return fmtNum(v, v >= 10 ? 0 : 1) + " ms";
+  }
+
+  function fmtBytes(v) {
+    if (v == null || isNaN(v)) return "\u2013";
+    var units = ["B", "kB", "MB", "GB", "TB"];
+    var i = 0;
+    while (Math.abs(v) >= 1000 && i < units.length - 1) { v /= 1000; i += 1; }
+    return (i ? v.toFixed(v >= 100 ? 0 : 1) : v.toFixed(0)) + " " + units[i];
+  }
+
+  /* What a legend shows for a series with the cursor off the chart. */
+  function idleSummary(values, kind, fmt) {
+    var seen = [];
+    // The last value is the closing copy of the one before (closeSteps).
+    for (var i = 0; i < values.length - 1; i++) {
+      if (values[i] != null && !isNaN(values[i])) seen.push(values[i]);
+    }
+    if (!seen.length) return "none";
+    var max = Math.max.apply(null, seen);
+    if (kind === "median") {
+      var sorted = seen.slice().sort(function (a, b) { return a - b; });
+      return "median " + fmt(sorted[Math.floor((sorted.length - 1) / 2)]) +
+        ", max " + fmt(max);
+    }
+    if (kind === "last") return "last " + fmt(seen[seen.length - 1]) + ", max " + fmt(max);
+    var sum = 0;
+    for (var j = 0; j < seen.length; j++) sum += seen[j];
+    return "avg " + fmt(sum / seen.length) + ", max " + fmt(max);
   }
 
   function fmtMsTick(v) {
@@ -153,7 +190,68 @@
       value: function (u, v) { return fmtNum(v); }
     };
     for (var k in opts) if (opts.hasOwnProperty(k)) s[k] = opts[k];
+    // With the cursor off the chart (idx null) the legend would show only
+    // dashes: show the series' average and peak instead.
+    var shown = s.value;
+    var idle = s.idle || "avg";
+    var idleFmt = s.idleFmt || fmtNum;
+    s.value = function (u, v, sidx, idx) {
+      if (idx == null && u.data && u.data[sidx]) {
+        return idleSummary(u.data[sidx], idle, idleFmt);
+      }
+      return shown(u, v, sidx, idx);
+    };
     return s;
+  }
+
+  function timeSeries(ctx) {
+    return {
+      label: "time",
+      value: function (u, v, sidx, idx) {
+        if (idx == null) return fmtTime(0, ctx.span) + "\u2013" + fmtTime(ctx.span, ctx.span);
+        return fmtTime(v, ctx.span);
+      }
+    };
+  }
+
+  /* Dashed vertical lines where each segment after the first starts. */
+  function drawSegments(u, segments) {
+    if (!segments || segments.length < 2) return;
+    u.root.setAttribute("data-segment-marks", String(segments.length - 1));
+    var ctx = u.ctx;
+    var b = u.bbox;
+    var px = uPlot.pxRatio || root.devicePixelRatio || 1;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(b.left, b.top, b.width, b.height);
+    ctx.clip();
+    ctx.strokeStyle = COLORS.segment;
+    ctx.fillStyle = COLORS.segment;
+    ctx.lineWidth = 1.25 * px;
+    ctx.setLineDash([5 * px, 4 * px]);
+    ctx.font = (11 * px) + "px system-ui, sans-serif";
+    ctx.textBaseline = "top";
+    for (var i = 1; i < segments.length; i++) {
+      var x = Math.round(u.valToPos(segments[i].t, "x", true));
+      ctx.beginPath();
+      ctx.moveTo(x, b.top);
+      ctx.lineTo(x, b.top + b.height);
+      ctx.stroke();
+      ctx.fillText(" run " + segments[i].n, x + 2 * px, b.top + 2 * px);
+    }
+    ctx.restore();
+  }
+
+  /* A chart ({opts, data}) that also marks where each segment starts. */
+  function withSegments(chart, tl, ctx) {
+    var segments = tl.segments || [];
+    if (segments.length < 2) return chart;
+    var opts = chart.opts;
+    opts.hooks = opts.hooks || {};
+    opts.hooks.draw = (opts.hooks.draw || []).concat(
+      [ctx.guard(function (u) { drawSegments(u, segments); })]
+    );
+    return chart;
   }
 
   /* ------------------------------------------------------------------ */
@@ -162,8 +260,8 @@
   function widthChart(tl, ctx) {
     var hasRate = any(tl.rate, notNull);
     var series = [
-      { label: "time", value: function (u, v) { return fmtTime(v, ctx.span); } },
-      line("width", COLORS.width, { width: 2.25, paths: ctx.steps }),
+      timeSeries(ctx),
+      line("width", COLORS.width, { width: 2.25, paths: ctx.steps, idle: "last" }),
       line("in flight (max)", COLORS.inFlight, {
         paths: ctx.steps,
         fill: "rgba(224, 123, 0, 0.12)"
@@ -177,6 +275,7 @@
         scale: "rate",
         dash: [6, 4],
         paths: ctx.steps,
+        idle: "last",
         value: function (u, v) { return v == null ? "unlimited" : fmtNum(v) + "/s"; }
       }));
       data.push(closeSteps(tl.rate));
@@ -184,7 +283,7 @@
       scales.rate = { range: headroom(1.3) };
     }
     var decisions = tl.decisions || [];
-    return {
+    return withSegments({
       opts: {
         scales: scales,
         series: series,
@@ -193,64 +292,98 @@
       },
       data: data,
       after: decisions.length ? decisionLegend(decisions, tl.decisions_seen) : null
-    };
+    }, tl, ctx);
   }
 
-  function throughputChart(tl, ctx) {
+  /* The series of attempts that did not succeed, per second: failed always,
+     the others when any bucket has one. */
+  function problemSeries(tl, ctx, series, data) {
     var iv = tl.interval;
-    // Failures on an axis of their own, unless there were none at all.
-    var bad = [tl.failed, tl.retried, tl.throttled, tl.drops, tl.throttles];
-    var hasBad = any(bad, function (vs) { return any(vs, nonZero); });
-    var badScale = hasBad ? "bad" : "y";
-    var series = [
-      { label: "time", value: function (u, v) { return fmtTime(v, ctx.span); } },
-      line("ok/s", COLORS.ok, { width: 2, paths: ctx.steps, fill: "rgba(46, 139, 87, 0.12)" }),
-      line("failed/s", COLORS.failed, { paths: ctx.steps, scale: badScale, width: 1.25 })
-    ];
-    var data = [ctx.x, closeSteps(tl.throughput), closeSteps(perSecond(tl.failed, iv))];
-    var axes = [xAxis(ctx.span), yAxis("ok per second", "y")];
-    var scales = { x: { time: false }, y: { range: zeroBased } };
-    if (hasBad) {
-      axes.push(yAxis("not ok per second", "bad", 1));
-      scales.bad = { range: zeroBased };
-    }
+    series.push(line("failed/s", COLORS.failed, { paths: ctx.steps, width: 1.5 }));
+    data.push(closeSteps(perSecond(tl.failed, iv)));
     var optional = [
       ["retried/s", COLORS.retried, tl.retried, null],
       ["throttled/s", COLORS.throttled, tl.throttled, null],
-      ["controller drops/s", COLORS.drops, tl.drops, [6, 3]],
-      ["controller throttles/s", COLORS.throttles, tl.throttles, [2, 3]]
+      ["controller drops/s", COLORS.drops, tl.drops || [], [6, 3]],
+      ["controller throttles/s", COLORS.throttles, tl.throttles || [], [2, 3]]
     ];
     optional.forEach(function (o) {
       if (!any(o[2], nonZero)) return;
-      var s = line(o[0], o[1], { paths: ctx.steps, scale: badScale, width: 1.25 });
+      var s = line(o[0], o[1], { paths: ctx.steps, width: 1.5 });
       if (o[3]) s.dash = o[3];
       series.push(s);
       data.push(closeSteps(perSecond(o[2], iv)));
     });
-    return {
+  }
+
+  function throughputChart(tl, ctx) {
+    var series = [
+      timeSeries(ctx),
+      line("ok/s", COLORS.ok, { width: 2, paths: ctx.steps, fill: "rgba(46, 139, 87, 0.12)" })
+    ];
+    var data = [ctx.x, closeSteps(tl.throughput)];
+    // One axis: 3 failures/s are drawn a hundredth as high as 300 ok/s.  With
+    // a chart of their own (a problems target), failures are left out here.
+    if (!ctx.targets.problems) problemSeries(tl, ctx, series, data);
+    return withSegments({
       opts: {
-        scales: scales,
+        scales: { x: { time: false }, y: { range: zeroBased } },
         series: series,
-        axes: axes
+        axes: [xAxis(ctx.span), yAxis(ctx.targets.problems ? "ok per second" : "per second", "y")]
       },
       data: data
-    };
+    }, tl, ctx);
+  }
+
+  function problemsChart(tl, ctx) {
+    var series = [timeSeries(ctx)];
+    var data = [ctx.x];
+    problemSeries(tl, ctx, series, data);
+    return withSegments({
+      opts: {
+        scales: { x: { time: false }, y: { range: zeroBased } },
+        series: series,
+        axes: [xAxis(ctx.span), yAxis("not ok per second", "y")]
+      },
+      data: data
+    }, tl, ctx);
+  }
+
+  function bytesChart(tl, ctx) {
+    var perS = perSecond(tl.bytes || tl.t.map(function () { return 0; }), tl.interval);
+    var fmt = function (u, v) { return fmtBytes(v) + "/s"; };
+    return withSegments({
+      opts: {
+        scales: { x: { time: false }, y: { range: zeroBased } },
+        series: [
+          timeSeries(ctx),
+          line("bytes/s", COLORS.bytes, {
+            width: 2, paths: ctx.steps, fill: "rgba(59, 110, 168, 0.12)", value: fmt,
+            idleFmt: function (v) { return fmtBytes(v) + "/s"; }
+          })
+        ],
+        axes: [xAxis(ctx.span), yAxis("bytes per second", "y", 0, fmtBytes)]
+      },
+      data: [ctx.x, closeSteps(perS)]
+    }, tl, ctx);
   }
 
   function latencyChart(tl, ctx) {
     var p50 = toMs(tl.p50), p90 = toMs(tl.p90), p99 = toMs(tl.p99);
     var base = toMs(tl.baseline);
     var ms = function (u, v) { return fmtMs(v); };
+    var msIdle = { idle: "median", idleFmt: fmtMs };
     var series = [
-      { label: "time", value: function (u, v) { return fmtTime(v, ctx.span); } },
-      line("p50", COLORS.p50, { width: 2, paths: ctx.steps, value: ms }),
-      line("p90", COLORS.p90, { paths: ctx.steps, value: ms }),
-      line("p99", COLORS.p99, { paths: ctx.steps, value: ms })
+      timeSeries(ctx),
+      line("p50", COLORS.p50, { width: 2, paths: ctx.steps, value: ms, idle: "median", idleFmt: fmtMs }),
+      line("p90", COLORS.p90, { paths: ctx.steps, value: ms, idle: "median", idleFmt: fmtMs }),
+      line("p99", COLORS.p99, { paths: ctx.steps, value: ms, idle: "median", idleFmt: fmtMs })
     ];
     var data = [ctx.x, closeSteps(p50), closeSteps(p90), closeSteps(p99)];
     if (any(base, notNull)) {
       series.push(line("controller baseline", COLORS.baseline, {
-        dash: [5, 4], width: 1.5, paths: ctx.steps, spanGaps: true, value: ms
+        dash: [5, 4], width: 1.5, paths: ctx.steps, spanGaps: true, value: ms,
+        idle: msIdle.idle, idleFmt: msIdle.idleFmt
       }));
       data.push(closeSteps(base));
     }
@@ -263,14 +396,14 @@
     });
     var log = hi > 0 && hi / lo > 30;
     var y = log ? { distr: 3, log: 10 } : { range: zeroBased };
-    return {
+    return withSegments({
       opts: {
         scales: { x: { time: false }, y: y },
         series: series,
         axes: [xAxis(ctx.span), yAxis(log ? "latency (log scale)" : "latency", "y", 0, fmtMsTick)]
       },
       data: data
-    };
+    }, tl, ctx);
   }
 
   /* A y range from 0 to a little above the top. */
@@ -355,7 +488,13 @@
 
   /* ------------------------------------------------------------------ */
 
-  var BUILDERS = { width: widthChart, throughput: throughputChart, latency: latencyChart };
+  var BUILDERS = {
+    width: widthChart,
+    throughput: throughputChart,
+    problems: problemsChart,
+    bytes: bytesChart,
+    latency: latencyChart
+  };
 
   function render(timeline, targets, options) {
     if (typeof uPlot !== "function") throw new Error("uPlot is not loaded");
@@ -391,7 +530,8 @@
         x: closeSteps(t).map(function (v, i) { return i < t.length ? v : xEnd; }),
         span: xEnd - (t.length ? t[0] : 0),
         steps: uPlot.paths.stepped({ align: 1 }),
-        guard: guard
+        guard: guard,
+        targets: targets
       };
       var names = Object.keys(BUILDERS).filter(function (k) { return targets[k]; });
       if (!t.length) {
@@ -447,5 +587,5 @@
     };
   }
 
-  root.FetchqCharts = { render: render, formatTime: fmtTime };
+  root.FetchqCharts = { render: render, formatTime: fmtTime, formatBytes: fmtBytes };
 })(window);
