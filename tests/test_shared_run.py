@@ -703,19 +703,19 @@ class WorkersTests(ProcessTestCase):
         """Two workers under one parent: exit 0, one record per row written
         once by the parent, one summary adding up both workers' jobs (each
         did some), no worker's own summary or progress."""
-        site, recipe, ids = self.site_and_recipe(600, latency=0.02)
+        site, recipe, ids = self.site_and_recipe(300, latency=0.02)
         parent = self.start("run", str(recipe), "--workers", "2")
         code = yield parent.done
         said = parent.said()
         self.assertEqual(code, 0, said)
         self.check_one_record_per_row(self.folder / "out" / "result.jsonl", ids)
-        self.assertEqual(said.count("finished 600 jobs"), 1, said)
+        self.assertEqual(said.count("finished 300 jobs"), 1, said)
         self.assertEqual(said.count("output: "), 1, said)
         by_worker = [ln for ln in said.splitlines() if ln.startswith("workers: ")]
         self.assertEqual(len(by_worker), 1, said)
         counts = [int(part.split()[1]) for part in by_worker[0][9:].split(", ")]
         self.assertEqual(len(counts), 2)
-        self.assertEqual(sum(counts), 600)
+        self.assertEqual(sum(counts), 300)
         self.assertTrue(all(counts), by_worker)
         self.assertNotIn("worker 1: finished", said)
         self.assertEqual(set(site.requests.values()), {1})
@@ -728,9 +728,9 @@ class WorkersTests(ProcessTestCase):
         once how to resume and exits 130.  Resuming with the same command
         finishes the run, every row once, no row done before fetched
         again."""
-        site, recipe, ids = self.site_and_recipe(900, latency=0.03)
+        site, recipe, ids = self.site_and_recipe(450, latency=0.03)
         parent = self.start("run", str(recipe), "--workers", "2")
-        yield self.wait_for(lambda: sum(site.requests.values()) >= 150, "progress")
+        yield self.wait_for(lambda: sum(site.requests.values()) >= 80, "progress")
         parent.transport.signalProcess("INT")
         code = yield parent.done
         said = parent.said()
