@@ -63,7 +63,7 @@ from fetchq.breaker import DEFAULT as DEFAULT_MAX_FAILURES
 from fetchq.breaker import FailureBreaker, MaxFailures
 from fetchq.control import AdaptiveController, Controller, algorithm
 from fetchq.errors import JobCancelled, JobError
-from fetchq.events import Event, LaneHeld, LaneReleased
+from fetchq.events import Event, LaneHeld, LaneReleased, WidthChanged
 from fetchq.fetch import FetchConfig, fetch_retry_policy
 from fetchq.inputs import (
     Checkpoint,
@@ -130,6 +130,7 @@ _ENDED = {
 _LANE_NAMES = {"fetch": "host", "sms": "sender", "api": "endpoint"}
 
 _CHUNK = 1000  # rows read into the store in one write
+_CHUNK_SECONDS = 0.01  # most time one read of the input holds the reactor
 _LEASE = 3600.0  # one process owns a state file: leases only guard a crash
 _WITHDRAW_AFTER = 1.0  # a lane held this long hands its waiting jobs back
 CANCELLED = "cancelled"
@@ -443,11 +444,12 @@ class Run:
         """When this recipe's first run started (wall clock; read at start)."""
         return self._first_start
 
-    def _read_chunk(self, limit: int) -> Any:
-        """Read up to ``limit`` rows into the store, in one write with the
-        input's checkpoint: good rows as pending items, bad rows (and rows
-        whose id an earlier row has) as failed input.  Returns None, or a
-        Deferred that fires once the rows are stored."""
+    def _read_chunk(self, limit: int, seconds: float | None = None) -> Any:
+        """Read up to ``limit`` rows (fewer if reading them takes more than
+        ``seconds``) into the store, in one write with the input's
+        checkpoint: good rows as pending items, bad rows (and rows whose id
+        an earlier row has) as failed input.  Returns None, or a Deferred
+        that fires once the rows are stored."""
         rows = self._rows
         reader = self._reader
         if self._input_done or rows is None or reader is None:
@@ -455,6 +457,7 @@ class Run:
         kind = self.kind
         batch: list[tuple[InputRow, NewItem | str]] = []
         error: InputError | None = None
+        deadline = None if seconds is None else time.perf_counter() + seconds
         try:
             for row in rows:
                 if row.index < self._skip_below:
@@ -472,6 +475,12 @@ class Run:
                     break
                 if len(batch) >= limit:
                     break
+                if (
+                    deadline is not None
+                    and not len(batch) & 63
+                    and time.perf_counter() > deadline
+                ):
+                    break  # the reactor has other work: the rest next turn
             else:
                 self._input_done = True
         except InputError as e:
@@ -566,7 +575,7 @@ class Run:
             ahead = self.read_ahead
             if counts is not None and ahead is not None and counts.pending >= ahead:
                 return None  # the pump calls again as the store drains
-            return when(self._read_chunk(_CHUNK), lambda _: True)
+            return when(self._read_chunk(_CHUNK, _CHUNK_SECONDS), lambda _: True)
 
         def done(more: Any) -> None:
             self._reading = False
@@ -695,7 +704,14 @@ class Run:
 
     def _on_event(self, event: Event) -> None:
         """A lane held for a while hands its waiting jobs back to the store
-        and is passed over by claims until the hold ends."""
+        and is passed over by claims until the hold ends.  A wider queue or
+        lane is fed at once (an operator's change takes effect now, not when
+        the next job ends)."""
+        if event.__class__ is WidthChanged:
+            assert isinstance(event, WidthChanged)
+            if (event.new or 0) > (event.old or 0) or event.new is None:
+                self._pump_soon()
+            return
         if event.__class__ is LaneReleased:
             assert isinstance(event, LaneReleased)
             if event.key is not None and event.key in self._held:

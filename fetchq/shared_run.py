@@ -130,6 +130,10 @@ class SharedRun(Run):
         self._outage = False
         self._backoff = 0.0
         self.queue.subscribe(self._on_retry)
+        if hasattr(self.kind, "share_lane_rate"):
+            # A site's Crawl-delay paces its host for every worker, not only
+            # for the one that read its robots.txt.
+            self.kind.share_lane_rate = self._share_lane_rate
         if isinstance(self.controller, AdaptiveController):
             # One controller for the whole run: the leader's, fed by every
             # worker, setting the run's limits in Redis (fetchq.shared.control).
@@ -330,6 +334,10 @@ class SharedRun(Run):
             if event.key is not None and not self._closed:
                 seconds = event.until - event.time
                 self._watch(self.store.hold_lane(event.key, seconds))
+
+    def _share_lane_rate(self, key: str, rate: float) -> None:
+        if self.store is not None and not self._closed:
+            self._watch(self.store.set_lane(key, rate=rate))
 
     def _on_retry(self, event: Event) -> None:
         """A job that will retry later hands its slot back (its row goes

@@ -35,8 +35,10 @@ exactly one line, now with its delivery.
 - A message the provider does not know (404, code 20404: deleted, or sent
   from another account) gets ``delivery.status: not_found``, final.
 
-It needs the run's local state file (not ``state.url``), and the run must
-not be going at the same time (the state file is locked while it runs).
+A local state file must not be in use by a run at the same time (it is
+locked while the run goes); with ``state.url`` (Redis) the records are read
+and amended in Redis, and the output is written from Redis as ``fetchq
+output`` writes it (safe beside a running run: each amend is one script).
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ __all__ = ["EXIT_FATAL", "EXIT_OK", "DeliveryCheck", "Target"]
 
 EXIT_OK = 0
 """Every status that could be read was written (final or not)."""
+EXIT_PROBLEMS = 2
+"""The state could not be reached (Redis down, credentials refused)."""
 EXIT_FATAL = 3
 """The provider refused our credentials: nothing more can be read."""
 EXIT_INTERRUPTED = {int(signal.SIGINT): 130, int(signal.SIGTERM): 143}
@@ -90,14 +94,14 @@ class DeliveryCheck:
             (None: one pass).
         every: seconds between passes while waiting.
         store: the run's state (default: the recipe's state file, which
-            must exist).
+            must exist, or its Redis run with ``state.url``).
         http: a treq-like client (tests pass a ``StubTreq``).
         handle_signals: take over SIGINT/SIGTERM (the command does).
         progress_every: seconds between progress lines within a pass.
 
     Raises:
-        ValueError: for a recipe whose state is in Redis, or a state file
-            that does not exist (nothing was sent yet).
+        ValueError: for a state file that does not exist (nothing was sent
+            yet).
         StoreError: for a state file that cannot be opened (another process
             holds it: the run is going).
     """
@@ -119,12 +123,7 @@ class DeliveryCheck:
             raise ValueError(f"wait must be >= 0, not {wait!r}")
         if not every > 0:
             raise ValueError(f"every must be > 0, not {every!r}")
-        if store is None:
-            if recipe.state.url is not None:
-                raise ValueError(
-                    "fetchq sms status reads a local state (state.path); this "
-                    "recipe keeps its state in Redis (state.url)"
-                )
+        if store is None and recipe.state.url is None:
             path = recipe.state.path
             if not path.is_file():
                 raise ValueError(
@@ -158,16 +157,17 @@ class DeliveryCheck:
         self._pass_done: defer.Deferred[None] | None = None
         self._done = 0
         self._total = 0
+        self._writes: list[defer.Deferred[Any]] = []  # amends not landed yet
 
     # -- what to check -------------------------------------------------------
 
-    def targets(self) -> list[Target]:
+    async def targets(self) -> list[Target]:
         """The sent messages whose record has no final delivery yet, in the
         order they were recorded (and count those that have one)."""
         found: list[Target] = []
         after = 0
         self.already_final = 0
-        while batch := self.store.records(after, _PAGE):
+        while batch := await _maybe(self.store.records(after, _PAGE)):
             after = batch[-1].seq
             for record in batch:
                 fields = record.record
@@ -191,8 +191,22 @@ class DeliveryCheck:
         return defer.Deferred.fromCoroutine(self._run())
 
     async def _run(self) -> int:
+        if self.store is None:
+            from fetchq.store import StoreError
+            from fetchq.store.redis import RedisStore
+
+            state = self.recipe.state
+            assert state.url is not None
+            try:
+                self.store = await RedisStore.connect(
+                    state.url, state.run, self.reactor
+                )
+            except StoreError as e:
+                self._say(f"fetchq: error: {e}")
+                await self.sender.close()
+                return EXIT_PROBLEMS
         try:
-            targets = self.targets()
+            targets = await self.targets()
             first = len(targets)
             if not targets:
                 self._say(
@@ -213,7 +227,7 @@ class DeliveryCheck:
             deadline = None if self.wait is None else self._now() + self.wait
             while targets:
                 await self._pass(targets)
-                self.store.flush()
+                await self._landed()
                 targets = [t for t in targets if not is_final(t.record.get("delivery"))]
                 self._summary()
                 if self._fatal is not None or self._interrupted:
@@ -321,7 +335,9 @@ class DeliveryCheck:
 
     def _write(self, target: Target, delivery: dict[str, Any]) -> None:
         record = {**target.record, "delivery": delivery}
-        self.store.amend(target.id, record, self.reactor.seconds())
+        written = self.store.amend(target.id, record, self.reactor.seconds())
+        if isinstance(written, defer.Deferred):
+            self._writes.append(written)
         target.record = record
         status = str(delivery.get("status"))
         self.statuses[status] += 1
@@ -393,17 +409,39 @@ class DeliveryCheck:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, handler)
 
+    async def _landed(self) -> None:
+        """Every amend so far is in the state (Redis answers later)."""
+        writes, self._writes = self._writes, []
+        if writes:
+            await defer.gatherResults(writes, consumeErrors=True)
+        await _maybe(self.store.flush())
+
     async def _close(self) -> None:
         store = self.store
-        store.flush()
-        output = OutputFile(self.recipe.output.path)
+        path = self.recipe.output.path
         try:
-            count = output.rebuild(store)
+            await self._landed()
+            if self.recipe.state.url is not None:
+                from fetchq.shared_run import write_output
+
+                count = await write_output(store, path)
+            else:
+                output = OutputFile(path)
+                try:
+                    count = output.rebuild(store)
+                finally:
+                    output.close()
         finally:
-            output.close()
-        store.close()
-        await self.sender.close()
+            await _maybe(store.close())
+            await self.sender.close()
         self._say(f"output: {self.recipe.output.path} ({count} records)")
+
+
+async def _maybe(result: Any) -> Any:
+    """``result``, waited for if it is a Deferred (a Redis store's)."""
+    if isinstance(result, defer.Deferred):
+        return await result
+    return result
 
 
 _ORDER = ["delivered", "read", "undelivered", "failed", "canceled", "not_found"]

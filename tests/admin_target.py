@@ -7,7 +7,8 @@ port in this process, writes ``DIR/urls.txt`` (PAGES URLs, default 100000)
 and ``DIR/recipe.yaml``, then runs ``fetchq run DIR/recipe.yaml --admin 0``
 (plus EXTRA): the admin file beside the state says the URL and token.  With
 ``$ADMIN_TARGET_IN_RECIPE`` set, the recipe's ``admin`` section says where
-to listen (``metrics_open: true``) instead of ``--admin``.
+to listen (``metrics_open: true``) instead of ``--admin``; with
+``$ADMIN_TARGET_STATE_URL`` the run's state is that Redis.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ def main(argv: list[str]) -> int:
         for i in range(pages):
             f.write(f"{base}/page/{i}\n")
     recipe, admin = RECIPE, ["--admin", "0"]
+    if os.environ.get("ADMIN_TARGET_STATE_URL"):
+        name = f"reach{os.getpid()}"
+        recipe = recipe.replace(
+            "  path: state.sqlite\n",
+            f"  path: state.sqlite\n  url: {os.environ['ADMIN_TARGET_STATE_URL']}\n"
+            f"  run: {name}\n",
+        )
     if os.environ.get("ADMIN_TARGET_IN_RECIPE"):
         recipe += "admin:\n  listen: 0\n  metrics_open: true\n"
         admin = []

@@ -210,7 +210,10 @@ class ApiTests(AdminCase):
     def test_cancel_and_reprioritize(self) -> Any:
         """A pending job is cancelled by id (its Deferred fails with
         JobCancelled); another one moves to the front with a new priority;
-        an unknown id is 404."""
+        an unknown id is 404.  (The queue is paused first: the job moved to
+        the front would otherwise be the next to launch, and leave the
+        pending list as soon as a job ends.)"""
+        yield self.call("POST", "/api/v1/pause", {})
         code, answer = yield self.call("POST", "/api/v1/jobs/j150/cancel", {})
         self.assertEqual((code, answer["cancelled"]), (200, True))
         self.assertEqual(self.failed, {"j150": "JobCancelled"})

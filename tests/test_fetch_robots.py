@@ -262,11 +262,14 @@ class FetcherRobotsTests(TestCase):
 
     async def test_crawl_delay_slows_the_lane(self) -> None:
         """Crawl-delay 4 sets the host's lane rate to 0.25/s when the recipe's
-        per-host rate is faster, and leaves a slower one alone."""
+        per-host rate is faster, and leaves a slower one alone; the rate it
+        sets is also handed to ``share_lane_rate`` (a shared run's store)."""
         config = FetchConfig(robots="obey")
         host = f"127.0.0.1:{self.site.port_number}"
         for recipe_rate, expected in ((10.0, 0.25), (0.1, 0.1)):
             kind = FetchKind(config, reactor)
+            shared: list[tuple[str, float]] = []
+            kind.share_lane_rate = lambda key, rate, to=shared: to.append((key, rate))
             self.addCleanup(kind.close)
             queue = ResizableDispatchQueue(
                 kind.job, 2, clock=reactor, lane_rate=recipe_rate
@@ -277,6 +280,7 @@ class FetcherRobotsTests(TestCase):
             lane = queue.lane(host)
             assert lane is not None
             self.assertEqual(lane.rate, expected)
+            self.assertEqual(shared, [(host, 0.25)] if expected == 0.25 else [])
 
 
 FETCH_RECIPE = """\
@@ -322,3 +326,32 @@ class RunRobotsTests(TestCase):
         self.assertEqual({r["error"]["name"] for r in failed}, {"RobotsDisallowed"})
         self.assertEqual({r["attempts"] for r in failed}, {1})
         self.assertEqual(sum(r["outcome"] == "ok" for r in records), 1)
+
+    @defer.inlineCallbacks
+    def test_crawl_delay_shared_through_redis(self) -> Generator[Any, Any, None]:
+        """On the Redis engine a site's Crawl-delay paces its host for every
+        worker: the worker that read robots.txt writes the lane's rate into
+        the run's shared lane limits, where every worker's claims obey it."""
+        from fetchq.shared_run import SharedRun
+        from fetchq.store.redis import RedisStore, lane_name
+        from tests import redis_server
+
+        self.site.robots = (200, b"User-agent: *\nCrawl-delay: 0.2\n")
+        urls = [self.site.url(f"/ok?size=3&n={n}") for n in range(3)]
+        (self.folder / "urls.txt").write_text("".join(u + "\n" for u in urls))
+        server = redis_server.shared()
+        name = redis_server.run_name()
+        recipe = self.folder / "recipe.yaml"
+        recipe.write_text(
+            FETCH_RECIPE + f"state:\n  url: {server.url}\n  run: {name}\n"
+        )
+        with open(self.folder / "err.txt", "w") as err:
+            code = yield SharedRun(load_recipe(recipe), reactor, stream=err).run()
+        self.assertEqual(code, 0)
+        store = yield RedisStore.connect(server.url, name, reactor)
+        self.addCleanup(store.close)
+        host = f"127.0.0.1:{self.site.port_number}"
+        rate = yield store.command(
+            "HGET", store.prefix + "lcfg:" + lane_name(host), "rate"
+        )
+        self.assertEqual(float(rate), 5.0)

@@ -110,7 +110,7 @@ class LimitTests(TestCase):
         self.write_urls(0, 2500)
         code = yield self.run_recipe(limit=3)
         self.assertEqual(code, 0)
-        self.assertEqual([r["id"] for r in self.output()], ["0", "1", "2"])
+        self.assertEqual(sorted(r["id"] for r in self.output()), ["0", "1", "2"])
         self.assertEqual(self.fetched(), 3)
         with SQLiteStore(self.folder / "out" / "result.jsonl.state.sqlite") as store:
             self.assertEqual(store.meta_get("input.checkpoint")["index"], 3)

@@ -439,6 +439,30 @@ class StoreContract:
         yield self.fails(ValueError, store.records, -1)
 
     @defer.inlineCallbacks
+    def test_amend(self) -> Generator[Any, Any, None]:
+        """amend() replaces a done item's record in place (same seq, same
+        outcome, same ack order); a pending or claimed item is left alone
+        (False), an unknown id is a KeyError (``fetchq sms status`` on every
+        engine)."""
+        store = yield self.store()
+        yield store.add(items("a", "b", "c"))
+        yield store.ack("a", "ok", {"sid": "SM1"}, 1.0)
+        yield store.ack("b", "failed", {"error": "x"}, 2.0)
+        yield store.flush()
+        amended = {"sid": "SM1", "delivery": {"status": "delivered"}}
+        self.assertTrue((yield store.amend("a", amended, 3.0)))
+        self.assertFalse((yield store.amend("c", {"no": 1}, 3.0)))
+        yield store.claim(1, 3.0, 10.0)  # c
+        self.assertFalse((yield store.amend("c", {"no": 1}, 3.0)))
+        yield self.fails(KeyError, store.amend, "zz", {}, 3.0)
+        yield store.flush()
+        self.assertEqual(
+            (yield store.records(0, 10)),
+            [Record(1, "a", "ok", amended), Record(2, "b", "failed", {"error": "x"})],
+        )
+        self.assertEqual((yield store.counts()).done, {"ok": 1, "failed": 1})
+
+    @defer.inlineCallbacks
     def test_get(self) -> Generator[Any, Any, None]:
         """get() returns None for an unknown id and the item's full state for
         a known one."""

@@ -210,7 +210,10 @@ class QueueControls:
         name: what the status calls it.
         controller: an adaptive controller that may be attached to it.
         on_stop: what a stop does (default: ``queue.stop()``).
-        timeline: keep a timeline for the page's charts (default yes).
+        timeline: keep a timeline for the page's charts (default yes), or
+            the :class:`~fetchq.report.timeline.Timeline` someone already
+            keeps for this queue (a run's, for its report): one observer
+            fewer on every event.
     """
 
     engine = "local"
@@ -222,7 +225,7 @@ class QueueControls:
         name: str = "queue",
         controller: AdaptiveController | None = None,
         on_stop: Any = None,
-        timeline: bool = True,
+        timeline: bool | Timeline = True,
     ) -> None:
         self.queue = queue
         self.name = name
@@ -233,7 +236,9 @@ class QueueControls:
         self.watch = Watch(self.clock)
         self._unsubscribe = [queue.subscribe(self.watch)]
         self.timeline: Timeline | None = None
-        if timeline:
+        if isinstance(timeline, Timeline):
+            self.timeline = timeline
+        elif timeline:
             self.timeline = Timeline(self.clock, interval=1.0)
             self.timeline.start(queue)
             self._unsubscribe.append(queue.subscribe(self.timeline))
@@ -569,12 +574,13 @@ class RunControls(QueueControls):
 
     def __init__(self, run: Run, *, timeline: bool = True) -> None:
         self.run = run
+        kept = run.timeline  # the report's: the page's charts read it too
         super().__init__(
             run.queue,
             name=run.recipe.source.name,
             # (a SharedRun's SharedControl reads and sets as one)
             controller=cast("AdaptiveController | None", run.controller),
-            timeline=timeline,
+            timeline=kept if timeline and kept is not None else timeline,
         )
 
     def _adopt(self, controller: AdaptiveController) -> None:

@@ -8,6 +8,7 @@ kind's, which a run shows at its start and in its summary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -50,6 +51,9 @@ class FetchKind:
         self.warnings: list[str] = list(self.fetcher.warnings)
         self._queue: ResizableDispatchQueue | None = None
         self._paced: dict[str, float] = {}  # lane -> rate robots.txt set
+        self.share_lane_rate: Callable[[str, float], object] | None = None
+        """Also told each rate robots.txt sets (a shared run gives it to
+        every worker through its store)."""
 
     @property
     def job(self) -> Fetcher:
@@ -136,6 +140,8 @@ class FetchKind:
             return
         self._paced[key] = rate
         queue.set_lane_rate(key, rate)
+        if self.share_lane_rate is not None:
+            self.share_lane_rate(key, rate)
 
     def close(self) -> Deferred[None]:
         return self.fetcher.close()

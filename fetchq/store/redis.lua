@@ -690,6 +690,21 @@ local done = redis.call("HGET", P .. "d:" .. b, id)
 if done then return {"done", done, ""} end
 return {}
 
+--@ amend
+-- ARGV: now, id, record.  Replace a done item's record, keeping its
+-- outcome and its place in ack order.  1 amended, 0 not done, -1 unknown.
+local id = ARGV[2]
+local b = bucket(id)
+local env = redis.call("HGET", P .. "d:" .. b, id)
+if not env then
+  if redis.call("HEXISTS", P .. "i:" .. b, id) == 1 then return 0 end
+  return -1
+end
+local parts = unpack_done(env)
+parts[9] = ARGV[3]
+redis.call("HSET", P .. "d:" .. b, id, table.concat(parts, US))
+return 1
+
 --@ records
 -- ARGV: now, after, limit.  [id, envelope, ...] in ack order, as one JSON
 -- text.

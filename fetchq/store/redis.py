@@ -680,6 +680,27 @@ class RedisStore:
 
         return self._eval("records", ["", after_seq, limit]).addCallback(make)
 
+    def amend(self, item_id: str, record: JSONRecord, now: float) -> Deferred[bool]:
+        """Replace a done item's record, keeping its outcome and its place
+        in ack order (as :meth:`fetchq.store.SQLiteStore.amend`: ``fetchq
+        sms status`` adds each message's delivery to its record).  Fires
+        with False, changing nothing, if the item is not done.
+
+        Raises (through the Deferred):
+            KeyError: for an unknown id.
+        """
+        check_ack("amended", record, now)
+        check_id(item_id)
+        self._check_open()
+        text = "null" if record is None else _dumps(record)
+
+        def make(code: Any) -> bool:
+            if int(code) < 0:
+                raise KeyError(item_id)
+            return int(code) == 1
+
+        return self._eval("amend", ["", item_id, text]).addCallback(make)
+
     def get(self, item_id: str) -> Deferred[Item | None]:
         """Everything known of one item, or None."""
         check_id(item_id)

@@ -16,6 +16,9 @@ for module in (
     "tests.bench.bench_redis",
     "tests.bench.bench_adaptive_run",
     "tests.bench.bench_shared",
+    "tests.bench.bench_admin",
+    "tests.bench.bench_admin_reach",
+    "tests.bench.bench_redis_client",
 ):
     print(f"## {module}\n", flush=True)
     subprocess.run([sys.executable, "-m", module, *sys.argv[1:]], check=True)

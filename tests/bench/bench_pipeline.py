@@ -45,7 +45,10 @@ class StubFetcher:
     that fires on the next reactor turn (all of a turn's at once) with a
     200 result of 1 KB."""
 
-    def __init__(self, config: Any, reactor: Any, pool_size: int = 10) -> None:
+    warnings: tuple[str, ...] = ()
+    robots = None
+
+    def __init__(self, config: Any, reactor: Any, **options: Any) -> None:
         self._reactor = reactor
         self._waiting: list[tuple[Any, str]] = []
 
