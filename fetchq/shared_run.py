@@ -55,6 +55,7 @@ from fetchq.progress import ProgressDisplay, RunStats
 from fetchq.recipe import Recipe
 from fetchq.run import (
     _CHUNK,
+    _CHUNK_SECONDS,
     _META_INPUT,
     _META_INPUT_DONE,
     EXIT_FAILURES,
@@ -264,13 +265,13 @@ class SharedRun(Run):
             await super()._open_input()
             self._expect = await self.store.meta_get(_META_INPUT)
 
-    def _read_chunk(self, limit: int) -> Any:
+    def _read_chunk(self, limit: int, seconds: float | None = None) -> Any:
         """As :meth:`Run._read_chunk`, in chunks of at most ``read_ahead``
         rows (so Redis never holds much more than that pending), one chunk
         at a time (each must find the checkpoint the one before wrote)."""
         if self.read_ahead is not None:
             limit = max(1, min(limit, self.read_ahead))
-        result = super()._read_chunk(limit)
+        result = super()._read_chunk(limit, seconds)
         if isinstance(result, defer.Deferred):
             self._chunk_in_flight = True
 
@@ -292,6 +293,13 @@ class SharedRun(Run):
         return {"fence": _LOADER, "expect": (_META_INPUT, expect)}
 
     # -- claiming --------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """As :meth:`Run._pump`, once Redis is connected (a width set before
+        the run starts asks for a pump, and nothing can be claimed yet)."""
+        if self.store is None:
+            return
+        super()._pump()
 
     def _claim_request(self) -> dict[str, Any] | None:
         underway, pending = self.queue.size()
@@ -492,7 +500,8 @@ class SharedRun(Run):
         def read(counts: Any) -> Any:
             if ahead is not None and counts.pending >= ahead:
                 return None  # the pump calls again as the store drains
-            return self._guarded(self._read_chunk(_CHUNK)).addCallback(lambda _: True)
+            chunk = self._read_chunk(_CHUNK, _CHUNK_SECONDS)
+            return self._guarded(chunk).addCallback(lambda _: True)
 
         def done(more: Any) -> None:
             self._reading = False
