@@ -5,6 +5,8 @@
     fetchq validate RECIPE [RECIPE ...] [--set KEY=VALUE ...] [--no-env]
     fetchq run RECIPE [--fresh] [--retry-failed] [--max-failures N|P%]
                       [--set KEY=VALUE ...] [--limit N] [--dry-run]
+                      [--workers N] [--read-ahead ROWS]
+    fetchq output RECIPE
     fetchq demo [--pages N] [--dir DIR]
     fetchq run RECIPE --admin [HOST:]PORT [--log-format human|json]
     fetchq ctl RECIPE|URL status|width N|rate R|pause|resume|hold L 60s|stop
@@ -193,6 +195,25 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "(default: the recipe's run.max_failures, else 50)",
     )
     parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=int,
+        default=None,
+        help="run N worker processes on this machine under this one (one "
+        "progress display, one summary, the output written once); needs "
+        "the state in Redis (state.url)",
+    )
+    parser.add_argument(
+        "--read-ahead",
+        metavar="ROWS",
+        type=int,
+        default=None,
+        help="most rows waiting in the state before more of the input is read "
+        "(default: all of it for a state file, 100000 in Redis, where each "
+        "waiting row takes memory)",
+    )
+    parser.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
         "--admin",
         metavar="[HOST:]PORT",
         default=None,
@@ -250,6 +271,8 @@ def _positive_int(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """``fetchq run``: run the recipe ``args.recipe`` to the end."""
+    if args.as_worker:
+        os.setpgrp()  # Ctrl-C reaches the parent, which passes it on
     from fetchq.breaker import MaxFailures
     from fetchq.recipe import RecipeError, load_recipe
 
@@ -267,6 +290,14 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
         return PROBLEMS
+    if args.read_ahead is not None and args.read_ahead < 1:
+        print("fetchq: error: --read-ahead must be at least 1", file=sys.stderr)
+        return PROBLEMS
+    if args.workers is not None or args.as_worker:
+        refused = _workers_problem(args, recipe)
+        if refused:
+            print(f"fetchq: error: {refused}", file=sys.stderr)
+            return PROBLEMS
     limit = getattr(args, "limit", None)
     if getattr(args, "dry_run", False):
         from fetchq.plan import dry_run
@@ -286,15 +317,23 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return PROBLEMS
+    if args.workers is not None:
+        return _react(lambda reactor: _start_workers(recipe, reactor, args))
     options = {
         "report": None if args.report is None else Path(args.report),
         "fresh": args.fresh,
         "retry_failed": args.retry_failed,
         "max_failures": max_failures,
     }
+    if args.read_ahead is not None:
+        options["read_ahead"] = args.read_ahead
+    if args.as_worker:
+        options["worker"] = True
     if limit is not None:
         options["limit"] = limit
-    admin = _admin_options(recipe, args)
+    # A worker under --workers serves no admin API (its parent would be the
+    # place for one): N workers would all ask for the same port.
+    admin = None if args.as_worker else _admin_options(recipe, args)
     log_file = None
     try:
         if getattr(args, "log_file", None):
@@ -313,6 +352,48 @@ def run(args: argparse.Namespace) -> int:
             step()
         if log_file is not None:
             log_file.close()
+
+
+def _workers_problem(args: argparse.Namespace, recipe: Any) -> str | None:
+    """Why ``--workers`` cannot be used as asked (None: it can)."""
+    if recipe.state.url is None:
+        return (
+            f"--workers needs the run's state in Redis: set state.url "
+            f"(redis://HOST:PORT/DB) in {args.recipe}; see Many machines in "
+            "the README"
+        )
+    if args.workers is not None and args.workers < 1:
+        return "--workers must be at least 1"
+    if args.workers is not None and args.report is not None:
+        return "--report is for one process; it cannot be used with --workers"
+    if args.workers is not None and getattr(args, "admin", None) is not None:
+        return (
+            "--admin is for one process; it cannot be used with --workers "
+            "(start the workers with fetchq run, one with --admin)"
+        )
+    return None
+
+
+def _start_workers(recipe: Any, reactor: object, args: argparse.Namespace) -> object:
+    from fetchq.workers import Workers
+
+    worker_args = []
+    for override in getattr(args, "overrides", None) or ():
+        worker_args += ["--set", override]
+    if args.max_failures is not None:
+        worker_args += ["--max-failures", args.max_failures]
+    if args.read_ahead is not None:
+        worker_args += ["--read-ahead", str(args.read_ahead)]
+    workers = Workers(
+        recipe,
+        reactor,
+        args.workers,
+        worker_args=worker_args,
+        fresh=args.fresh,
+        retry_failed=args.retry_failed,
+        handle_signals=True,
+    )
+    return workers.run()
 
 
 def _admin_options(recipe: Any, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -344,6 +425,7 @@ def _start_run(
 
         run = SharedRun(recipe, reactor, handle_signals=True, **options)
     else:
+        options.pop("worker", None)
         run = Run(recipe, reactor, handle_signals=True, **options)
     restore = _tune_gc()
     if undo is not None:
@@ -405,6 +487,78 @@ def _tune_gc() -> Callable[[], None]:
     return restore
 
 
+def _add_output(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    parser = commands.add_parser(
+        "output",
+        help="write a recipe's output file from its state",
+        description=(
+            "Write the recipe's output file (one JSONL record per row done) "
+            "from its state: the state file, or the run in Redis -- from any "
+            "machine, while the run goes on or after it ended.  The file is "
+            "replaced in one rename; rows not done yet have no record."
+        ),
+    )
+    parser.add_argument("recipe", metavar="RECIPE", help="a YAML recipe")
+    parser.set_defaults(handler=output)
+
+
+def output(args: argparse.Namespace) -> int:
+    """``fetchq output``: write the output file of ``args.recipe``."""
+    from fetchq.recipe import RecipeError, load_recipe
+
+    try:
+        recipe = load_recipe(args.recipe)
+    except RecipeError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        return PROBLEMS
+    return _react(lambda reactor: defer_coroutine(_write_output(recipe, reactor)))
+
+
+async def _write_output(recipe: Any, reactor: Any) -> int:
+    from twisted.internet import defer
+
+    from fetchq.output import write_output
+    from fetchq.store import SQLiteStore, StoreError
+
+    store: Any
+    state = recipe.state
+    if state.url is not None:
+        from fetchq.store.redis import RedisStore
+
+        where = f"redis run {state.run!r}"
+        try:
+            store = await RedisStore.connect(state.url, state.run, reactor, renew=False)
+        except StoreError as exc:
+            print(f"fetchq: {exc}", file=sys.stderr)
+            return PROBLEMS
+    else:
+        where = str(state.path)
+        if not state.path.exists():
+            print(
+                f"fetchq: no state at {where}: the recipe has not run", file=sys.stderr
+            )
+            return PROBLEMS
+        store = SQLiteStore(state.path)
+    try:
+        counts = await defer.maybeDeferred(store.counts)
+        if counts.total == 0:
+            print(
+                f"fetchq: {where} holds nothing: the recipe has not run",
+                file=sys.stderr,
+            )
+            return PROBLEMS
+        written = await write_output(store, recipe.output.path)
+    finally:
+        await defer.maybeDeferred(store.close)
+    left = counts.pending + counts.claimed
+    more = f"; {left} rows left to do" if left else ""
+    print(f"output: {recipe.output.path} ({written} records from {where}{more})")
+    return OK
+
+
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "demo",
@@ -464,6 +618,13 @@ def _react(start: Callable[[object], object]) -> int:
         print(_one_line(f"fetchq: {type(error).__name__}: {error}"), file=sys.stderr)
         return PROBLEMS
     return result if isinstance(result, int) else PROBLEMS
+
+
+def defer_coroutine(coroutine: Any) -> object:
+    """A coroutine as a Deferred (what :func:`_react` waits for)."""
+    from twisted.internet import defer
+
+    return defer.Deferred.fromCoroutine(coroutine)
 
 
 def _add_ctl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -650,6 +811,7 @@ COMMANDS: list[
 ] = [
     _add_validate,
     _add_run,
+    _add_output,
     _add_demo,
     _add_fake,
     _add_ctl,

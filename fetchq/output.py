@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from fetchq.store import Record, Store
 
-__all__ = ["OutputFile", "output_lines"]
+__all__ = ["OutputFile", "output_lines", "write_output"]
 
 _json_line = json.JSONEncoder(separators=(",", ":")).encode  # as json.dumps
 
@@ -80,3 +80,33 @@ class OutputFile:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+async def write_output(store: Any, path: Path) -> int:
+    """Write every record of ``store`` (a local or a network store) to
+    ``path`` (JSONL, one line per record; a list record is a line per
+    element), through a temporary file replaced in one rename.  Returns how
+    many records."""
+    from twisted.internet.defer import Deferred
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    count = 0
+    try:
+        with open(fd, "w", encoding="utf-8") as f:
+            seq = 0
+            while True:
+                batch = store.records(seq, 5000)
+                if isinstance(batch, Deferred):
+                    batch = await batch
+                if not batch:
+                    break
+                f.write(output_lines(batch))
+                seq = batch[-1].seq
+                count += len(batch)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return count

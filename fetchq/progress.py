@@ -454,6 +454,27 @@ class RunStats:
             return  # the same job again (a retry): one example is enough
         examples.append({"id": shown, "url": what, "message": message[:300]})
 
+    def tallies(self) -> dict[str, Any]:
+        """The tallies as JSON values (a worker hands them to its parent;
+        :meth:`to_json` is the whole of it, for the run's history)."""
+        return {
+            "outcomes": dict(self.outcomes),
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "bytes": self.bytes,
+            "latency": {str(k): v for k, v in self.latency.buckets.items()},
+        }
+
+    def add(self, tallies: dict[str, Any]) -> None:
+        """Add another process's :meth:`tallies` to these."""
+        self.outcomes.update(tallies.get("outcomes", {}))
+        self.statuses.update(
+            {int(k): v for k, v in tallies.get("statuses", {}).items()}
+        )
+        self.bytes += int(tallies.get("bytes", 0))
+        for index, n in tallies.get("latency", {}).items():
+            self.latency.buckets[int(index)] += n
+            self.latency.count += n
+
     def rate(self) -> float:
         """Jobs finished for good per second so far (this run)."""
         elapsed = self.clock.seconds() - self.started

@@ -10,25 +10,39 @@ What differs from a run on a local state (:class:`~fetchq.run.Run`):
   next one goes on from the checkpoint in Redis (checked against its own
   copy of the input, as a resumed run is).  A loader that lost its lease
   cannot add rows behind its successor's back (its writes are fenced).
-- **Shared limits.**  A claim hands out only what may launch now under the
+- **Shared limits.**  A claim hands out only what may launch under the
   run's limits, kept in Redis for every worker: the global width (every
-  worker's leases), the global rate, each lane's width, rate and hold.  The
-  local queue therefore applies none of them; its width is only how many
-  jobs this process runs at once.  A hold (429, a spent quota) seen by one
-  worker holds the lane for all.  Between claims a worker sleeps until the
-  claim said something may next be launchable (at most a quarter second).
+  worker's leases; each worker gets at most its share of it), the global
+  rate, each lane's width, rate and hold.  Under the rates a claim reserves
+  launch slots up to 50 ms ahead, and the worker puts each job in its queue
+  at its slot (:attr:`RedisStore.last_delays`), so the rates hold over time
+  whatever a claim's round trip costs.  The local queue applies none of the
+  limits; its width is only how many jobs this process runs at once.  A
+  hold (429, a spent quota) seen by one worker holds the lane for all.
+  Between claims a worker sleeps until the claim said something may next
+  be claimable (at most a quarter second).
 - **The run's end is the whole run's**: once the input is loaded and no row
   is pending or leased anywhere.  The output is written then, from Redis, by
   every process that sees the end (``fetchq output RECIPE`` writes it at
   any time, from any machine).
 - **Stopping together.**  A fatal failure or the failure breaker in one
-  worker stops every worker (``run.stop`` in the run's meta); Ctrl-C stops
-  only the process it reaches, whose leased rows go back for the others.
+  worker stops every worker (``run.stop`` in the run's meta; a stop an
+  earlier run left is not this run's); Ctrl-C stops only the process it
+  reaches, whose leased rows go back for the others.  Failures held back
+  for the breaker are recorded once the worker has nothing else to run:
+  their leases count against the run's width.
+- **Redis away.**  Unreachable at start: one line, exit 2.  While running:
+  claims fail and launching pauses, writes are retried until they land,
+  and the run goes on when Redis is back (loading its data, too).  A loader
+  whose write failed drops its reader; the input is taken up again from the
+  checkpoint.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import math
+import sys
 from typing import IO, Any
 
 from twisted.internet import defer
@@ -36,9 +50,13 @@ from twisted.internet import defer
 from fetchq.control import AdaptiveController
 from fetchq.events import Event, JobFinished, LaneHeld
 from fetchq.job import Outcome
+from fetchq.output import write_output
+from fetchq.progress import ProgressDisplay, RunStats
 from fetchq.recipe import Recipe
 from fetchq.run import (
     _CHUNK,
+    _CHUNK_SECONDS,
+    _META_INPUT,
     _META_INPUT_DONE,
     EXIT_FAILURES,
     EXIT_FATAL,
@@ -51,7 +69,7 @@ from fetchq.shared.control import SharedControl
 from fetchq.store import Claimed, StoreError, when
 from fetchq.store.redis import RedisStore
 
-__all__ = ["META_STOP", "SharedRun"]
+__all__ = ["META_STOP", "SharedRun", "WorkerDisplay", "write_output"]
 
 META_STOP = "run.stop"
 """Meta key: ``{"code": N, "message": ...}`` once a worker stopped the run."""
@@ -69,8 +87,11 @@ class SharedRun(Run):
     Args:
         recipe: a recipe with ``state.url``.
         reactor: the reactor.
-        write_output: write the output file when the run ends (``fetchq run
-            --workers`` children leave it to their parent).
+        write_output: write the output file when the run ends.
+        worker: a worker under ``fetchq run --workers``: no progress, no
+            summary, no resume line (the parent shows them), its tallies as
+            one JSON line on stdout at the end; the output is left to the
+            parent.
         read_ahead: most rows pending in Redis before the loader waits.
         store: an open :class:`~fetchq.store.redis.RedisStore` (default:
             connect to ``state.url`` when the run starts).
@@ -84,6 +105,7 @@ class SharedRun(Run):
         stream: IO[str] | None = None,
         *,
         write_output: bool = True,
+        worker: bool = False,
         read_ahead: int | None = 100_000,
         store: RedisStore | None = None,
         **kw: Any,
@@ -94,7 +116,14 @@ class SharedRun(Run):
             recipe, reactor, stream, store=store, read_ahead=read_ahead, **kw
         )
         self._stream_output = False
-        self._write_final = write_output
+        self._worker = worker
+        self._write_final = write_output and not worker
+        self._hush = False
+        self._stop_seen: Any = None
+        self._following = False
+        self._chunk_in_flight = False
+        self._expect: Any = None  # the input checkpoint last written or read
+        self._scheduled: dict[str, tuple[Any, Claimed]] = {}  # id -> (call, item)
         self._lease = recipe.state.lease
         self._loader = False
         self._wake: Any = None
@@ -131,7 +160,14 @@ class SharedRun(Run):
 
     # -- starting ------------------------------------------------------------
 
-    async def _start(self) -> None:
+    def run(self) -> defer.Deferred[int]:
+        """Connect, then run to the end (or to an interruption, or to a stop
+        by any worker); fires with the exit code."""
+        started = defer.Deferred.fromCoroutine(self._connect())
+        started.addErrback(self._start_failed)
+        return self._finished
+
+    async def _connect(self) -> None:
         if self.store is None:
             state = self.recipe.state
             assert state.url is not None
@@ -140,15 +176,38 @@ class SharedRun(Run):
                     state.url, state.run, self.reactor
                 )
             except StoreError as e:
-                self._say(f"fetchq: {e}")
-                self._finish(EXIT_PROBLEMS)
+                self._abort(f"fetchq: {e}")
                 return
+        if self._worker:
+            self.display = WorkerDisplay(self.stats, self.stream)
+        else:
+            self.display = ProgressDisplay(self.stats, self.stream, self.progress_every)
+        if self.fresh:
+            # Before the limits are set: forgetting the run forgets them too.
+            await self.store.reset()
+            self._say("starting afresh: the state of earlier runs is forgotten")
+            self.fresh = False
         await self._set_limits()
         await self._forget_operator_stop()
+        # A stop an earlier run left is not this run's: only a new one counts.
+        self._stop_seen = await self.store.meta_get(META_STOP)
         share = getattr(self.kind, "share", None)
         if share is not None:
             share(self.store)  # what the kind keeps per run (an API's quota)
-        await super()._start()
+        await self._start()
+
+    def _start_failed(self, failure: Any) -> None:
+        if self.display is None:
+            self._abort(f"fetchq: {_short(failure.value)}", EXIT_FATAL)
+        else:
+            super()._start_failed(failure)
+
+    def _abort(self, line: str, code: int = EXIT_PROBLEMS) -> None:
+        """Nothing started (Redis out of reach): one line, no summary."""
+        print(line, file=self.stream or sys.stderr, flush=True)
+        self._closed = True
+        closed = defer.ensureDeferred(self.kind.close())
+        closed.addBoth(lambda _: self._finished.callback(code))
 
     async def _set_limits(self) -> None:
         """Give the run the recipe's limits, unless they are the ones it was
@@ -204,15 +263,47 @@ class SharedRun(Run):
         if await self.store.lease(_LOADER, self._lease):
             self._loader = True
             await super()._open_input()
+            self._expect = await self.store.meta_get(_META_INPUT)
+
+    def _read_chunk(self, limit: int, seconds: float | None = None) -> Any:
+        """As :meth:`Run._read_chunk`, in chunks of at most ``read_ahead``
+        rows (so Redis never holds much more than that pending), one chunk
+        at a time (each must find the checkpoint the one before wrote)."""
+        if self.read_ahead is not None:
+            limit = max(1, min(limit, self.read_ahead))
+        result = super()._read_chunk(limit, seconds)
+        if isinstance(result, defer.Deferred):
+            self._chunk_in_flight = True
+
+            def landed(passed: Any) -> Any:
+                self._chunk_in_flight = False
+                return passed
+
+            result.addBoth(landed)
+        return result
 
     def _add_options(self) -> dict[str, Any]:
-        return {"fence": _LOADER}
+        """The rows' write is fenced by the load lease, and must find the
+        checkpoint this loader last wrote (or read): if Redis lost that
+        write, the write fails and the input is taken up again from the
+        checkpoint Redis has."""
+        expect = self._expect
+        if self._reader is not None:
+            self._expect = self._reader.checkpoint().to_json()
+        return {"fence": _LOADER, "expect": (_META_INPUT, expect)}
 
     # -- claiming --------------------------------------------------------------
 
+    def _pump(self) -> None:
+        """As :meth:`Run._pump`, once Redis is connected (a width set before
+        the run starts asks for a pump, and nothing can be claimed yet)."""
+        if self.store is None:
+            return
+        super()._pump()
+
     def _claim_request(self) -> dict[str, Any] | None:
         underway, pending = self.queue.size()
-        free = self.queue.width - underway - pending
+        free = self.queue.width - underway - pending - len(self._scheduled)
         if free <= 0:
             return None
         cap = self.recipe.queue.lanes.width or self.queue.width
@@ -225,7 +316,14 @@ class SharedRun(Run):
         }
 
     def _claimed_now(self, claimed: list[Claimed]) -> None:
-        """Sleep until something may be launchable (or at most a while)."""
+        """Sleep until something may be launchable (or at most a while).
+
+        A worker with nothing to run records the failures it holds back for
+        the breaker: their rows are leased, and leases count against the
+        run's width and each lane's, so held any longer they could keep
+        every worker from claiming (or the run from ending)."""
+        if not claimed and self._streak and self.queue.size() == (0, 0):
+            self._ack_streak()
         wake = self.store.last_wake
         delay = _POLL if wake is None else min(_POLL, max(wake, 0.001))
         if claimed and self.queue.size()[0] < self.queue.width:
@@ -275,6 +373,17 @@ class SharedRun(Run):
     def _store_failed(self, failure: Any) -> None:
         """A lost connection is waited out (launching pauses: claims fail
         until Redis is back, writes are retried); anything else stops."""
+        if self._closed:
+            return  # calls cut short by closing the store
+        if "FENCED" in str(failure.value):
+            self._say("fetchq: lost the input's load lease; another process goes on")
+            return
+        if "STALE" in str(failure.value):
+            self._say(
+                "fetchq: the input's checkpoint in redis is not the one this "
+                "process wrote (redis lost writes?); reading on from it"
+            )
+            return
         if _transient(failure.value):
             if not self._outage:
                 self._outage = True
@@ -295,11 +404,43 @@ class SharedRun(Run):
         super()._claim_failed(failure)
 
     def _put_claimed(self, claimed: list[Claimed]) -> None:
+        """Into the queue now, or at the launch time the claim reserved for
+        them under the rates (see :attr:`RedisStore.last_delays`)."""
         if self._outage:
             self._outage = False
             self._backoff = 0.0
             self._say("fetchq: redis is back; going on")
+        delays = self.store.last_delays
+        if delays and not (self._closed or self._stopping):
+            now: list[Claimed] = []
+            for item in claimed:
+                delay = delays.get(item.id, 0.0)
+                if delay > 0.001:
+                    call = self.reactor.callLater(delay, self._launch, item)
+                    self._scheduled[item.id] = (call, item)
+                else:
+                    now.append(item)
+            claimed = now
         super()._put_claimed(claimed)
+
+    def _launch(self, item: Claimed) -> None:
+        """An item whose launch time has come: into the queue."""
+        del self._scheduled[item.id]
+        if self._closed or self._stopping:
+            self._watch(self.store.requeue(item.id, None, self.reactor.seconds()))
+            return
+        key = item.key
+        self._in_queue[key] = self._in_queue.get(key, 0) + 1
+        d = self.queue.put(self.kind.arg(item), item.priority, key=key, job_id=item.id)
+        d.addCallbacks(self._succeeded, self._failed)
+
+    def _hand_back_scheduled(self) -> None:
+        """Items waiting for their launch time go back to Redis."""
+        now = self.reactor.seconds()
+        for call, item in self._scheduled.values():
+            call.cancel()
+            self._watch(self.store.requeue(item.id, None, now))
+        self._scheduled.clear()
 
     # -- the end -----------------------------------------------------------------
 
@@ -317,27 +458,85 @@ class SharedRun(Run):
         self._watch(when(self.store.limits(), self._follow_limits))
 
     def _lost_lease(self, held: bool) -> None:
-        if not held and not self._input_done:
+        if not held and not self._input_done and self._loader:
             self._say("fetchq: lost the input's load lease; another process goes on")
-            self._loader = False
-            self._rows = None
+            self._drop_reader()
+
+    def _drop_reader(self) -> None:
+        """Stop loading; whoever takes the lease next (this process too)
+        goes on from the checkpoint in Redis, which is exactly what landed:
+        each chunk of rows is stored with its checkpoint in one script."""
+        self._loader = False
+        self._rows = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     async def _follow_input(self) -> None:
-        await self._open_input()
-        if self._loader and self._rows is not None:
-            await _maybe(self._read_chunk(_CHUNK))
-            self._read_soon()
+        if self._following:
+            return
+        self._following = True
+        try:
+            await self._open_input()
+            if self._loader and self._rows is not None:
+                await self._guarded(self._read_chunk(_CHUNK))
+                self._read_soon()
+        finally:
+            self._following = False
+
+    def _read_more(self) -> None:
+        """As :meth:`Run._read_more`, but a chunk that could not be stored
+        (Redis away, or the lease lost: its write fenced) drops the reader
+        instead of stopping the run: the input is taken up again from the
+        checkpoint."""
+        self._read_scheduled = False
+        if self._input_done or self._stopping or self._closed or self._reading:
+            return
+        if self._rows is None or self._chunk_in_flight:
+            return  # another process reads the input, or a chunk is on its way
+        self._reading = True
+        ahead = self.read_ahead
+
+        def read(counts: Any) -> Any:
+            if ahead is not None and counts.pending >= ahead:
+                return None  # the pump calls again as the store drains
+            chunk = self._read_chunk(_CHUNK, _CHUNK_SECONDS)
+            return self._guarded(chunk).addCallback(lambda _: True)
+
+        def done(more: Any) -> None:
+            self._reading = False
+            if more and not self._closed:
+                self._pump()
+                self._read_soon()
+
+        def failed(failure: Any) -> Any:
+            self._reading = False
+            return failure
+
+        self._watch(self.store.counts().addCallback(read).addCallbacks(done, failed))
+
+    def _guarded(self, result: Any) -> defer.Deferred[Any]:
+        """A read's store writes: if they fail, the reader is dropped."""
+
+        def failed(failure: Any) -> Any:
+            if self._loader:
+                self._drop_reader()
+            return failure
+
+        return _maybe(result).addErrback(failed)
 
     def _stopped_elsewhere(self, stop: Any) -> None:
+        if stop == self._stop_seen:
+            return
         if stop and not self._stopping and not self._closed:
             why = f"stopped by another worker: {stop['message']}"
             self._stop(int(stop["code"]), why)
 
     def _stop(self, code: int, message: str) -> None:
         if code in (EXIT_FATAL, EXIT_FAILURES) and not self._stopping and self.store:
-            self._watch(
-                self.store.meta_set(META_STOP, {"code": code, "message": message})
-            )
+            stop = {"code": code, "message": message, "by": self.store.worker}
+            self._stop_seen = stop  # said here already
+            self._watch(self.store.meta_set(META_STOP, stop))
         super()._stop(code, message)
 
     def _check_finished(self) -> None:
@@ -347,13 +546,14 @@ class SharedRun(Run):
             return
         underway, pending = self.queue.size()
         now = self.reactor.seconds()
-        if underway or pending or now - self._last_check < self.tick_seconds:
+        if underway or pending or self._scheduled:
+            return
+        if now - self._last_check < self.tick_seconds:
             return
         self._last_check = now
 
         def check(counts: Any) -> None:
             if counts.pending == 0 and counts.claimed == 0 and not self._closed:
-                self._ack_streak()
                 self._finish(EXIT_OK)
 
         self._watch(when(self.store.counts(), check))
@@ -363,39 +563,44 @@ class SharedRun(Run):
             await write_output(self.store, self.output.path)
             self._say(f"output: {self.output.path}")
 
+    # -- a worker under `fetchq run --workers` -------------------------------
+
+    def interrupt(self, signum: int) -> None:
+        """As :meth:`Run.interrupt`; a worker leaves saying so to its parent."""
+        self._hush = self._worker
+        try:
+            super().interrupt(signum)
+        finally:
+            self._hush = False
+
+    def _say(self, text: str) -> None:
+        if self._hush or (self._worker and text.startswith("resuming: ")):
+            return  # the parent says it, once
+        super()._say(text)
+
+    def _stopped(self, unprocessed: list[Any]) -> None:
+        self._hand_back_scheduled()
+        if not self._worker:
+            super()._stopped(unprocessed)
+            return
+        now = self.reactor.seconds()
+        for job in unprocessed:
+            self._watch(self.store.requeue(job.id, None, now))
+        self._finish(self._exit)  # the parent says how to resume
+
     def _finish(self, code: int) -> None:
         if self._wake is not None and self._wake.active():
             self._wake.cancel()
+        if not self._closed and self.store is not None:
+            self._hand_back_scheduled()
         if self._loader and self.store is not None and not self._closed:
             self._watch(self.store.lease(_LOADER, self._lease, "drop"))
         super()._finish(code)
 
 
-async def write_output(store: Any, path: Path) -> int:
-    """Write every record of ``store`` to ``path`` (JSONL, one line per
-    record; a list record is a line per element), through a temporary file
-    replaced in one rename.  Returns how many records."""
-    import os
-    import tempfile
-
-    from fetchq.output import output_lines
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    count = 0
-    try:
-        with open(fd, "w", encoding="utf-8") as f:
-            seq = 0
-            while batch := await _maybe(store.records(seq, 5000)):
-                f.write(output_lines(batch))
-                seq = batch[-1].seq
-                count += len(batch)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return count
+_WAIT_OUT = frozenset(
+    ("LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN")
+)
 
 
 def _transient(error: BaseException) -> bool:
@@ -404,7 +609,9 @@ def _transient(error: BaseException) -> bool:
     import txredisapi
 
     if isinstance(error, txredisapi.ResponseError):
-        return False
+        # Redis starting (loading its AOF), busy with a slow script, or a
+        # replica not yet promoted: wait those out too.
+        return str(error).split(" ", 1)[0] in _WAIT_OUT
     return isinstance(
         error, (txredisapi.ConnectionError, ConnectionError, OSError)
     ) or (type(error).__module__.startswith("twisted.internet.error"))
@@ -412,3 +619,24 @@ def _transient(error: BaseException) -> bool:
 
 def _short(error: BaseException) -> str:
     return " ".join(str(error).split())[:200] or type(error).__name__
+
+
+class WorkerDisplay(ProgressDisplay):
+    """What a worker under ``fetchq run --workers`` shows: its messages
+    only (the parent shows progress and the summary), and at the end its
+    tallies (:meth:`RunStats.tallies`) as one JSON line on stdout, for the
+    parent's summary."""
+
+    def __init__(self, stats: RunStats, stream: IO[str] | None = None) -> None:
+        super().__init__(stats, stream, every=math.inf)
+        if self._progress is not None:  # a terminal after all: no bar
+            self._progress.stop()
+            self._progress = None
+
+    def tick(self) -> None:
+        """Nothing: the parent shows the progress."""
+
+    def close(self) -> None:
+        """Hand the tallies to the parent."""
+        sys.stdout.write(json.dumps(self.stats.tallies()) + "\n")
+        sys.stdout.flush()

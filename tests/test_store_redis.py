@@ -70,8 +70,10 @@ class LimitTests(RedisTestCase):
     @defer.inlineCallbacks
     def test_global_rate_is_gcra(self) -> Generator[Any, Any, None]:
         """At 10/s with a burst of 2, two launches come at once, then one
-        every 100 ms, however the claims are spread over workers; the claim
-        says when the next may come."""
+        every 100 ms, however the claims are spread over workers.  A claim
+        takes the launch slots due within 50 ms, each with its launch time
+        (so a claim that reaches Redis late loses nothing), and says when
+        to claim next."""
         run = redis_server.run_name()
         a = yield self.connect(run, server_time=False, renew=False)
         b = yield self.connect(run, server_time=False, renew=False)
@@ -79,16 +81,23 @@ class LimitTests(RedisTestCase):
         yield a.add(items("x", 20))
         got = yield a.claim(10, 0.0, 60.0, per_lane=10, limits=True)
         self.assertEqual(len(got), 2)
-        self.assertAlmostEqual(a.last_wake, 0.1, places=3)
-        self.assertEqual((yield b.claim(10, 0.05, 60.0, per_lane=10, limits=True)), [])
-        launched = 2
-        t = 0.1
+        self.assertEqual(a.last_delays, {})  # both now
+        self.assertAlmostEqual(a.last_wake, 0.05, places=3)
+        self.assertEqual((yield b.claim(10, 0.04, 60.0, per_lane=10, limits=True)), [])
+        got = yield b.claim(10, 0.06, 60.0, per_lane=10, limits=True)
+        self.assertEqual(len(got), 1)
+        self.assertAlmostEqual(b.last_delays[got[0].id], 0.04, places=3)
+        launches = [0.0, 0.0, 0.1]
+        t = 0.11
         while t < 1.0 - 1e-9:
             for store in (a, b):
                 got = yield store.claim(10, t, 60.0, per_lane=10, limits=True)
-                launched += len(got)
+                launches += [t + store.last_delays.get(c.id, 0.0) for c in got]
             t = round(t + 0.05, 3)
-        self.assertEqual(launched, 2 + 9)  # at 0.1, 0.2, ... 0.9
+        # one every 100 ms, each at its slot: 0.2, 0.3, ... 1.0
+        self.assertEqual(
+            [round(x, 3) for x in launches[2:]], [k / 10 for k in range(1, 11)]
+        )
 
     @defer.inlineCallbacks
     def test_lane_width_rate_and_hold(self) -> Generator[Any, Any, None]:
@@ -166,6 +175,39 @@ class LeaseTests(RedisTestCase):
         self.assertEqual((yield b.add(items("x", 1, 1), fence="loader")), 1)
         self.assertFalse((yield a.lease("loader", 5.0, "renew")))
 
+    @defer.inlineCallbacks
+    def test_add_expects_the_checkpoint_last_written(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """An add that expects a meta value finds it (absent counts as
+        None) or adds nothing and fails with STALE: a loader whose last
+        write Redis lost cannot write its next rows past the gap."""
+        store = yield self.connect()
+        first = {"line": 2, "offset": 10}
+        added = yield store.add(
+            items("x", 2), meta={"cp": first}, fence=None, expect=("cp", None)
+        )
+        self.assertEqual(added, 2)
+        # Redis lost the next write: it still holds `first`, the writer
+        # expects what it wrote after it.
+        error = yield self.assertFailure(
+            store.add(
+                items("x", 2, 2),
+                meta={"cp": {"line": 6}},
+                expect=("cp", {"line": 4, "offset": 20}),
+            ),
+            Exception,
+        )
+        self.assertIn("STALE", str(error))
+        self.assertEqual((yield store.counts()).pending, 2)
+        self.assertEqual((yield store.meta_get("cp")), first)
+        # Taken up from what Redis holds (as read back), the write lands.
+        held = yield store.meta_get("cp")
+        added = yield store.add(
+            items("x", 2, 2), meta={"cp": {"line": 4}}, expect=("cp", held)
+        )
+        self.assertEqual(added, 2)
+
 
 class ConnectTests(RedisTestCase):
     @defer.inlineCallbacks
@@ -179,7 +221,27 @@ class ConnectTests(RedisTestCase):
             StoreError,
         )
         self.assertIn("127.0.0.1:1", str(error))
+        self.assertIn("cannot connect", str(error))
         self.assertNotIn("hunter2", str(error))
+
+    @defer.inlineCallbacks
+    def test_credentials_refused_at_once(self) -> Generator[Any, Any, None]:
+        """A password Redis refuses is said at once (not after the timeout,
+        with no error left unhandled), naming the host, never the password;
+        the right one connects."""
+        server = redis_server.RedisServer()
+        self.addCleanup(server.stop)
+        server.command("CONFIG", "SET", "requirepass", "right-one")
+        url = f"redis://:wrong-one@127.0.0.1:{server.port}/0"
+        error = yield self.assertFailure(
+            RedisStore.connect(url, "x", reactor, timeout=30.0), StoreError
+        )
+        self.assertIn(f"127.0.0.1:{server.port}: cannot auth: WRONGPASS", str(error))
+        self.assertNotIn("wrong-one", str(error))
+        store = yield RedisStore.connect(
+            url.replace("wrong-one", "right-one"), "x", reactor
+        )
+        yield store.close()
 
     def test_parse_url(self) -> None:
         """redis:// and rediss:// URLs parse; anything else is a ValueError

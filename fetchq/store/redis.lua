@@ -32,6 +32,9 @@
 --   P leases     ZSET   id -> lease deadline ms (claimed); ZCARD = in flight
 --                       (also the slots of fetchq.shared: "\030LANE\031token")
 --   P owner      HASH   id -> worker that claimed it
+--   P wl         HASH   worker -> how many leases it holds
+--   P workers    ZSET   worker -> its last claim (ms): the workers sharing
+--                       the width now (claimed within ACTIVE_MS)
 --   P lane:LANE  HASH   f (in flight), t (rate TAT ms), h (held until ms)
 --   P lcfg:NAME  HASH   a lane's own width/rate/burst
 --   P lid, lnm   HASH   lane name -> lane id, and back: items, queues and
@@ -45,6 +48,8 @@
 -- lane is known by a short id (LANE above), its name only at the edges.
 
 local US = "\031"
+local ACTIVE_MS = 2000 -- a worker that claimed this recently shares the width
+local AHEAD_MS = 50 -- how far ahead a claim may take launch slots
 local CFG = KEYS[1]
 local P = string.sub(CFG, 1, #CFG - 3)
 
@@ -234,6 +239,17 @@ local function unqueue(lane, f, id)
   end
 end
 
+-- An item's lease no longer held by its worker (acked, requeued, expired).
+local function unown(id)
+  local w = redis.call("HGET", P .. "owner", id)
+  if w then
+    redis.call("HDEL", P .. "owner", id)
+    if redis.call("HINCRBY", P .. "wl", w, -1) <= 0 then
+      redis.call("HDEL", P .. "wl", w)
+    end
+  end
+end
+
 local function lane_release(lane, now)
   local key = P .. "lane:" .. lane
   local left = redis.call("HINCRBY", key, "f", -1)
@@ -255,17 +271,21 @@ local function promote(now, c)
   local expired = redis.call("ZRANGEBYSCORE", P .. "leases", "-inf", now, "LIMIT", 0, 500)
   for _, id in ipairs(expired) do
     redis.call("ZREM", P .. "leases", id)
-    redis.call("HDEL", P .. "owner", id)
-    local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
-    if raw then
-      local f = split(raw)
-      lane_release(f[2], now)
-      enqueue(id, f, now)
-      counter("claimed", -1)
-      counter("pending", 1)
-    elseif string.byte(id, 1) == 30 then
-      local lane = slot_lane(id) -- a shared slot whose holder died
+    if string.byte(id, 1) == 30 then
+      -- A shared slot whose holder died (slots are not in a worker's "wl").
+      redis.call("HDEL", P .. "owner", id)
+      local lane = slot_lane(id)
       if lane ~= "" then lane_release(lane, now) end
+    else
+      unown(id)
+      local raw = redis.call("HGET", P .. "i:" .. bucket(id), id)
+      if raw then
+        local f = split(raw)
+        lane_release(f[2], now)
+        enqueue(id, f, now)
+        counter("claimed", -1)
+        counter("pending", 1)
+      end
     end
   end
 end
@@ -274,7 +294,7 @@ end
 local function detach(id, f, now)
   local lane = f[2]
   if redis.call("ZREM", P .. "leases", id) == 1 then
-    redis.call("HDEL", P .. "owner", id)
+    unown(id)
     lane_release(lane, now)
     counter("claimed", -1)
     return "claimed"
@@ -313,15 +333,37 @@ local function unpack_done(env)
 end
 
 --@ add
--- ARGV: now, fence ("" or "NAME TOKEN": refuse unless lease NAME is held by
--- TOKEN), then per item: id, prio, key, arg, outcome ("" = pending),
--- record; after the items: "meta", then name, value pairs.
+-- ARGV: now, guard, then per item: id, prio, key, arg, outcome ("" =
+-- pending), record; after the items: "\030meta", then name, value pairs.  The
+-- guard is "" or lines: "NAME TOKEN" (refuse unless lease NAME is held by
+-- TOKEN: fencing), then optionally a meta name and the JSON value it must
+-- hold ("null": none), so a writer whose last write Redis lost (a crash
+-- within its fsync window) cannot write past the gap.
 local now = now_ms()
 if ARGV[2] ~= "" then
-  local sp = string.find(ARGV[2], " ", 1, true)
-  local holder = redis.call("GET", P .. "lease:" .. string.sub(ARGV[2], 1, sp - 1))
-  if holder ~= string.sub(ARGV[2], sp + 1) then
-    return redis.error_reply("FENCED the lease is held by another process")
+  local guard = {}
+  local start = 1
+  while true do
+    local nl = string.find(ARGV[2], "\n", start, true)
+    if not nl then
+      guard[#guard + 1] = string.sub(ARGV[2], start)
+      break
+    end
+    guard[#guard + 1] = string.sub(ARGV[2], start, nl - 1)
+    start = nl + 1
+  end
+  if guard[1] ~= "" then
+    local sp = string.find(guard[1], " ", 1, true)
+    local holder = redis.call("GET", P .. "lease:" .. string.sub(guard[1], 1, sp - 1))
+    if holder ~= string.sub(guard[1], sp + 1) then
+      return redis.error_reply("FENCED the lease is held by another process")
+    end
+  end
+  if guard[2] then
+    local current = redis.call("HGET", P .. "meta", guard[2]) or "null"
+    if current ~= guard[3] then
+      return redis.error_reply("STALE " .. guard[2] .. " is not what was last written")
+    end
   end
 end
 local added = 0
@@ -368,7 +410,9 @@ return found
 --@ claim
 -- ARGV: now, worker, limit, per_lane ("" = global priority order), lease
 -- ms, limits ("1": apply cfg's width, rate and lane limits), skip lanes...
--- Returns {wake ms (-1: nothing due), id, item, id, item, ...}.
+-- Returns, as one JSON text (one reply to parse, however many items), [wake
+-- ms (-1: nothing due), id, item, at, id, item, at, ...]: at is when the
+-- item may launch, in ms from now (0 but with the rates).
 local now = now_ms()
 local worker, limit = ARGV[2], tonumber(ARGV[3])
 local per_lane = num(ARGV[4], nil)
@@ -388,18 +432,31 @@ local function soon(t)
 end
 local free = limit
 local width, rate, burst = nil, nil, 1
+local full = false -- no slot free for this worker
 if use_limits then
-  if c.paused == "1" then return {-1} end
+  if c.paused == "1" then return cjson.encode({-1}) end
   width, rate, burst = global_limits(c)
   if width then
     local busy = redis.call("ZCARD", P .. "leases")
     free = math.min(free, width - busy)
+    -- Each worker sharing the width gets its share: a worker that frees a
+    -- slot and claims again at once must not keep the others, who only
+    -- come by now and then, from ever getting one.
+    local workers = P .. "workers"
+    redis.call("ZADD", workers, now, worker)
+    redis.call("ZREMRANGEBYSCORE", workers, "-inf", "(" .. (now - ACTIVE_MS))
+    local active = redis.call("ZCARD", workers)
+    if active > 1 then
+      local mine = num(redis.call("HGET", P .. "wl", worker), 0)
+      free = math.min(free, math.ceil(width / active) - mine)
+    end
+    full = free <= 0
   end
 end
 local tat = num(redis.call("GET", P .. "tat"), 0)
 local taken = 0
 
-local function take(id, lane)
+local function take(id, lane, at)
   local b = bucket(id)
   local raw = redis.call("HGET", P .. "i:" .. b, id)
   local f = split(raw)
@@ -407,17 +464,25 @@ local function take(id, lane)
   redis.call("HSET", P .. "i:" .. b, id, join(f))
   redis.call("ZADD", P .. "leases", now + lease_ms, id)
   redis.call("HSET", P .. "owner", id, worker)
+  redis.call("HINCRBY", P .. "wl", worker, 1)
   redis.call("HINCRBY", P .. "lane:" .. lane, "f", 1)
   counter("pending", -1)
   counter("claimed", 1)
   out[#out + 1] = id
   out[#out + 1] = join(named(f))
+  out[#out + 1] = tostring(at or 0)
   taken = taken + 1
 end
 
+-- By lane, a claim may take what the rates let launch within AHEAD_MS: each
+-- item comes with its launch time (ms from now), which the worker keeps.
+-- Launch slots are reserved on the server's schedule, so however late a
+-- claim reaches Redis, the rates hold over time without losing that time.
+local ahead = 0
+if use_limits and per_lane ~= nil then ahead = AHEAD_MS end
 if free > 0 and use_limits and rate then
   local w = gcra_wait(tat, now, rate, burst)
-  if w > 0 then free = 0; soon(now + w) end
+  if w > ahead then free = 0; soon(now + w - ahead) end
 end
 
 if free > 0 and per_lane == nil then
@@ -465,27 +530,30 @@ elseif free > 0 then
     if n > 0 and lwidth then n = math.min(n, lwidth - inflight) end
     local got = 0
     while n > 0 do
+      local at = 0
       if lrate then
         local w = gcra_wait(ltat, now, lrate, lburst)
-        if w > 0 then next_at = now + w; break end
+        if w > ahead then next_at = now + w - ahead; break end
+        at = w
       end
       if rate then
         local w = gcra_wait(tat, now, rate, burst)
-        if w > 0 then soon(now + w); free = taken; break end
+        if w > ahead then soon(now + w - ahead); free = taken; break end
+        at = math.max(at, w)
       end
       local head = lane_head(lane)
       if not head then break end
       drop_head(lane, head)
-      take(string.sub(head[1], 14), lane)
+      take(string.sub(head[1], 14), lane, math.floor(at + 0.5))
       got = got + 1
       n = n - 1
-      if lrate then ltat = gcra_take(ltat, now, lrate) end
-      if rate then tat = gcra_take(tat, now, rate) end
+      if lrate then ltat = gcra_take(ltat, now + at, lrate) end
+      if rate then tat = gcra_take(tat, now + at, rate) end
     end
     if lrate and got > 0 then
       redis.call("HSET", P .. "lane:" .. lane, "t", ltat)
       local w = gcra_wait(ltat, now, lrate, lburst)
-      if w > 0 then next_at = math.max(next_at, now + w) end
+      if w > ahead then next_at = math.max(next_at, now + w - ahead) end
     end
     if not lane_pending(lane) then
       redis.call("ZREM", P .. "lanes", lane)
@@ -500,18 +568,23 @@ end
 if rate and taken > 0 then redis.call("SET", P .. "tat", tat) end
 -- When something may next be claimable: a lane coming due, a retry time, a
 -- lease running out; but never before the global rate allows a launch.
+-- With no slot free for this worker (the width, or its share of it), only a
+-- slot coming free helps: its own jobs ending (it claims again then), or
+-- another worker's lease ending.
 wake = nil
-local first = redis.call("ZRANGE", P .. "lanes", 0, 0, "WITHSCORES")
-if first[2] then soon(math.max(tonumber(first[2]), now)) end
-local d = redis.call("ZRANGE", P .. "delayed", 0, 0, "WITHSCORES")
-if d[2] then soon(tonumber(d[2])) end
+if not full then
+  local first = redis.call("ZRANGE", P .. "lanes", 0, 0, "WITHSCORES")
+  if first[2] then soon(math.max(tonumber(first[2]), now)) end
+  local d = redis.call("ZRANGE", P .. "delayed", 0, 0, "WITHSCORES")
+  if d[2] then soon(tonumber(d[2])) end
+end
 local l = redis.call("ZRANGE", P .. "leases", 0, 0, "WITHSCORES")
 if l[2] then soon(tonumber(l[2])) end
 if wake and rate then
-  wake = math.max(wake, now + gcra_wait(tat, now, rate, burst))
+  wake = math.max(wake, now + gcra_wait(tat, now, rate, burst) - ahead)
 end
 if wake then out[1] = math.max(0, wake - now) end
-return out
+return cjson.encode(out)
 
 --@ ack
 -- ARGV: now, then per item: id, outcome, record-json.  Returns one 1/0 each.
@@ -633,7 +706,8 @@ redis.call("HSET", P .. "d:" .. b, id, table.concat(parts, US))
 return 1
 
 --@ records
--- ARGV: now, after, limit.  {id, envelope, ...} in ack order.
+-- ARGV: now, after, limit.  [id, envelope, ...] in ack order, as one JSON
+-- text.
 local after, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
 local start = after
@@ -651,7 +725,8 @@ while #out < 2 * limit do
   end
   start = start + #ids
 end
-return out
+if #out == 0 then return "[]" end
+return cjson.encode(out)
 
 --@ reopen
 -- ARGV: now, outcome, from (list index), count.  Moves the done items with

@@ -28,10 +28,14 @@ adds:
   leases run out, for any worker to claim.
 - **Limits shared by every worker** (:meth:`configure`, :meth:`set_lane`,
   :meth:`hold_lane`, ``claim(limits=True)``): a claim hands out only what
-  may launch now, counting every worker's leases against the width (a dead
-  worker's slots come back with its leases), every worker's launches
-  against the rates (GCRA on the server clock), and a lane held by a 429
-  seen by any worker is held for all of them.
+  may launch, counting every worker's leases against the width (a dead
+  worker's slots come back with its leases; each worker gets at most its
+  share, the width over the workers that claimed in the last 2 s, so one
+  that frees a slot and claims again at once cannot starve the others),
+  every worker's launches against the rates (GCRA on the server clock:
+  launch slots up to 50 ms ahead are handed out with their launch times,
+  :attr:`last_delays`), and a lane held by a 429 seen by any worker is
+  held for all of them.
 - **Batched writes.**  ``ack()`` and ``requeue()`` calls made in one reactor
   turn go to Redis as one script call; a write that fails (the connection
   dropped) is tried again, with backoff, until it lands (both are
@@ -49,6 +53,8 @@ import contextlib
 import hashlib
 import json
 import math
+import os
+import socket
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from importlib import resources
@@ -87,6 +93,7 @@ _US = "\x1f"
 _META = "\x1emeta"
 _FOREVER_MS = 2**52  # a lease or time that never comes
 _SCRIPTS: dict[str, str] | None = None
+_HOST = socket.gethostname().replace(" ", "_")
 ALL_LANES: Any = object()
 """``pending_page(ALL_LANES, ...)``: the pending items of every lane."""
 
@@ -185,7 +192,8 @@ class RedisStore:
         client: a txredisapi connection or pool (``convertNumbers=False``).
         run: the run's name; its keys are ``{fetchq:RUN}:...``.
         reactor: time, for batching and lease renewals.
-        worker: this process's name among the workers (default: random).
+        worker: this process's name among the workers (default:
+            ``HOST:PID:RANDOM``, so an operator can tell who holds what).
         server_time: deadlines on the Redis server's clock (the default);
             False uses the ``now`` each call passes (tests).
         renew: renew this process's leases (every third of the lease).
@@ -212,9 +220,11 @@ class RedisStore:
         self.prefix = f"{{fetchq:{run}}}:"
         self._cfg = self.prefix + "cfg"
         self._reactor = reactor
-        self.worker = worker or uuid.uuid4().hex[:12]
+        self.worker = worker or f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._server_time = server_time
         self._closed = False
+        self._closing: Deferred[None] | None = None
+        self._claims: set[Deferred[Any]] = set()  # claims in flight
         self._held: dict[str, float] = {}  # ids this process holds -> lease (s)
         self._ops: list[tuple[str, list[str], float, Deferred[Any]]] = []
         self._sending = False
@@ -223,6 +233,10 @@ class RedisStore:
         self.last_wake: float | None = None
         """After a claim: seconds until something may next be claimable
         (None: nothing pending, waiting or leased)."""
+        self.last_delays: dict[str, float] = {}
+        """After a claim with ``limits=True``: the items whose launch slot
+        under the rates is later (by id: seconds from now).  The claim
+        reserved those slots; launching at them keeps the rates exact."""
         self._renewer: task.LoopingCall | None = None
         self._renew = renew
         self._lease = 30.0
@@ -258,6 +272,27 @@ class RedisStore:
             from twisted.internet.ssl import optionsForClientTLS
 
             tls = optionsForClientTLS(settings["host"])
+        options = {
+            "dbid": settings["db"],
+            "password": settings["password"],
+            "username": settings["username"],
+            "ssl_context_factory": tls,
+            "connectTimeout": timeout,
+            "replyTimeout": timeout,
+            "convertNumbers": False,
+        }
+        try:
+            # One connection that does not retry first: an address that
+            # refuses or does not answer, or credentials refused, are said at
+            # once (the pool would keep trying in silence).
+            probe: Deferred[Any] = txredisapi.Connection(
+                settings["host"], settings["port"], reconnect=False, **options
+            )
+            probe.addTimeout(timeout + 1.0, reactor)
+            connection = yield probe
+        except Exception as e:
+            raise StoreError(f"{where}: {_connect_error(e)}") from None
+        yield connection.disconnect()
         client = txredisapi.lazyConnectionPool(
             settings["host"],
             settings["port"],
@@ -326,6 +361,7 @@ class RedisStore:
         meta: Mapping[str, Any] | None = None,
         *,
         fence: str | None = None,
+        expect: tuple[str, Any] | None = None,
     ) -> Deferred[int]:
         """Insert ``items`` (pending, or done with their record) and ``meta``
         in one script: all or nothing.  Known ids are skipped.
@@ -334,12 +370,16 @@ class RedisStore:
             fence: the name of a lease this process must still hold (see
                 :meth:`lease`), or the add fails with ``FENCED``: a loader
                 that lost its lease cannot add rows behind its successor.
+            expect: ``(name, value)``: the meta ``name`` must hold
+                ``value`` (None: nothing), or the add fails with ``STALE``:
+                a loader whose last write Redis lost (a crash inside its
+                fsync window) cannot add rows past the gap.
         """
         self._check_open()
-        args: list[Any] = [
-            self._now(None),
-            "" if fence is None else f"{fence} {self.worker}",
-        ]
+        guard = "" if fence is None else f"{fence} {self.worker}"
+        if expect is not None:
+            guard += f"\n{expect[0]}\n{_dumps(expect[1])}"
+        args: list[Any] = [self._now(None), guard]
         try:
             for item in items:
                 args += [
@@ -403,12 +443,25 @@ class RedisStore:
             "1" if limits else "",
             *(lane_name(key) for key in skip),
         ]
-        return self._eval("claim", args).addCallback(self._claimed, lease)
+        d = self._eval("claim", args).addCallback(self._claimed, lease)
+        self._claims.add(d)
 
-    def _claimed(self, reply: list[Any], lease: float) -> list[Claimed]:
+        def landed(result: Any) -> Any:
+            self._claims.discard(d)
+            return result
+
+        return d.addBoth(landed)
+
+    def _claimed(self, text: str, lease: float) -> list[Claimed]:
+        reply = json.loads(text)
         wake = float(reply[0])
         self.last_wake = None if wake < 0 else wake / 1000.0
-        claimed = [_claimed(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
+        claimed = [_claimed(reply[i], reply[i + 1]) for i in range(1, len(reply), 3)]
+        self.last_delays = {
+            reply[i]: int(reply[i + 2]) / 1000.0
+            for i in range(1, len(reply), 3)
+            if reply[i + 2] != "0"
+        }
         for item in claimed:
             self._held[item.id] = lease
         if claimed and self._renew and not math.isinf(lease):
@@ -617,7 +670,8 @@ class RedisStore:
         if not limit:
             return defer.succeed([])
 
-        def make(reply: list[Any]) -> list[Record]:
+        def make(text: str) -> list[Record]:
+            reply = json.loads(text)
             out = []
             for i in range(0, len(reply), 2):
                 outcome, seq, *_, record = reply[i + 1].split(_US, 8)
@@ -673,18 +727,25 @@ class RedisStore:
         return d.addCallback(lambda _: None)
 
     def close(self) -> Deferred[None]:
-        """Let every write land, then disconnect.  Closing twice is harmless."""
-        if self._closed:
-            return defer.succeed(None)
+        """Let every claim in flight come back (whoever asked for it may
+        hand its items back: those writes are still taken) and every write
+        land, then disconnect.  Closing twice is harmless."""
+        if self._closing is not None:
+            return self._closing
         if self._renewer is not None and self._renewer.running:
             self._renewer.stop()
-        d = self._drain()
-        self._closed = True
+        claims = defer.DeferredList(list(self._claims), consumeErrors=True)
+
+        def drain(_: Any) -> Deferred[None]:
+            return self._drain()
 
         def disconnect(_: Any) -> Any:
+            self._closed = True
             return self._client.disconnect()
 
-        return d.addBoth(disconnect).addCallback(lambda _: None)
+        d = claims.addCallback(drain).addBoth(disconnect).addCallback(lambda _: None)
+        self._closing = d
+        return d
 
     # ------------------------------------------------------------------
     # Limits every worker obeys together
@@ -914,6 +975,17 @@ class RedisStore:
         self._check_open()
         d: Deferred[Any] = self._client.execute_command("TIME")
         return d.addCallback(lambda t: int(t[0]) + int(t[1]) / 1e6)
+
+
+def _connect_error(error: BaseException) -> str:
+    """What went wrong connecting, in a few words (txredisapi's "Redis
+    error: could not auth: WRONGPASS ..." as "cannot auth: WRONGPASS ...")."""
+    if isinstance(error, defer.TimeoutError):
+        return "cannot connect: no answer"
+    text = _short(error).removeprefix("Redis error: ")
+    if text.startswith("could not "):
+        text = "cannot " + text[len("could not ") :]
+    return text if text.startswith("cannot ") else f"cannot connect: {text}"
 
 
 async def _wait_connected(client: Any, timeout: float, reactor: Any) -> None:

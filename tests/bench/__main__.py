@@ -13,6 +13,7 @@ for module in (
     "tests.bench.bench_pipeline",
     "tests.bench.bench_lanes",
     "tests.bench.bench_fetch",
+    "tests.bench.bench_redis",
     "tests.bench.bench_adaptive_run",
     "tests.bench.bench_shared",
     "tests.bench.bench_admin",
