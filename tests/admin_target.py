@@ -72,8 +72,7 @@ def main(argv: list[str]) -> int:
         name = f"reach{os.getpid()}"
         recipe = recipe.replace(
             "  path: state.sqlite\n",
-            f"  path: state.sqlite\n  url: {os.environ['ADMIN_TARGET_STATE_URL']}\n"
-            f"  run: {name}\n",
+            f"  url: {os.environ['ADMIN_TARGET_STATE_URL']}\n  run: {name}\n",
         )
     if os.environ.get("ADMIN_TARGET_IN_RECIPE"):
         recipe += "admin:\n  listen: 0\n  metrics_open: true\n"
@@ -113,6 +112,8 @@ class Target:
         self.folder = folder
         self.recipe = folder / "recipe.yaml"
         self.admin_file = folder / "state.sqlite.admin"
+        if os.environ.get("ADMIN_TARGET_STATE_URL"):  # beside the default path
+            self.admin_file = folder / "out.jsonl.state.sqlite.admin"
         env = dict(os.environ, PYTHONPATH=str(root), ADMIN_TEST_SECRET=SECRET)
         env.pop("FETCHQ_ADMIN_TOKEN", None)
         if in_recipe:
@@ -127,8 +128,9 @@ class Target:
         deadline = time.monotonic() + 60
         while not self.admin_file.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
+                said = self.log()
                 self.stop()
-                raise RuntimeError(f"the admin target did not start: {self.log()}")
+                raise RuntimeError(f"the admin target did not start: {said}")
             time.sleep(0.05)
         data = json.loads(self.admin_file.read_text())
         self.url: str = data["url"]

@@ -4,9 +4,10 @@ flight.
 
 The run is ``tests.admin_target`` (a site answering every page after 0.2 s,
 100,000 URLs, width 2) in its own process: on the local engine (SQLite),
-and on the Redis engine with ``--workers 3`` (three worker processes, the
-admin served by the parent's first worker; a change is written to Redis and
-every worker's next claim reads it).  Each round lowers the width to 2,
+and on the Redis engine with three ``fetchq run`` processes of the recipe
+(the admin served by the first; a change is written to Redis and every
+worker's next claim reads it, and ``in_flight`` is then the whole run's).
+Each round lowers the width to 2,
 waits for the run to settle there, raises it to 12 and polls ``status``
 every 5 ms until ``in_flight`` reaches 12: the time from sending the POST
 to that answer is the figure (it includes the poll's own round trip, so it
@@ -22,6 +23,8 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,21 +62,42 @@ def rounds(target: Target, count: int) -> list[float]:
     return out
 
 
+def more_workers(target: Target, n: int) -> list[subprocess.Popen[bytes]]:
+    """``n`` more ``fetchq run`` processes of the target's recipe."""
+    from tests.admin_target import SECRET
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root), ADMIN_TEST_SECRET=SECRET)
+    command = [sys.executable, "-m", "fetchq", "run", str(target.recipe)]
+    return [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(n)
+    ]
+
+
 def measure(engine: str, count: int) -> list[float]:
     folder = Path(tempfile.mkdtemp(prefix=f"fetchq-bench-reach-{engine}-"))
-    extra: tuple[str, ...] = ()
     server = None
+    workers: list[subprocess.Popen[bytes]] = []
     if engine == "redis":
         from tests.redis_server import RedisServer
 
         server = RedisServer()
         os.environ["ADMIN_TARGET_STATE_URL"] = server.url
-        extra = ("--workers", "3")
     try:
-        target = Target(folder / "run", 100_000, *extra)
+        target = Target(folder / "run", 100_000)
+        if engine == "redis":
+            workers = more_workers(target, 2)
         try:
             return rounds(target, count)
         finally:
+            for worker in workers:
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
             target.call("POST", "/api/v1/stop", {})
             try:
                 target.wait(30)
