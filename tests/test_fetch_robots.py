@@ -310,7 +310,9 @@ class RunRobotsTests(TestCase):
     @defer.inlineCallbacks
     def test_disallowed_rows_recorded_not_counted(self) -> Generator[Any, Any, None]:
         """Ten disallowed URLs with max_failures 3 do not stop the run: each
-        is recorded failed with error RobotsDisallowed, after one attempt."""
+        is recorded failed with error RobotsDisallowed, after one attempt.
+        (No Crawl-delay here: at 4 s it would pace the 11 URLs over 8 s.)"""
+        self.site.robots = (200, RULES.replace(b"Crawl-delay: 4\n", b""))
         urls = [self.site.url(f"/private/{n}") for n in range(10)]
         urls.append(self.site.url("/ok?size=3"))
         (self.folder / "urls.txt").write_text("".join(u + "\n" for u in urls))
