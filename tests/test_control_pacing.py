@@ -435,6 +435,77 @@ def test_a_refusal_on_the_plateau_doubles_the_margin() -> None:
     assert servers[0].refused <= 6
 
 
+def spaced_lane(gaps: list[float], refused: int) -> list[ControlDecision]:
+    """One lane (1/s configured) whose launches come ``gaps`` apart (puts at
+    those times), the ``refused``-th launch refused with a 429 without
+    Retry-After and all others accepted; then 15 more messages at whatever
+    pace the controller sets.  Its decisions."""
+    clock = Clock()
+    launches = 0
+
+    def job(arg: object) -> defer.Deferred[None]:
+        nonlocal launches
+        launches += 1
+        d: defer.Deferred[None] = defer.Deferred()
+        if launches == refused:
+            error = GuessedThrottle(1.0, "HTTP 429 code 20429")
+            clock.callLater(0.05, d.errback, error)
+        else:
+            clock.callLater(0.05, d.callback, None)
+        return d
+
+    queue = ResizableDispatchQueue(job, 10, clock=clock, lane_rate=1.0)
+    decisions: list[ControlDecision] = []
+    queue.subscribe(
+        lambda e: decisions.append(e) if isinstance(e, ControlDecision) else None
+    )
+    controller = AdaptiveController(max_width=10, per_lane=True)
+    controller.attach(queue)
+    at = 0.0
+    for n, gap in enumerate([0.0, *gaps, 0.5]):
+        at += gap
+        for m in range(1 if n <= len(gaps) else 15):
+            clock.callLater(at, lambda n=n, m=m: queue.put((n, m), key="s"))
+    run_until(clock, at + 25)
+    controller.detach()
+    queue.stop()
+    return [d for d in decisions if d.rate is not None]
+
+
+def test_a_refused_lane_paces_just_under_its_ceiling_and_climbs_fast() -> None:
+    """A lane refused at a launch 1.08 s after the one before (its
+    accepted launches 1.1 s apart) starts its pace twice the margin (5%)
+    under the ceiling, not 15% under it, and climbs halfway to the plateau
+    (5% under) per window: there in two windows, not six."""
+    paced = spaced_lane([1.1, 1.1, 1.1, 1.1, 1.08], refused=6)
+    first = paced[0]
+    assert first.reason == "pace"
+    plateau = max(d.rate for d in paced if d.rate is not None)
+    assert first.rate == pytest.approx(plateau * 0.90 / 0.95)
+    ups = [d.rate for d in paced if d.reason == "pace-up"]
+    assert len(ups) == 2 and ups[-1] == pytest.approx(plateau)
+    # No refusal after the pace: the plateau held to the end.
+    assert all(d.reason in ("pace", "pace-up", "paced") for d in paced)
+    assert sum(d.reason == "pace" for d in paced) == 1
+
+
+def test_a_refused_lane_sizes_its_margin_to_the_jitter_seen() -> None:
+    """One launch 1.01 s after the one before was accepted, and a later one
+    1.08 s after was refused: the remote side's clock strays by ~0.07 s,
+    6.5% of the interval, so the plateau keeps 1.5x that (9.7%) under the
+    ceiling (at most 1 / 1.08 s) instead of the first 5%."""
+    jittery = spaced_lane([1.1, 1.1, 1.01, 1.1, 1.08], refused=6)
+    plain = spaced_lane([1.1, 1.1, 1.1, 1.1, 1.08], refused=6)
+
+    def plateau(paced: list[ControlDecision]) -> float:
+        return max(d.rate for d in paced if d.rate is not None)
+
+    overlap = (1.08 - 1.01) / 1.08
+    assert plateau(jittery) <= (1 / 1.08) * (1 - 1.5 * overlap) * 1.001
+    assert plateau(plain) >= (1 / 1.08) * 0.95 * 0.98
+    assert sum(d.reason == "pace" for d in jittery) == 1
+
+
 # ----------------------------------------------------------------------
 # Section 3: a busy client is not a congested server
 

@@ -104,6 +104,13 @@ _STEP_FIRST = 3.0
 _STEP_FROM = 8
 _KNEE = 0.93
 
+# A lane keeps the launch spacing of this many of its last successes, and
+# of at most this many attempts underway.
+_ACCEPTED_GAPS = 20
+_MAX_SPACINGS = 1000
+# A pace this close under its plateau goes the rest of the way.
+_NEAR = 0.01
+
 _SAMPLE = Signal.SAMPLE
 _DROP = Signal.DROP
 _THROTTLE = Signal.THROTTLE
@@ -162,6 +169,7 @@ class _Scope:
     """The controller's state for the queue (key None) or one lane."""
 
     __slots__ = (
+        "accepted_gaps",
         "applied_rate",
         "base_lag",
         "baseline",
@@ -201,7 +209,9 @@ class _Scope:
         "probing",
         "quiet",
         "rate",
+        "refused_gap",
         "samples",
+        "spacing",
         "starting",
         "throttles",
         "underway",
@@ -257,6 +267,12 @@ class _Scope:
         # and the launches and successes then.
         self.episode = (now, 0, 0)
         self.gap: float | None = None  # seconds between launches (smoothed)
+        # A lane's attempts underway: the seconds since the launch before
+        # each; those of its last successes; the longest refused since the
+        # last cut.
+        self.spacing: dict[int, float] = {}
+        self.accepted_gaps: list[float] = []
+        self.refused_gap: float | None = None
         # The controller's load readings, CPU seconds and their span when the
         # window opened.
         self.marks: tuple[int, float, float] = (0, 0.0, 0.0)
@@ -565,6 +581,10 @@ class AdaptiveController:
                 scope.gap = (
                     gap if scope.gap is None else scope.gap + 0.25 * (gap - scope.gap)
                 )
+                if scope.key is not None:
+                    if len(scope.spacing) >= _MAX_SPACINGS:
+                        scope.spacing.clear()
+                    scope.spacing[id(event.job)] = gap
             scope.last_launch = now
         elif kind is JobFinished:
             assert isinstance(event, JobFinished)
@@ -579,7 +599,13 @@ class AdaptiveController:
             if scope.underway > 0:
                 scope.underway -= 1
             signal = self._classify(event)
+            spaced = scope.spacing.pop(id(event.job), None)
             if signal is _SAMPLE:
+                if spaced is not None:
+                    gaps = scope.accepted_gaps
+                    gaps.append(spaced)
+                    if len(gaps) > _ACCEPTED_GAPS:
+                        del gaps[0]
                 scope.samples += 1
                 scope.oks += 1
                 if len(scope.latencies) < _MAX_WINDOW_SAMPLES:
@@ -597,6 +623,8 @@ class AdaptiveController:
                     scope.throttles += 1
                 if launched >= scope.last_cut:
                     scope.fresh += 1
+                    if spaced is not None:
+                        scope.refused_gap = max(scope.refused_gap or 0.0, spaced)
                     if not scope.urgent and self._queue is not None:
                         scope.urgent = True
                         call = self._queue.clock.callLater(0, self._drop_now, scope)
@@ -927,6 +955,17 @@ class AdaptiveController:
         estimates = [launching, accepted]
         if rate_bound:
             estimates += [in_force, recent]
+        # A lane (one sender, one host) knows the spacing each refused launch
+        # had after the one before: the limit's interval is longer than it.
+        refused_gap, scope.refused_gap = scope.refused_gap, None
+        overlap = 0.0
+        if refused_gap and scope.key is not None:
+            estimates.append(1 / refused_gap)
+            # Launches as close together (or closer) got through: the remote
+            # side's clock strays from ours by about the difference.
+            closer = [g for g in scope.accepted_gaps if g < refused_gap]
+            if closer:
+                overlap = (refused_gap - min(closer)) / refused_gap
         refused_at = min((e for e in estimates if e), default=math.inf)
         if refused_at == math.inf:
             refused_at = scope.goodput or self.min_rate
@@ -959,11 +998,19 @@ class AdaptiveController:
             scope.margin = min(self.max_margin, max(self.margin, 2 * scope.margin))
         else:
             scope.margin = max(scope.margin, self.margin)
+        if overlap:
+            # A margin as wide as the jitter seen (at most max_margin).
+            scope.margin = min(self.max_margin, max(scope.margin, 1.5 * overlap))
         scope.ceiling = max(self.min_rate, refused_at)
         if self._teach:
             assert scope.cap_rate is not None
             self._learned = (scope.cap_rate, scope.margin)
-        rate = scope.ceiling * self.rate_backoff
+        if scope.key is None:
+            rate = scope.ceiling * self.rate_backoff
+        else:
+            # A lane's refusals are its own launches' spacing: just under the
+            # plateau (twice the margin under the ceiling), not far below.
+            rate = scope.ceiling * max(self.rate_backoff, 1 - 2 * scope.margin)
         if scope.cap_rate is not None:
             rate = min(rate, scope.cap_rate)
         scope.rate = scope.cut_rate = max(self.min_rate, rate)
@@ -992,7 +1039,14 @@ class AdaptiveController:
         elif plateau is not None and rate < plateau * 0.999:
             if not window.samples or window.drops:
                 return "paced"
-            rate = min(plateau, rate + self.rate_increase * scope.cut_rate)
+            step = self.rate_increase * scope.cut_rate
+            if scope.key is None:
+                rate = min(plateau, rate + step)
+            else:
+                # A lane climbs halfway to its plateau per window.
+                rate += max(step, (plateau - rate) / 2)
+                if rate >= plateau * (1 - _NEAR):
+                    rate = plateau
         elif not (
             now - scope.calm_since >= self.calm_seconds * scope.quiet
             and scope.calm_ok >= self.calm_samples * scope.quiet
