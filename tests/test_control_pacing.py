@@ -562,6 +562,77 @@ def test_a_saturated_client_stops_growing_and_says_so() -> None:
     assert re.search(r"client-bound at (9\d|100)% CPU", summary.line())
 
 
+class SpinningThread:
+    """The load a thread spinning in the client's own process shows: the
+    CPU share always full, and the loop late by the GIL slices it waits
+    for (``cpu``'s lag)."""
+
+    def __init__(self, cpu: ClientCPU) -> None:
+        self.cpu = cpu
+
+    def read(self, due: float, now: float) -> LoadReading:
+        return LoadReading(self.cpu.read(due, now).lag, 1.0)
+
+
+def test_a_baseline_probe_that_saw_nothing_is_tried_again_soon() -> None:
+    """Nothing answers in the first 1.5 s (a process still starting, a
+    client too busy to read): the first baseline probe ends empty.  Without
+    a baseline nothing grows, so the probe is tried again a second later
+    rather than after probe_every (30 s), and the width grows from 2 within
+    a few seconds."""
+    clock = Clock()
+
+    def job(arg: object) -> defer.Deferred[None]:
+        return task.deferLater(clock, max(0.01, 1.5 - clock.seconds()), lambda: None)
+
+    queue = ResizableDispatchQueue(job, 2, clock=clock)
+    decisions: list[ControlDecision] = []
+    queue.subscribe(
+        lambda e: decisions.append(e) if isinstance(e, ControlDecision) else None
+    )
+    controller = AdaptiveController(max_width=50, rng=random.Random(1))
+    controller.attach(queue)
+    for n in range(5000):
+        queue.put(n).addErrback(lambda f: None)
+    run_until(clock, 5.0)
+    controller.detach()
+    probes = [d for d in decisions if d.reason == "baseline"]
+    assert probes[0].baseline is None and probes[0].time < 1.5
+    assert any(d.baseline is not None for d in probes[1:])
+    assert queue.width > 2
+
+
+def test_a_busy_client_still_widens_while_throughput_follows() -> None:
+    """A thread spinning in the process takes half the core in 5 ms slices:
+    the CPU share reads full at any width, so the client counts as the
+    bottleneck, yet more in flight still finishes more (a site of capacity
+    24).  The controller tries a wider limit, keeps it while successes per
+    second rise, and goes back when they do not (past 24): within 2x of the
+    best fixed width's time from width 2, where holding the width at every
+    client-bound window stayed at 2 and took 9x."""
+
+    def run(controller: AdaptiveController | int) -> SimResult:
+        cpu = ClientCPU(0.0005, 0.001, hog=0.5, slice=0.005)
+        if isinstance(controller, AdaptiveController):
+            controller.load = SpinningThread(cpu)
+        return simulate(
+            lambda clock: cpu.wrap(clock, CapacityServer(clock, 24, 0.05)),
+            controller,
+            jobs=2500,
+            width=None if isinstance(controller, int) else 2,
+        )
+
+    best = run(24)
+    result = run(AdaptiveController(max_width=100, rng=random.Random(1)))
+    assert result.done == 2500
+    assert result.elapsed <= 2 * best.elapsed
+    reasons = [d.reason for d in result.decisions]
+    assert "client-grew" in reasons and "client-back" in reasons
+    assert all(d.client_bound for d in result.decisions if d.reason == "client-grew")
+    late = [d.width for d in result.decisions if d.time > result.elapsed / 2]
+    assert sorted(late)[len(late) // 2] >= 12
+
+
 @pytest.mark.parametrize(("hog", "slice_"), [(0.0, 0.0), (0.3, 0.005), (0.5, 0.01)])
 def test_worker_pool_width_near_the_best_fixed(hog: float, slice_: float) -> None:
     """16 workers at 40 ms, the rest in a FIFO line, from width 4: within

@@ -63,6 +63,7 @@ nothing.  The width grows only while the queue uses at least half of it.
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 import statistics
@@ -108,6 +109,17 @@ _KNEE = 0.93
 # of at most this many attempts underway.
 _ACCEPTED_GAPS = 20
 _MAX_SPACINGS = 1000
+# While the client is the bottleneck, a quarter wider (after each kept
+# trial twice the step, up to twice the limit) is tried for
+# _TRIAL_SPAN seconds (after _TRIAL_SETTLE) and kept if successes per second
+# rose by _TRIAL_GAIN; latency alone then shrinks it to no less than
+# _TRIAL_KEEP of it.  A trial that found nothing doubles the wait before the
+# next (up to _TRIAL_MAX_WAIT).
+_TRIAL_SPAN = 1.0
+_TRIAL_SETTLE = 0.25
+_TRIAL_GAIN = 1.08
+_TRIAL_KEEP = 0.9
+_TRIAL_MAX_WAIT = 32.0
 # A pace this close under its plateau goes the rest of the way.
 _NEAR = 0.01
 
@@ -165,6 +177,21 @@ class _Probe:
         self.latencies: list[float] = []
 
 
+class _Trial:
+    """A wider limit tried while the client was the bottleneck: kept if the
+    successes per second rose with it."""
+
+    __slots__ = ("before", "from_limit", "started", "to_limit")
+
+    def __init__(
+        self, started: float, from_limit: float, to_limit: float, before: float
+    ) -> None:
+        self.started = started
+        self.from_limit = from_limit
+        self.to_limit = to_limit
+        self.before = before  # successes per second before it
+
+
 class _Scope:
     """The controller's state for the queue (key None) or one lane."""
 
@@ -214,6 +241,12 @@ class _Scope:
         "spacing",
         "starting",
         "throttles",
+        "tput",
+        "tput_floor",
+        "tput_marks",
+        "tput_next",
+        "tput_step",
+        "tput_wait",
         "underway",
         "urgent",
         "width",
@@ -270,6 +303,16 @@ class _Scope:
         # A lane's attempts underway: the seconds since the launch before
         # each; those of its last successes; the longest refused since the
         # last cut.
+        # While the client is the bottleneck: a trial of a wider limit
+        # (_Trial), the least limit the last kept trial leaves, when the next
+        # trial may start and how long to wait after one that found nothing;
+        # (time, successes so far) at each decision.
+        self.tput: _Trial | None = None
+        self.tput_floor = 0.0
+        self.tput_next = now + _TRIAL_SPAN
+        self.tput_wait = _TRIAL_SPAN
+        self.tput_step = _START_GROWTH - 1
+        self.tput_marks: collections.deque[tuple[float, int]] = collections.deque()
         self.spacing: dict[int, float] = {}
         self.accepted_gaps: list[float] = []
         self.refused_gap: float | None = None
@@ -778,6 +821,11 @@ class AdaptiveController:
             scope.probe = None
             jitter = 1 + 0.1 * (2 * self._rng.random() - 1)
             scope.next_probe = now + self.probe_every * jitter
+            if scope.baseline is None and scope.launches:
+                # Launched, and nothing came back in time (a slow start, a
+                # busy client): without a baseline nothing grows, so again
+                # soon rather than in probe_every.
+                scope.next_probe = now + max(self.max_window, 10 * self.interval)
             reason = "baseline"
         elif why == "window":
             if not window.drops:
@@ -809,10 +857,18 @@ class AdaptiveController:
                         limit = max(limit, scope.limit * _START_GROWTH)
                 elif step.reason != "app-limited":
                     scope.starting = False  # the first sign of a queue
-            if client_bound and limit > scope.limit:
-                # More in flight would only wait longer for the client.
+            trial = self._trial(scope, now, client_bound, limit, in_flight, window)
+            if trial is not None:
+                reason = trial
+            elif client_bound and limit != scope.limit and not window.drops:
+                # The latency is the client's as much as the server's: hold
+                # the width (trials find whether a wider one pays).
                 reason = "client-bound"
             else:
+                if not window.drops:
+                    limit = max(limit, scope.tput_floor)
+                else:
+                    scope.tput_floor = 0.0
                 scope.limit = self._clamp(limit)
             if scope.rate is not None:
                 reason = self._relax_pace(scope, window, now)
@@ -839,6 +895,80 @@ class AdaptiveController:
                     self._learn(other, now)
                     if other.rate is not None:
                         self._decide(other, now, "learned")
+
+    def _ok_rate(self, scope: _Scope, since: float, now: float) -> float | None:
+        """Successes per second from ``since`` to ``now`` (from the marks
+        taken at each decision), or None without a mark that old."""
+        marks = scope.tput_marks
+        then = None
+        for at, oks in marks:
+            if at > since:
+                break
+            then = (at, oks)
+        if then is None or now <= then[0]:
+            return None
+        return (scope.oks - then[1]) / (now - then[0])
+
+    def _trial(
+        self,
+        scope: _Scope,
+        now: float,
+        client_bound: bool,
+        limit: float,
+        in_flight: int,
+        window: Window,
+    ) -> str | None:
+        """While the client is the bottleneck, whether a wider limit still
+        pays: a CPU share or a loop lag says the client is busy, not that
+        more in flight would not finish sooner.  Try a quarter more for
+        ``_TRIAL_SPAN`` seconds (after ``_TRIAL_SETTLE``), keep it if the
+        successes per second rose by ``_TRIAL_GAIN`` (and try twice the
+        step next), else go back and wait twice as long before the next
+        trial.  The reason of the decision, or
+        None when no trial is underway or due."""
+        marks = scope.tput_marks
+        marks.append((now, scope.oks))
+        while marks and marks[0][0] < now - 4 * _TRIAL_SPAN:
+            marks.popleft()
+        trial = scope.tput
+        if trial is not None:
+            if window.drops or scope.rate is not None:
+                scope.tput = None  # the server answers: not the client's call
+                scope.limit = self._clamp(min(trial.from_limit, limit))
+                return "client-back"
+            if now - trial.started < _TRIAL_SETTLE + _TRIAL_SPAN:
+                scope.limit = trial.to_limit
+                return "client-trial"
+            scope.tput = None
+            rate = self._ok_rate(scope, trial.started + _TRIAL_SETTLE, now)
+            if rate is not None and rate >= _TRIAL_GAIN * trial.before:
+                scope.tput_floor = _TRIAL_KEEP * trial.to_limit
+                scope.tput_step = min(1.0, 2 * scope.tput_step)
+                scope.tput_wait = _TRIAL_SPAN
+                scope.tput_next = now
+                return "client-grew"
+            scope.limit = trial.from_limit
+            scope.tput_floor = min(scope.tput_floor, trial.from_limit)
+            scope.tput_step = _START_GROWTH - 1
+            scope.tput_wait = min(_TRIAL_MAX_WAIT, 2 * scope.tput_wait)
+            scope.tput_next = now + scope.tput_wait
+            return "client-back"
+        if (
+            not client_bound
+            or now < scope.tput_next
+            or scope.rate is not None
+            or window.drops
+            or in_flight < scope.width
+            or scope.limit >= self.max_width
+        ):
+            return None
+        before = self._ok_rate(scope, now - _TRIAL_SPAN, now)
+        if not before:
+            return None
+        wider = self._clamp(max(scope.limit + 1, (1 + scope.tput_step) * scope.limit))
+        scope.tput = _Trial(now, scope.limit, wider, before)
+        scope.limit = wider
+        return "client-trial"
 
     def _step_due(self, scope: _Scope, now: float) -> bool:
         """Whether to step down now: latency well above the floor and no
