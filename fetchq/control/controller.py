@@ -112,12 +112,14 @@ _MAX_SPACINGS = 1000
 # While the client is the bottleneck, a quarter wider (after each kept
 # trial twice the step, up to twice the limit) is tried for
 # _TRIAL_SPAN seconds (after _TRIAL_SETTLE) and kept if successes per second
-# rose by _TRIAL_GAIN; latency alone then shrinks it to no less than
+# rose by _TRIAL_GAIN (and by _TRIAL_NOISE / sqrt(successes counted), beyond
+# chance); latency alone then shrinks it to no less than
 # _TRIAL_KEEP of it.  A trial that found nothing doubles the wait before the
 # next (up to _TRIAL_MAX_WAIT).
 _TRIAL_SPAN = 1.0
 _TRIAL_SETTLE = 0.25
 _TRIAL_GAIN = 1.08
+_TRIAL_NOISE = 2.0
 _TRIAL_KEEP = 0.9
 _TRIAL_MAX_WAIT = 32.0
 # A pace this close under its plateau goes the rest of the way.
@@ -941,7 +943,11 @@ class AdaptiveController:
                 return "client-trial"
             scope.tput = None
             rate = self._ok_rate(scope, trial.started + _TRIAL_SETTLE, now)
-            if rate is not None and rate >= _TRIAL_GAIN * trial.before:
+            # A gain beyond what chance gives counts of this size (about
+            # 1/sqrt(n) each): else a lucky second widens past the capacity.
+            counted = (rate or 0.0) * (now - trial.started - _TRIAL_SETTLE)
+            gain = max(_TRIAL_GAIN, 1 + _TRIAL_NOISE / math.sqrt(max(counted, 1.0)))
+            if rate is not None and rate >= gain * trial.before:
                 scope.tput_floor = _TRIAL_KEEP * trial.to_limit
                 scope.tput_step = min(1.0, 2 * scope.tput_step)
                 scope.tput_wait = _TRIAL_SPAN
