@@ -47,6 +47,7 @@ function runs it, what record it leaves, follow-up pages) is a
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -129,6 +130,7 @@ _ENDED = {
 }
 _LANE_NAMES = {"fetch": "host", "sms": "sender", "api": "endpoint"}
 
+_LANE_AHEAD = 2.0  # seconds of a rate-limited lane's launches claimed ahead
 _CHUNK = 1000  # rows read into the store in one write
 _CHUNK_SECONDS = 0.01  # most time one read of the input holds the reactor
 _LEASE = 3600.0  # one process owns a state file: leases only guard a crash
@@ -627,6 +629,12 @@ class Run:
             return None
         now = self.reactor.seconds()
         cap = queue.lane_width or width
+        rate = queue.lane_rate
+        if rate is not None:
+            # A lane launches no faster than its rate: more than two seconds
+            # of its jobs would only wait in the queue, and hold places
+            # (``pending >= width``) that other lanes' claims need.
+            cap = min(cap, max(2, math.ceil(_LANE_AHEAD * rate)))
         return {
             "limit": 2 * width - pending,
             "now": now,

@@ -435,6 +435,77 @@ def test_a_refusal_on_the_plateau_doubles_the_margin() -> None:
     assert servers[0].refused <= 6
 
 
+def spaced_lane(gaps: list[float], refused: int) -> list[ControlDecision]:
+    """One lane (1/s configured) whose launches come ``gaps`` apart (puts at
+    those times), the ``refused``-th launch refused with a 429 without
+    Retry-After and all others accepted; then 15 more messages at whatever
+    pace the controller sets.  Its decisions."""
+    clock = Clock()
+    launches = 0
+
+    def job(arg: object) -> defer.Deferred[None]:
+        nonlocal launches
+        launches += 1
+        d: defer.Deferred[None] = defer.Deferred()
+        if launches == refused:
+            error = GuessedThrottle(1.0, "HTTP 429 code 20429")
+            clock.callLater(0.05, d.errback, error)
+        else:
+            clock.callLater(0.05, d.callback, None)
+        return d
+
+    queue = ResizableDispatchQueue(job, 10, clock=clock, lane_rate=1.0)
+    decisions: list[ControlDecision] = []
+    queue.subscribe(
+        lambda e: decisions.append(e) if isinstance(e, ControlDecision) else None
+    )
+    controller = AdaptiveController(max_width=10, per_lane=True)
+    controller.attach(queue)
+    at = 0.0
+    for n, gap in enumerate([0.0, *gaps, 0.5]):
+        at += gap
+        for m in range(1 if n <= len(gaps) else 15):
+            clock.callLater(at, lambda n=n, m=m: queue.put((n, m), key="s"))
+    run_until(clock, at + 25)
+    controller.detach()
+    queue.stop()
+    return [d for d in decisions if d.rate is not None]
+
+
+def test_a_refused_lane_paces_just_under_its_ceiling_and_climbs_fast() -> None:
+    """A lane refused at a launch 1.08 s after the one before (its
+    accepted launches 1.1 s apart) starts its pace twice the margin (5%)
+    under the ceiling, not 15% under it, and climbs halfway to the plateau
+    (5% under) per window: there in two windows, not six."""
+    paced = spaced_lane([1.1, 1.1, 1.1, 1.1, 1.08], refused=6)
+    first = paced[0]
+    assert first.reason == "pace"
+    plateau = max(d.rate for d in paced if d.rate is not None)
+    assert first.rate == pytest.approx(plateau * 0.90 / 0.95)
+    ups = [d.rate for d in paced if d.reason == "pace-up"]
+    assert len(ups) == 2 and ups[-1] == pytest.approx(plateau)
+    # No refusal after the pace: the plateau held to the end.
+    assert all(d.reason in ("pace", "pace-up", "paced") for d in paced)
+    assert sum(d.reason == "pace" for d in paced) == 1
+
+
+def test_a_refused_lane_sizes_its_margin_to_the_jitter_seen() -> None:
+    """One launch 1.01 s after the one before was accepted, and a later one
+    1.08 s after was refused: the remote side's clock strays by ~0.07 s,
+    6.5% of the interval, so the plateau keeps 1.5x that (9.7%) under the
+    ceiling (at most 1 / 1.08 s) instead of the first 5%."""
+    jittery = spaced_lane([1.1, 1.1, 1.01, 1.1, 1.08], refused=6)
+    plain = spaced_lane([1.1, 1.1, 1.1, 1.1, 1.08], refused=6)
+
+    def plateau(paced: list[ControlDecision]) -> float:
+        return max(d.rate for d in paced if d.rate is not None)
+
+    overlap = (1.08 - 1.01) / 1.08
+    assert plateau(jittery) <= (1 / 1.08) * (1 - 1.5 * overlap) * 1.001
+    assert plateau(plain) >= (1 / 1.08) * 0.95 * 0.98
+    assert sum(d.reason == "pace" for d in jittery) == 1
+
+
 # ----------------------------------------------------------------------
 # Section 3: a busy client is not a congested server
 
@@ -489,6 +560,77 @@ def test_a_saturated_client_stops_growing_and_says_so() -> None:
     for d in result.decisions:
         summary.add(d)
     assert re.search(r"client-bound at (9\d|100)% CPU", summary.line())
+
+
+class SpinningThread:
+    """The load a thread spinning in the client's own process shows: the
+    CPU share always full, and the loop late by the GIL slices it waits
+    for (``cpu``'s lag)."""
+
+    def __init__(self, cpu: ClientCPU) -> None:
+        self.cpu = cpu
+
+    def read(self, due: float, now: float) -> LoadReading:
+        return LoadReading(self.cpu.read(due, now).lag, 1.0)
+
+
+def test_a_baseline_probe_that_saw_nothing_is_tried_again_soon() -> None:
+    """Nothing answers in the first 1.5 s (a process still starting, a
+    client too busy to read): the first baseline probe ends empty.  Without
+    a baseline nothing grows, so the probe is tried again a second later
+    rather than after probe_every (30 s), and the width grows from 2 within
+    a few seconds."""
+    clock = Clock()
+
+    def job(arg: object) -> defer.Deferred[None]:
+        return task.deferLater(clock, max(0.01, 1.5 - clock.seconds()), lambda: None)
+
+    queue = ResizableDispatchQueue(job, 2, clock=clock)
+    decisions: list[ControlDecision] = []
+    queue.subscribe(
+        lambda e: decisions.append(e) if isinstance(e, ControlDecision) else None
+    )
+    controller = AdaptiveController(max_width=50, rng=random.Random(1))
+    controller.attach(queue)
+    for n in range(5000):
+        queue.put(n).addErrback(lambda f: None)
+    run_until(clock, 5.0)
+    controller.detach()
+    probes = [d for d in decisions if d.reason == "baseline"]
+    assert probes[0].baseline is None and probes[0].time < 1.5
+    assert any(d.baseline is not None for d in probes[1:])
+    assert queue.width > 2
+
+
+def test_a_busy_client_still_widens_while_throughput_follows() -> None:
+    """A thread spinning in the process takes half the core in 5 ms slices:
+    the CPU share reads full at any width, so the client counts as the
+    bottleneck, yet more in flight still finishes more (a site of capacity
+    24).  The controller tries a wider limit, keeps it while successes per
+    second rise, and goes back when they do not (past 24): within 2x of the
+    best fixed width's time from width 2, where holding the width at every
+    client-bound window stayed at 2 and took 9x."""
+
+    def run(controller: AdaptiveController | int) -> SimResult:
+        cpu = ClientCPU(0.0005, 0.001, hog=0.5, slice=0.005)
+        if isinstance(controller, AdaptiveController):
+            controller.load = SpinningThread(cpu)
+        return simulate(
+            lambda clock: cpu.wrap(clock, CapacityServer(clock, 24, 0.05)),
+            controller,
+            jobs=2500,
+            width=None if isinstance(controller, int) else 2,
+        )
+
+    best = run(24)
+    result = run(AdaptiveController(max_width=100, rng=random.Random(1)))
+    assert result.done == 2500
+    assert result.elapsed <= 2 * best.elapsed
+    reasons = [d.reason for d in result.decisions]
+    assert "client-grew" in reasons and "client-back" in reasons
+    assert all(d.client_bound for d in result.decisions if d.reason == "client-grew")
+    late = [d.width for d in result.decisions if d.time > result.elapsed / 2]
+    assert sorted(late)[len(late) // 2] >= 12
 
 
 @pytest.mark.parametrize(("hog", "slice_"), [(0.0, 0.0), (0.3, 0.005), (0.5, 0.01)])

@@ -12,6 +12,7 @@ fake provider through ``StubTreq``), so the timings asserted are exact.
 from __future__ import annotations
 
 import io
+import itertools
 import random
 import shutil
 import tempfile
@@ -196,6 +197,29 @@ class LaneRunTests(SynchronousTestCase):
         self.assertEqual(len(h0), 41)  # 40 and the throttled attempt again
         early = [t for t in h0 if t < 60.0]
         self.assertEqual(early, [0.0] * 4)  # underway when the 429 came
+
+    def test_a_paced_lane_does_not_starve_the_others(self) -> None:
+        """5 hosts x 20 URLs at 1/s each, no per-host width, width 10: the
+        first answers of four hosts are 429s (Retry-After 1 s), so for a
+        moment the fifth is the only lane to claim for.  Its jobs wait on
+        its pace, and they must not fill the queue's look-ahead: every host
+        keeps launching about once a second, and the run ends within 1.15x
+        of its bound (20 launches at 1/s after the hold: 20 s).  Before,
+        the fifth host took all 10 places, the others launched only when a
+        claim came (every 2-3 s) and the run took 1.3x as long."""
+        urls = [f"http://h{h}.example/p/{n}" for n in range(20) for h in range(5)]
+        throttle = {f"h{h}.example": 1.0 for h in range(4)}
+        kind = StubKind(Clock(), latency=0.05, throttle=throttle)
+        run, clock, kind = self.fetch_run(
+            urls, width=10, host_width="null", host_rate="1/s", kind=kind
+        )
+        elapsed = drive(clock, run.run())
+        self.assertEqual(len(kind.launched), 104)
+        for h in range(5):
+            times = sorted(t for t, host in kind.launched if host == f"h{h}.example")
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            self.assertLessEqual(max(gaps), 1.5, (h, times))
+        self.assertLessEqual(elapsed, 1.15 * 20.05, elapsed)
 
     def test_memory_bounded_for_many_hosts(self) -> None:
         """20,000 rows over 2,000 hosts, sorted by host: the queue never

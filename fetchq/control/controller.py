@@ -63,6 +63,7 @@ nothing.  The width grows only while the queue uses at least half of it.
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 import statistics
@@ -103,6 +104,26 @@ _START_GROWTH = 1.25
 _STEP_FIRST = 3.0
 _STEP_FROM = 8
 _KNEE = 0.93
+
+# A lane keeps the launch spacing of this many of its last successes, and
+# of at most this many attempts underway.
+_ACCEPTED_GAPS = 20
+_MAX_SPACINGS = 1000
+# While the client is the bottleneck, a quarter wider (after each kept
+# trial twice the step, up to twice the limit) is tried for
+# _TRIAL_SPAN seconds (after _TRIAL_SETTLE) and kept if successes per second
+# rose by _TRIAL_GAIN (and by _TRIAL_NOISE / sqrt(successes counted), beyond
+# chance); latency alone then shrinks it to no less than
+# _TRIAL_KEEP of it.  A trial that found nothing doubles the wait before the
+# next (up to _TRIAL_MAX_WAIT).
+_TRIAL_SPAN = 1.0
+_TRIAL_SETTLE = 0.25
+_TRIAL_GAIN = 1.08
+_TRIAL_NOISE = 2.0
+_TRIAL_KEEP = 0.9
+_TRIAL_MAX_WAIT = 32.0
+# A pace this close under its plateau goes the rest of the way.
+_NEAR = 0.01
 
 _SAMPLE = Signal.SAMPLE
 _DROP = Signal.DROP
@@ -158,10 +179,26 @@ class _Probe:
         self.latencies: list[float] = []
 
 
+class _Trial:
+    """A wider limit tried while the client was the bottleneck: kept if the
+    successes per second rose with it."""
+
+    __slots__ = ("before", "from_limit", "started", "to_limit")
+
+    def __init__(
+        self, started: float, from_limit: float, to_limit: float, before: float
+    ) -> None:
+        self.started = started
+        self.from_limit = from_limit
+        self.to_limit = to_limit
+        self.before = before  # successes per second before it
+
+
 class _Scope:
     """The controller's state for the queue (key None) or one lane."""
 
     __slots__ = (
+        "accepted_gaps",
         "applied_rate",
         "base_lag",
         "baseline",
@@ -201,9 +238,17 @@ class _Scope:
         "probing",
         "quiet",
         "rate",
+        "refused_gap",
         "samples",
+        "spacing",
         "starting",
         "throttles",
+        "tput",
+        "tput_floor",
+        "tput_marks",
+        "tput_next",
+        "tput_step",
+        "tput_wait",
         "underway",
         "urgent",
         "width",
@@ -257,6 +302,22 @@ class _Scope:
         # and the launches and successes then.
         self.episode = (now, 0, 0)
         self.gap: float | None = None  # seconds between launches (smoothed)
+        # A lane's attempts underway: the seconds since the launch before
+        # each; those of its last successes; the longest refused since the
+        # last cut.
+        # While the client is the bottleneck: a trial of a wider limit
+        # (_Trial), the least limit the last kept trial leaves, when the next
+        # trial may start and how long to wait after one that found nothing;
+        # (time, successes so far) at each decision.
+        self.tput: _Trial | None = None
+        self.tput_floor = 0.0
+        self.tput_next = now + _TRIAL_SPAN
+        self.tput_wait = _TRIAL_SPAN
+        self.tput_step = _START_GROWTH - 1
+        self.tput_marks: collections.deque[tuple[float, int]] = collections.deque()
+        self.spacing: dict[int, float] = {}
+        self.accepted_gaps: list[float] = []
+        self.refused_gap: float | None = None
         # The controller's load readings, CPU seconds and their span when the
         # window opened.
         self.marks: tuple[int, float, float] = (0, 0.0, 0.0)
@@ -565,6 +626,10 @@ class AdaptiveController:
                 scope.gap = (
                     gap if scope.gap is None else scope.gap + 0.25 * (gap - scope.gap)
                 )
+                if scope.key is not None:
+                    if len(scope.spacing) >= _MAX_SPACINGS:
+                        scope.spacing.clear()
+                    scope.spacing[id(event.job)] = gap
             scope.last_launch = now
         elif kind is JobFinished:
             assert isinstance(event, JobFinished)
@@ -579,7 +644,13 @@ class AdaptiveController:
             if scope.underway > 0:
                 scope.underway -= 1
             signal = self._classify(event)
+            spaced = scope.spacing.pop(id(event.job), None)
             if signal is _SAMPLE:
+                if spaced is not None:
+                    gaps = scope.accepted_gaps
+                    gaps.append(spaced)
+                    if len(gaps) > _ACCEPTED_GAPS:
+                        del gaps[0]
                 scope.samples += 1
                 scope.oks += 1
                 if len(scope.latencies) < _MAX_WINDOW_SAMPLES:
@@ -597,6 +668,8 @@ class AdaptiveController:
                     scope.throttles += 1
                 if launched >= scope.last_cut:
                     scope.fresh += 1
+                    if spaced is not None:
+                        scope.refused_gap = max(scope.refused_gap or 0.0, spaced)
                     if not scope.urgent and self._queue is not None:
                         scope.urgent = True
                         call = self._queue.clock.callLater(0, self._drop_now, scope)
@@ -750,6 +823,11 @@ class AdaptiveController:
             scope.probe = None
             jitter = 1 + 0.1 * (2 * self._rng.random() - 1)
             scope.next_probe = now + self.probe_every * jitter
+            if scope.baseline is None and scope.launches:
+                # Launched, and nothing came back in time (a slow start, a
+                # busy client): without a baseline nothing grows, so again
+                # soon rather than in probe_every.
+                scope.next_probe = now + max(self.max_window, 10 * self.interval)
             reason = "baseline"
         elif why == "window":
             if not window.drops:
@@ -781,10 +859,18 @@ class AdaptiveController:
                         limit = max(limit, scope.limit * _START_GROWTH)
                 elif step.reason != "app-limited":
                     scope.starting = False  # the first sign of a queue
-            if client_bound and limit > scope.limit:
-                # More in flight would only wait longer for the client.
+            trial = self._trial(scope, now, client_bound, limit, in_flight, window)
+            if trial is not None:
+                reason = trial
+            elif client_bound and limit != scope.limit and not window.drops:
+                # The latency is the client's as much as the server's: hold
+                # the width (trials find whether a wider one pays).
                 reason = "client-bound"
             else:
+                if not window.drops:
+                    limit = max(limit, scope.tput_floor)
+                else:
+                    scope.tput_floor = 0.0
                 scope.limit = self._clamp(limit)
             if scope.rate is not None:
                 reason = self._relax_pace(scope, window, now)
@@ -811,6 +897,84 @@ class AdaptiveController:
                     self._learn(other, now)
                     if other.rate is not None:
                         self._decide(other, now, "learned")
+
+    def _ok_rate(self, scope: _Scope, since: float, now: float) -> float | None:
+        """Successes per second from ``since`` to ``now`` (from the marks
+        taken at each decision), or None without a mark that old."""
+        marks = scope.tput_marks
+        then = None
+        for at, oks in marks:
+            if at > since:
+                break
+            then = (at, oks)
+        if then is None or now <= then[0]:
+            return None
+        return (scope.oks - then[1]) / (now - then[0])
+
+    def _trial(
+        self,
+        scope: _Scope,
+        now: float,
+        client_bound: bool,
+        limit: float,
+        in_flight: int,
+        window: Window,
+    ) -> str | None:
+        """While the client is the bottleneck, whether a wider limit still
+        pays: a CPU share or a loop lag says the client is busy, not that
+        more in flight would not finish sooner.  Try a quarter more for
+        ``_TRIAL_SPAN`` seconds (after ``_TRIAL_SETTLE``), keep it if the
+        successes per second rose by ``_TRIAL_GAIN`` (and try twice the
+        step next), else go back and wait twice as long before the next
+        trial.  The reason of the decision, or
+        None when no trial is underway or due."""
+        marks = scope.tput_marks
+        marks.append((now, scope.oks))
+        while marks and marks[0][0] < now - 4 * _TRIAL_SPAN:
+            marks.popleft()
+        trial = scope.tput
+        if trial is not None:
+            if window.drops or scope.rate is not None:
+                scope.tput = None  # the server answers: not the client's call
+                scope.limit = self._clamp(min(trial.from_limit, limit))
+                return "client-back"
+            if now - trial.started < _TRIAL_SETTLE + _TRIAL_SPAN:
+                scope.limit = trial.to_limit
+                return "client-trial"
+            scope.tput = None
+            rate = self._ok_rate(scope, trial.started + _TRIAL_SETTLE, now)
+            # A gain beyond what chance gives counts of this size (about
+            # 1/sqrt(n) each): else a lucky second widens past the capacity.
+            counted = (rate or 0.0) * (now - trial.started - _TRIAL_SETTLE)
+            gain = max(_TRIAL_GAIN, 1 + _TRIAL_NOISE / math.sqrt(max(counted, 1.0)))
+            if rate is not None and rate >= gain * trial.before:
+                scope.tput_floor = _TRIAL_KEEP * trial.to_limit
+                scope.tput_step = min(1.0, 2 * scope.tput_step)
+                scope.tput_wait = _TRIAL_SPAN
+                scope.tput_next = now
+                return "client-grew"
+            scope.limit = trial.from_limit
+            scope.tput_floor = min(scope.tput_floor, trial.from_limit)
+            scope.tput_step = _START_GROWTH - 1
+            scope.tput_wait = min(_TRIAL_MAX_WAIT, 2 * scope.tput_wait)
+            scope.tput_next = now + scope.tput_wait
+            return "client-back"
+        if (
+            not client_bound
+            or now < scope.tput_next
+            or scope.rate is not None
+            or window.drops
+            or in_flight < scope.width
+            or scope.limit >= self.max_width
+        ):
+            return None
+        before = self._ok_rate(scope, now - _TRIAL_SPAN, now)
+        if not before:
+            return None
+        wider = self._clamp(max(scope.limit + 1, (1 + scope.tput_step) * scope.limit))
+        scope.tput = _Trial(now, scope.limit, wider, before)
+        scope.limit = wider
+        return "client-trial"
 
     def _step_due(self, scope: _Scope, now: float) -> bool:
         """Whether to step down now: latency well above the floor and no
@@ -927,6 +1091,17 @@ class AdaptiveController:
         estimates = [launching, accepted]
         if rate_bound:
             estimates += [in_force, recent]
+        # A lane (one sender, one host) knows the spacing each refused launch
+        # had after the one before: the limit's interval is longer than it.
+        refused_gap, scope.refused_gap = scope.refused_gap, None
+        overlap = 0.0
+        if refused_gap and scope.key is not None:
+            estimates.append(1 / refused_gap)
+            # Launches as close together (or closer) got through: the remote
+            # side's clock strays from ours by about the difference.
+            closer = [g for g in scope.accepted_gaps if g < refused_gap]
+            if closer:
+                overlap = (refused_gap - min(closer)) / refused_gap
         refused_at = min((e for e in estimates if e), default=math.inf)
         if refused_at == math.inf:
             refused_at = scope.goodput or self.min_rate
@@ -959,11 +1134,19 @@ class AdaptiveController:
             scope.margin = min(self.max_margin, max(self.margin, 2 * scope.margin))
         else:
             scope.margin = max(scope.margin, self.margin)
+        if overlap:
+            # A margin as wide as the jitter seen (at most max_margin).
+            scope.margin = min(self.max_margin, max(scope.margin, 1.5 * overlap))
         scope.ceiling = max(self.min_rate, refused_at)
         if self._teach:
             assert scope.cap_rate is not None
             self._learned = (scope.cap_rate, scope.margin)
-        rate = scope.ceiling * self.rate_backoff
+        if scope.key is None:
+            rate = scope.ceiling * self.rate_backoff
+        else:
+            # A lane's refusals are its own launches' spacing: just under the
+            # plateau (twice the margin under the ceiling), not far below.
+            rate = scope.ceiling * max(self.rate_backoff, 1 - 2 * scope.margin)
         if scope.cap_rate is not None:
             rate = min(rate, scope.cap_rate)
         scope.rate = scope.cut_rate = max(self.min_rate, rate)
@@ -992,7 +1175,14 @@ class AdaptiveController:
         elif plateau is not None and rate < plateau * 0.999:
             if not window.samples or window.drops:
                 return "paced"
-            rate = min(plateau, rate + self.rate_increase * scope.cut_rate)
+            step = self.rate_increase * scope.cut_rate
+            if scope.key is None:
+                rate = min(plateau, rate + step)
+            else:
+                # A lane climbs halfway to its plateau per window.
+                rate += max(step, (plateau - rate) / 2)
+                if rate >= plateau * (1 - _NEAR):
+                    rate = plateau
         elif not (
             now - scope.calm_since >= self.calm_seconds * scope.quiet
             and scope.calm_ok >= self.calm_samples * scope.quiet

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from fetchq.control import AdaptiveController
+from fetchq.control.load import LoadReading
 from fetchq.control.models import (
     ClientCPU,
     LeakyBucketServer,
@@ -604,6 +605,17 @@ def hog(hogs: int) -> None:
 # -- 5. the same in simulated time --------------------------------------------
 
 
+class SpinningThread:
+    """The load a thread spinning in the process shows: a full core at any
+    width, the loop late by ``cpu``'s slices."""
+
+    def __init__(self, cpu: ClientCPU) -> None:
+        self.cpu = cpu
+
+    def read(self, due: float, now: float) -> LoadReading:
+        return LoadReading(self.cpu.read(due, now).lag, 1.0)
+
+
 def sim() -> None:
     rows = []
     for rate in (10, 100, 1000):
@@ -744,9 +756,10 @@ def sim() -> None:
                 verdict(result.elapsed <= 1.1 * best and p50 <= 0.06),
             ]
         )
-    for label, hog, slice_ in (
-        ("capacity 24, core half taken, 10 ms slices", 0.5, 0.01),
-        ("capacity 24, client at 1/4 of a core", 0.75, 0.0),
+    for label, hog, slice_, spinning in (
+        ("capacity 24, core half taken, 10 ms slices", 0.5, 0.01, False),
+        ("capacity 24, client at 1/4 of a core", 0.75, 0.0, False),
+        ("capacity 24, a thread spinning in the process", 0.5, 0.005, True),
     ):
         cpu = ClientCPU(0.0005, 0.001, hog, slice_)
         best = simulate(
@@ -755,7 +768,11 @@ def sim() -> None:
         cpu = ClientCPU(0.0005, 0.001, hog, slice_)
         result = simulate(
             lambda c, cpu=cpu: cpu.wrap(c, CapacityServer(c, 24, 0.05)),
-            AdaptiveController(max_width=100, load=cpu, rng=random.Random(1)),
+            AdaptiveController(
+                max_width=100,
+                load=SpinningThread(cpu) if spinning else cpu,
+                rng=random.Random(1),
+            ),
             jobs=8000,
             width=4,
         )
