@@ -333,9 +333,10 @@ class SharedRun(Run):
         if not claimed and self._streak and self.queue.size() == (0, 0):
             self._ack_streak()
         wake = self.store.last_wake
+        # (A claim that took every slot the width leaves this worker says
+        # so by its wake: only a slot coming free helps then, and this
+        # worker's own jobs ending pump it.)
         delay = _POLL if wake is None else min(_POLL, max(wake, 0.001))
-        if claimed and self.queue.size()[0] < self.queue.width:
-            delay = 0.0  # there may be more now
         if self._pump_wanted:
             # Slots came free while the claim was out: nothing else would
             # wake this worker (its jobs may all have ended), so claim now.

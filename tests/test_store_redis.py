@@ -136,6 +136,31 @@ class LimitTests(RedisTestCase):
         yield a.configure(paused=None, width=None, rate=None)
         self.assertEqual(len((yield b.claim(5, 0.0, 9.0, per_lane=5, limits=True))), 3)
 
+    @defer.inlineCallbacks
+    def test_a_claim_that_fills_the_share_says_wait(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """A claim that takes every slot the width leaves its worker (here
+        its share: two workers, width 4) says to claim again only when a
+        lease can end, not at once: claiming again before one of its own
+        jobs ends would only be answered with nothing.  A claim that the
+        worker's own limit cut short still says at once."""
+        run = redis_server.run_name()
+        a = yield self.connect(run, server_time=False, renew=False)
+        b = yield self.connect(run, server_time=False, renew=False)
+        yield a.configure(width=4)
+        yield a.add(items("x", 10))
+        yield b.claim(1, 0.0, 60.0, per_lane=10, limits=True)  # b shares it
+        self.assertEqual(
+            len((yield a.claim(1, 0.0, 60.0, per_lane=10, limits=True))), 1
+        )
+        self.assertLess(a.last_wake, 0.01)  # a may take one more of its 2
+        self.assertEqual(
+            len((yield a.claim(5, 0.0, 60.0, per_lane=10, limits=True))), 1
+        )
+        self.assertAlmostEqual(a.last_wake, 60.0, places=3)  # its first lease's end
+        self.assertEqual((yield a.claim(5, 0.0, 60.0, per_lane=10, limits=True)), [])
+
 
 class LeaseTests(RedisTestCase):
     @defer.inlineCallbacks
