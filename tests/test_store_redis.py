@@ -161,6 +161,25 @@ class LimitTests(RedisTestCase):
         self.assertAlmostEqual(a.last_wake, 60.0, places=3)  # its first lease's end
         self.assertEqual((yield a.claim(5, 0.0, 60.0, per_lane=10, limits=True)), [])
 
+    @defer.inlineCallbacks
+    def test_a_claim_finds_the_slots_acked_before_it(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """Acks are batched (sent on the next reactor turn); a claim made in
+        the same turn as an ack still finds the slot the ack frees: the
+        store sends its queued writes first, over the same connection, so
+        Redis runs them before the claim."""
+        store = yield self.connect(renew=False)
+        yield store.configure(width=1)
+        yield store.add(items("x", 3))
+        first = yield store.claim(5, 0.0, 60.0, per_lane=5, limits=True)
+        self.assertEqual(len(first), 1)
+        acked = store.ack(first[0].id, "ok", None, 0.0)
+        second = yield store.claim(5, 0.0, 60.0, per_lane=5, limits=True)
+        self.assertTrue((yield acked))
+        self.assertEqual(len(second), 1)
+        self.assertNotEqual(second[0].id, first[0].id)
+
 
 class LeaseTests(RedisTestCase):
     @defer.inlineCallbacks
