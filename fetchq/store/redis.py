@@ -770,8 +770,12 @@ class RedisStore:
             self._closed = True
             if self._ordered is self._client:
                 return self._client.disconnect()
-            gone: Deferred[Any] = self._ordered.disconnect()
-            return gone.addBoth(lambda _: self._client.disconnect())
+            # Both in this turn: closing the pool only once the other had
+            # closed left replies still arriving on it half-parsed.
+            ordered: Deferred[Any] = self._ordered.disconnect()
+            ordered.addErrback(lambda _: None)
+            pool: Deferred[Any] = self._client.disconnect()
+            return pool.addBoth(lambda result: ordered.addCallback(lambda _: result))
 
         d = claims.addCallback(drain).addBoth(disconnect).addCallback(lambda _: None)
         self._closing = d
