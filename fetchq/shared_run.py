@@ -20,7 +20,9 @@ What differs from a run on a local state (:class:`~fetchq.run.Run`):
   limits; its width is only how many jobs this process runs at once.  A
   hold (429, a spent quota) seen by one worker holds the lane for all.
   Between claims a worker sleeps until the claim said something may next
-  be claimable (at most a quarter second).
+  be claimable (at most a quarter second), or until one of its jobs ends
+  (jobs that end while a claim is on its way make it claim again as soon
+  as that claim lands).
 - **The run's end is the whole run's**: once the input is loaded and no row
   is pending or leased anywhere.  The output is written then, from Redis, by
   every process that sees the end (``fetchq output RECIPE`` writes it at
@@ -127,6 +129,7 @@ class SharedRun(Run):
         self._lease = recipe.state.lease
         self._loader = False
         self._wake: Any = None
+        self._pump_wanted = False  # a pump asked for while a claim was out
         self._last_check = -1.0
         self._outage = False
         self._backoff = 0.0
@@ -299,6 +302,11 @@ class SharedRun(Run):
         the run starts asks for a pump, and nothing can be claimed yet)."""
         if self.store is None:
             return
+        if self._claiming:
+            # Jobs ended (or a hold ended, a width grew) while the claim was
+            # on its way: that claim may have been answered before their
+            # slots came free, so claim again when it lands.
+            self._pump_wanted = True
         super()._pump()
 
     def _claim_request(self) -> dict[str, Any] | None:
@@ -325,9 +333,15 @@ class SharedRun(Run):
         if not claimed and self._streak and self.queue.size() == (0, 0):
             self._ack_streak()
         wake = self.store.last_wake
+        # (A claim that took every slot the width leaves this worker says
+        # so by its wake: only a slot coming free helps then, and this
+        # worker's own jobs ending pump it.)
         delay = _POLL if wake is None else min(_POLL, max(wake, 0.001))
-        if claimed and self.queue.size()[0] < self.queue.width:
-            delay = 0.0  # there may be more now
+        if self._pump_wanted:
+            # Slots came free while the claim was out: nothing else would
+            # wake this worker (its jobs may all have ended), so claim now.
+            self._pump_wanted = False
+            delay = 0.0
         when_due = self.reactor.seconds() + delay
         if self._wake is not None and self._wake.active():
             if self._wake.getTime() <= when_due:
@@ -396,6 +410,7 @@ class SharedRun(Run):
 
     def _claim_failed(self, failure: Any) -> None:
         self._claiming = False
+        self._pump_wanted = False  # the retry below claims again
         if _transient(failure.value) and not self._closed:
             self._store_failed(failure)
             self._backoff = min(5.0, max(0.25, self._backoff * 2))

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, protocol, reactor, task
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from fetchq import cli
 from fetchq.demo import DemoSite, SiteBehaviour
 from fetchq.recipe import load_recipe
 from fetchq.run import EXIT_FATAL, Run
-from fetchq.shared_run import SharedRun
+from fetchq.shared_run import _POLL, SharedRun
 from fetchq.store.redis import RedisStore
 from fetchq.testing.api import serve as serve_api
 from fetchq.testing.sms import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeSMSProvider
@@ -187,6 +187,62 @@ class SharedRunTestCase(TestCase):
         self.assertEqual(len(got), len(set(got)), "a row has two records")
         self.assertEqual(sorted(got), sorted(ids))
         return {r["id"]: r for r in records}
+
+
+class _ClaimsHeld:
+    """A store whose claims answer only when the test says (a claim on its
+    way to Redis)."""
+
+    def __init__(self) -> None:
+        self.last_wake: float | None = None
+        self.last_delays: dict[str, float] = {}
+        self.claims: list[defer.Deferred[Any]] = []
+
+    def claim(self, **kw: Any) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.claims.append(d)
+        return d
+
+
+class ClaimWakeTests(SynchronousTestCase):
+    """When a worker claims again (on a simulated clock, claims answered
+    by hand)."""
+
+    def setUp(self) -> None:
+        folder = Path(tempfile.mkdtemp(prefix="fetchq-wake-"))
+        self.addCleanup(shutil.rmtree, folder, True)
+        (folder / "urls.txt").write_text("http://127.0.0.1:1/a\n")
+        recipe = folder / "recipe.yaml"
+        recipe.write_text(
+            "kind: fetch\ninput:\n  path: urls.txt\noutput:\n"
+            "  path: out/result.jsonl\nqueue:\n  width: 4\n"
+            "state:\n  url: redis://127.0.0.1:1/0\n  run: wake\n"
+        )
+        self.clock = task.Clock()
+        self.store = _ClaimsHeld()
+        self.run = SharedRun(load_recipe(recipe), self.clock, store=self.store)  # type: ignore[arg-type]
+
+    def test_jobs_ending_while_a_claim_is_out_claim_again_at_once(self) -> None:
+        """A pump asked for while a claim is on its way (jobs ended: their
+        slots came free after Redis answered it) is not lost: the worker
+        claims again as soon as that claim lands, instead of sleeping the
+        poll interval with nothing to run."""
+        self.run._pump()
+        self.run._pump()  # a job ended meanwhile
+        self.assertEqual(len(self.store.claims), 1)
+        self.store.claims[0].callback([])
+        self.clock.advance(0)
+        self.assertEqual(len(self.store.claims), 2)
+
+    def test_an_empty_claim_otherwise_waits(self) -> None:
+        """Without such a pump, a claim that found nothing to do waits the
+        poll interval (or until the claim says something comes due)."""
+        self.run._pump()
+        self.store.claims[0].callback([])
+        self.clock.advance(_POLL - 0.01)
+        self.assertEqual(len(self.store.claims), 1)
+        self.clock.advance(0.01)
+        self.assertEqual(len(self.store.claims), 2)
 
 
 class InProcessTests(SharedRunTestCase):

@@ -136,6 +136,50 @@ class LimitTests(RedisTestCase):
         yield a.configure(paused=None, width=None, rate=None)
         self.assertEqual(len((yield b.claim(5, 0.0, 9.0, per_lane=5, limits=True))), 3)
 
+    @defer.inlineCallbacks
+    def test_a_claim_that_fills_the_share_says_wait(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """A claim that takes every slot the width leaves its worker (here
+        its share: two workers, width 4) says to claim again only when a
+        lease can end, not at once: claiming again before one of its own
+        jobs ends would only be answered with nothing.  A claim that the
+        worker's own limit cut short still says at once."""
+        run = redis_server.run_name()
+        a = yield self.connect(run, server_time=False, renew=False)
+        b = yield self.connect(run, server_time=False, renew=False)
+        yield a.configure(width=4)
+        yield a.add(items("x", 10))
+        yield b.claim(1, 0.0, 60.0, per_lane=10, limits=True)  # b shares it
+        self.assertEqual(
+            len((yield a.claim(1, 0.0, 60.0, per_lane=10, limits=True))), 1
+        )
+        self.assertLess(a.last_wake, 0.01)  # a may take one more of its 2
+        self.assertEqual(
+            len((yield a.claim(5, 0.0, 60.0, per_lane=10, limits=True))), 1
+        )
+        self.assertAlmostEqual(a.last_wake, 60.0, places=3)  # its first lease's end
+        self.assertEqual((yield a.claim(5, 0.0, 60.0, per_lane=10, limits=True)), [])
+
+    @defer.inlineCallbacks
+    def test_a_claim_finds_the_slots_acked_before_it(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """Acks are batched (sent on the next reactor turn); a claim made in
+        the same turn as an ack still finds the slot the ack frees: the
+        store sends its queued writes first, over the same connection, so
+        Redis runs them before the claim."""
+        store = yield self.connect(renew=False)
+        yield store.configure(width=1)
+        yield store.add(items("x", 3))
+        first = yield store.claim(5, 0.0, 60.0, per_lane=5, limits=True)
+        self.assertEqual(len(first), 1)
+        acked = store.ack(first[0].id, "ok", None, 0.0)
+        second = yield store.claim(5, 0.0, 60.0, per_lane=5, limits=True)
+        self.assertTrue((yield acked))
+        self.assertEqual(len(second), 1)
+        self.assertNotEqual(second[0].id, first[0].id)
+
 
 class LeaseTests(RedisTestCase):
     @defer.inlineCallbacks

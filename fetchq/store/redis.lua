@@ -433,12 +433,13 @@ end
 local free = limit
 local width, rate, burst = nil, nil, 1
 local full = false -- no slot free for this worker
+local cap = nil -- the slots the width (and this worker's share of it) leave
 if use_limits then
   if c.paused == "1" then return cjson.encode({-1}) end
   width, rate, burst = global_limits(c)
   if width then
     local busy = redis.call("ZCARD", P .. "leases")
-    free = math.min(free, width - busy)
+    cap = width - busy
     -- Each worker sharing the width gets its share: a worker that frees a
     -- slot and claims again at once must not keep the others, who only
     -- come by now and then, from ever getting one.
@@ -448,8 +449,9 @@ if use_limits then
     local active = redis.call("ZCARD", workers)
     if active > 1 then
       local mine = num(redis.call("HGET", P .. "wl", worker), 0)
-      free = math.min(free, math.ceil(width / active) - mine)
+      cap = math.min(cap, math.ceil(width / active) - mine)
     end
+    free = math.min(free, cap)
     full = free <= 0
   end
 end
@@ -566,6 +568,9 @@ elseif free > 0 then
   end
 end
 if rate and taken > 0 then redis.call("SET", P .. "tat", tat) end
+-- A claim that took every slot left to this worker leaves it full too:
+-- claiming again before a slot frees would only be answered with nothing.
+if cap and taken >= cap then full = true end
 -- When something may next be claimable: a lane coming due, a retry time, a
 -- lease running out; but never before the global rate allows a launch.
 -- With no slot free for this worker (the width, or its share of it), only a

@@ -40,6 +40,9 @@ adds:
   turn go to Redis as one script call; a write that fails (the connection
   dropped) is tried again, with backoff, until it lands (both are
   idempotent), and :meth:`flush` fires once every write so far has landed.
+  Writes and claims share one connection of their own, and a claim sends
+  the writes queued so far first: Redis runs them in that order, so a claim
+  finds the slots this process's acks have freed.
 
 Durability is Redis's: with ``appendonly yes`` and ``appendfsync
 everysec`` a crash of the Redis *process* loses nothing written, a crash of
@@ -93,6 +96,7 @@ _US = "\x1f"
 _META = "\x1emeta"
 _FOREVER_MS = 2**52  # a lease or time that never comes
 _SCRIPTS: dict[str, str] | None = None
+_ORDERED = frozenset(("claim", "ack", "requeue"))  # over one connection, in order
 _HOST = socket.gethostname().replace(" ", "_")
 ALL_LANES: Any = object()
 """``pending_page(ALL_LANES, ...)``: the pending items of every lane."""
@@ -212,10 +216,16 @@ class RedisStore:
         worker: str | None = None,
         server_time: bool = True,
         renew: bool = True,
+        ordered: Any = None,
     ) -> None:
         if not run or any(c in run for c in "{}"):
             raise ValueError(f"a run name must be non-empty, without braces: {run!r}")
         self._client = client
+        # Claims, acks and requeues go over one connection (``ordered``, if
+        # given), so Redis runs them in the order this process sends them:
+        # a claim sent after acks finds the slots they free (on the pool's
+        # other connections it could overtake them and find them taken).
+        self._ordered = client if ordered is None else ordered
         self.run = run
         self.prefix = f"{{fetchq:{run}}}:"
         self._cfg = self.prefix + "cfg"
@@ -293,41 +303,53 @@ class RedisStore:
         except Exception as e:
             raise StoreError(f"{where}: {_connect_error(e)}") from None
         yield connection.disconnect()
-        client = txredisapi.lazyConnectionPool(
-            settings["host"],
-            settings["port"],
-            dbid=settings["db"],
-            poolsize=poolsize,
-            password=settings["password"],
-            username=settings["username"],
-            ssl_context_factory=tls,
-            connectTimeout=timeout,
-            replyTimeout=timeout,
-            convertNumbers=False,
-        )
-        try:
-            yield defer.Deferred.fromCoroutine(
-                _wait_connected(client, timeout, reactor)
+
+        def pool(size: int) -> Any:
+            return txredisapi.lazyConnectionPool(
+                settings["host"],
+                settings["port"],
+                dbid=settings["db"],
+                poolsize=size,
+                password=settings["password"],
+                username=settings["username"],
+                ssl_context_factory=tls,
+                connectTimeout=timeout,
+                replyTimeout=timeout,
+                convertNumbers=False,
             )
+
+        client = pool(poolsize)
+        ordered = pool(1)
+        try:
+            for each in (client, ordered):
+                yield defer.Deferred.fromCoroutine(
+                    _wait_connected(each, timeout, reactor)
+                )
             info = yield client.execute_command("INFO", "server")
             policy = yield client.execute_command("CONFIG", "GET", "maxmemory-policy")
         except Exception as e:
-            with contextlib.suppress(Exception):
-                gone = client.disconnect()
-                gone.addTimeout(1.0, reactor)
-                yield gone
+            for each in (client, ordered):
+                with contextlib.suppress(Exception):
+                    gone = each.disconnect()
+                    gone.addTimeout(1.0, reactor)
+                    yield gone
             raise StoreError(f"{where}: cannot use it: {_short(e)}") from None
         version = _info(info, "redis_version") or "0"
+        refused = None
         if int(version.split(".")[0]) < 7:
-            yield client.disconnect()
-            raise StoreError(f"{where}: Redis {version}; fetchq needs Redis 7 or later")
-        if isinstance(policy, list) and len(policy) == 2 and policy[1] != "noeviction":
-            yield client.disconnect()
-            raise StoreError(
+            refused = f"{where}: Redis {version}; fetchq needs Redis 7 or later"
+        elif (
+            isinstance(policy, list) and len(policy) == 2 and policy[1] != "noeviction"
+        ):
+            refused = (
                 f"{where}: maxmemory-policy is {policy[1]}; a run's state must not "
                 "be evicted: set it to noeviction"
             )
-        return cls(client, run, reactor, **kw)
+        if refused is not None:
+            yield client.disconnect()
+            yield ordered.disconnect()
+            raise StoreError(refused)
+        return cls(client, run, reactor, ordered=ordered, **kw)
 
     def __repr__(self) -> str:
         return f"<RedisStore {self.prefix} worker {self.worker}>"
@@ -347,7 +369,8 @@ class RedisStore:
         return str(-_FOREVER_MS if now is None else _ms(now))
 
     def _eval(self, name: str, args: list[Any]) -> Deferred[Any]:
-        d: Deferred[Any] = self._client.eval(
+        client = self._ordered if name in _ORDERED else self._client
+        d: Deferred[Any] = client.eval(
             _scripts()[name], keys=[self._cfg], args=[str(a) for a in args]
         )
         return d
@@ -443,6 +466,10 @@ class RedisStore:
             "1" if limits else "",
             *(lane_name(key) for key in skip),
         ]
+        if self._ops:
+            # This process's acks and requeues first (on the same ordered
+            # connection): the claim then finds the slots they free.
+            self._send()
         d = self._eval("claim", args).addCallback(self._claimed, lease)
         self._claims.add(d)
 
@@ -741,7 +768,14 @@ class RedisStore:
 
         def disconnect(_: Any) -> Any:
             self._closed = True
-            return self._client.disconnect()
+            if self._ordered is self._client:
+                return self._client.disconnect()
+            # Both in this turn: closing the pool only once the other had
+            # closed left replies still arriving on it half-parsed.
+            ordered: Deferred[Any] = self._ordered.disconnect()
+            ordered.addErrback(lambda _: None)
+            pool: Deferred[Any] = self._client.disconnect()
+            return pool.addBoth(lambda result: ordered.addCallback(lambda _: result))
 
         d = claims.addCallback(drain).addBoth(disconnect).addCallback(lambda _: None)
         self._closing = d
