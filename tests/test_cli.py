@@ -305,5 +305,8 @@ class GarbageCollectorTests(SynchronousTestCase):
             self.addCleanup(gc.unfreeze)
         before = gc.get_freeze_count()
         cli._tune_gc()()
-        self.assertEqual(gc.get_freeze_count(), before)
+        # Still frozen (an unfreeze would leave 0); a frozen object that dies
+        # meanwhile, in this or another thread (pytest-xdist's), leaves the
+        # permanent generation, so the count may be a few less.
+        self.assertGreater(gc.get_freeze_count(), before * 0.99)
         self.assertEqual(gc.get_threshold(), self.thresholds)
