@@ -1023,11 +1023,19 @@ def _connect_error(error: BaseException) -> str:
 
 
 async def _wait_connected(client: Any, timeout: float, reactor: Any) -> None:
-    """PING until the lazy pool answers, or raise after ``timeout``."""
+    """PING until the lazy pool answers, then wait until every connection of
+    the pool is made (its SELECT of the database done), or raise after
+    ``timeout``.  A store closed while one of them was still selecting its
+    database would otherwise leave txredisapi's "could not set dbid: Lost
+    connection" as an unhandled error."""
     d: Deferred[Any] = client.ping()
     d.addTimeout(timeout, reactor)
     try:
         await d
+        every = getattr(client, "_connected", None)  # the pool's, all made
+        if isinstance(every, Deferred) and not every.called:
+            every.addTimeout(timeout, reactor)
+            await every
     except defer.TimeoutError:
         raise StoreError(f"no answer within {timeout:g}s") from None
 
