@@ -20,8 +20,9 @@ test: lint typecheck unit
 
 # Test files run in 3 processes (pytest-xdist, one file per process at a
 # time): most tests wait on sockets, subprocesses and Redis rather than
-# compute, so 3 fit 2 cores (7m53s in one process, 6m33s in 3, both on a
-# busy machine).  `make unit TEST_PROCESSES=0` runs them in this process.
+# compute, so 3 fit 2 cores (on a busy machine: 7m53s in one process, 6m33s
+# in 3 at load 5, 3m02s in 3 at load 2-3 from a clean clone).  `make unit
+# TEST_PROCESSES=0` runs them in this process.
 TEST_PROCESSES ?= 3
 
 unit: $(STAMP)
