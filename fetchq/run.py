@@ -85,7 +85,7 @@ from fetchq.report import Timeline, write_report
 from fetchq.report.history import RunHistory, report_data
 from fetchq.report.html import format_wall
 from fetchq.secrets import reveal
-from fetchq.store import Claimed, Counts, NewItem, SQLiteStore, when
+from fetchq.store import Claimed, Counts, NewItem, SQLiteStore, as_deferred, when
 
 __all__ = [
     "EXIT_FAILURES",
@@ -422,9 +422,11 @@ class Run:
         """
         spec = self.recipe.input
         store = self.store
-        start = Checkpoint.from_json(await _maybe(store.meta_get(_META_INPUT)))
+        start = Checkpoint.from_json(await as_deferred(store.meta_get(_META_INPUT)))
         if start is None:
-            self._skip_below = int(await _maybe(store.meta_get(_META_INPUT_NEXT, 0)))
+            self._skip_below = int(
+                await as_deferred(store.meta_get(_META_INPUT_NEXT, 0))
+            )
         reader = InputReader(
             spec.path,
             spec.format,
@@ -1010,19 +1012,19 @@ class Run:
     async def _start(self) -> None:
         store = self.store
         if self.fresh:
-            await _maybe(store.reset())
+            await as_deferred(store.reset())
             self._say("starting afresh: the state of earlier runs is forgotten")
-        first = await _maybe(store.meta_get(_META_FIRST_START))
+        first = await as_deferred(store.meta_get(_META_FIRST_START))
         if first is None:
             first = time.time()
-            await _maybe(store.meta_set(_META_FIRST_START, first))
-            await _maybe(store.flush())
+            await as_deferred(store.meta_set(_META_FIRST_START, first))
+            await as_deferred(store.flush())
         self._first_start = float(first)
         now = self.reactor.seconds()
         await self._release(now)
         if self.retry_failed:
-            again = await _maybe(store.reopen("failed", now))
-            await _maybe(store.flush())
+            again = await as_deferred(store.reopen("failed", now))
+            await as_deferred(store.flush())
             self._say(f"retrying {again} failed rows")
         if self._stream_output:
             self.output.rebuild(store)
@@ -1036,7 +1038,7 @@ class Run:
             self._say(f"fetchq: input: {e}")
             self._finish(EXIT_FATAL)
             return
-        counts = await _maybe(store.counts())
+        counts = await as_deferred(store.counts())
         self._count_input()
         self._observed(counts)
         self.history = RunHistory(store, self._wall_start)
@@ -1059,14 +1061,14 @@ class Run:
             self._install_signals()
         if self.controller is not None:
             self.controller.attach(self.queue)
-        await _maybe(self._read_chunk(_CHUNK))
+        await as_deferred(self._read_chunk(_CHUNK))
         self._pump()
         self._read_soon()
 
     async def _release(self, now: float) -> None:
         """Claims a crashed earlier run left: back to pending at once (one
         process owns a local state)."""
-        await _maybe(self.store.release(now))
+        await as_deferred(self.store.release(now))
 
     async def _write_report(self, counts: Counts | None) -> None:
         """The report of the whole run: this run's segment and every earlier
@@ -1178,10 +1180,10 @@ class Run:
 
     async def _close(self, code: int) -> None:
         try:
-            await _maybe(self._save_history(_ENDED.get(code, f"exit {code}")))
+            await as_deferred(self._save_history(_ENDED.get(code, f"exit {code}")))
         except Exception as e:
             self._say(f"fetchq: the run's history was not saved: {_one_line(e)}")
-        await _maybe(self.store.flush())
+        await as_deferred(self.store.flush())
         log.info("run finished: exit {code}", event="run.finished", code=code)
         await self._write_output(code)
         self.output.close()
@@ -1189,7 +1191,7 @@ class Run:
             self._reader.close()
         counts: Counts | None = None
         try:
-            counts = await _maybe(self.store.counts())
+            counts = await as_deferred(self.store.counts())
         except Exception:
             counts = None  # the summary says this run's figures only
         if counts is not None:
@@ -1197,7 +1199,7 @@ class Run:
         if self.display is not None:
             self.display.close()
         await self._write_report(counts)
-        await _maybe(self.store.close())
+        await as_deferred(self.store.close())
         await self.kind.close()
         self._finished.callback(code)
 
@@ -1210,13 +1212,6 @@ class Run:
         self._say(f"fetchq: while closing: {_one_line(failure.value)}")
         if not self._finished.called:
             self._finished.callback(code if code != EXIT_OK else EXIT_FATAL)
-
-
-def _maybe(result: Any) -> defer.Deferred[Any]:
-    """A store call's result as a Deferred (already fired for a local one)."""
-    if isinstance(result, defer.Deferred):
-        return result
-    return defer.succeed(result)
 
 
 FetchRun = Run

@@ -65,10 +65,9 @@ from fetchq.run import (
     EXIT_OK,
     EXIT_PROBLEMS,
     Run,
-    _maybe,
 )
 from fetchq.shared.control import SharedControl
-from fetchq.store import Claimed, StoreError, when
+from fetchq.store import Claimed, StoreError, as_deferred, when
 from fetchq.store.redis import RedisStore
 
 __all__ = ["META_STOP", "SharedRun", "WorkerDisplay", "write_output"]
@@ -538,7 +537,7 @@ class SharedRun(Run):
                 self._drop_reader()
             return failure
 
-        return _maybe(result).addErrback(failed)
+        return as_deferred(result).addErrback(failed)
 
     def _stopped_elsewhere(self, stop: Any) -> None:
         if stop == self._stop_seen:

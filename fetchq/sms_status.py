@@ -56,7 +56,7 @@ from fetchq.queue import ResizableDispatchQueue
 from fetchq.recipe import SmsRecipe
 from fetchq.sms import ProviderRejected, SmsSender
 from fetchq.sms.status import Delivery, delivery_retry_policy, is_final
-from fetchq.store import SQLiteStore
+from fetchq.store import SQLiteStore, as_deferred
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "DeliveryCheck", "Target"]
 
@@ -167,7 +167,7 @@ class DeliveryCheck:
         found: list[Target] = []
         after = 0
         self.already_final = 0
-        while batch := await _maybe(self.store.records(after, _PAGE)):
+        while batch := await as_deferred(self.store.records(after, _PAGE)):
             after = batch[-1].seq
             for record in batch:
                 fields = record.record
@@ -414,7 +414,7 @@ class DeliveryCheck:
         writes, self._writes = self._writes, []
         if writes:
             await defer.gatherResults(writes, consumeErrors=True)
-        await _maybe(self.store.flush())
+        await as_deferred(self.store.flush())
 
     async def _close(self) -> None:
         store = self.store
@@ -432,16 +432,9 @@ class DeliveryCheck:
                 finally:
                     output.close()
         finally:
-            await _maybe(store.close())
+            await as_deferred(store.close())
             await self.sender.close()
         self._say(f"output: {self.recipe.output.path} ({count} records)")
-
-
-async def _maybe(result: Any) -> Any:
-    """``result``, waited for if it is a Deferred (a Redis store's)."""
-    if isinstance(result, defer.Deferred):
-        return await result
-    return result
 
 
 _ORDER = ["delivered", "read", "undelivered", "failed", "canceled", "not_found"]

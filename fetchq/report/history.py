@@ -35,6 +35,8 @@ from fetchq.progress import (
     MAX_LANES_SAVED,
     LatencyHistogram,
 )
+from fetchq.report.timeline import TOTALS
+from fetchq.store.base import as_deferred
 
 __all__ = [
     "MAX_SEGMENTS",
@@ -77,17 +79,6 @@ _SUMS = (
     "drops",
     "throttles",
     "decision_counts",
-    "bytes",
-)
-_TOTALS = (
-    "launched",
-    "ok",
-    "failed",
-    "retried",
-    "throttled",
-    "cancelled",
-    "drops",
-    "throttles",
     "bytes",
 )
 
@@ -229,7 +220,7 @@ def _empty_timeline() -> dict[str, Any]:
     out["throughput"] = []
     out["decisions"] = []
     out["decisions_seen"] = 0
-    out["totals"] = {name: 0 for name in _TOTALS}
+    out["totals"] = {name: 0 for name in TOTALS}
     out["segments"] = []
     return out
 
@@ -453,7 +444,7 @@ def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["decision_counts"] = counts["decision_counts"]
     out["decisions"] = _thin_decisions(decisions, COMBINED_DECISIONS)
     out["decisions_seen"] = seen
-    out["totals"] = {name: round(sum(sums[name])) for name in _TOTALS}
+    out["totals"] = {name: round(sum(sums[name])) for name in TOTALS}
     out["segments"] = segments
     return out
 
@@ -565,12 +556,6 @@ def _merge_control(a: Any, b: Any) -> Any:
 # Kept in the store
 
 
-def _maybe(result: Any) -> defer.Deferred[Any]:
-    if isinstance(result, defer.Deferred):
-        return result
-    return defer.succeed(result)
-
-
 class RunHistory:
     """A run's segments in a store's meta (see the module).
 
@@ -633,15 +618,15 @@ class RunHistory:
 
     async def _save(self, record: dict[str, Any]) -> None:
         store = self.store
-        await _maybe(store.meta_set(META_SEGMENT + self.sid, record))
-        listed = await _maybe(store.meta_get(META_INDEX))
+        await as_deferred(store.meta_set(META_SEGMENT + self.sid, record))
+        listed = await as_deferred(store.meta_get(META_INDEX))
         index = [i for i in listed or [] if isinstance(i, str)]
         if self.sid in index:
             return
         index.append(self.sid)
         if len(index) > self.max_segments:
             index = await self._fold(index)
-        await _maybe(store.meta_set(META_INDEX, index))
+        await as_deferred(store.meta_set(META_INDEX, index))
 
     async def _fold(self, index: list[str]) -> list[str]:
         """Fold the oldest ended segments into one, so the list shrinks to
@@ -652,7 +637,7 @@ class RunHistory:
         for sid in index[:-1]:  # never this segment
             if len(folded) >= want:
                 break
-            record = await _maybe(self.store.meta_get(META_SEGMENT + sid))
+            record = await as_deferred(self.store.meta_get(META_SEGMENT + sid))
             if not isinstance(record, dict):
                 folded.append({"sid": sid, "runs": 0})  # gone: drop its name
                 continue
@@ -667,10 +652,10 @@ class RunHistory:
         rest = [sid for sid in index if sid not in names]
         if real:
             one = fold(real)
-            await _maybe(self.store.meta_set(META_SEGMENT + one["sid"], one))
+            await as_deferred(self.store.meta_set(META_SEGMENT + one["sid"], one))
             rest.insert(0, one["sid"])
         for sid in names:
-            await _maybe(self.store.meta_set(META_SEGMENT + sid, None))
+            await as_deferred(self.store.meta_set(META_SEGMENT + sid, None))
         return rest
 
     def segments(self) -> defer.Deferred[list[dict[str, Any]]]:
@@ -678,10 +663,10 @@ class RunHistory:
         return defer.Deferred.fromCoroutine(self._segments())
 
     async def _segments(self) -> list[dict[str, Any]]:
-        index = await _maybe(self.store.meta_get(META_INDEX))
+        index = await as_deferred(self.store.meta_get(META_INDEX))
         out: list[dict[str, Any]] = []
         for sid in index if isinstance(index, list) else []:
-            record = await _maybe(self.store.meta_get(META_SEGMENT + str(sid)))
+            record = await as_deferred(self.store.meta_get(META_SEGMENT + str(sid)))
             if isinstance(record, dict):
                 out.append(record)
         return out

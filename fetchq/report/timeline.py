@@ -43,7 +43,20 @@ from fetchq.events import (
 )
 from fetchq.job import Outcome
 
-__all__ = ["Timeline"]
+__all__ = ["TOTALS", "Timeline"]
+
+TOTALS = (
+    "launched",
+    "ok",
+    "failed",
+    "retried",
+    "throttled",
+    "cancelled",
+    "drops",
+    "throttles",
+    "bytes",
+)
+"""The counts a timeline's ``totals`` hold (a run history's too)."""
 
 _NAN = math.nan
 _log = math.log
@@ -576,20 +589,7 @@ class Timeline:
             for d, changed in self._decisions
         ]
         out["decisions_seen"] = self._decisions_seen
-        out["totals"] = {
-            name: sum(ints[name])
-            for name in (
-                "launched",
-                "ok",
-                "failed",
-                "retried",
-                "throttled",
-                "cancelled",
-                "drops",
-                "throttles",
-                "bytes",
-            )
-        }
+        out["totals"] = {name: sum(ints[name]) for name in TOTALS}
         return out
 
 

@@ -33,6 +33,7 @@ from fetchq.store.base import (
     Record,
     Store,
     StoreError,
+    as_deferred,
     when,
 )
 from fetchq.store.memory import MemoryStore
@@ -49,5 +50,6 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "as_deferred",
     "when",
 ]

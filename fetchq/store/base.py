@@ -36,7 +36,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from fetchq._validate import check_priority
 from fetchq.errors import FetchqError
@@ -50,6 +50,7 @@ __all__ = [
     "Record",
     "Store",
     "StoreError",
+    "as_deferred",
     "when",
 ]
 
@@ -238,6 +239,14 @@ class Item:
     record: JSONRecord
     record_seq: int | None
     done_at: float | None
+
+
+def as_deferred(result: Any) -> Deferred[Any]:
+    """A store method's result as a Deferred (already fired for a local
+    store's value), for code that awaits it whatever the store."""
+    if isinstance(result, Deferred):
+        return result
+    return succeed(result)
 
 
 def when(result: Any, then: Callable[[Any], Any]) -> Any:
