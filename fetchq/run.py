@@ -207,6 +207,7 @@ def fetch_config(recipe: FetchRecipe) -> FetchConfig:
             for host, headers in spec.host_headers.items()
         ),
         robots=spec.robots,
+        http=spec.http,
     )
 
 

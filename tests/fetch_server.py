@@ -32,6 +32,8 @@ behaviour; query parameters tune it:
                     the encodings ``enc`` names (comma-separated, applied in
                     order, see :func:`encode`); the header lists them
 ``/canned``         the response :attr:`FaultServer.canned` holds under ``name``
+``/raw``            the bytes :attr:`FaultServer.raw` holds under ``name``, as
+                    they are (``close=1``: then close the connection)
 ``/cookie``         200 with a Set-Cookie header
 ``/echo``           200, JSON of the request: method, target, headers, body
 ``/robots.txt``     :attr:`FaultServer.robots` (status, body) if set, else 404
@@ -100,6 +102,7 @@ class _Connection(Protocol):
         self.sent = 0
         self.producing = False
         self.method = "GET"
+        self.served = 0  # requests read on this connection
 
     def connectionMade(self) -> None:
         self.server.connections.add(self)
@@ -128,6 +131,12 @@ class _Connection(Protocol):
             if len(rest) < length:
                 return
             body, self.buffer = rest[:length], rest[length:]
+            self.served += 1
+            if self.served > 1 and self.server.drop_reused:
+                # As a server whose keep-alive timeout has just passed.
+                self.server.drop_reused = False
+                self.transport.loseConnection()
+                return
             self.server.requests.append((method, target, headers, body))
             self.method = method
             self.handle(method, target, headers, body)
@@ -268,6 +277,10 @@ class _Connection(Protocol):
         elif path == "/canned":
             code, canned, extra = server.canned[q["name"]]
             self.respond(code, canned, extra)
+        elif path == "/raw":
+            self.write(server.raw[q["name"]])
+            if q.get("close") and self.transport is not None:
+                self.transport.loseConnection()
         elif path == "/cookie":
             self.respond(200, b"have one", {"Set-Cookie": "session=secret; Path=/"})
         elif path == "/echo":
@@ -308,6 +321,9 @@ class FaultServer:
         connections: the connections open now.
         canned: ``name -> (status, body, headers)`` answers for ``/canned``.
         robots: ``(status, body)`` of ``/robots.txt``, or None for a 404.
+        raw: ``name -> bytes`` written as they are for ``/raw``.
+        drop_reused: True to close, unanswered, the next connection that
+            reads its second (or later) request (then False again).
     """
 
     def __init__(self, reactor: Any) -> None:
@@ -318,6 +334,8 @@ class FaultServer:
         self.hits: Counter[str] = Counter()
         self.trickled = 0
         self.canned: dict[str, tuple[int, bytes, dict[str, str]]] = {}
+        self.raw: dict[str, bytes] = {}
+        self.drop_reused = False
         self.robots: tuple[int, bytes] | None = None
         self.port: Any = None
         self.scheme = "http"
@@ -431,3 +449,22 @@ def self_signed(host: str = "localhost") -> tuple[bytes, bytes]:
         serialization.NoEncryption(),
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def lean_variants(namespace: dict[str, Any], *cases: type) -> None:
+    """Add to ``namespace`` (a test module's globals) a copy of each of
+    ``cases`` named ``Lean<name>`` whose ``http`` is ``"lean"``: the same
+    tests over :class:`~fetchq.http.lean.LeanAgent` (each case builds its
+    fetchers with ``http=self.http``)."""
+    for case in cases:
+        name = f"Lean{case.__name__}"
+        namespace[name] = type(
+            name,
+            (case,),
+            {
+                "http": "lean",
+                "__module__": namespace["__name__"],
+                "__qualname__": name,
+                "__doc__": f"{case.__doc__} (Over ``http: lean``.)",
+            },
+        )

@@ -30,7 +30,7 @@ from fetchq.fetch import (
     UnsupportedEncoding,
 )
 from fetchq.http.body import content_encodings
-from tests.fetch_server import FaultServer, body_for, encode
+from tests.fetch_server import FaultServer, body_for, encode, lean_variants
 
 MAX_BODY = 1_000_000
 
@@ -63,12 +63,15 @@ def sha(data: bytes) -> str:
 class EncodingTestCase(TestCase):
     """Starts a :class:`FaultServer`; closes it and the fetchers after."""
 
+    http = "treq"  # "lean" in the Lean copies
+
     def setUp(self) -> None:
         self.server = FaultServer(reactor).start()
         self.addCleanup(self.server.close)
 
     def fetcher(self, **changes: Any) -> Fetcher:
         """A Fetcher of CONFIG with ``changes``, closed after the test."""
+        changes.setdefault("http", self.http)
         fetcher = Fetcher(attrs.evolve(CONFIG, **changes), reactor, pool_size=2)
         self.addCleanup(fetcher.close)
         return fetcher
@@ -258,3 +261,6 @@ class LayerTests(SynchronousTestCase):
         self.assertEqual(content_encodings(raw), (raw, ["deflate"]))
         plain = Raw(Headers())
         self.assertEqual(content_encodings(plain), (plain, []))
+
+
+lean_variants(globals(), BombTests, StackTests, RefusedTests)

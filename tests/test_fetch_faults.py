@@ -44,7 +44,13 @@ from fetchq.fetch import (
     TooManyRedirects,
     TruncatedBody,
 )
-from tests.fetch_server import FaultServer, ServerTLS, body_for, self_signed
+from tests.fetch_server import (
+    FaultServer,
+    ServerTLS,
+    body_for,
+    lean_variants,
+    self_signed,
+)
 
 FAST = FetchConfig(
     connect_timeout=0.5,
@@ -63,12 +69,15 @@ def sha(data: bytes) -> str:
 class FaultTestCase(TestCase):
     """Starts a :class:`FaultServer` and closes it (and fetchers) after."""
 
+    http = "treq"  # the fetchers' ``http``: "lean" in the Lean copies
+
     def setUp(self) -> None:
         self.server = FaultServer(reactor).start()
         self.addCleanup(self.server.close)
 
     def fetcher(self, config: FetchConfig = FAST, **changes: Any) -> Fetcher:
         """A Fetcher of ``config`` with ``changes``, closed after the test."""
+        changes.setdefault("http", self.http)
         fetcher = Fetcher(attrs.evolve(config, **changes), reactor, pool_size=4)
         self.addCleanup(fetcher.close)
         return fetcher
@@ -148,7 +157,7 @@ class SuccessTests(FaultTestCase):
 
     async def test_pool_size_is_the_per_host_cache(self) -> None:
         """The pool keeps pool_size connections per host, not Twisted's 2."""
-        fetcher = Fetcher(FAST, reactor, pool_size=7)
+        fetcher = Fetcher(attrs.evolve(FAST, http=self.http), reactor, pool_size=7)
         self.addCleanup(fetcher.close)
         self.assertEqual(fetcher.pool.maxPersistentPerHost, 7)
         self.assertTrue(fetcher.pool.persistent)
@@ -540,6 +549,8 @@ class InputTests(FaultTestCase):
 class TLSTests(TestCase):
     """https goes through the same endpoints, with certificate checks."""
 
+    http = "treq"
+
     def setUp(self) -> None:
         cert_pem, key_pem = self_signed("localhost")
         self.cert = Certificate.loadPEM(cert_pem)
@@ -549,7 +560,8 @@ class TLSTests(TestCase):
 
     def fetcher(self, policy: Any = None) -> Fetcher:
         """A Fetcher with TLS policy ``policy``, closed after the test."""
-        fetcher = Fetcher(FAST, reactor, 2, tls_policy=policy)
+        config = attrs.evolve(FAST, http=self.http)
+        fetcher = Fetcher(config, reactor, 2, tls_policy=policy)
         self.addCleanup(fetcher.close)
         return fetcher
 
@@ -571,3 +583,14 @@ class TLSTests(TestCase):
         self.assertEqual(error.kind, "untrusted")
         self.assertIn("self-signed certificate", str(error))
         self.assertEqual(self.server.requests, [])
+
+
+lean_variants(
+    globals(),
+    SuccessTests,
+    StatusTests,
+    RedirectTests,
+    FaultTests,
+    InputTests,
+    TLSTests,
+)

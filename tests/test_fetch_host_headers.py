@@ -17,7 +17,7 @@ from fetchq.fetch.fetcher import _HostHeaders
 from fetchq.recipe import RecipeError, load_recipe
 from fetchq.run import fetch_config
 from fetchq.secrets import Secret
-from tests.fetch_server import FaultServer
+from tests.fetch_server import FaultServer, lean_variants
 from tests.tls_ca import ServerTLS, TestCA, write
 
 SECRET = "s3cr3t-t0ken-value"
@@ -25,6 +25,8 @@ SECRET = "s3cr3t-t0ken-value"
 
 class HostHeaderTests(TestCase):
     """Which request carries which host's headers."""
+
+    http = "treq"  # "lean" in the Lean copy
 
     def setUp(self) -> None:
         self.server = FaultServer(reactor).start()
@@ -36,7 +38,7 @@ class HostHeaderTests(TestCase):
             host_headers={
                 "localhost": {"Authorization": Secret(SECRET), "X-Team": "local"}
             },
-            **kw,
+            **{"http": self.http, **kw},
         )
         fetcher = Fetcher(config, reactor, 2, environ={})
         self.addCleanup(fetcher.close)
@@ -163,3 +165,6 @@ class RecipeTests(SynchronousTestCase):
         self.assertIn("fetch.proxy: the environment's proxy cannot be used", message)
         self.assertIn("ALL_PROXY: socks5 proxies are not supported", message)
         self.load(text + "  proxy: none\n", ALL_PROXY="socks5://p:1080")
+
+
+lean_variants(globals(), HostHeaderTests)

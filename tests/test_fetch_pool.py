@@ -34,7 +34,7 @@ from fetchq.fetch import (
     fetch_retry_policy,
 )
 from fetchq.http.pool import BoundedPool, default_max_idle, out_of_descriptors
-from tests.fetch_server import FaultServer
+from tests.fetch_server import FaultServer, lean_variants
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,6 +171,8 @@ class DefaultsTests(SynchronousTestCase):
 class PoolOverSocketsTests(TestCase):
     """The fetcher's pool against real servers, one port per host."""
 
+    http = "treq"  # "lean" in the Lean copy
+
     def server(self) -> FaultServer:
         server = FaultServer(reactor).start()
         self.addCleanup(server.close)
@@ -186,7 +188,7 @@ class PoolOverSocketsTests(TestCase):
         only the last two connected; reusing one makes it the most recently
         used, so a fifth fetch pushes out the other."""
         servers = [self.server() for _ in range(4)]
-        fetcher = Fetcher(FetchConfig(), reactor, pool_size=4, max_idle=2)
+        fetcher = Fetcher(FetchConfig(http=self.http), reactor, pool_size=4, max_idle=2)
         self.addCleanup(fetcher.close)
         for server in servers:
             await fetcher.fetch(server.url("/ok?size=10"))
@@ -204,7 +206,7 @@ class PoolOverSocketsTests(TestCase):
         and not the one to "localhost:PORT" (another host key on the same
         server); the next fetch of that host connects anew."""
         server = self.server()
-        fetcher = Fetcher(FetchConfig(), reactor)
+        fetcher = Fetcher(FetchConfig(http=self.http), reactor)
         self.addCleanup(fetcher.close)
         port = server.port_number
         await fetcher.fetch(server.url("/ok?size=1"))
@@ -323,3 +325,6 @@ class DescriptorLimitTests(SynchronousTestCase):
         self.assertEqual(result["shedder"]["outcome"], "ok", summary)
         self.assertTrue(result["patient_waited"], summary)
         self.assertEqual(result["patient"]["outcome"], "ok", summary)
+
+
+lean_variants(globals(), PoolOverSocketsTests)

@@ -34,7 +34,7 @@ from fetchq.kinds.fetch import FetchKind
 from fetchq.queue import ResizableDispatchQueue
 from fetchq.recipe import load_recipe
 from fetchq.run import Run
-from tests.fetch_server import FaultServer
+from tests.fetch_server import FaultServer, lean_variants
 
 RULES = b"""\
 User-agent: fetchq
@@ -187,6 +187,8 @@ class CacheTests(SynchronousTestCase):
 class FetcherRobotsTests(TestCase):
     """The fetcher obeying a local site's robots.txt."""
 
+    http = "treq"  # "lean" in the Lean copy
+
     def setUp(self) -> None:
         self.site = FaultServer(reactor).start()
         self.addCleanup(self.site.close)
@@ -196,6 +198,7 @@ class FetcherRobotsTests(TestCase):
         config = FetchConfig(
             connect_timeout=2, headers_timeout=2, body_timeout=2, robots="obey"
         )
+        changes.setdefault("http", self.http)
         fetcher = Fetcher(attrs.evolve(config, **changes), reactor, 2, environ={})
         self.addCleanup(fetcher.close)
         return fetcher
@@ -357,3 +360,6 @@ class RunRobotsTests(TestCase):
             "HGET", store.prefix + "lcfg:" + lane_name(host), "rate"
         )
         self.assertEqual(float(rate), 5.0)
+
+
+lean_variants(globals(), FetcherRobotsTests)

@@ -27,7 +27,7 @@ from fetchq.http.masking import secret_masker
 from fetchq.recipe import load_recipe
 from fetchq.run import FetchRun
 from fetchq.secrets import Secret
-from tests.fetch_server import FaultServer
+from tests.fetch_server import FaultServer, lean_variants
 
 # Distinctive, with characters a URL percent-encodes; "9f8e7d" never is.
 SECRET = "sk-live/9f8e7d 6c+5b4a"
@@ -140,11 +140,14 @@ class RecipeRunTests(TestCase):
 class FetcherTests(TestCase):
     """The fetcher alone, with Secret values in its FetchConfig."""
 
+    http = "treq"  # "lean" in the Lean copy
+
     def setUp(self) -> None:
         self.server = FaultServer(reactor).start()
         self.addCleanup(self.server.close)
 
     def fetcher(self, **config: Any) -> Fetcher:
+        config.setdefault("http", self.http)
         fetcher = Fetcher(FetchConfig(headers_timeout=5, **config), reactor)
         self.addCleanup(fetcher.close)
         return fetcher
@@ -221,3 +224,6 @@ class MaskerTests(SynchronousTestCase):
             self.assertEqual(mask(f"said {form.lower()}."), "said ***.")
         self.assertEqual(mask("page=420&id=1042"), "page=420&id=1042")
         self.assertEqual(mask("not secret"), "not secret")
+
+
+lean_variants(globals(), FetcherTests)

@@ -24,7 +24,7 @@ from fetchq.fetch import (
 from fetchq.fetch.fetcher import NO_VERIFY_WARNING
 from fetchq.http.tls import TLSPolicy
 from fetchq.queue import ResizableDispatchQueue
-from tests.fetch_server import FaultServer, body_for
+from tests.fetch_server import FaultServer, body_for, lean_variants
 from tests.tls_ca import ServerTLS, TestCA, write
 
 FAST = FetchConfig(connect_timeout=2.0, headers_timeout=2.0, body_timeout=2.0)
@@ -35,6 +35,7 @@ class TLSTestCase(TestCase):
 
     ca = TestCA()
     other_ca = TestCA("another CA")
+    http = "treq"  # "lean" in the Lean copies
 
     def setUp(self) -> None:
         self.dir = Path(tempfile.mkdtemp())
@@ -52,6 +53,7 @@ class TLSTestCase(TestCase):
 
     def fetcher(self, **changes: Any) -> Fetcher:
         """A fetcher of ``FAST`` with ``changes``, closed after the test."""
+        changes.setdefault("http", self.http)
         fetcher = Fetcher(attrs.evolve(FAST, **changes), reactor, 2, environ={})
         self.addCleanup(fetcher.close)
         return fetcher
@@ -210,3 +212,6 @@ class PolicyFileTests(SynchronousTestCase):
         cert, _ = TestCA().issue("a", client=True)
         with self.assertRaisesRegex(ValueError, "encrypted"):
             TLSPolicy(client_cert=write(self.dir, "c.pem", cert), client_key=path)
+
+
+lean_variants(globals(), CertificateTests, ClientCertificateTests)

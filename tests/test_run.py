@@ -40,6 +40,7 @@ fetch:
   connect_timeout: 2s
   headers_timeout: 5s
   body_timeout: 5s
+  http: {http}
 """
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,12 +74,14 @@ class RunTests(TestCase):
         self.addCleanup(port.stopListening)
         return f"http://127.0.0.1:{port.getHost().port}"
 
-    def write_input(self, base: str, pages: int, width: int = 16) -> Path:
+    def write_input(
+        self, base: str, pages: int, width: int = 16, http: str = "treq"
+    ) -> Path:
         lines = [f"{base}/page/{i}" for i in range(pages)]
         lines += ["not a url", "ftp://127.0.0.1/nope"]
         (self.folder / "urls.txt").write_text("\n".join(lines) + "\n")
         recipe = self.folder / "recipe.yaml"
-        recipe.write_text(RECIPE.format(width=width))
+        recipe.write_text(RECIPE.format(width=width, http=http))
         self.expected_ids = {str(i) for i in range(len(lines))}
         return recipe
 
@@ -94,13 +97,21 @@ class RunTests(TestCase):
         self.assertEqual(set(ids), self.expected_ids)
         return records
 
-    @defer.inlineCallbacks
-    def test_one_record_per_row(self) -> Generator[Any, Any, None]:
+    def test_one_record_per_row(self) -> defer.Deferred[None]:
         """A run writes exactly one record per input row: ok pages with
         status, size and sha256; 404s and bad input as named errors; pages
         that fail once with 500 are retried to success."""
+        return self.one_record_per_row("treq")
+
+    def test_one_record_per_row_lean(self) -> defer.Deferred[None]:
+        """The same with ``fetch.http: lean``."""
+        return self.one_record_per_row("lean")
+
+    @defer.inlineCallbacks
+    def one_record_per_row(self, http: str) -> Generator[Any, Any, None]:
         base = self.start_site(300, error_every=50, missing_every=101, slow_every=1000)
-        recipe = load_recipe(self.write_input(base, 300))
+        recipe = load_recipe(self.write_input(base, 300, http=http))
+        self.assertEqual(recipe.fetch.http, http)
         code = yield FetchRun(recipe, reactor, stream=self.quiet()).run()
         self.assertEqual(code, 0)
         records = {r["id"]: r for r in self.check_output()}

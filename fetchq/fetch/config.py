@@ -181,6 +181,24 @@ def _robots(instance: object, attribute: attrs.Attribute[Any], value: Any) -> No
         raise ValueError(f"robots must be 'obey' or 'ignore', not {value!r}")
 
 
+def _http(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in ("treq", "lean"):
+        raise ValueError(f"http must be 'treq' or 'lean', not {value!r}")
+    if value == "lean" and not lean_available():
+        raise ValueError(
+            "http 'lean' needs the httptools package: pip install 'fetchq[lean]'"
+        )
+
+
+def lean_available() -> bool:
+    """Whether ``http="lean"`` can be used (``httptools`` is installed)."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _save_dir(value: str | os.PathLike[str] | None) -> str | None:
     if value is None:
         return None
@@ -277,6 +295,11 @@ class FetchConfig:
             http after a redirect from https.
         robots: ``"obey"`` to read each site's robots.txt and fetch nothing
             it disallows (see :mod:`fetchq.fetch.robots`); ``"ignore"``.
+        http: ``"treq"``: every request through treq's ``Agent``;
+            ``"lean"``: bodyless GETs not sent through a proxy go through
+            :class:`~fetchq.http.lean.LeanAgent` (Twisted protocol and the
+            ``httptools`` parser: the same guards, caps and timeouts, a
+            fraction of the CPU), the rest through the Agent.
     """
 
     method: str = attrs.field(default="GET", converter=_method)
@@ -321,6 +344,7 @@ class FetchConfig:
         default=(), converter=_host_headers
     )
     robots: Literal["obey", "ignore"] = attrs.field(default="ignore", validator=_robots)
+    http: Literal["treq", "lean"] = attrs.field(default="treq", validator=_http)
 
     def __attrs_post_init__(self) -> None:
         clash = self.ok_statuses & (self.retry_statuses | self.throttle_statuses)

@@ -44,7 +44,7 @@ from hyperlink import DecodedURL, EncodedURL
 from service_identity import VerificationError
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults
 from twisted.internet.error import (
     ConnectError,
     ConnectingCancelledError,
@@ -282,6 +282,12 @@ class Fetcher:
         if max_idle is None:
             max_idle = default_max_idle(pool_size)
         self._pool = BoundedPool(reactor, per_host=pool_size, max_idle=max_idle)
+        # ``http="lean"``: bodyless GETs (most of a crawl) through the lean
+        # agent, with its own pool of the same bounds; anything else, and
+        # everything when a proxy may be in the way, through treq's Agent.
+        self._lean: Any = None
+        self._lean_pool: BoundedPool | None = None
+        self._header_blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
         agent: Any
         policy: Any = tls_policy
         if self.proxies.any:
@@ -307,6 +313,12 @@ class Fetcher:
             agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
                 reactor, factory, pool=self._pool
             )
+            if config.http == "lean":
+                from fetchq.http.lean import LeanAgent, LeanPool
+
+                lean_pool = LeanPool(reactor, per_host=pool_size, max_idle=max_idle)
+                self._lean_pool = lean_pool
+                self._lean = LeanAgent(factory, lean_pool)
         no_cookies = IndexableCookieJar(DefaultCookiePolicy(allowed_domains=[]))
         self._client = HTTPClient(agent, cookiejar=no_cookies)
         # A request without a body goes straight to the agent stack treq
@@ -369,8 +381,26 @@ class Fetcher:
 
     @property
     def pool(self) -> BoundedPool:
-        """The connection pool shared by every request."""
-        return self._pool
+        """The connection pool of bodyless GETs (with ``http="lean"``, the
+        lean agent's; requests with a body have a pool of their own)."""
+        return self._pool if self._lean_pool is None else self._lean_pool
+
+    def _pools(self) -> tuple[BoundedPool, ...]:
+        lean = self._lean_pool
+        return (self._pool,) if lean is None else (self._pool, lean)
+
+    def _header_block(self, headers: tuple[tuple[str, str], ...]) -> bytes:
+        """``headers`` as the lines of a request (checked for line breaks
+        when the configuration was made), kept per set of headers."""
+        block = self._header_blocks.get(headers)
+        if block is None:
+            block = b"".join(
+                b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in headers
+            )
+            if len(self._header_blocks) < 64:
+                self._header_blocks[headers] = block
+        return block
 
     def close_idle(self, host_key: str) -> int:
         """Close the idle pooled connections to one host, at once: for a
@@ -401,12 +431,15 @@ class Fetcher:
                 return bool(_DEFAULT_PORTS.get(scheme) == key_port)
             return bool(key_port == number)
 
-        return self._pool.close_idle(match)
+        return sum(pool.close_idle(match) for pool in self._pools())
 
     def close(self) -> Deferred[None]:
         """Close the idle pooled connections (call when done, before the
         reactor stops).  Returns a Deferred that fires once they are closed."""
-        return self._pool.closeCachedConnections()
+        closed = [pool.closeCachedConnections() for pool in self._pools()]
+        if len(closed) == 1:
+            return closed[0]
+        return gatherResults(closed).addCallback(lambda _: None)
 
     def __call__(self, job_arg: object) -> Deferred[FetchResult]:
         """Fetch as a queue job function.
@@ -633,12 +666,9 @@ class _Fetch:
     def send(self) -> Deferred[FetchResult]:
         """Send the request; the returned Deferred fires with the result."""
         fetcher = self.fetcher
-        raw = Headers()
+        headers = self.headers
         if fetcher._host_headers and not self.downgraded:
-            self._add_headers(raw)
-        else:
-            for name, value in self.headers:
-                raw.addRawHeader(name, value)
+            headers = self._with_host_headers()
         self.expired = False
         d: Deferred[Any]
         if self.body is None:
@@ -649,10 +679,14 @@ class _Fetch:
                 sent = self.sent
                 encoded = sent.encoded_url if isinstance(sent, DecodedURL) else sent
                 uri = encoded.to_uri().to_text().encode("ascii")
-            d = fetcher._agent.request(  # type: ignore[no-untyped-call]
-                self.method.encode("ascii").upper(), uri, raw, None
-            )
+            if fetcher._lean is not None and self.method == "GET":
+                d = fetcher._lean.request(uri, fetcher._header_block(headers))
+            else:
+                d = fetcher._agent.request(  # type: ignore[no-untyped-call]
+                    self.method.encode("ascii").upper(), uri, _raw(headers), None
+                )
         else:
+            raw = _raw(headers)
             d = fetcher._client.request(
                 self.method,
                 self.sent,
@@ -665,7 +699,7 @@ class _Fetch:
         self.timer = fetcher._clock.callLater(self.config.headers_timeout, self._expire)
         return d.addBoth(self._got_headers)
 
-    def _add_headers(self, raw: Headers) -> None:
+    def _with_host_headers(self) -> tuple[tuple[str, str], ...]:
         """The headers, with those of ``host_headers`` for this request's
         host in place of any of the same name."""
         host = str(self.sent.host).lower()
@@ -673,16 +707,13 @@ class _Fetch:
         for entry in self.fetcher._host_headers:
             if entry.matches(host):
                 extra.extend(entry.pairs)
-        if extra:
-            replaced = {name.lower() for name, _ in extra}
-            for name, value in self.headers:
-                if name.lower() not in replaced:
-                    raw.addRawHeader(name, value)
-            for name, value in extra:
-                raw.addRawHeader(name, value)
-        else:
-            for name, value in self.headers:
-                raw.addRawHeader(name, value)
+        if not extra:
+            return self.headers
+        replaced = {name.lower() for name, _ in extra}
+        return (
+            *((n, v) for n, v in self.headers if n.lower() not in replaced),
+            *extra,
+        )
 
     def _expire(self) -> None:
         self.expired = True
@@ -715,7 +746,8 @@ class _Fetch:
         if self.fd_wait + delay > fetcher._descriptor_wait:
             raise problem
         self.fd_wait += delay
-        fetcher._pool.close_idle(_every_key)
+        for pool in fetcher._pools():
+            pool.close_idle(_every_key)
         return deferLater(fetcher._clock, delay, self.send)
 
     # -- what the response means
@@ -837,6 +869,13 @@ class _Fetch:
             elapsed=fetcher._clock.seconds() - self.started,
             redirects=self.redirects,
         )
+
+
+def _raw(headers: Sequence[tuple[str, str]]) -> Headers:
+    raw = Headers()
+    for name, value in headers:
+        raw.addRawHeader(name, value)
+    return raw
 
 
 def _every_key(key: object) -> bool:

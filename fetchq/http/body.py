@@ -249,8 +249,12 @@ class _BodyReader(Protocol):
         clock: Any,
         layers: Sequence[_Layer] = (),
         truncate: bool = False,
+        refuse: BaseException | None = None,
     ) -> None:
         self.done: Deferred[int] = Deferred(self._cancel)
+        # Refused before the first byte: stopped as soon as it has the
+        # transport, whether or not the body has all come already.
+        self._refuse = refuse
         self._truncate = truncate
         self.size = 0
         self._sink = sink
@@ -259,6 +263,10 @@ class _BodyReader(Protocol):
         self._stopping: Any = None  # the delayed call that fails ``done``
         self._stopped = False
         self._layers = layers  # in decoding order: the last one applied first
+
+    def connectionMade(self) -> None:
+        if self._refuse is not None:
+            self.stop(self._refuse)
 
     def dataReceived(self, data: bytes) -> None:
         if self._stopped:
@@ -403,16 +411,17 @@ def read_body(
                 refused = UnsupportedEncoding(name)
                 break
             layers.append(_Layer(kind))
-    reader = _BodyReader(sink, limit, clock, layers, truncate)
-    raw.deliverBody(reader)
     length = raw.length
-    if refused is not None:
-        reader.stop(refused)
-        return reader.done
-    if not (layers or truncate) and length is not UNKNOWN_LENGTH and length > limit:
-        reader.stop(BodyTooLarge(limit, declared=length))
-        return reader.done
-    if reader.done.called:
+    if (
+        refused is None
+        and not (layers or truncate)
+        and length is not UNKNOWN_LENGTH
+        and length > limit
+    ):
+        refused = BodyTooLarge(limit, declared=length)
+    reader = _BodyReader(sink, limit, clock, layers, truncate, refused)
+    raw.deliverBody(reader)
+    if reader.done.called or refused is not None:
         return reader.done
     timer = clock.callLater(timeout, reader.time_out, timeout)
 
@@ -432,8 +441,7 @@ def drop_body(response: Any, clock: Any) -> Deferred[None]:
         A Deferred that fires (with None) on the next reactor turn, once
         Twisted is done with the response.
     """
-    reader = _BodyReader(None, 0, clock)
+    reader = _BodyReader(None, 0, clock, refuse=BodyTooLarge(0))
     response.deliverBody(reader)
-    reader.stop(BodyTooLarge(0))
     dropped: Deferred[None] = reader.done.addCallbacks(lambda _: None, lambda _: None)
     return dropped

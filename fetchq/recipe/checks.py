@@ -397,6 +397,15 @@ def check_fetch(values: dict[str, Any], ctx: Context, where: str) -> None:
     hold what they should; a proxy from the environment must be usable."""
     _check_tls(values.get("tls") or {}, ctx, f"{where}.tls")
     _check_environment_proxy(values, ctx, where)
+    if values.get("http") == "lean":
+        from fetchq.fetch.config import lean_available
+
+        if not lean_available():
+            ctx.report(
+                ctx.locate(f"{where}.http"),
+                f"{where}.http: lean needs the httptools package "
+                "(pip install 'fetchq[lean]')",
+            )
     ok = values.get("ok_statuses")
     if ok is None:
         return

@@ -395,6 +395,7 @@ class FetchSpec:
         host_headers: headers sent only to some hosts, by host pattern
             (``api.example.com``, ``*.example.com``).
         robots: ``obey`` or ``ignore`` the sites' robots.txt.
+        http: ``treq`` or ``lean`` (the lean HTTP/1.1 client for GETs).
     """
 
     method: str
@@ -418,6 +419,7 @@ class FetchSpec:
     tls: TlsSpec = TlsSpec()
     host_headers: Mapping[str, Mapping[str, str | Secret]] = attrs.Factory(dict)
     robots: Literal["obey", "ignore"] = "ignore"
+    http: Literal["treq", "lean"] = "treq"
 
     def header_items(self) -> list[tuple[str, str]]:
         """The headers with secrets revealed, for the code that sends them."""
