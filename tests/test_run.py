@@ -40,7 +40,6 @@ fetch:
   connect_timeout: 2s
   headers_timeout: 5s
   body_timeout: 5s
-  http: {http}
 """
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +80,8 @@ class RunTests(TestCase):
         lines += ["not a url", "ftp://127.0.0.1/nope"]
         (self.folder / "urls.txt").write_text("\n".join(lines) + "\n")
         recipe = self.folder / "recipe.yaml"
-        recipe.write_text(RECIPE.format(width=width, http=http))
+        # (The fetch section is RECIPE's last.)
+        recipe.write_text(RECIPE.format(width=width) + f"  http: {http}\n")
         self.expected_ids = {str(i) for i in range(len(lines))}
         return recipe
 
