@@ -344,11 +344,15 @@ def test_pace_is_compensated_for_the_loops_lag() -> None:
 
 
 def strict(
-    messages: int, controller: AdaptiveController | int, seed: int = 0
+    messages: int,
+    controller: AdaptiveController | int,
+    seed: int = 0,
+    connect: float = 0.05,
 ) -> tuple[SimResult, StrictSenderServer]:
     """``messages`` over 5 senders (lanes at 1/s) against a provider that
     refuses a sender's second message within 1 s, judged at arrival with
-    ±20 ms of jitter."""
+    ±20 ms of jitter; each sender's first request ``connect`` late (its
+    connection being made)."""
     servers: list[StrictSenderServer] = []
 
     def server(clock: Clock) -> StrictSenderServer:
@@ -359,6 +363,7 @@ def strict(
                 jitter=0.02,
                 latency=0.1,
                 rng=random.Random(seed),
+                connect=connect,
             )
         )
         return servers[0]
@@ -394,6 +399,34 @@ def test_strict_senders_learn_a_margin(seed: int) -> None:
     fixed, refused = strict(100, 10, seed)
     assert refused.refused >= 20
     assert fixed.elapsed > 1.3 * bound
+
+
+def test_second_launch_waits_an_interval_from_the_first_answer() -> None:
+    """A lane paced at the lanes' common rate launches its second attempt
+    an interval after its first answer, not after its first launch: the
+    first request was late (its connection, 50 ms here) and the second,
+    on the warm connection, would arrive less than an interval after it.
+    Without that wait every sender's second message is refused."""
+
+    def second_round(controller: AdaptiveController) -> tuple[list[float], int]:
+        result, provider = strict(10, controller)
+        assert result.done == 10
+        gaps = []
+        for sender in range(5):
+            times = sorted(t for key, t in provider.accepted_at if key == sender)
+            gaps.append(times[1] - times[0])
+        early = sum(t < 1.5 for _, t in provider.refused_at)
+        return gaps, early
+
+    gaps, refused = second_round(
+        AdaptiveController(max_width=10, per_lane=True, rng=random.Random(0))
+    )
+    assert refused == 0
+    assert all(gap >= 1.0 for gap in gaps), gaps
+    ungated = AdaptiveController(max_width=10, per_lane=True, rng=random.Random(0))
+    ungated._first_answered = lambda scope: None  # type: ignore[method-assign]
+    _, refused = second_round(ungated)
+    assert refused == 5
 
 
 def test_strict_senders_over_a_long_run_probe_rarely() -> None:

@@ -676,6 +676,7 @@ def sim() -> None:
                         jitter=0.02,
                         latency=0.1,
                         rng=random.Random(seed),
+                        connect=0.05,  # a first request's connection
                     )
                 )
                 return strict[-1]
