@@ -81,6 +81,28 @@ class RequestTests(LeanTestCase):
         self.assertEqual(post.pool.idle, 0)  # the lean pool: POST did not use it
 
 
+class QuietTests(LeanTestCase):
+    async def test_connections_log_nothing(self) -> None:
+        """Making and closing connections logs nothing (a Twisted factory
+        says "Starting factory" for each unless told not to: a line per
+        connection in a run's log)."""
+        from twisted.logger import globalLogPublisher
+
+        seen: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        fetcher = self.fetcher()
+        self.server.raw["close"] = (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx"
+        )
+        for _ in range(3):
+            await fetcher.fetch(self.server.url("/raw?name=close"))
+        await fetcher.close()
+        await self.settle()
+        factories = [e for e in seen if "factory" in str(e.get("log_format", ""))]
+        self.assertEqual(factories, [])
+
+
 class RefusedResponseTests(LeanTestCase):
     async def test_endless_headers_are_cut_at_the_cap(self) -> None:
         """A server that sends header after header (and never ends them)

@@ -418,6 +418,8 @@ class LeanConnection(Protocol):
 class _LeanFactory(Factory):
     """Makes the pool's connections (``HTTPConnectionPool._factory``)."""
 
+    noisy = False  # one per connection: no "Starting factory" log lines
+
     def __init__(self, quiescent: Any, metadata: object) -> None:
         self._quiescent = quiescent
 

@@ -241,6 +241,8 @@ queue:
     width: 50
 retry:
   max_attempts: 2
+fetch:
+  http: {http}
 {state}"""
 
 
@@ -271,7 +273,7 @@ def _timed(folder: Path, *args: str) -> tuple[float, float]:
     return elapsed, _cpu() - cpu
 
 
-def runs(repeats: int) -> list[list[str]]:
+def runs(repeats: int, http: str = "treq") -> list[list[str]]:
     from tests.bench._fetch_server import serve
     from tests.redis_server import RedisServer
 
@@ -282,9 +284,10 @@ def runs(repeats: int) -> list[list[str]]:
             folder = Path(tempfile.mkdtemp(prefix="fetchq-bench-redis-"))
             urls = "".join(f"{server.base}/page/{n}\n" for n in range(10_000))
             (folder / "urls.txt").write_text(urls)
-            (folder / "sqlite.yaml").write_text(RUN_RECIPE.format(state=""))
+            (folder / "sqlite.yaml").write_text(RUN_RECIPE.format(state="", http=http))
             state = f"state:\n  url: {redis.url}\n  run: bench\n"
-            (folder / "redis.yaml").write_text(RUN_RECIPE.format(state=state))
+            redis_recipe = RUN_RECIPE.format(state=state, http=http)
+            (folder / "redis.yaml").write_text(redis_recipe)
             cases = {
                 "SQLite state, 1 process": ("run", "sqlite.yaml", "--fresh"),
                 "Redis state, 1 process": ("run", "redis.yaml", "--fresh"),
@@ -626,6 +629,9 @@ def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("--loops", type=int, default=50)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument(
+        "--http", choices=("treq", "lean"), default="treq", help="runs' fetch.http"
+    )
     args = parser.parse_args()
     if args.client:
         _client_child(args)
@@ -647,11 +653,12 @@ def main() -> None:
             header += ["redis-py asyncio items/s", "txredisapi / redis-py"]
         print(table("Claim/ack round trips through the store's scripts", header, rows))
     if args.only in (None, "runs"):
-        rows = runs(repeats)
+        rows = runs(repeats, args.http)
         print(
             table(
                 "10,000 URLs of 1 KB, width 50 (best of "
-                f"{repeats}; wall time, process start-up included)",
+                f"{repeats}; wall time, process start-up included; "
+                f"fetch.http: {args.http})",
                 ["run", "seconds", "URLs/s", "ratio", "CPU s (fetchq)"],
                 rows,
             )
