@@ -15,6 +15,7 @@ import math
 import random
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -696,6 +697,42 @@ def test_worker_pool_width_near_the_best_fixed(hog: float, slice_: float) -> Non
     )
     assert result.elapsed <= 1.15 * min(times)
     assert pools[0].latency(0, result.elapsed) <= 1.5 * 0.04
+
+
+def test_the_start_grows_through_the_clients_own_overhead() -> None:
+    """A width that grows makes the client's own overhead a little larger,
+    so answers come back a few percent over the baseline measured at the
+    start (43-49 ms against 43 in a real run against a pool of 16 at 40 ms,
+    before any queue at the server).  That is no queue yet: the start keeps
+    growing the width by a quarter per window, and reaches 24 (the pool's
+    best fixed width in that run) within a second of its baseline, not
+    one slot per window (which took 1.4 s to reach 12)."""
+
+    def server(clock: Clock) -> Callable[[object], defer.Deferred[None]]:
+        underway = 0
+
+        def job(arg: object) -> defer.Deferred[None]:
+            nonlocal underway
+            underway += 1
+            d: defer.Deferred[None] = defer.Deferred()
+            # 43 ms at width 4, 7% more beyond it (the client's share).
+            latency = 0.043 if underway <= 4 else 0.046
+
+            def done() -> None:
+                nonlocal underway
+                underway -= 1
+                d.callback(None)
+
+            clock.callLater(latency, done)
+            return d
+
+        return job
+
+    controller = AdaptiveController(initial=4, max_width=100, rng=random.Random(0))
+    result = simulate(server, controller, jobs=3000, width=4)
+    baseline = next(d.time for d in result.decisions if d.reason == "baseline")
+    reached = [d.time for d in result.decisions if d.width >= 24]
+    assert reached and reached[0] <= baseline + 1.0, (baseline, reached[:1])
 
 
 def test_stepping_down_finds_no_knee_in_a_queue() -> None:
