@@ -129,10 +129,18 @@ def run_fetchq(
     return result
 
 
-def run_treq(urls: list[str], width: int, workdir: Path) -> dict[str, Any]:
+def run_treq(
+    urls: list[str],
+    width: int,
+    workdir: Path,
+    script: Path = TREQ_SCRIPT,
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The treq script (or another ``script`` that prints the same tally,
+    with ``extra`` arguments) over ``urls``, checked."""
     directory = Path(tempfile.mkdtemp(prefix="treq-", dir=workdir))
     (directory / "urls.txt").write_text("\n".join(urls) + "\n", encoding="utf-8")
-    command = [sys.executable, str(TREQ_SCRIPT), "urls.txt", str(width)]
+    command = [sys.executable, str(script), "urls.txt", str(width), *extra]
     result = timed_process(command, directory)
     lines = [x for x in result["stdout"].splitlines() if x.startswith("{")]
     if result["code"] != 0 or not lines:

@@ -15,13 +15,16 @@ best of ``--repeats``:
   ``flush`` every 500 acks, ``records`` read back for the output;
 - *record encoding*: ``FetchKind``-shaped record built, and the output line
   written (``output_lines``);
-- *treq/Agent*: the treq script's CPU per request over ``--pages`` URLs from
-  the local nginx, its start-up taken off (it includes treq's URL parse and
-  cookie handling, which fetchq's path for a plain GET skips).
+- *HTTP path*: fetchq's :class:`~fetchq.fetch.Fetcher` alone
+  (``_fetcher_script.py``: the URLs through ``Fetcher.fetch`` with the
+  run's ``fetch.http``, ``--http``, at most ``--width`` at a time, every
+  body read and hashed, no queue, store nor records), its start-up taken
+  off; beside it, for reference, the treq script's CPU per request (treq
+  and twisted.web's ``Agent`` with treq's URL parse and cookie handling,
+  start-up off).
 
 What is left of ``fetchq run``'s CPU per request once these are taken off is
-the queue, the run's pump, Deferred plumbing, events and progress, less what
-fetchq's HTTP path saves on the treq script's (not timed alone).
+the queue, the run's pump, Deferred plumbing, events and progress.
 
 Run: ``.venv/bin/python -m tests.bench.bench_main_job_parts`` (about half a
 minute).
@@ -41,6 +44,8 @@ from pathlib import Path
 from tests.bench._common import best_of, table
 from tests.bench.bench_fetch import BODY_SIZE
 from tests.bench.bench_main_job import compile_fetchq, run_fetchq, run_treq
+
+FETCHER_SCRIPT = Path(__file__).resolve().with_name("_fetcher_script.py")
 
 
 def per_item(repeats: int, n: int, run: Callable[[int], float]) -> float:
@@ -124,6 +129,9 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=10_000, help="URLs (distinct)")
     parser.add_argument("--width", type=int, default=50, help="requests at once")
     parser.add_argument("--repeats", type=int, default=3, help="best of")
+    parser.add_argument(
+        "--http", choices=["treq", "lean"], default="treq", help="fetch.http"
+    )
     args = parser.parse_args()
 
     from tests.bench._fetch_server import serve
@@ -137,13 +145,24 @@ def main() -> None:
         with serve(n, "nginx") as server:
             urls = [f"{server.base}/page/{i}" for i in range(n)]
 
-            def cpu(run: Callable[..., dict[str, float]], some: list[str]) -> float:
-                return min(
-                    run(some, args.width, workdir)["cpu"] for _ in range(args.repeats)
-                )
+            def cpu(
+                run: Callable[[list[str]], dict[str, float]], some: list[str]
+            ) -> float:
+                return min(run(some)["cpu"] for _ in range(args.repeats))
 
-            fetchq_one, treq_one = cpu(run_fetchq, urls[:1]), cpu(run_treq, urls[:1])
-            fetchq_all, treq_all = cpu(run_fetchq, urls), cpu(run_treq, urls)
+            def fetchq(some: list[str]) -> dict[str, float]:
+                return run_fetchq(some, args.width, workdir, args.http)
+
+            def treq(some: list[str]) -> dict[str, float]:
+                return run_treq(some, args.width, workdir)
+
+            def fetcher(some: list[str]) -> dict[str, float]:
+                extra = (args.http,)
+                return run_treq(some, args.width, workdir, FETCHER_SCRIPT, extra)
+
+            fetchq_one, treq_one = cpu(fetchq, urls[:1]), cpu(treq, urls[:1])
+            fetchq_all, treq_all = cpu(fetchq, urls), cpu(treq, urls)
+            fetcher_one, fetcher_all = cpu(fetcher, urls[:1]), cpu(fetcher, urls)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -161,7 +180,9 @@ def main() -> None:
             args.repeats, n, store
         ),
         "record encoding (output line)": per_item(args.repeats, n, encoding),
-        "treq/Agent (the treq script, start-up off)": us(treq_all - treq_one),
+        f"HTTP path (Fetcher alone, http: {args.http}, start-up off)": us(
+            fetcher_all - fetcher_one
+        ),
     }
     total = us(fetchq_all)
     rest = total - sum(parts.values())
@@ -169,8 +190,19 @@ def main() -> None:
         rows.append([name, f"{value:.0f}"])
     rest_name = "the rest: queue, run pump, Deferreds, events, progress"
     rows.append([rest_name, f"{rest:.0f}"])
-    rows.append(["**fetchq run, whole (CPU per request)**", f"**{total:.0f}**"])
+    rows.append(
+        [
+            f"**fetchq run, whole, http: {args.http} (CPU per request)**",
+            f"**{total:.0f}**",
+        ]
+    )
     rows.append(["treq script, whole (CPU per request)", f"{us(treq_all):.0f}"])
+    rows.append(
+        [
+            "(treq/Agent: the treq script, start-up off)",
+            f"{us(treq_all - treq_one):.0f}",
+        ]
+    )
     print(
         table(
             f"CPU µs per request of fetchq run, {n:,} URLs of {BODY_SIZE} bytes "
