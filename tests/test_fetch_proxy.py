@@ -30,7 +30,7 @@ from fetchq.fetch import (
 from fetchq.http.proxy import NoProxy, ProxyRoutes, parse_proxy
 from fetchq.queue import ResizableDispatchQueue
 from fetchq.secrets import Secret
-from tests.fetch_server import FaultServer, body_for
+from tests.fetch_server import FaultServer, body_for, lean_variants
 from tests.proxy_server import ProxyServer
 from tests.tls_ca import ServerTLS, TestCA, write
 
@@ -46,6 +46,7 @@ class ProxyTestCase(TestCase):
     """A plain site, an https site of a test CA, and fetchers closed after."""
 
     ca = TestCA()
+    http = "treq"  # "lean" in the Lean copies: proxied requests take the Agent
 
     def setUp(self) -> None:
         self.site = FaultServer(reactor).start()
@@ -64,6 +65,7 @@ class ProxyTestCase(TestCase):
     def fetcher(self, environ: dict[str, str] | None = None, **changes: Any) -> Fetcher:
         """A fetcher of ``FAST`` with ``changes`` trusting the test CA, with
         ``environ`` for its environment (empty by default)."""
+        changes.setdefault("http", self.http)
         config = attrs.evolve(FAST, ca_bundle=self.bundle, **changes)
         fetcher = Fetcher(config, reactor, 2, environ=environ or {})
         self.addCleanup(fetcher.close)
@@ -103,7 +105,7 @@ class ThroughProxyTests(ProxyTestCase):
         """TLS inside the tunnel is checked against the site: without the
         CA the certificate is refused, named as such."""
         proxy = self.proxy()
-        config = attrs.evolve(FAST, proxy=proxy.url())
+        config = attrs.evolve(FAST, proxy=proxy.url(), http=self.http)
         fetcher = Fetcher(config, reactor, 2, environ={})
         self.addCleanup(fetcher.close)
         d = fetcher.fetch(self.tls_site.url("/ok", host="localhost"))
@@ -329,3 +331,6 @@ class RoutesTests(SynchronousTestCase):
         config = FetchConfig(proxy="http://ann:hunter2@p:3128")
         self.assertIsInstance(config.proxy, Secret)
         self.assertNotIn("hunter2", repr(config))
+
+
+lean_variants(globals(), ThroughProxyTests, EnvironmentTests)
