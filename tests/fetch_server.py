@@ -121,6 +121,7 @@ class _Connection(Protocol):
             head, sep, rest = self.buffer.partition(b"\r\n\r\n")
             if not sep:
                 return
+            self.server.raw_heads.append(head + sep)
             lines = head.decode("latin-1").split("\r\n")
             method, target, _ = lines[0].split(" ", 2)
             headers: dict[str, str] = {}
@@ -335,6 +336,7 @@ class FaultServer:
         self.trickled = 0
         self.canned: dict[str, tuple[int, bytes, dict[str, str]]] = {}
         self.raw: dict[str, bytes] = {}
+        self.raw_heads: list[bytes] = []  # each request's head, as it came
         self.drop_reused = False
         self.robots: tuple[int, bytes] | None = None
         self.port: Any = None

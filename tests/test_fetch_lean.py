@@ -63,6 +63,19 @@ class RequestTests(LeanTestCase):
         self.assertEqual(seen[1][2]["accept-encoding"], "gzip")
         self.assertEqual(seen[1][2]["host"], f"127.0.0.1:{self.server.port_number}")
 
+    async def test_a_configured_host_header_is_the_only_one(self) -> None:
+        """A ``Host`` in the fetcher's headers (a virtual host reached by
+        address) is sent alone on both paths, not beside one of ours."""
+        for http in ("treq", "lean"):
+            config = FetchConfig(headers={"Host": "example.test"}, http=http)
+            await self.fetcher(config).fetch(self.server.url("/echo"))
+            head = self.server.requests[-1][2]
+            self.assertEqual(head["host"], "example.test", http)
+        # (The server keeps one value per name: the raw request says more.)
+        raw = self.server.raw_heads[-2:]
+        for data in raw:
+            self.assertEqual(data.lower().count(b"\r\nhost:"), 1, data)
+
     async def test_other_methods_and_bodies_take_the_agent(self) -> None:
         """HEAD and a POST with a body go through treq's Agent (its pool),
         GETs through the lean one."""

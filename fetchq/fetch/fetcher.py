@@ -287,7 +287,7 @@ class Fetcher:
         # everything when a proxy may be in the way, through treq's Agent.
         self._lean: Any = None
         self._lean_pool: BoundedPool | None = None
-        self._header_blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
+        self._header_blocks: dict[tuple[tuple[str, str], ...], tuple[bytes, bool]] = {}
         agent: Any
         policy: Any = tls_policy
         if self.proxies.any:
@@ -389,18 +389,20 @@ class Fetcher:
         lean = self._lean_pool
         return (self._pool,) if lean is None else (self._pool, lean)
 
-    def _header_block(self, headers: tuple[tuple[str, str], ...]) -> bytes:
+    def _header_block(self, headers: tuple[tuple[str, str], ...]) -> tuple[bytes, bool]:
         """``headers`` as the lines of a request (checked for line breaks
-        when the configuration was made), kept per set of headers."""
-        block = self._header_blocks.get(headers)
-        if block is None:
+        when the configuration was made), and whether one is a ``Host``
+        (then none is added, as the Agent adds none); kept per set."""
+        known = self._header_blocks.get(headers)
+        if known is None:
             block = b"".join(
                 b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
                 for name, value in headers
             )
+            known = (block, any(name.lower() == "host" for name, _ in headers))
             if len(self._header_blocks) < 64:
-                self._header_blocks[headers] = block
-        return block
+                self._header_blocks[headers] = known
+        return known
 
     def close_idle(self, host_key: str) -> int:
         """Close the idle pooled connections to one host, at once: for a
@@ -680,7 +682,8 @@ class _Fetch:
                 encoded = sent.encoded_url if isinstance(sent, DecodedURL) else sent
                 uri = encoded.to_uri().to_text().encode("ascii")
             if fetcher._lean is not None and self.method == "GET":
-                d = fetcher._lean.request(uri, fetcher._header_block(headers))
+                block, has_host = fetcher._header_block(headers)
+                d = fetcher._lean.request(uri, block, add_host=not has_host)
             else:
                 d = fetcher._agent.request(  # type: ignore[no-untyped-call]
                     self.method.encode("ascii").upper(), uri, _raw(headers), None

@@ -449,10 +449,13 @@ class LeanAgent:
             bytes, tuple[tuple[bytes, bytes, int], Any, bytes]
         ] = OrderedDict()
 
-    def request(self, uri: bytes, header_block: bytes) -> Deferred[LeanResponse]:
+    def request(
+        self, uri: bytes, header_block: bytes, add_host: bool = True
+    ) -> Deferred[LeanResponse]:
         """GET ``uri`` (absolute, in URI form) with the header lines of
-        ``header_block`` (each ending ``\\r\\n``); ``Host`` and
-        ``Accept-Encoding: gzip`` are added.
+        ``header_block`` (each ending ``\\r\\n``); ``Host`` (unless
+        ``add_host`` is false: the block has one) and ``Accept-Encoding:
+        gzip`` are added.
 
         Returns:
             A Deferred firing with the response once its headers are in, or
@@ -490,7 +493,7 @@ class LeanAgent:
                 b"GET ",
                 path,
                 b" HTTP/1.1\r\n",
-                host_line,
+                host_line if add_host else b"",
                 header_block,
                 b"Accept-Encoding: gzip\r\n\r\n",
             )
