@@ -11,14 +11,15 @@ URL once through one :class:`~fetchq.fetch.Fetcher` (``http`` = ``treq`` or
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from typing import Any
 
+from _treq_script import drive, report  # run as a file: its folder is on the path
+
 
 def main(path: str, width: int, http: str) -> None:
-    from twisted.internet import defer, reactor
+    from twisted.internet import reactor
     from twisted.internet.defer import DeferredSemaphore, gatherResults
 
     from fetchq.fetch import FetchConfig, Fetcher
@@ -49,20 +50,8 @@ def main(path: str, width: int, http: str) -> None:
         )
         await fetcher.close()
 
-    def go() -> None:
-        d = defer.ensureDeferred(run())
-        d.addErrback(lambda f: errors.update([f.getErrorMessage()]))
-        d.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
-
-    reactor.callWhenRunning(go)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
-    print(
-        json.dumps(
-            {"statuses": {str(k): v for k, v in statuses.items()}, "bytes": size}
-            | {"errors": dict(errors)}
-        ),
-        flush=True,
-    )
+    drive(run, errors)
+    report(statuses, size, errors)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Any
 def main(path: str, width: int) -> None:
     import treq
     from treq.client import HTTPClient
-    from twisted.internet import defer, reactor
+    from twisted.internet import reactor
     from twisted.internet.defer import DeferredSemaphore, gatherResults
     from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -59,6 +59,15 @@ def main(path: str, width: int) -> None:
         )
         await pool.closeCachedConnections()
 
+    drive(run, errors)
+    report(statuses, size, errors)
+
+
+def drive(run: Any, errors: Counter[str]) -> None:
+    """Run the coroutine function ``run`` on the reactor until it ends (its
+    failure counted in ``errors``)."""
+    from twisted.internet import defer, reactor
+
     def go() -> None:
         d = defer.ensureDeferred(run())
         d.addErrback(lambda f: errors.update([f.getErrorMessage()]))
@@ -66,6 +75,10 @@ def main(path: str, width: int) -> None:
 
     reactor.callWhenRunning(go)  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
+
+
+def report(statuses: Counter[int], size: int, errors: Counter[str]) -> None:
+    """The one JSON line the benchmark checks."""
     print(
         json.dumps(
             {"statuses": {str(k): v for k, v in statuses.items()}, "bytes": size}
