@@ -1149,7 +1149,7 @@ class AdaptiveController:
         gap_rate = 1 / refused_gap if refused_gap else 0.0
         overlap = 0.0
         if refused_gap and scope.key is not None:
-            estimates.append(1 / refused_gap)
+            estimates.append(gap_rate)
             # Launches as close together (or closer) got through: the remote
             # side's clock strays from ours by about the difference.
             closer = [g for g in scope.accepted_gaps if g < refused_gap]

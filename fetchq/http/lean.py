@@ -217,6 +217,7 @@ class LeanConnection(Protocol):
         self._informational = False
         self._complete = False
         self._extra = False  # bytes past the end of the response
+        self._keep_alive = False  # what the whole response said
         self._received = False  # any byte of this response
         self._dropped = False
         self._lost: list[Deferred[None]] = []
