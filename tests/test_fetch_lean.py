@@ -6,7 +6,11 @@ neighbours.)"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
@@ -14,6 +18,7 @@ from twisted.trial.unittest import TestCase
 
 from fetchq.fetch import ConnectionFailed, FetchConfig, Fetcher, HeadersTimeout
 from fetchq.http.lean import MAX_HEADER_BYTES
+from fetchq.recipe import RecipeError, load_recipe
 from tests.fetch_server import FaultServer, body_for
 from tests.test_fetch_faults import sha
 
@@ -261,3 +266,24 @@ class ResponseShapeTests(LeanTestCase):
             sizes.append((result.bytes, result.sha256 == sha(body_for(size))))
         self.assertEqual(sizes, [(0, True), (1, True), (1000, True), (70_000, True)])
         self.assertEqual(self.server.accepted, 1)
+
+
+class WithoutHttptoolsTests(TestCase):
+    def test_refused_by_name_without_the_parser(self) -> None:
+        """Without httptools, ``http: lean`` is refused where it is set: the
+        fetcher's configuration names the extra to install, and a recipe's
+        check points at ``fetch.http`` before anything runs."""
+        with mock.patch("fetchq.fetch.config.lean_available", return_value=False):
+            with self.assertRaises(ValueError) as caught:
+                FetchConfig(http="lean")
+            self.assertIn("pip install 'fetchq[lean]'", str(caught.exception))
+            folder = Path(tempfile.mkdtemp())
+            self.addCleanup(shutil.rmtree, folder, True)
+            (folder / "urls.txt").write_text("http://example.com/\n")
+            recipe = folder / "r.yaml"
+            recipe.write_text("kind: fetch\ninput: urls.txt\nfetch:\n  http: lean\n")
+            with self.assertRaises(RecipeError) as refused:
+                load_recipe(recipe, environ={})
+            message = str(refused.exception)
+            self.assertIn("fetch.http: lean needs the httptools package", message)
+            self.assertIn("r.yaml:4", message)
