@@ -300,6 +300,22 @@ def test_refusals_right_after_a_cut_do_not_cut_again() -> None:
     assert server.refused <= 0.01 * server.accepted
 
 
+def test_a_slow_probe_steps_on_answers_not_on_windows() -> None:
+    """At 10/s a decision window holds one answer and the quota's burst (20)
+    takes in a probe's excess for seconds before it refuses: a probe that
+    doubled its step every window reached 112/s before the first refusal
+    (and the cuts back down cost more refusals).  Stepping only once ten
+    more answers came keeps it under twice the quota, with fewer refusals."""
+    result, server = leaky(10, 20, 4)
+    probes = [
+        d.rate
+        for d in result.decisions
+        if d.key is None and d.reason == "pace-up" and d.time > 5 and d.rate
+    ]
+    assert probes and max(probes) < 20, max(probes)
+    assert server.refused <= 0.06 * server.accepted
+
+
 def test_a_paced_refusal_holds_one_launch_not_the_guess() -> None:
     """Once paced, each refusal without Retry-After holds the queue for one
     launch at the pace in force (about 10 ms at 100/s), not the adapter's

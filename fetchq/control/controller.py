@@ -240,6 +240,7 @@ class _Scope:
         "peak",
         "prev_ok",
         "probe",
+        "probe_oks",
         "probing",
         "quiet",
         "rate",
@@ -295,6 +296,7 @@ class _Scope:
         self.margin = 0.0  # the plateau is this fraction under the ceiling
         self.good: float | None = None  # a pace that held for a calm spell
         self.probing = 0  # windows probing beyond the ceiling (0: not)
+        self.probe_oks = 0  # successes (``oks``) when the probe last stepped
         self.quiet = 1  # calm spells before a probe: doubles when one finds
         # nothing
         self.calm_since = now  # the plateau's calm spell began
@@ -1227,12 +1229,24 @@ class AdaptiveController:
         plateau = self._plateau(scope)
         if scope.probing:
             # Beyond the ceiling, in steps that double: was a quota lifted?
+            # With windows of fewer than min_samples answers, a step only
+            # once min_samples more have succeeded: at 10/s a window holds
+            # one answer, and a quota's burst takes in the excess for
+            # seconds before it refuses (a probe at 10/s with burst 20
+            # reached 111/s before its first refusal, and the cuts back
+            # down cost seven more).
+            if (
+                window.samples < self.min_samples
+                and scope.oks - scope.probe_oks < self.min_samples
+            ):
+                return "paced"
             good = scope.good or rate
             rate = max(
                 good * (1 + self.rate_increase * 2**scope.probing),
                 rate * (1 + self.rate_increase),
             )
             scope.probing += 1
+            scope.probe_oks = scope.oks
         elif plateau is not None and rate < plateau * 0.999:
             if not window.samples or window.drops:
                 return "paced"
@@ -1260,6 +1274,7 @@ class AdaptiveController:
                 scope.quiet = 1  # the limit rose: probe as often as at first
             scope.good = rate  # it held for a calm spell
             scope.probing = 1
+            scope.probe_oks = scope.oks
             rate *= 1 + self.rate_increase
         latency = scope.latency
         cap = scope.cap_rate
