@@ -6,6 +6,8 @@ neighbours.)"""
 
 from __future__ import annotations
 
+import gzip
+import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 from unittest import mock
 
 from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
@@ -266,6 +269,67 @@ class ResponseShapeTests(LeanTestCase):
             sizes.append((result.bytes, result.sha256 == sha(body_for(size))))
         self.assertEqual(sizes, [(0, True), (1, True), (1000, True), (70_000, True)])
         self.assertEqual(self.server.accepted, 1)
+
+
+class _Dribble(Protocol):
+    """Answers each request with the next of ``answers``, written in pieces
+    of 1 to 7 bytes, one piece per reactor turn."""
+
+    def __init__(self, answers: list[bytes], rng: random.Random) -> None:
+        self.answers = answers
+        self.rng = rng
+        self.buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            _, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            self.write_slowly(self.answers.pop(0))
+
+    def write_slowly(self, data: bytes) -> None:
+        if data and self.transport is not None:
+            size = self.rng.randint(1, 7)
+            self.transport.write(data[:size])
+            reactor.callLater(0, self.write_slowly, data[size:])
+
+
+class PiecesTests(TestCase):
+    async def test_answers_in_small_pieces(self) -> None:
+        """Status line, headers, chunk sizes, chunk ends and a gzip body all
+        cut at random places, a few bytes per read, over one kept-alive
+        connection: every answer whole and exact, the connection reused."""
+        body = body_for(3000)
+        packed = gzip.compress(body)
+        chunked = b"".join(
+            b"%x;ext=1\r\n%s\r\n" % (len(part), part)
+            for part in (body[:1000], body[1000:1001], body[1001:])
+        )
+        answers = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\nX-A: 1\r\n\r\n" + body,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + chunked
+            + b"0\r\nX-Trailer: t\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
+            b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+            % len(packed)
+            + packed,
+        ]
+        connections: list[_Dribble] = []
+
+        def build() -> _Dribble:
+            connections.append(_Dribble(answers, random.Random(7)))
+            return connections[-1]
+
+        port = reactor.listenTCP(0, Factory.forProtocol(build), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        fetcher = Fetcher(LEAN, reactor, 2, environ={})
+        self.addCleanup(fetcher.close)
+        base = f"http://127.0.0.1:{port.getHost().port}"
+        for n in range(3):
+            result = await fetcher.fetch(f"{base}/{n}")
+            self.assertEqual((result.status, result.sha256), (200, sha(body)), n)
+        self.assertEqual(len(connections), 1)
+        self.assertEqual(answers, [])
 
 
 class WithoutHttptoolsTests(TestCase):
