@@ -137,6 +137,16 @@ class RefusedResponseTests(LeanTestCase):
         await self.settle()
         self.assertEqual(len(self.server.connections), 0)
 
+    async def test_one_endless_header_line(self) -> None:
+        """One header line that never ends (2 MB and counting): the parser
+        would keep it whole in memory until its end, so the bytes before the
+        end of the headers are capped too: refused at the cap, not at the
+        headers timeout, and not held."""
+        url = self.raw("line", b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 2_000_000)
+        error = await self.outcome(url)
+        self.assertIs(type(error), ConnectionFailed)
+        self.assertIn(f"response headers over {MAX_HEADER_BYTES} bytes", str(error))
+
     async def test_not_http(self) -> None:
         """Bytes that are not an HTTP response: ConnectionFailed naming the
         parser's complaint."""

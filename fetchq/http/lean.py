@@ -62,11 +62,18 @@ MAX_HEADER_BYTES = 64 * 1024
 """The most bytes of response header names and values accepted, in all."""
 
 _ORIGINS = 1024  # origins whose endpoint and Host header are kept
+# The most bytes read before a response's headers end: the headers' cap and
+# room for the status line, line ends and informational (1xx) answers.
+_HEAD_LIMIT = MAX_HEADER_BYTES + 16 * 1024
 
 
 class BadResponse(Exception):
     """The server's answer is not an HTTP/1.1 response this client takes
     (malformed, headers over :data:`MAX_HEADER_BYTES`, an upgrade)."""
+
+
+def _headers_too_large() -> BadResponse:
+    return BadResponse(f"response headers over {MAX_HEADER_BYTES} bytes")
 
 
 class LeanHeaders:
@@ -219,6 +226,7 @@ class LeanConnection(Protocol):
         self._extra = False  # bytes past the end of the response
         self._keep_alive = False  # what the whole response said
         self._received = False  # any byte of this response
+        self._head_received = 0  # ... of it before its headers ended
         self._dropped = False
         self._lost: list[Deferred[None]] = []
 
@@ -235,6 +243,7 @@ class LeanConnection(Protocol):
             return fail(ResponseNeverReceived([Failure(ConnectionAbortedError())]))
         self.state = "WAITING"
         self._complete = self._extra = self._received = False
+        self._head_received = 0
         d: Deferred[LeanResponse] = Deferred(self._cancel)
         self._waiting = d
         transport: Any = self.transport
@@ -279,21 +288,40 @@ class LeanConnection(Protocol):
                 self._close()
             return
         self._received = True
+        if self.state == "WAITING":
+            # The parser keeps a header line whole until it ends, so one
+            # endless line would grow in memory: what comes before the end
+            # of the headers is fed up to _HEAD_LIMIT bytes, no further.
+            room = _HEAD_LIMIT - self._head_received
+            if len(data) > room:
+                if not self._feed(data[:room]):
+                    return
+                if self.state == "WAITING":
+                    self._bad(_headers_too_large())
+                    return
+                data = data[room:]
+            else:
+                self._head_received += len(data)
+        if self._feed(data):
+            self._advance()
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse ``data``; False if the response was refused for it."""
         parser = self._parser
         assert parser is not None
         try:
             parser.feed_data(data)
         except HttpParserUpgrade:
             self._bad(BadResponse("the server switched protocols"))
-            return
+            return False
         except HttpParserError as e:
             if self._complete:  # garbage after a whole response
                 self._extra = True
             else:
                 cause = e.__context__ if isinstance(e.__context__, BadResponse) else e
                 self._bad(BadResponse(str(cause) or type(cause).__name__))
-                return
-        self._advance()
+                return False
+        return True
 
     def _advance(self) -> None:
         """After a read: hand over the response whose headers came, and end
@@ -369,7 +397,7 @@ class LeanConnection(Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         size = self._header_bytes = self._header_bytes + len(name) + len(value) + 4
         if size > MAX_HEADER_BYTES:
-            raise BadResponse(f"response headers over {MAX_HEADER_BYTES} bytes")
+            raise _headers_too_large()
         if self._complete:
             self._extra = True
             return
