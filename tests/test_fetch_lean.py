@@ -19,7 +19,13 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from fetchq.fetch import ConnectionFailed, FetchConfig, Fetcher, HeadersTimeout
+from fetchq.fetch import (
+    ConnectionFailed,
+    FetchConfig,
+    Fetcher,
+    HeadersTimeout,
+    TruncatedBody,
+)
 from fetchq.http.lean import MAX_HEADER_BYTES
 from fetchq.recipe import RecipeError, load_recipe
 from tests.fetch_server import FaultServer, body_for
@@ -146,6 +152,21 @@ class RefusedResponseTests(LeanTestCase):
         error = await self.outcome(url)
         self.assertIs(type(error), ConnectionFailed)
         self.assertIn(f"response headers over {MAX_HEADER_BYTES} bytes", str(error))
+
+    async def test_endless_trailer_or_chunk_line(self) -> None:
+        """Past the headers, bytes that are not body (a trailer that never
+        ends, a chunk extension of megabytes) are capped as the headers
+        are: the fetch fails at once (a truncated body, retried), not at
+        the body timeout."""
+        shapes = {
+            "trailer": b"0\r\nX-T: " + b"a" * 2_000_000,
+            "extension": b"5;" + b"e" * 2_000_000,
+        }
+        for name, tail in shapes.items():
+            head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            url = self.raw(name, head + b"5\r\nhello\r\n" + tail)
+            error = await self.outcome(url)
+            self.assertIs(type(error), TruncatedBody, name)
 
     async def test_not_http(self) -> None:
         """Bytes that are not an HTTP response: ConnectionFailed naming the

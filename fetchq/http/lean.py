@@ -227,6 +227,7 @@ class LeanConnection(Protocol):
         self._keep_alive = False  # what the whole response said
         self._received = False  # any byte of this response
         self._head_received = 0  # ... of it before its headers ended
+        self._framing = 0  # ... of it read since the last body bytes
         self._dropped = False
         self._lost: list[Deferred[None]] = []
 
@@ -302,8 +303,15 @@ class LeanConnection(Protocol):
                 data = data[room:]
             else:
                 self._head_received += len(data)
-        if self._feed(data):
-            self._advance()
+        elif not self._complete:
+            # Likewise between body bytes: chunk lines, extensions, trailers.
+            self._framing += len(data)
+        if not self._feed(data):
+            return
+        if self.state == "BODY" and not self._complete and self._framing > _HEAD_LIMIT:
+            self._bad(BadResponse(f"response framing over {_HEAD_LIMIT} bytes"))
+            return
+        self._advance()
 
     def _feed(self, data: bytes) -> bool:
         """Parse ``data``; False if the response was refused for it."""
@@ -423,8 +431,10 @@ class LeanConnection(Protocol):
         response = LeanResponse(code, headers, length, _BodyTransport(self))
         self._response = self._ready = response
         self.state = "BODY"
+        self._framing = 0
 
     def on_body(self, body: bytes) -> None:
+        self._framing = 0
         response = self._response
         if self._complete:
             self._extra = True  # a body past the end of the response
