@@ -36,7 +36,7 @@ import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import attrs
@@ -108,6 +108,9 @@ from fetchq.http.urls import (
 )
 from fetchq.retry import RetryPolicy
 from fetchq.secrets import Secret, reveal
+
+if TYPE_CHECKING:
+    from fetchq.http.lean import LeanAgent
 
 __all__ = ["RETRYABLE", "FetchResult", "Fetcher", "fetch_retry_policy"]
 
@@ -285,7 +288,7 @@ class Fetcher:
         # ``http="lean"``: bodyless GETs (most of a crawl) through the lean
         # agent, with its own pool of the same bounds; anything else, and
         # everything when a proxy may be in the way, through treq's Agent.
-        self._lean: Any = None
+        self._lean: LeanAgent | None = None
         self._lean_pool: BoundedPool | None = None
         self._header_blocks: dict[tuple[tuple[str, str], ...], tuple[bytes, bool]] = {}
         agent: Any

@@ -126,8 +126,6 @@ class _BodyTransport:
         if self.connection is not None and self.connection.transport is not None:
             self.connection.transport.resumeProducing()
 
-    loseConnection = stopProducing
-
 
 class LeanResponse:
     """One response (``IResponse`` as :func:`~fetchq.http.body.read_body`
