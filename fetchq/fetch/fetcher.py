@@ -55,7 +55,6 @@ from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.web.client import (
-    Agent,
     ContentDecoderAgent,
     GzipDecoder,
     RequestTransmissionFailed,
@@ -90,6 +89,7 @@ from fetchq.http.errors import (
     TooManyRedirects,
 )
 from fetchq.http.masking import secret_masker
+from fetchq.http.origins import DirectAgent
 from fetchq.http.pool import (
     BoundedPool,
     default_max_idle,
@@ -289,6 +289,7 @@ class Fetcher:
         # agent, with its own pool of the same bounds; anything else, and
         # everything when a proxy may be in the way, through treq's Agent.
         self._lean: LeanAgent | None = None
+        self._direct: DirectAgent | None = None
         self._lean_pool: BoundedPool | None = None
         self._header_blocks: dict[tuple[tuple[str, str], ...], tuple[bytes, bool]] = {}
         agent: Any
@@ -313,8 +314,8 @@ class Fetcher:
             factory = EndpointFactory(
                 reactor, config.connect_timeout, config.allow_private, policy
             )
-            agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
-                reactor, factory, pool=self._pool
+            agent = self._direct = DirectAgent.with_endpoints(
+                reactor, factory, self._pool
             )
             if config.http == "lean":
                 from fetchq.http.lean import LeanAgent, LeanPool
@@ -687,6 +688,9 @@ class _Fetch:
             if fetcher._lean is not None and self.method == "GET":
                 block, has_host = fetcher._header_block(headers)
                 d = fetcher._lean.request(uri, block, add_host=not has_host)
+            elif fetcher._direct is not None:
+                method = self.method.encode("ascii").upper()
+                d = fetcher._direct.send(method, uri, headers)
             else:
                 d = fetcher._agent.request(  # type: ignore[no-untyped-call]
                     self.method.encode("ascii").upper(), uri, _raw(headers), None

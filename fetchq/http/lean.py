@@ -36,7 +36,6 @@ proxy takes the Agent (treq's) path.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
@@ -44,10 +43,10 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python import failure
 from twisted.web import _newclient
-from twisted.web.client import URI
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH
 
+from fetchq.http.origins import Origins, split_uri
 from fetchq.http.pool import BoundedPool
 
 __all__ = ["MAX_HEADER_BYTES", "BadResponse", "LeanAgent", "LeanPool"]
@@ -61,7 +60,6 @@ ResponseNeverReceived: Any = _newclient.ResponseNeverReceived
 MAX_HEADER_BYTES = 64 * 1024
 """The most bytes of response header names and values accepted, in all."""
 
-_ORIGINS = 1024  # origins whose endpoint and Host header are kept
 # The most bytes read before a response's headers end: the headers' cap and
 # room for the status line, line ends and informational (1xx) answers.
 _HEAD_LIMIT = MAX_HEADER_BYTES + 16 * 1024
@@ -479,12 +477,8 @@ class LeanAgent:
     """
 
     def __init__(self, endpoints: Any, pool: LeanPool) -> None:
-        self._endpoints = endpoints
+        self._origins = Origins(endpoints)
         self._pool = pool
-        # origin (b"http://host:port") -> its pool key, endpoint and Host line
-        self._origins: OrderedDict[
-            bytes, tuple[tuple[bytes, bytes, int], Any, bytes]
-        ] = OrderedDict()
 
     def request(
         self, uri: bytes, header_block: bytes, add_host: bool = True
@@ -498,44 +492,19 @@ class LeanAgent:
             A Deferred firing with the response once its headers are in, or
             failing as the Agent's does; cancelling it drops the connection.
         """
-        scheme_end = uri.find(b"://")
-        start = scheme_end + 3
-        end = len(uri)
-        for stop in (b"/", b"?", b"#"):
-            at = uri.find(stop, start)
-            if 0 <= at < end:
-                end = at
-        origin = uri[:end]
-        known = self._origins.get(origin)
-        if known is None:
-            parsed = URI.fromBytes(origin)  # type: ignore[no-untyped-call]
-            host = parsed.host
-            if b":" in host:
-                host = b"[" + host + b"]"
-            if (parsed.scheme, parsed.port) not in ((b"http", 80), (b"https", 443)):
-                host = b"%b:%d" % (host, parsed.port)
-            known = self._origins[origin] = (
-                (parsed.scheme, parsed.host, parsed.port),
-                self._endpoints.endpointForURI(parsed),
-                b"Host: " + host + b"\r\n",
-            )
-            if len(self._origins) > _ORIGINS:
-                self._origins.popitem(last=False)
-        key, endpoint, host_line = known
-        path = uri[end:].partition(b"#")[0]
-        if not path or path[:1] == b"?":
-            path = b"/" + path
+        origin_text, path = split_uri(uri)
+        origin = self._origins[origin_text]
         data = b"".join(
             (
                 b"GET ",
                 path,
                 b" HTTP/1.1\r\n",
-                host_line if add_host else b"",
+                b"Host: " + origin.host_value + b"\r\n" if add_host else b"",
                 header_block,
                 b"Accept-Encoding: gzip\r\n\r\n",
             )
         )
-        d: Deferred[Any] = self._pool.getConnection(key, endpoint)
+        d: Deferred[Any] = self._pool.getConnection(origin.key, origin.endpoint)
         return d.addCallback(_send, _Request(b"GET", data))
 
 
