@@ -88,11 +88,15 @@ class OriginCacheTests(SynchronousTestCase):
         self.patch(origins, "_ORIGINS", 3)
         first = cache[b"http://a.test"]
         self.assertIs(cache[b"http://a.test"], first)
-        for name in (b"b", b"c", b"d"):
-            cache[b"http://" + name + b".test"]
+        cache[b"http://b.test"]
+        cache[b"http://c.test"]
+        self.assertIs(cache[b"http://a.test"], first)  # used again: kept
+        cache[b"http://d.test"]
         self.assertEqual(endpoints.made, [b"a.test", b"b.test", b"c.test", b"d.test"])
-        # a.test was the least recently used: dropped, parsed again.
-        self.assertIsNot(cache[b"http://a.test"], first)
+        # b.test was the least recently used: dropped, parsed again.
+        self.assertIs(cache[b"http://a.test"], first)
+        cache[b"http://b.test"]
+        self.assertEqual(endpoints.made[-1], b"b.test")
         self.assertEqual(len(endpoints.made), 5)
 
     def test_the_header_sets_kept_per_origin_are_bounded(self) -> None:
