@@ -7,13 +7,14 @@ tests/test_store.py.)"""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Generator
 from typing import Any
 
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 
-from fetchq.store import NewItem
+from fetchq.store import MemoryStore, NewItem
 from fetchq.store.base import StoreError
 from fetchq.store.redis import RedisStore, bucket, parse_url
 from tests import redis_server
@@ -179,6 +180,68 @@ class LimitTests(RedisTestCase):
         self.assertTrue((yield acked))
         self.assertEqual(len(second), 1)
         self.assertNotEqual(second[0].id, first[0].id)
+
+
+class BatchTests(RedisTestCase):
+    """The scripts read and write a batch at a time (a claim pops a lane's
+    list without looking at its head again, an ack finds every lease and
+    owner in one call, counters are written once a script): checked
+    against MemoryStore, the model, on one lane."""
+
+    @defer.inlineCallbacks
+    def test_claims_and_batched_acks_agree_with_the_model(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """400 random steps (adds at 3 priorities, claims by lane, requeues
+        now or later, batches of acks sent in one turn with an id twice)
+        give what MemoryStore gives: each call's result, the counts and the
+        records."""
+        store = yield self.connect(server_time=False, renew=False)
+        model = MemoryStore()
+        rng = random.Random(13)
+        made, claimed, now = 0, [], 0.0
+        for _ in range(400):
+            op = rng.choice("aaccrrkkt")
+            if op == "a":
+                new = [
+                    NewItem(f"i{made + k}", {"k": made + k}, rng.choice((0, 1, 2)), "x")
+                    for k in range(rng.randint(1, 6))
+                ]
+                made += len(new)
+                self.assertEqual((yield store.add(new)), model.add(new))
+            elif op == "c":
+                n = rng.randint(1, 8)
+                got = yield store.claim(n, now, 1000.0, per_lane=n)
+                want = model.claim(n, now, 1000.0, per_lane=n)
+                self.assertEqual(
+                    [(c.id, c.attempts) for c in got],
+                    [(c.id, c.attempts) for c in want],
+                )
+                claimed += [c.id for c in got]
+            elif op == "r" and claimed:
+                item = claimed.pop(rng.randrange(len(claimed)))
+                later = rng.choice((None, now + 2.0))
+                self.assertEqual(
+                    (yield store.requeue(item, later, now)),
+                    model.requeue(item, later, now),
+                )
+            elif op == "k" and claimed:
+                batch = rng.sample(claimed, min(len(claimed), rng.randint(1, 5)))
+                batch.append(batch[0])  # the same id twice in one batch
+                outcome = rng.choice(("ok", "failed"))
+                sent = [store.ack(i, outcome, {"i": i}, now) for i in batch]
+                got = yield defer.gatherResults(sent)
+                want = [model.ack(i, outcome, {"i": i}, now) for i in batch]
+                self.assertEqual(got, want)
+                self.assertEqual(got[-1], False)
+                claimed = [i for i in claimed if i not in batch]
+            elif op == "t":
+                now += 1.0
+            self.assertEqual((yield store.counts()), model.counts())
+        self.assertEqual((yield store.records(0, 10_000)), model.records(0, 10_000))
+        lanes = yield store.lanes_page(0, 10)
+        in_flight = {lane["key"]: lane["in_flight"] for lane in lanes["lanes"]}
+        self.assertEqual(in_flight.get("x", 0), model.counts().claimed)
 
 
 class LeaseTests(RedisTestCase):

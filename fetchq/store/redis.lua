@@ -85,18 +85,28 @@ local function member(seq, id)
   return string.format("%012x", tonumber(seq)) .. ":" .. id
 end
 
+local IDS = {} -- lane name -> id, as read once in this script
 local function lane_id(name)
-  local id = redis.call("HGET", P .. "lid", name)
+  local id = IDS[name]
+  if id then return id end
+  id = redis.call("HGET", P .. "lid", name)
   if not id then
     id = tostring(redis.call("INCR", P .. "lseq"))
     redis.call("HSET", P .. "lid", name, id)
     redis.call("HSET", P .. "lnm", id, name)
   end
+  IDS[name] = id
   return id
 end
 
+local NAMES = {} -- lane id -> name, as read once in this script
 local function lane_of(id)
-  return redis.call("HGET", P .. "lnm", id)
+  local name = NAMES[id]
+  if name == nil then
+    name = redis.call("HGET", P .. "lnm", id)
+    NAMES[id] = name
+  end
+  return name
 end
 
 -- An item's fields as the caller sees them: the lane by name.
@@ -107,6 +117,25 @@ end
 local function num(v, default)
   if v == false or v == nil or v == "" then return default end
   return tonumber(v)
+end
+
+-- Hash counters a script changes are summed here and written once, when it
+-- ends (flush: one HINCRBY a counter, not one a change): P n's counts, the
+-- leases a worker holds (P wl), a lane's in flight (f of P lane:LANE).
+-- Whatever reads one of them in the same script adds delta().
+local DELTA = {}
+local function incr(key, field, by)
+  local fields = DELTA[key]
+  if not fields then
+    fields = {}
+    DELTA[key] = fields
+  end
+  fields[field] = (fields[field] or 0) + by
+end
+
+local function delta(key, field)
+  local fields = DELTA[key]
+  return fields and fields[field] or 0
 end
 
 local function cfg_all()
@@ -136,8 +165,10 @@ end
 -- shared slots: f (in flight), t (rate TAT ms), h (held until ms), and its
 -- width, rate and burst (nil: none) when limits apply.
 local function lane_gate(lane, c, use_limits)
-  local state = redis.call("HMGET", P .. "lane:" .. lane, "f", "t", "h")
-  local g = {f = num(state[1], 0), t = num(state[2], 0), h = num(state[3], 0), burst = 1}
+  local key = P .. "lane:" .. lane
+  local state = redis.call("HMGET", key, "f", "t", "h")
+  local f = math.max(0, num(state[1], 0) + delta(key, "f"))
+  local g = {f = f, t = num(state[2], 0), h = num(state[3], 0), burst = 1}
   if use_limits then g.width, g.rate, g.burst = lane_limits(lane, c) end
   return g
 end
@@ -171,8 +202,8 @@ local function gcra_take(tat, now, rate)
   return math.max(tat, now) + interval
 end
 
-local function counter(field, delta)
-  if delta ~= 0 then redis.call("HINCRBY", P .. "n", field, delta) end
+local function counter(field, by)
+  incr(P .. "n", field, by)
 end
 
 -- Make a lane known to the calendar at the earliest time it may launch
@@ -181,19 +212,32 @@ local function wake_lane(lane, at)
   redis.call("ZADD", P .. "lanes", "LT", at, lane)
 end
 
+local WAKE = nil -- a table: lanes to wake once, when the script's loop ends
+local LISTS = {} -- the lists this script has added to (known in P qp:LANE)
+local HEADS = {} -- lane -> what lane_pop read of its head (see there)
+
 -- Pending items of a lane: appended to its priority's list when new (their
 -- seq is the largest yet), into rq when they come back.
 local function enqueue(id, f, now, fresh)
   local lane = f[2]
+  HEADS[lane] = nil
   local m = member(f[4], id)
   if fresh then
-    redis.call("RPUSH", P .. "q:" .. lane .. ":" .. f[1], m)
-    redis.call("ZADD", P .. "qp:" .. lane, "NX", tonumber(f[1]), f[1])
+    local list = P .. "q:" .. lane .. ":" .. f[1]
+    redis.call("RPUSH", list, m)
+    if not LISTS[list] then
+      redis.call("ZADD", P .. "qp:" .. lane, "NX", tonumber(f[1]), f[1])
+      LISTS[list] = true
+    end
   else
     redis.call("ZADD", P .. "rq:" .. lane, tonumber(f[1]), m)
   end
-  local held = num(redis.call("HGET", P .. "lane:" .. lane, "h"), 0)
-  wake_lane(lane, math.max(now, held))
+  if WAKE then
+    WAKE[lane] = now
+  else
+    local held = num(redis.call("HGET", P .. "lane:" .. lane, "h"), 0)
+    wake_lane(lane, math.max(now, held))
+  end
 end
 
 local function lane_pending(lane)
@@ -219,6 +263,7 @@ local function lane_head(lane)
 end
 
 local function drop_head(lane, head)
+  HEADS[lane] = nil
   if head[3] == "rq" then
     redis.call("ZREM", P .. "rq:" .. lane, head[1])
   else
@@ -226,16 +271,51 @@ local function drop_head(lane, head)
     redis.call("LPOP", list)
     if redis.call("LLEN", list) == 0 then
       redis.call("ZREM", P .. "qp:" .. lane, head[4])
+      LISTS[list] = nil
     end
   end
 end
 
+-- Take a lane's best pending item out (nil: none).  A claim takes a lane's
+-- items one after another: while none came back into its rq, they are its
+-- lowest priority's list in order, so that list and its length are read
+-- once and popped from until it is empty.
+local function lane_pop(lane)
+  local h = HEADS[lane]
+  if h == nil then
+    h = {}
+    if redis.call("EXISTS", P .. "rq:" .. lane) == 0 then
+      local pr = redis.call("ZRANGE", P .. "qp:" .. lane, 0, 0)
+      if pr[1] then
+        local list = P .. "q:" .. lane .. ":" .. pr[1]
+        h = {list = list, prio = pr[1], left = redis.call("LLEN", list)}
+      end
+    end
+    HEADS[lane] = h
+  end
+  local m = h.list and h.left > 0 and redis.call("LPOP", h.list)
+  if not m then
+    local head = lane_head(lane)
+    if head then drop_head(lane, head) end
+    return head
+  end
+  h.left = h.left - 1
+  if h.left == 0 then
+    redis.call("ZREM", P .. "qp:" .. lane, h.prio)
+    LISTS[h.list] = nil
+    HEADS[lane] = nil
+  end
+  return {m, tonumber(h.prio), "list", h.prio}
+end
+
 local function unqueue(lane, f, id)
+  HEADS[lane] = nil
   local m = member(f[4], id)
   if redis.call("ZREM", P .. "rq:" .. lane, m) == 1 then return end
   local list = P .. "q:" .. lane .. ":" .. f[1]
   if redis.call("LREM", list, 1, m) == 1 and redis.call("LLEN", list) == 0 then
     redis.call("ZREM", P .. "qp:" .. lane, f[1])
+    LISTS[list] = nil
   end
 end
 
@@ -244,20 +324,44 @@ local function unown(id)
   local w = redis.call("HGET", P .. "owner", id)
   if w then
     redis.call("HDEL", P .. "owner", id)
-    if redis.call("HINCRBY", P .. "wl", w, -1) <= 0 then
-      redis.call("HDEL", P .. "wl", w)
-    end
+    incr(P .. "wl", w, -1)
+  end
+end
+
+-- A lane with items, back on the calendar (once its hold is over).
+local function wake_pending(lane, now)
+  if lane_pending(lane) then
+    local held = num(redis.call("HGET", P .. "lane:" .. lane, "h"), 0)
+    wake_lane(lane, math.max(now, held))
   end
 end
 
 local function lane_release(lane, now)
-  local key = P .. "lane:" .. lane
-  local left = redis.call("HINCRBY", key, "f", -1)
-  if left < 0 then redis.call("HSET", key, "f", 0) end
-  if lane_pending(lane) then
-    local held = num(redis.call("HGET", key, "h"), 0)
-    wake_lane(lane, math.max(now, held))
+  incr(P .. "lane:" .. lane, "f", -1)
+  if WAKE then
+    WAKE[lane] = now
+  else
+    wake_pending(lane, now)
   end
+end
+
+-- Write what incr() summed (see DELTA): a worker holding no lease leaves
+-- P wl; a lane's in flight never goes below 0.
+local function flush()
+  local wl, n = P .. "wl", P .. "n"
+  for key, fields in pairs(DELTA) do
+    for field, by in pairs(fields) do
+      if by ~= 0 then
+        local v = redis.call("HINCRBY", key, field, by)
+        if key == wl then
+          if v <= 0 then redis.call("HDEL", key, field) end
+        elseif key ~= n and v < 0 then
+          redis.call("HSET", key, field, 0)
+        end
+      end
+    end
+  end
+  DELTA = {}
 end
 
 -- Move due delayed items and expired leases back to their lanes.
@@ -304,18 +408,61 @@ local function detach(id, f, now)
   return "pending"
 end
 
-local function done(id, b, f, outcome, record, at)
-  -- f names its lane (done items keep the name: they leave the lanes)
-  local seq = redis.call("RPUSH", P .. "rec", id)
+-- f names its lane (done items keep the name: they leave the lanes); seq
+-- is the record's place in P rec when the caller has pushed its id there.
+local function done(id, b, f, outcome, record, at, seq)
+  seq = seq or redis.call("RPUSH", P .. "rec", id)
   redis.call("HSET", P .. "d:" .. b, id,
              outcome .. US .. seq .. US .. at .. US .. join(f) .. US .. record)
   counter("done:" .. outcome, 1)
 end
 
-local function finish(id, b, f, outcome, record, now)
-  detach(id, f, now)
-  redis.call("HDEL", P .. "i:" .. b, id)
-  done(id, b, named(f), outcome, record, now)
+-- One command on one key over many arguments, 1,000 at a time (unpack has
+-- a limit): the replies' elements in order (a number reply: the last).
+local function many(command, key, args)
+  local out = {}
+  for i = 1, #args, 1000 do
+    local reply = redis.call(command, key, unpack(args, i, math.min(i + 999, #args)))
+    if type(reply) ~= "table" then
+      out = reply
+    else
+      for _, v in ipairs(reply) do out[#out + 1] = v end
+    end
+  end
+  return out
+end
+
+-- Finish found items, {id, bucket, fields, outcome, record} each: detach
+-- each as detach() does, but with one call for all their leases, owners
+-- and places in P rec.
+local function finish_all(found, now)
+  local ids = {}
+  for k, it in ipairs(found) do ids[k] = it[1] end
+  local leased = many("ZMSCORE", P .. "leases", ids)
+  local owners = many("HMGET", P .. "owner", ids)
+  local gone, owned = {}, {}
+  for k, it in ipairs(found) do
+    local id, f = it[1], it[3]
+    if leased[k] then
+      gone[#gone + 1] = id
+      if owners[k] then
+        owned[#owned + 1] = id
+        incr(P .. "wl", owners[k], -1)
+      end
+      lane_release(f[2], now)
+      counter("claimed", -1)
+    else
+      if redis.call("ZREM", P .. "delayed", id) == 0 then unqueue(f[2], f, id) end
+      counter("pending", -1)
+    end
+    redis.call("HDEL", P .. "i:" .. it[2], id)
+  end
+  if #gone > 0 then many("ZREM", P .. "leases", gone) end
+  if #owned > 0 then many("HDEL", P .. "owner", owned) end
+  local first = many("RPUSH", P .. "rec", ids) - #ids
+  for k, it in ipairs(found) do
+    done(it[1], it[2], named(it[3]), it[4], it[5], now, first + k)
+  end
 end
 
 -- A done envelope's parts: outcome, record seq, done at (ms or ""), the
@@ -368,6 +515,7 @@ if ARGV[2] ~= "" then
 end
 local added = 0
 local i = 3
+WAKE = {} -- the rows of a chunk are mostly of a few lanes: wake each once
 while i <= #ARGV do
   if ARGV[i] == "\030meta" then
     for j = i + 1, #ARGV, 2 do
@@ -393,6 +541,8 @@ while i <= #ARGV do
     end
   end
 end
+for lane, at in pairs(WAKE) do wake_pending(lane, at) end
+WAKE = nil
 return added
 
 --@ known
@@ -448,7 +598,7 @@ if use_limits then
     redis.call("ZREMRANGEBYSCORE", workers, "-inf", "(" .. (now - ACTIVE_MS))
     local active = redis.call("ZCARD", workers)
     if active > 1 then
-      local mine = num(redis.call("HGET", P .. "wl", worker), 0)
+      local mine = num(redis.call("HGET", P .. "wl", worker), 0) + delta(P .. "wl", worker)
       cap = math.min(cap, math.ceil(width / active) - mine)
     end
     free = math.min(free, cap)
@@ -466,8 +616,8 @@ local function take(id, lane, at)
   redis.call("HSET", P .. "i:" .. b, id, join(f))
   redis.call("ZADD", P .. "leases", now + lease_ms, id)
   redis.call("HSET", P .. "owner", id, worker)
-  redis.call("HINCRBY", P .. "wl", worker, 1)
-  redis.call("HINCRBY", P .. "lane:" .. lane, "f", 1)
+  incr(P .. "wl", worker, 1)
+  incr(P .. "lane:" .. lane, "f", 1)
   counter("pending", -1)
   counter("claimed", 1)
   out[#out + 1] = id
@@ -543,9 +693,8 @@ elseif free > 0 then
         if w > ahead then soon(now + w - ahead); free = taken; break end
         at = math.max(at, w)
       end
-      local head = lane_head(lane)
+      local head = lane_pop(lane)
       if not head then break end
-      drop_head(lane, head)
       take(string.sub(head[1], 14), lane, math.floor(at + 0.5))
       got = got + 1
       n = n - 1
@@ -594,20 +743,25 @@ return cjson.encode(out)
 --@ ack
 -- ARGV: now, then per item: id, outcome, record-json.  Returns one 1/0 each.
 local now = now_ms()
-local res = {}
+local res, found, seen = {}, {}, {}
 for i = 2, #ARGV, 3 do
-  local id, outcome, record = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local id = ARGV[i]
   local b = bucket(id)
-  local raw = redis.call("HGET", P .. "i:" .. b, id)
+  local raw = not seen[id] and redis.call("HGET", P .. "i:" .. b, id)
   if raw then
-    finish(id, b, split(raw), outcome, record, now)
+    seen[id] = true
+    found[#found + 1] = {id, b, split(raw), ARGV[i + 1], ARGV[i + 2]}
     res[#res + 1] = 1
-  elseif redis.call("HEXISTS", P .. "d:" .. b, id) == 1 then
-    res[#res + 1] = 0
+  elseif seen[id] or redis.call("HEXISTS", P .. "d:" .. b, id) == 1 then
+    res[#res + 1] = 0 -- done (an id twice in a batch: by its first)
   else
     res[#res + 1] = -1
   end
 end
+WAKE = {} -- a batch's items are mostly of a few lanes: wake each once
+if #found > 0 then finish_all(found, now) end
+for lane, at in pairs(WAKE) do wake_pending(lane, at) end
+WAKE = nil
 return res
 
 --@ requeue

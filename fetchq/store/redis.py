@@ -107,7 +107,9 @@ _dumps = json.JSONEncoder(
 
 
 def _scripts() -> dict[str, str]:
-    """The Lua scripts by name: the file's common part, then each section."""
+    """The Lua scripts by name: the file's common part, then each section,
+    run as a function so that the counters it changed are written once
+    when it ends (``flush``), even when it ends in an error."""
     global _SCRIPTS
     if _SCRIPTS is None:
         text = resources.files("fetchq.store").joinpath("redis.lua").read_text("utf-8")
@@ -115,7 +117,11 @@ def _scripts() -> dict[str, str]:
         scripts = {}
         for section in sections:
             name, _, body = section.partition("\n")
-            scripts[name.strip()] = f"#!lua\n{common}\n{body}"
+            scripts[name.strip()] = (
+                f"#!lua\n{common}\nlocal function main()\n{body}\nend\n"
+                "local ok, result = pcall(main)\nflush()\n"
+                "if not ok then error(result, 0) end\nreturn result\n"
+            )
         _SCRIPTS = scripts
     return _SCRIPTS
 
