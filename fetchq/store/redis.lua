@@ -213,6 +213,7 @@ local function wake_lane(lane, at)
 end
 
 local WAKE = nil -- a table: lanes to wake once, when the script's loop ends
+local PUSH = nil -- a table: list -> members to push when the loop ends
 local LISTS = {} -- the lists this script has added to (known in P qp:LANE)
 local HEADS = {} -- lane -> what lane_pop read of its head (see there)
 
@@ -224,7 +225,16 @@ local function enqueue(id, f, now, fresh)
   local m = member(f[4], id)
   if fresh then
     local list = P .. "q:" .. lane .. ":" .. f[1]
-    redis.call("RPUSH", list, m)
+    if PUSH then
+      local members = PUSH[list]
+      if not members then
+        members = {}
+        PUSH[list] = members
+      end
+      members[#members + 1] = m
+    else
+      redis.call("RPUSH", list, m)
+    end
     if not LISTS[list] then
       redis.call("ZADD", P .. "qp:" .. lane, "NX", tonumber(f[1]), f[1])
       LISTS[list] = true
@@ -515,7 +525,9 @@ if ARGV[2] ~= "" then
 end
 local added = 0
 local i = 3
+local seq = num(redis.call("GET", P .. "seq"), 0)
 WAKE = {} -- the rows of a chunk are mostly of a few lanes: wake each once
+PUSH = {} -- and go to a few lists: pushed once each
 while i <= #ARGV do
   if ARGV[i] == "\030meta" then
     for j = i + 1, #ARGV, 2 do
@@ -529,7 +541,7 @@ while i <= #ARGV do
   local b = bucket(id)
   if redis.call("HEXISTS", P .. "i:" .. b, id) == 0
     and redis.call("HEXISTS", P .. "d:" .. b, id) == 0 then
-    local seq = redis.call("INCR", P .. "seq")
+    seq = seq + 1
     added = added + 1
     if outcome == "" then
       local f = {prio, lane_id(key), "0", tostring(seq), arg}
@@ -541,6 +553,9 @@ while i <= #ARGV do
     end
   end
 end
+for list, members in pairs(PUSH) do many("RPUSH", list, members) end
+PUSH = nil
+if added > 0 then redis.call("SET", P .. "seq", seq) end
 for lane, at in pairs(WAKE) do wake_pending(lane, at) end
 WAKE = nil
 return added
@@ -608,14 +623,17 @@ end
 local tat = num(redis.call("GET", P .. "tat"), 0)
 local taken = 0
 
+local leases, owners = {}, {} -- what take() leased, written after the loop
 local function take(id, lane, at)
   local b = bucket(id)
   local raw = redis.call("HGET", P .. "i:" .. b, id)
   local f = split(raw)
   f[3] = tostring(tonumber(f[3]) + 1)
   redis.call("HSET", P .. "i:" .. b, id, join(f))
-  redis.call("ZADD", P .. "leases", now + lease_ms, id)
-  redis.call("HSET", P .. "owner", id, worker)
+  leases[#leases + 1] = now + lease_ms
+  leases[#leases + 1] = id
+  owners[#owners + 1] = id
+  owners[#owners + 1] = worker
   incr(P .. "wl", worker, 1)
   incr(P .. "lane:" .. lane, "f", 1)
   counter("pending", -1)
@@ -715,6 +733,10 @@ elseif free > 0 then
       redis.call("ZADD", P .. "lanes", math.max(next_at, now + 0.5 + turn * 0.0004), lane)
     end
   end
+end
+if taken > 0 then
+  many("ZADD", P .. "leases", leases)
+  many("HSET", P .. "owner", owners)
 end
 if rate and taken > 0 then redis.call("SET", P .. "tat", tat) end
 -- A claim that took every slot left to this worker leaves it full too:
