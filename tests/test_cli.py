@@ -295,6 +295,21 @@ class GarbageCollectorTests(SynchronousTestCase):
         self.assertEqual(gc.get_threshold(), self.thresholds)
         self.assertEqual(gc.get_freeze_count(), 0)
 
+    def test_switch_interval_tuned_then_restored(self) -> None:
+        """While a run goes on, another thread holds the GIL at most
+        SWITCH_INTERVAL once the loop wants it; restoring puts back the
+        process's own interval (a shorter one is kept)."""
+        before = sys.getswitchinterval()
+        self.addCleanup(sys.setswitchinterval, before)
+        sys.setswitchinterval(0.005)
+        restore = cli._tune_switching()
+        self.assertAlmostEqual(sys.getswitchinterval(), cli.SWITCH_INTERVAL, places=5)
+        restore()
+        self.assertAlmostEqual(sys.getswitchinterval(), 0.005, places=5)
+        sys.setswitchinterval(0.0001)
+        cli._tune_switching()()
+        self.assertAlmostEqual(sys.getswitchinterval(), 0.0001, places=5)
+
     def test_callers_freeze_left_alone(self) -> None:
         """Objects the caller froze before stay frozen after the restore."""
         import gc

@@ -161,6 +161,39 @@ def test_process_load_measures_only_on_the_wall_clock() -> None:
     assert load.read(0.2, 0.3) == LoadReading(0.0, None)
 
 
+def test_process_load_counts_the_loops_thread_only() -> None:
+    """The CPU share is the reading thread's (the event loop's): a thread
+    spinning beside it in the process is not counted.  (Real time: the
+    assertion is on the loop's share while it sleeps, whatever the machine
+    gives the spinner; the comparison with the process's share is made only
+    when the spinner got a good part of a core.)"""
+    import threading
+    import time
+
+    load = ProcessLoad()
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    start = time.monotonic()
+    load.read(start, start)
+    process_before = time.process_time()
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    time.sleep(0.3)
+    now = time.monotonic()
+    reading = load.read(now, now)
+    process_share = (time.process_time() - process_before) / (now - start)
+    stop.set()
+    spinner.join()
+    assert reading.cpu is not None
+    assert reading.cpu < 0.1
+    if process_share > 0.3:
+        assert reading.cpu < process_share / 3
+
+
 # ----------------------------------------------------------------------
 # Guessed throttles: the queue's hook
 

@@ -46,7 +46,7 @@ whole queue, or each lane with ``per_lane=True``):
    rather than the adapter's guess (``queue.guessed_hold``);
 5. discounts what the client itself adds.  At each tick it reads the
    client's load (:mod:`fetchq.control.load`): how late its own timer fired
-   (the event loop's lag) and the process's CPU share.  A window's latency
+   (the event loop's lag) and its thread's CPU share.  A window's latency
    is judged less the median lag it had beyond the lag while the baseline
    was measured, so a busy client is not taken for a congested server.
    While the client is the bottleneck (it uses 90% of a core, or answers

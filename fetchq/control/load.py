@@ -11,9 +11,13 @@ controller also measures the client:
   busy waits for the work ahead of it, as an arriving answer does, so the
   lag is what the client adds to each latency; the controller subtracts a
   window's median lag from its latency (and a probe's from the baseline).
-- **CPU share**: the process's CPU time over wall time, for the summary
+- **CPU share**: the event loop's thread's CPU time over wall time (a
+  loop using a whole core is the bottleneck), for the summary
   ("client-bound at 97% CPU"); only measured when the clock runs at wall
-  speed (on a simulated clock it would mean nothing).
+  speed (on a simulated clock it would mean nothing).  The loop's thread,
+  not the process: another thread computing beside it (a parser in a
+  thread pool) takes CPU the loop does not need, and the loop waits for
+  it only as far as its lag shows.
 
 :class:`ProcessLoad` is the real thing; a simulated client
 (:class:`~fetchq.control.models.ClientCPU`) answers the same
@@ -37,7 +41,7 @@ class LoadReading:
 
     Attributes:
         lag: seconds the timer fired after it was due (>= 0).
-        cpu: the process's share of one core since the previous reading
+        cpu: the loop's share of one core since the previous reading
             (1.0 = a whole core), or None where it cannot be measured.
     """
 
@@ -56,7 +60,7 @@ class ClientLoad(Protocol):
 
 class ProcessLoad:
     """This process's load: the timer's lateness on the controller's clock,
-    and CPU time (``cpu_time``) over wall time (``wall_time``).
+    and the loop's CPU time (``cpu_time``) over wall time (``wall_time``).
 
     Both are only measured while the controller's clock advances with the
     wall clock (within 25% since the previous reading): under a
@@ -65,13 +69,14 @@ class ProcessLoad:
     then a lag of 0 and no CPU share (as it is for the first reading).
 
     Args:
-        cpu_time: the process's CPU seconds (``time.process_time``).
+        cpu_time: the CPU seconds of the thread that reads (the event
+            loop's: ``time.thread_time``).
         wall_time: a monotonic wall clock (``time.monotonic``).
     """
 
     def __init__(
         self,
-        cpu_time: Callable[[], float] = time.process_time,
+        cpu_time: Callable[[], float] = time.thread_time,
         wall_time: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cpu_time = cpu_time
