@@ -20,9 +20,10 @@ from typing import IO, Any
 
 from fetchq.store import Record, Store
 
-__all__ = ["OutputFile", "output_lines", "write_output"]
+__all__ = ["OutputFile", "output_lines", "text_lines", "write_output"]
 
 _json_line = json.JSONEncoder(separators=(",", ":")).encode  # as json.dumps
+_BATCH = 5000  # records read at a time
 
 
 def output_lines(records: list[Record]) -> str:
@@ -36,6 +37,46 @@ def output_lines(records: list[Record]) -> str:
         else:
             lines.append(_json_line(record) + "\n")
     return "".join(lines)
+
+
+def text_lines(texts: list[tuple[int, str | None]]) -> str:
+    """The output lines of records given as the JSON texts a store keeps
+    them in (``(seq, text)``, None for no record), as :func:`output_lines`
+    writes the records they decode to.  A store's text is compact JSON with
+    characters past ``~`` as they are (the output escapes them, DEL too):
+    the text of an object with none is its own line, as encoding its
+    decoded object again would give (the same keys in the same order, the
+    same numbers and escapes), so it is not decoded; any other text (a
+    list, such characters) is."""
+    lines: list[str] = []
+    for _, text in texts:
+        if text is None:
+            lines.append("null\n")
+        elif text[:1] == "{" and text.isascii() and "\x7f" not in text:
+            lines.append(text + "\n")
+        else:
+            record: Any = json.loads(text)
+            if isinstance(record, list):
+                lines.extend(_json_line(one) + "\n" for one in record)
+            else:
+                lines.append(_json_line(record) + "\n")
+    return "".join(lines)
+
+
+def _read(store: Any, after_seq: int) -> Any:
+    """The next batch of records: their texts (``record_texts``) from a
+    store that has them, else its ``records`` (either may be a Deferred)."""
+    read = getattr(store, "record_texts", None)
+    if read is not None:
+        return read(after_seq, _BATCH)
+    return store.records(after_seq, _BATCH)
+
+
+def _lines(batch: list[Any]) -> tuple[str, int]:
+    """A batch's output lines and its last record's seq."""
+    if isinstance(batch[0], Record):
+        return output_lines(batch), batch[-1].seq
+    return text_lines(batch), batch[-1][0]
 
 
 class OutputFile:
@@ -56,9 +97,9 @@ class OutputFile:
         try:
             with open(fd, "w", encoding="utf-8") as f:
                 self.seq = 0
-                while batch := store.records(self.seq, 5000):
-                    f.write(output_lines(batch))
-                    self.seq = batch[-1].seq
+                while batch := _read(store, self.seq):
+                    lines, self.seq = _lines(batch)
+                    f.write(lines)
                     count += len(batch)
             os.replace(tmp, self.path)
         except BaseException:
@@ -71,9 +112,9 @@ class OutputFile:
     def catch_up(self, store: Store) -> None:
         """Append the records committed since the last call."""
         assert self._file is not None
-        while batch := store.records(self.seq, 5000):
-            self._file.write(output_lines(batch))
-            self.seq = batch[-1].seq
+        while batch := _read(store, self.seq):
+            lines, self.seq = _lines(batch)
+            self._file.write(lines)
         self._file.flush()
 
     def close(self) -> None:
@@ -96,13 +137,13 @@ async def write_output(store: Any, path: Path) -> int:
         with open(fd, "w", encoding="utf-8") as f:
             seq = 0
             while True:
-                batch = store.records(seq, 5000)
+                batch = _read(store, seq)
                 if isinstance(batch, Deferred):
                     batch = await batch
                 if not batch:
                     break
-                f.write(output_lines(batch))
-                seq = batch[-1].seq
+                lines, seq = _lines(batch)
+                f.write(lines)
                 count += len(batch)
         os.replace(tmp, path)
     except BaseException:

@@ -8,7 +8,10 @@ tests/test_store.py.)"""
 from __future__ import annotations
 
 import random
+import shutil
+import tempfile
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor, task
@@ -242,6 +245,36 @@ class BatchTests(RedisTestCase):
         lanes = yield store.lanes_page(0, 10)
         in_flight = {lane["key"]: lane["in_flight"] for lane in lanes["lanes"]}
         self.assertEqual(in_flight.get("x", 0), model.counts().claimed)
+
+
+class RecordTextTests(RedisTestCase):
+    @defer.inlineCallbacks
+    def test_the_output_from_texts_is_the_output_from_records(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """write_output from the store's record texts writes the bytes the
+        decoded records give (every kind of record of tests/test_output.py,
+        no record included)."""
+        from fetchq.output import write_output
+        from tests.test_output import RECORDS
+
+        store = yield self.connect(server_time=False, renew=False)
+        yield store.add([NewItem(f"i{n}", {"n": n}) for n in range(len(RECORDS))])
+        for n, record in enumerate(RECORDS):
+            yield store.ack(f"i{n}", "ok", record, 1.0)
+
+        class RecordsOnly:
+            records = store.records
+
+        folder = Path(tempfile.mkdtemp(prefix="fetchq-output-"))
+        self.addCleanup(shutil.rmtree, folder, True)
+        fast, slow = folder / "fast.jsonl", folder / "slow.jsonl"
+        written = yield defer.Deferred.fromCoroutine(write_output(store, fast))
+        self.assertEqual(written, len(RECORDS))
+        yield defer.Deferred.fromCoroutine(write_output(RecordsOnly(), slow))
+        self.assertEqual(fast.read_bytes(), slow.read_bytes())
+        texts = yield store.record_texts(0, 3)
+        self.assertEqual([seq for seq, _ in texts], [1, 2, 3])
 
 
 class LeaseTests(RedisTestCase):

@@ -713,6 +713,27 @@ class RedisStore:
 
         return self._eval("records", ["", after_seq, limit]).addCallback(make)
 
+    def record_texts(
+        self, after_seq: int = 0, limit: int = 1000
+    ) -> Deferred[list[tuple[int, str | None]]]:
+        """As :meth:`records`, each record as ``(seq, JSON text)`` (None for
+        no record), not decoded: what :mod:`fetchq.output` writes from."""
+        check_limit(after_seq, "after_seq")
+        check_limit(limit)
+        self._check_open()
+        if not limit:
+            return defer.succeed([])
+
+        def make(text: str) -> list[tuple[int, str | None]]:
+            reply = json.loads(text)
+            out: list[tuple[int, str | None]] = []
+            for i in range(1, len(reply), 2):
+                _, seq, *_, record = reply[i].split(_US, 8)
+                out.append((int(seq), None if record == "null" else record))
+            return out
+
+        return self._eval("records", ["", after_seq, limit]).addCallback(make)
+
     def amend(self, item_id: str, record: JSONRecord, now: float) -> Deferred[bool]:
         """Replace a done item's record, keeping its outcome and its place
         in ack order (as :meth:`fetchq.store.SQLiteStore.amend`: ``fetchq

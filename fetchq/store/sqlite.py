@@ -746,6 +746,17 @@ class SQLiteStore:
             for seq, item_id, outcome, text in rows
         ]
 
+    def record_texts(
+        self, after_seq: int = 0, limit: int = 1000
+    ) -> list[tuple[int, str | None]]:
+        """As :meth:`records`, each record as ``(seq, JSON text)`` (None for
+        no record), not decoded: what :mod:`fetchq.output` writes from."""
+        check_limit(after_seq, "after_seq")
+        check_limit(limit)
+        self._check_open()
+        rows = self._conn.execute(_RECORDS, (after_seq, limit))
+        return [(seq, text) for seq, _id, _outcome, text in rows]
+
     def get(self, item_id: str) -> Item | None:
         """Everything known of one item, or None."""
         check_id(item_id)
