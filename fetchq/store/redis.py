@@ -697,40 +697,41 @@ class RedisStore:
 
     def records(self, after_seq: int = 0, limit: int = 1000) -> Deferred[list[Record]]:
         """Records with ``seq > after_seq``, in ack order."""
-        check_limit(after_seq, "after_seq")
-        check_limit(limit)
-        self._check_open()
-        if not limit:
-            return defer.succeed([])
 
-        def make(text: str) -> list[Record]:
-            reply = json.loads(text)
-            out = []
-            for i in range(0, len(reply), 2):
-                outcome, seq, *_, record = reply[i + 1].split(_US, 8)
-                out.append(Record(int(seq), reply[i], outcome, json.loads(record)))
-            return out
+        def make(rows: list[tuple[int, str, str, str]]) -> list[Record]:
+            return [Record(n, i, outcome, json.loads(t)) for n, i, outcome, t in rows]
 
-        return self._eval("records", ["", after_seq, limit]).addCallback(make)
+        return self._record_rows(after_seq, limit).addCallback(make)
 
     def record_texts(
         self, after_seq: int = 0, limit: int = 1000
     ) -> Deferred[list[tuple[int, str | None]]]:
         """As :meth:`records`, each record as ``(seq, JSON text)`` (None for
         no record), not decoded: what :mod:`fetchq.output` writes from."""
+
+        def make(rows: list[tuple[int, str, str, str]]) -> list[tuple[int, str | None]]:
+            return [(seq, None if t == "null" else t) for seq, _, _, t in rows]
+
+        return self._record_rows(after_seq, limit).addCallback(make)
+
+    def _record_rows(
+        self, after_seq: int, limit: int
+    ) -> Deferred[list[tuple[int, str, str, str]]]:
+        """``(seq, id, outcome, record text)`` of the records after
+        ``after_seq``, in ack order."""
         check_limit(after_seq, "after_seq")
         check_limit(limit)
         self._check_open()
         if not limit:
             return defer.succeed([])
 
-        def make(text: str) -> list[tuple[int, str | None]]:
+        def make(text: str) -> list[tuple[int, str, str, str]]:
             reply = json.loads(text)
-            out: list[tuple[int, str | None]] = []
-            for i in range(1, len(reply), 2):
-                _, seq, *_, record = reply[i].split(_US, 8)
-                out.append((int(seq), None if record == "null" else record))
-            return out
+            rows = []
+            for i in range(0, len(reply), 2):
+                outcome, seq, *_, record = reply[i + 1].split(_US, 8)
+                rows.append((int(seq), reply[i], outcome, record))
+            return rows
 
         return self._eval("records", ["", after_seq, limit]).addCallback(make)
 
