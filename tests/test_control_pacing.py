@@ -641,9 +641,10 @@ def test_a_loaded_machine_is_not_taken_for_congestion() -> None:
 
 def test_a_saturated_client_stops_growing_and_says_so() -> None:
     """A hog in the process leaves the client 1/4 of a core: at most ~167
-    jobs/s, whatever the width.  The controller stops growing where the
-    client saturates (client-bound, at a full core), keeps the throughput
-    of the best fixed width, and the summary says so."""
+    jobs/s, whatever the width.  The loop's own CPU is that quarter, and its
+    answers wait for it (lag): the controller stops growing where the client
+    saturates (client-bound, from the lag), keeps the throughput of the best
+    fixed width, and the summary says so with the loop's share."""
     cpu = ClientCPU(0.0005, 0.001, hog=0.75)
     result = busy_client(
         AdaptiveController(max_width=100, load=cpu, rng=random.Random(1)),
@@ -653,18 +654,24 @@ def test_a_saturated_client_stops_growing_and_says_so() -> None:
     best = busy_client(24, ClientCPU(0.0005, 0.001, hog=0.75), jobs=4000)
     assert result.elapsed <= 1.1 * best.elapsed
     bound = [d for d in result.decisions if d.client_bound]
-    assert bound and all(d.cpu is not None and d.cpu >= 0.9 for d in bound)
+    assert bound and all(d.lag is not None and d.lag >= 0.02 for d in bound)
+    shares = sorted(d.cpu for d in bound if d.cpu is not None)
+    assert len(shares) >= 0.9 * len(bound) and shares[-1] <= 0.5
+    assert 0.2 <= shares[len(shares) // 2] <= 0.35  # a quarter of a core
     assert max(d.width for d in result.decisions) < 100
     summary = ControlSummary("default")
     for d in result.decisions:
         summary.add(d)
-    assert re.search(r"client-bound at (9\d|100)% CPU", summary.line())
+    assert re.search(r"client-bound at [123]\d% CPU", summary.line())
 
 
 class SpinningThread:
-    """The load a thread spinning in the client's own process shows: the
-    CPU share always full, and the loop late by the GIL slices it waits
-    for (``cpu``'s lag)."""
+    """A client that reads as saturated at any width: the CPU share always
+    full, and the loop late by the GIL slices it waits for (``cpu``'s lag).
+    (What a thread spinning in the process showed while the share was the
+    process's; the loop's own share is read now, but a client found the
+    bottleneck while more in flight still pays is what the trials are
+    for.)"""
 
     def __init__(self, cpu: ClientCPU) -> None:
         self.cpu = cpu

@@ -282,7 +282,9 @@ class ClientCPU:
 
     Use :meth:`wrap` for the server the client talks to and pass the same
     object as the controller's ``load``: the controller then reads the lag a
-    timer would have (the work queued ahead of it) and the core's busy share.
+    timer would have (the work queued ahead of it) and the client's own share
+    of the core (as :class:`~fetchq.control.load.ProcessLoad` reads the
+    loop's thread: not the hog's).
 
     Args:
         send: CPU seconds to launch one request.
@@ -309,7 +311,7 @@ class ClientCPU:
         self.slice = slice if hog else 0.0
         self.clock: Clock | None = None
         self.free_at = 0.0  # the core is busy until then
-        self.busy = 0.0  # CPU seconds of work done (hog included)
+        self.busy = 0.0  # CPU seconds of the client's own work
         self._read_at: tuple[float, float] | None = None
 
     def _work(self, now: float, cost: float) -> float:
@@ -317,10 +319,9 @@ class ClientCPU:
         start = max(now, self.free_at)
         if not self.slice:
             done = start + cost / (1 - self.hog)
-            self.busy += done - start  # the hog's share is this process's too
         else:
             done = self._sliced(start, cost)
-            self.busy += cost
+        self.busy += cost  # the loop's own CPU (as ProcessLoad reads it)
         self.free_at = done
         return done
 

@@ -606,8 +606,9 @@ def hog(hogs: int) -> None:
 
 
 class SpinningThread:
-    """The load a thread spinning in the process shows: a full core at any
-    width, the loop late by ``cpu``'s slices."""
+    """A client read as saturated at any width: a full core, the loop late
+    by ``cpu``'s slices (what a thread spinning in the process showed while
+    the CPU share was the process's; the loop's own thread is read now)."""
 
     def __init__(self, cpu: ClientCPU) -> None:
         self.cpu = cpu
