@@ -52,6 +52,7 @@ from fetchq.store.redis import RedisStore
 __all__ = ["Workers"]
 
 _SEVERITY = (EXIT_FATAL, EXIT_FAILURES, EXIT_PROBLEMS)
+_REAP_AFTER = (0.0, 0.01, 0.05, 0.2)  # seconds after a worker's output closed
 
 
 class RunCounts(RunStats):
@@ -128,6 +129,11 @@ class _Worker(protocol.ProcessProtocol):
         *lines, self.err = self.err.split(b"\n")
         for line in lines:
             self.parent.relay(self.number, line.decode("utf-8", "replace"))
+
+    def childConnectionLost(self, fd: int) -> None:
+        super().childConnectionLost(fd)
+        if fd in (1, 2):
+            self.parent.reap_soon()  # its output closed: it is ending
 
     def processEnded(self, reason: Any) -> None:
         if self.err:
@@ -211,6 +217,7 @@ class Workers:
         self._signal: int | None = None
         self._ticker = task.LoopingCall(self._tick)
         self._counting = False
+        self._reaps: list[Any] = []  # DelayedCalls of reap_soon
 
     def run(self) -> defer.Deferred[int]:
         """Run the workers to their end; fires with the exit status."""
@@ -263,6 +270,9 @@ class Workers:
         finally:
             if self._ticker.running:
                 self._ticker.stop()
+            for call in self._reaps:
+                if call.active():
+                    call.cancel()
             await store.close()
 
     def _start_workers(self) -> None:
@@ -281,6 +291,15 @@ class Workers:
         self.stats.alive -= 1
         if child.code != EXIT_OK and self._signal is None:
             self.relay(child.number, f"ended ({child.describe()})")
+
+    def reap_soon(self) -> None:
+        """A worker closed its output, as it does when it exits: look for
+        ended workers now and a few times shortly after (the command runs
+        the reactor without signal handlers, so no SIGCHLD says so), rather
+        than at the next tick, up to half a second later."""
+        self._reaps = [c for c in self._reaps if c.active()]
+        for delay in _REAP_AFTER:
+            self._reaps.append(self.reactor.callLater(delay, reapAllProcesses))
 
     def _tick(self) -> None:
         # The command runs the reactor without signal handlers, so no
