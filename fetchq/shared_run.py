@@ -130,6 +130,7 @@ class SharedRun(Run):
         self._wake: Any = None
         self._pump_wanted = False  # a pump asked for while a claim was out
         self._last_check = -1.0
+        self._end_check: Any = None  # a _check_finished made when the tick is up
         self._outage = False
         self._backoff = 0.0
         self.queue.subscribe(self._on_retry)
@@ -555,22 +556,29 @@ class SharedRun(Run):
 
     def _check_finished(self) -> None:
         """The run's end: input loaded, nothing pending or leased anywhere
-        (asked at most every tick)."""
+        (asked at most every tick: a check that comes sooner is made when
+        the tick is up, so the last job's end is not left for the next
+        claim; and the counts are read once this worker's writes, its last
+        acks among them, have landed)."""
         if not self._input_done or self._closed or self.store is None:
             return
         underway, pending = self.queue.size()
         now = self.reactor.seconds()
         if underway or pending or self._scheduled:
             return
-        if now - self._last_check < self.tick_seconds:
+        wait = self._last_check + self.tick_seconds - now
+        if wait > 0:
+            if self._end_check is None or not self._end_check.active():
+                self._end_check = self.reactor.callLater(wait, self._check_finished)
             return
         self._last_check = now
+        store = self.store
 
         def check(counts: Any) -> None:
             if counts.pending == 0 and counts.claimed == 0 and not self._closed:
                 self._finish(EXIT_OK)
 
-        self._watch(when(self.store.counts(), check))
+        self._watch(when(store.flush(), lambda _: when(store.counts(), check)))
 
     async def _write_output(self, code: int) -> None:
         if code == EXIT_OK and self._write_final:
@@ -603,8 +611,9 @@ class SharedRun(Run):
         self._finish(self._exit)  # the parent says how to resume
 
     def _finish(self, code: int) -> None:
-        if self._wake is not None and self._wake.active():
-            self._wake.cancel()
+        for call in (self._wake, self._end_check):
+            if call is not None and call.active():
+                call.cancel()
         if not self._closed and self.store is not None:
             self._hand_back_scheduled()
         if self._loader and self.store is not None and not self._closed:

@@ -888,3 +888,59 @@ class OutputCommandTests(ProcessTestCase):
         code = yield Run(load_recipe(path), reactor, stream=self.stream()).run()
         self.assertEqual(code, 0)
         yield self.check_output_command(path)
+
+
+class EndCheckTests(SynchronousTestCase):
+    """When a worker's last job ends, the run's end is checked once its
+    writes have landed, and a check that comes within a tick of the last
+    one is made when the tick is up (not left for the next claim)."""
+
+    def test_the_end_is_checked_after_the_writes_and_when_the_tick_is_up(
+        self,
+    ) -> None:
+        from types import SimpleNamespace
+
+        from fetchq.store import Counts
+
+        clock = task.Clock()
+        flushes: list[defer.Deferred[None]] = []
+        reads: list[float] = []
+        counts = [Counts(0, 1), Counts(0, 0)]  # the other worker's row, then none
+        finished: list[int] = []
+
+        def flush() -> defer.Deferred[None]:
+            flushes.append(defer.Deferred())
+            return flushes[-1]
+
+        def read() -> Counts:
+            reads.append(clock.seconds())
+            return counts.pop(0)
+
+        run: Any = SimpleNamespace(
+            _input_done=True,
+            _closed=False,
+            store=SimpleNamespace(flush=flush, counts=read),
+            queue=SimpleNamespace(size=lambda: (0, 0)),
+            _scheduled={},
+            reactor=clock,
+            tick_seconds=0.2,
+            _last_check=-1.0,
+            _end_check=None,
+            _watch=lambda d: d,
+            _finish=finished.append,
+        )
+        run._check_finished = lambda: SharedRun._check_finished(run)
+        run._check_finished()
+        self.assertEqual((len(flushes), reads), (1, []))  # counts wait for the writes
+        flushes[0].callback(None)
+        self.assertEqual((reads, finished), ([0.0], []))  # a row still leased
+        clock.advance(0.05)
+        run._check_finished()  # within the tick: made when it is up
+        self.assertEqual(len(flushes), 1)
+        clock.advance(0.14)
+        self.assertEqual(len(flushes), 1)
+        clock.advance(0.01)
+        self.assertEqual(len(flushes), 2)
+        flushes[1].callback(None)
+        self.assertEqual(([round(t, 6) for t in reads], finished), ([0.0, 0.2], [0]))
+        self.assertEqual(clock.getDelayedCalls(), [])
