@@ -1285,3 +1285,60 @@ class LoopbackTests(TestCase):
         assert quota is not None
         self.assertEqual((quota.limit, quota.remaining), (1500, 1494))
         self.assertGreater(quota.reset_at, reactor.seconds())
+
+
+class KnownWindowTests(SynchronousTestCase):
+    """``window``: the quota window's length, as the provider documents it.
+    X-style windows (each starts at its first request; resets announced in
+    whole epoch seconds, rounded up) end up to a second before the reset
+    they announce: with the length known, a window ends by its first
+    answer plus the length.  120 calls against 15 per 3 s, answers 20-50 ms
+    (jitter), margin 0.1 s."""
+
+    calls, limit, window, latency, margin = 120, 15, 3.0, 0.02, 0.1
+
+    def elapsed(self, width: int, window: float | None) -> tuple[float, _Run]:
+        run = _Run(
+            width=width,
+            quotas={TWEETS: (self.limit, self.window)},
+            latency=self.latency,
+            jitter=0.03,
+            pages=1,
+            conf=config(reset_margin=self.margin, window=window),
+        )
+        for n in range(self.calls):
+            run.put({"id": n}, n)
+        run.run()
+        self.assertEqual(len(run.done), self.calls)
+        self.assertEqual(run.failed, [])
+        refused = sum(run.fake.throttled.values())
+        self.assertEqual(run.fake.requests[TWEETS], self.calls + refused)
+        return max(e.time for e in run.events if isinstance(e, JobFinished)), run
+
+    def test_a_known_window_ends_before_its_rounded_reset(self) -> None:
+        """At widths 1, 15 and 50: no 429, within 1.2x of the strict bound
+        (the 8th window at 7 x 3 s, then the tail), and sooner than
+        without the length (each window then lasts to its whole-second
+        reset: 1.2-1.3x)."""
+        full = math.ceil(self.calls / self.limit) - 1
+        for width in (1, 15, 50):
+            with self.subTest(width=width):
+                tail = math.ceil((self.calls - full * self.limit) / width)
+                bound = full * self.window + tail * self.latency
+                known, run = self.elapsed(width, self.window)
+                self.assertEqual(sum(run.fake.throttled.values()), 0)
+                self.assertEqual({job.attempts for job in run.done}, {1})
+                self.assertGreaterEqual(known, bound)
+                self.assertLessEqual(known, 1.2 * bound, (known, bound))
+                unknown, _ = self.elapsed(width, None)
+                self.assertLess(known, unknown)
+
+    def test_a_window_declared_too_short_is_refused_not_lost(self) -> None:
+        """A length shorter than the real one (2 s for 3 s) sends too soon:
+        the server refuses, and every call still succeeds, once each (a
+        refused call is sent again: the requests are the calls plus the
+        refusals)."""
+        _, run = self.elapsed(15, 2.0)
+        self.assertGreater(sum(run.fake.throttled.values()), 0)
+        rows = sorted(job.arg.row["id"] for job in run.done)
+        self.assertEqual(rows, list(range(120)))

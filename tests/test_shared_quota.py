@@ -35,9 +35,13 @@ class BudgetTests(TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def budgets(self, n: int = 2, **kw: Any) -> Generator[Any, Any, list[RedisBudget]]:
+    def budgets(
+        self, n: int = 2, window: float | None = None, **kw: Any
+    ) -> Generator[Any, Any, list[RedisBudget]]:
         name = redis_server.run_name("quota")
-        config = ApiConfig(base_url="http://127.0.0.1:1", path=TWEETS, reset_margin=0.1)
+        config = ApiConfig(
+            base_url="http://127.0.0.1:1", path=TWEETS, reset_margin=0.1, window=window
+        )
         self.holds: list[tuple[int, float, bool]] = []
         made = []
         for i in range(n):
@@ -110,6 +114,35 @@ class BudgetTests(TestCase):
         self.assertIsNone(b.snapshot().remaining)
         after = yield a.admit(reactor.seconds())
         self.assertTrue(after.wait)
+
+    @defer.inlineCallbacks
+    def test_a_known_window_ends_by_its_first_answer(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """With the window's length known (0.5 s), a window spent with its
+        reset announced 3 s away (whole seconds, rounded up) is held until
+        its first answer plus the length and the margin, not the reset; then
+        a late answer of that window (its reset) does not spend the next one,
+        whose probe goes."""
+        a, b = yield self.budgets(window=0.5)
+        reset = reactor.seconds() + 3.0
+        probe = yield a.admit(reactor.seconds())
+        yield self.answer(a, probe.ticket, Quota(3, 2, reset, "x-rate-limit"))
+        first = yield a.admit(reactor.seconds())
+        late = yield b.admit(reactor.seconds())
+        self.assertTrue(first.go and late.go)
+        yield self.answer(a, first.ticket, Quota(3, 0, reset, "x-rate-limit"))
+        refused = yield a.admit(reactor.seconds())
+        self.assertFalse(refused.go or refused.wait)
+        self.assertLessEqual(refused.delay, 0.5 + 0.1 + 0.01)
+        self.assertLessEqual(a.snapshot().reset_at or 0.0, reactor.seconds() + 0.6)
+        yield sleep(refused.delay + 0.05)
+        waiting = yield a.admit(reactor.seconds())
+        self.assertTrue(waiting.wait)  # a new window; an answer is on its way
+        yield self.answer(b, late.ticket, Quota(3, 0, reset, "x-rate-limit"))
+        again = yield a.admit(reactor.seconds())
+        self.assertTrue(again.go)  # the new window's probe, not spent to 3 s
+        self.assertIsNone(a.snapshot().remaining)
 
     @defer.inlineCallbacks
     def test_a_refusal_spends_the_budget_for_all(self) -> Generator[Any, Any, None]:

@@ -153,6 +153,12 @@ class LocalBudget:
         self._remaining: int | None = None
         self._reset_at: float | None = None
         self._guessed = False  # the reset is default_retry_after's guess
+        # With a known window length: the window's end at the latest (its
+        # first answer plus the length), which may come before the reset.
+        self._ends_by: float | None = None
+        # The announced reset of the window that ended last, when it ended by
+        # its length before that reset: its late answers still say so.
+        self._ended: float | None = None
         self._in_flight = 0
         self._probing = True  # the window's budget is unknown: one at a time
         self._waiters: list[Deferred[None]] = []
@@ -164,7 +170,14 @@ class LocalBudget:
         self._bound = True
 
     def snapshot(self) -> Budget:
-        return Budget(self._limit, self._remaining, self._reset_at, self._in_flight)
+        return Budget(self._limit, self._remaining, self._due(), self._in_flight)
+
+    def _due(self) -> float | None:
+        """When the window ends: the reset, or sooner by its known length."""
+        reset, ends_by = self._reset_at, self._ends_by
+        if ends_by is None or (reset is not None and reset <= ends_by):
+            return reset
+        return ends_by
 
     def close(self) -> None:
         self._stop_stepping()
@@ -214,6 +227,7 @@ class LocalBudget:
             self._remaining = 0
             self._reset_at = now + delay - self._config.reset_margin  # its word
             self._guessed = False
+            self._ends_by = None
             self._hold(delay, False)
         self._gate(now)
         self._wake()
@@ -267,19 +281,26 @@ class LocalBudget:
         margin.  With no announced reset, one ``default_retry_after`` away is
         assumed, so the budget does come back."""
         config = self._config
-        if self._reset_at is None:
+        if self._reset_at is None and self._ends_by is None:
             self._reset_at = now + config.default_retry_after - config.reset_margin
             self._guessed = True
-        delay = max(0.0, self._reset_at + config.reset_margin - now)
+        due = self._due()
+        assert due is not None
+        delay = max(0.0, due + config.reset_margin - now)
         return min(delay, config.max_retry_after)
 
     def _roll(self, now: float) -> None:
         """Past the reset (and margin): a new window, its budget unknown
         until its first answer (a probe goes first)."""
-        reset = self._reset_at
-        if reset is not None and now + SLACK >= reset + self._config.reset_margin:
+        due = self._due()
+        if due is not None and now + SLACK >= due + self._config.reset_margin:
+            # Ended by its length before the reset it announced: its answers
+            # still on their way say that reset.
+            early = not self._guessed and due != self._reset_at
+            self._ended = self._reset_at if early else None
             self._remaining = None
             self._reset_at = None
+            self._ends_by = None
             self._guessed = False
             self._probing = True
 
@@ -295,6 +316,13 @@ class LocalBudget:
         ):
             return False  # a window that is over says nothing about this one
         self._roll(now)
+        ended = self._ended
+        if (
+            new_reset is not None
+            and ended is not None
+            and new_reset <= ended + SAME_WINDOW
+        ):
+            return False  # a late answer of the window that ended by its length
         old_reset = self._reset_at
         if (
             self._remaining is None
@@ -304,14 +332,28 @@ class LocalBudget:
         ):
             self._remaining, self._reset_at = quota.remaining, new_reset
             self._guessed = False
+            self._answered_in_window(now)
         elif new_reset < old_reset - SAME_WINDOW:
             return False  # a late answer from an earlier window
         elif new_reset > old_reset + SAME_WINDOW:
             self._remaining, self._reset_at = quota.remaining, new_reset
+            self._ends_by = None  # a new window
+            self._answered_in_window(now)
         else:  # the same window: the lowest count is the latest
             self._remaining = min(self._remaining, quota.remaining)
             self._reset_at = max(old_reset, new_reset)
+            self._answered_in_window(now)
         return True
+
+    def _answered_in_window(self, now: float) -> None:
+        """An answer of the window came at ``now``: the window began before
+        it, so with a known length it ends by ``now + window`` (the first
+        answer's bound is the tightest)."""
+        window = self._config.window
+        if window is not None:
+            bound = now + window
+            if self._ends_by is None or bound < self._ends_by:
+                self._ends_by = bound
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []

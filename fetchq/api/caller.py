@@ -27,7 +27,11 @@ budget is ``remaining - in_flight``:
 
 - *When the budget is surely spent* (the server said ``remaining: 0``)
   the caller holds the endpoint's lane (``queue.hold``) until the reset
-  plus ``reset_margin``, so the queue launches nothing more from it.
+  plus ``reset_margin``, so the queue launches nothing more from it.  With
+  the window's length known (``window``), the window ends by its first
+  answer plus that length when that comes before the reset (a reset in
+  whole seconds is rounded up), and the late answers of a window that
+  ended so are not taken for the next one's.
 - *When only an answer can tell* -- a probe is out, or the requests in
   flight may have spent what is left, or may not -- the lane is held in
   short steps (a quarter of the latest answer's time each), renewed until

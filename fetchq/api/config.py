@@ -390,6 +390,11 @@ class ApiConfig:
             disagree, and retrying at once would only be refused again.
         reset_margin: seconds added to every announced reset before the lane
             opens again, for clock skew between us and the server.
+        window: the length of the endpoint's quota window in seconds, as its
+            provider documents it (None: unknown).  Every window is that
+            long and holds the requests it counted, so it ends at the latest
+            that long after its first answer: earlier than a reset announced
+            in whole seconds, rounded up, often is.
     """
 
     base_url: str = attrs.field(converter=_base_url)
@@ -426,6 +431,7 @@ class ApiConfig:
     max_retry_after: float = attrs.field(default=86400.0, validator=non_negative_number)
     min_retry_after: float = attrs.field(default=1.0, validator=non_negative_number)
     reset_margin: float = attrs.field(default=1.0, validator=non_negative_number)
+    window: float | None = attrs.field(default=None, validator=optional_positive_number)
 
     def __attrs_post_init__(self) -> None:
         if self.min_retry_after > self.max_retry_after:

@@ -596,6 +596,8 @@ class ApiSpec:
         items_field: dotted path of a page's items, or None for the page's
             body itself.
         reset_margin: seconds added to every announced quota reset.
+        window: the quota window's length in seconds, as the provider
+            documents it, or None.
         default_retry_after: the wait after a throttle that says nothing of
             when to come back.
         max_retry_after: the cap on any wait a server asks for.
@@ -617,6 +619,7 @@ class ApiSpec:
     records: RecordsMode
     items_field: str | None
     reset_margin: float
+    window: float | None
     default_retry_after: float
     max_retry_after: float
 
@@ -654,6 +657,7 @@ class ApiSpec:
             default_retry_after=self.default_retry_after,
             max_retry_after=self.max_retry_after,
             reset_margin=self.reset_margin,
+            window=self.window,
         )
 
 

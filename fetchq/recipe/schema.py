@@ -1333,6 +1333,16 @@ API = Section(
             default="1s",
         ),
         Key(
+            "window",
+            duration(positive=True, nullable=True),
+            "The quota window's length, as the provider documents it (X: "
+            "`15m`). A window holds the requests it counted, so it ends at the "
+            "latest this long after its first answer: sooner than a reset "
+            "announced in whole seconds and rounded up. Too short, and calls "
+            "go early and are refused (then sent again). Null: unknown.",
+            default="null",
+        ),
+        Key(
             "default_retry_after",
             duration(positive=False),
             "The wait after a throttle that says neither Retry-After nor a "

@@ -90,6 +90,7 @@ class RedisBudget:
             _ms(config.reset_margin),
             _ms(config.default_retry_after),
             _ms(config.max_retry_after),
+            "" if config.window is None else _ms(config.window),
             ticket,
         ]
 

@@ -1305,10 +1305,14 @@ return out
 -- fetchq.api.budget.LocalBudget on the server's clock.  P quota:ENDPOINT
 -- HASH l (limit), r (remaining, lowest in the window; none: unknown), z
 -- (reset ms), g ("1": z is default_retry_after's guess), p ("1": probing:
--- the window is unknown until an answer speaks for it); P qf:ENDPOINT ZSET
+-- the window is unknown until an answer speaks for it), e (with a known
+-- window length: the window's end at the latest, its first answer plus the
+-- length), x (the announced reset of the window that ended by e, whose late
+-- answers are ignored); P qf:ENDPOINT ZSET
 -- tickets in flight -> deadline (a dead worker's requests stop counting
 -- when their deadlines pass).
--- ARGV: now, action, endpoint, margin ms, default ms, max ms, ticket, then
+-- ARGV: now, action, endpoint, margin ms, default ms, max ms, window ms
+-- ("" unknown), ticket, then
 --   take: lease ms -> {"go", 0} / {"wait", 0} (only an answer on its way
 --     can tell) / {"spent", ms}
 --   answer: status, limit, remaining, reset ms from now, throttle ms
@@ -1319,7 +1323,8 @@ return out
 local now = now_ms()
 local action, endpoint = ARGV[2], ARGV[3]
 local margin, default, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local ticket = ARGV[7]
+local window = num(ARGV[7], nil)
+local ticket = ARGV[8]
 local q = P .. "quota:" .. endpoint
 local fl = P .. "qf:" .. endpoint
 redis.call("ZREMRANGEBYSCORE", fl, "-inf", now)
@@ -1328,22 +1333,44 @@ local function probing()
   return redis.call("HGET", q, "p") ~= "0"
 end
 
--- Past the reset (and margin): a new window, unknown until its first answer.
+-- When the window ends: the reset, or sooner by its known length.
+local function due()
+  local st = redis.call("HMGET", q, "z", "e")
+  local z, e = num(st[1], nil), num(st[2], nil)
+  if e and (not z or e < z) then return e end
+  return z
+end
+
+-- Past the window's end (and margin): a new window, unknown until its
+-- first answer.
 local function roll()
-  local z = num(redis.call("HGET", q, "z"), nil)
-  if z and now >= z + margin then
-    redis.call("HDEL", q, "r", "z", "g")
+  local d = due()
+  if d and now >= d + margin then
+    local st = redis.call("HMGET", q, "z", "g")
+    redis.call("HDEL", q, "r", "z", "g", "e", "x")
     redis.call("HSET", q, "p", "1")
+    -- Ended by its length before the reset it announced: its answers still
+    -- on their way say that reset.
+    local z = num(st[1], nil)
+    if z and st[2] ~= "1" and d < z then redis.call("HSET", q, "x", z) end
   end
 end
 
 local function wait_ms()
-  local z = num(redis.call("HGET", q, "z"), nil)
-  if not z then
-    z = now + default - margin
-    redis.call("HSET", q, "z", z, "g", "1")
+  local d = due()
+  if not d then
+    d = now + default - margin
+    redis.call("HSET", q, "z", d, "g", "1")
   end
-  return math.ceil(math.min(math.max(0, z + margin - now), cap))
+  return math.ceil(math.min(math.max(0, d + margin - now), cap))
+end
+
+-- An answer of the window came now: it began before, so with a known
+-- length it ends by now + window (the first answer's bound is the least).
+local function answered_in_window()
+  if not window then return end
+  local e = num(redis.call("HGET", q, "e"), nil)
+  if not e or now + window < e then redis.call("HSET", q, "e", now + window) end
 end
 
 local function spent()
@@ -1366,6 +1393,10 @@ local function learn(limit, remaining, reset)
   if limit then redis.call("HSET", q, "l", limit) end
   if reset and reset + margin <= now then return false end
   roll()
+  local x = num(redis.call("HGET", q, "x"), nil)
+  if reset and x and reset <= x + 1000 then
+    return false -- a late answer of the window that ended by its length
+  end
   local r = num(redis.call("HGET", q, "r"), nil)
   local old = num(redis.call("HGET", q, "z"), nil)
   if r == nil or old == nil or reset == nil or redis.call("HGET", q, "g") == "1" then
@@ -1376,9 +1407,11 @@ local function learn(limit, remaining, reset)
     return false -- a late answer from an earlier window
   elseif reset > old + 1000 then
     redis.call("HSET", q, "r", remaining, "z", reset)
+    redis.call("HDEL", q, "e") -- a new window
   else -- the same window: the lowest count is the latest
     redis.call("HSET", q, "r", math.min(r, remaining), "z", math.max(old, reset))
   end
+  answered_in_window()
   return true
 end
 
@@ -1396,15 +1429,15 @@ if action == "take" then
   elseif spent() then
     out = {"spent", wait_ms()}
   else
-    redis.call("ZADD", fl, now + tonumber(ARGV[8]), ticket)
+    redis.call("ZADD", fl, now + tonumber(ARGV[9]), ticket)
     out = {"go", 0}
   end
 elseif action == "answer" then
   redis.call("ZREM", fl, ticket)
-  local status = tonumber(ARGV[8])
-  local limit, remaining = num(ARGV[9], nil), num(ARGV[10], nil)
+  local status = tonumber(ARGV[9])
+  local limit, remaining = num(ARGV[10], nil), num(ARGV[11], nil)
   if remaining then
-    local reset = num(ARGV[11], nil)
+    local reset = num(ARGV[12], nil)
     if reset then reset = now + reset end
     if learn(limit, remaining, reset) then redis.call("HSET", q, "p", "0") end
   elseif (redis.call("HEXISTS", q, "l") == 0 and redis.call("HEXISTS", q, "r") == 0)
@@ -1414,21 +1447,22 @@ elseif action == "answer" then
     -- headers says nothing of the window: the probe goes on).
     redis.call("HSET", q, "p", "0")
   end
-  local throttle = num(ARGV[12], nil)
+  local throttle = num(ARGV[13], nil)
   if throttle then
     redis.call("HSET", q, "r", 0, "z", now + throttle - margin)
-    redis.call("HDEL", q, "g")
+    redis.call("HDEL", q, "g", "e") -- its word, not our bound
   end
   out = gate()
 else
   redis.call("ZREM", fl, ticket)
   out = gate()
 end
-local state = redis.call("HMGET", q, "l", "r", "z")
+local state = redis.call("HMGET", q, "l", "r")
+local d = due()
 out[#out + 1] = state[1] or ""
 out[#out + 1] = state[2] or ""
-if state[3] then
-  out[#out + 1] = tostring(math.floor(tonumber(state[3]) - now))
+if d then
+  out[#out + 1] = tostring(math.floor(d - now))
 else
   out[#out + 1] = ""
 end

@@ -72,7 +72,7 @@ api:
     max_pages: 1
   records: page
   reset_margin: 100ms
-"""
+{window}"""
 
 
 class TimedXAPI(FakeXAPI):
@@ -94,7 +94,9 @@ class TimedXAPI(FakeXAPI):
         return window
 
 
-async def quota_run(reactor: Any, shared: bool, aligned: bool) -> dict[str, Any]:
+async def quota_run(
+    reactor: Any, shared: bool, aligned: bool, window: bool = False
+) -> dict[str, Any]:
     fake = TimedXAPI(
         reactor,
         quotas={TWEETS: (LIMIT, WINDOW)},
@@ -110,7 +112,10 @@ async def quota_run(reactor: Any, shared: bool, aligned: bool) -> dict[str, Any]
         rows = [json.dumps({"id": str(1000 + i)}) for i in range(ROWS)]
         (folder / "users.jsonl").write_text("\n".join(rows) + "\n")
         recipe = folder / "api.yaml"
-        recipe.write_text(RECIPE.format(url=url, run=run, width=WIDTH, base=served.url))
+        known = f"  window: {WINDOW:g}s\n" if window else ""
+        recipe.write_text(
+            RECIPE.format(url=url, run=run, width=WIDTH, base=served.url, window=known)
+        )
         admin = await RedisStore.connect(url, run, reactor)
         limits = {
             "width": WIDTH,
@@ -243,21 +248,30 @@ async def throughput(reactor: Any) -> tuple[float, float]:
 async def main(reactor: Any) -> None:
     os.environ["API_TOKEN"] = "test-token"
     rows = []
-    for aligned in (False, True):
-        for shared in (True, False):
-            got = await quota_run(reactor, shared, aligned)
-            rows.append(
-                [
-                    "aligned" if aligned else "X-style (from the first request)",
-                    "one budget in Redis" if shared else "a budget per worker",
-                    str(got["requests"]),
-                    str(got["429"]),
-                    f"{got['span']:.2f}",
-                    f"{got['bound']:.2f}",
-                    f"{got['span'] / got['bound']:.2f}",
-                    f"{got['span'] / got['announced']:.2f}",
-                ]
-            )
+    for aligned, shared, window in (
+        (False, True, False),
+        (False, False, False),
+        (False, True, True),
+        (True, True, False),
+        (True, False, False),
+        (True, True, True),
+    ):
+        got = await quota_run(reactor, shared, aligned, window)
+        kind = "aligned" if aligned else "X-style (from the first request)"
+        if window:
+            kind += f", `api.window: {WINDOW:g}s`"
+        rows.append(
+            [
+                kind,
+                "one budget in Redis" if shared else "a budget per worker",
+                str(got["requests"]),
+                str(got["429"]),
+                f"{got['span']:.2f}",
+                f"{got['bound']:.2f}",
+                f"{got['span'] / got['bound']:.2f}",
+                f"{got['span'] / got['announced']:.2f}",
+            ]
+        )
     print(
         table(
             f"{WORKERS} workers, {ROWS} calls, {LIMIT} per {WINDOW:g} s, "
