@@ -505,6 +505,16 @@ class FaultTests(FaultTestCase):
         d.cancel()
         await self.assertFailure(d, CancelledError)
 
+    async def test_cancel_while_connecting(self) -> None:
+        """Cancelling a fetch at once, before its connection is made, fails
+        it with CancelledError: an address host is connected to directly,
+        with no name resolution (in a thread) that a cancel would turn into
+        a DNS failure ("Couldn't find the hostname '127.0.0.1'", seen under
+        load when test_cancel_mid_body's cancel came that early)."""
+        d = self.fetcher().fetch(self.server.url("/ok?size=10"))
+        d.cancel()
+        await self.assertFailure(d, CancelledError)
+
     async def test_cancel_before_headers(self) -> None:
         """Cancelling a fetch that waits for headers fails it with
         CancelledError, not a connection error."""

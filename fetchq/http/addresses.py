@@ -259,12 +259,31 @@ class EndpointFactory:
         host = uri.host.decode("ascii")
         endpoint: Any
         if self._allow_private:
-            endpoint = HostnameEndpoint(
-                self._reactor, host, uri.port, timeout=self._timeout
-            )
+            endpoint = _literal_endpoint(self._reactor, host, uri.port, self._timeout)
+            if endpoint is None:
+                endpoint = HostnameEndpoint(
+                    self._reactor, host, uri.port, timeout=self._timeout
+                )
         else:
             endpoint = GuardedEndpoint(self._reactor, host, uri.port, self._timeout)
         if uri.scheme == b"https":
             creator = self._tls_policy.creatorForNetloc(uri.host, uri.port)
             endpoint = wrapClientTLS(creator, endpoint)
         return cast(IStreamClientEndpoint, endpoint)
+
+
+def _literal_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    """A TCP endpoint for a host that is an IP address, else None.
+
+    ``HostnameEndpoint`` resolves even an address through the reactor's
+    resolver, a thread: each new connection waited for one, and a request
+    cancelled while it did failed with "Couldn't find the hostname" (a DNS
+    failure) instead of being cancelled."""
+    if "%" in host:
+        return None  # a scoped IPv6 address: resolved as before
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name: resolved as before
+    cls = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
+    return cls(reactor, host, port, timeout=timeout)
