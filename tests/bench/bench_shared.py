@@ -245,6 +245,19 @@ async def throughput(reactor: Any) -> tuple[float, float]:
     return jobs / elapsed, calls / jobs
 
 
+def _figures(got: dict[str, Any]) -> list[str]:
+    """A run's requests, 429s, span, bound and the two ratios, as cells."""
+    span = got["span"]
+    return [
+        str(got["requests"]),
+        str(got["429"]),
+        f"{span:.2f}",
+        f"{got['bound']:.2f}",
+        f"{span / got['bound']:.2f}",
+        f"{span / got['announced']:.2f}",
+    ]
+
+
 async def main(reactor: Any) -> None:
     os.environ["API_TOKEN"] = "test-token"
     rows = []
@@ -264,12 +277,7 @@ async def main(reactor: Any) -> None:
             [
                 kind,
                 "one budget in Redis" if shared else "a budget per worker",
-                str(got["requests"]),
-                str(got["429"]),
-                f"{got['span']:.2f}",
-                f"{got['bound']:.2f}",
-                f"{got['span'] / got['bound']:.2f}",
-                f"{got['span'] / got['announced']:.2f}",
+                *_figures(got),
             ]
         )
     print(
@@ -295,12 +303,7 @@ async def main(reactor: Any) -> None:
         rows.append(
             [
                 "one budget in Redis" if shared else "a budget per caller",
-                str(got["requests"]),
-                str(got["429"]),
-                f"{got['span']:.2f}",
-                f"{got['bound']:.2f}",
-                f"{got['span'] / got['bound']:.2f}",
-                f"{got['span'] / got['announced']:.2f}",
+                *_figures(got),
             ]
         )
     print(
