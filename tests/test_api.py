@@ -1152,6 +1152,27 @@ class FakeJitterTests(SynchronousTestCase):
             FakeXAPI(Clock(), jitter=-0.1)
 
 
+def _jittered_run(
+    width: int,
+    quota: tuple[int, float],
+    latency: float,
+    conf: ApiConfig,
+    aligned: bool = False,
+) -> _Run:
+    """A run of one page a call against the timeline endpoint's ``quota``
+    (calls per window of seconds), answers taking ``latency`` plus up to
+    30 ms, in any order."""
+    return _Run(
+        width=width,
+        quotas={TWEETS: quota},
+        latency=latency,
+        jitter=0.03,
+        pages=1,
+        aligned=aligned,
+        conf=conf,
+    )
+
+
 class AnyWidthTests(SynchronousTestCase):
     """Issue 9, item 7: 120 calls against 15 per 3 s window, announced in
     ``x-rate-limit-*``, at widths from 1 to 200 (below, at and above the
@@ -1196,14 +1217,12 @@ class AnyWidthTests(SynchronousTestCase):
     def figure(self, width: int) -> None:
         for aligned, margin in [(True, 1.0), (False, 0.0), (False, 1.0)]:
             with self.subTest(aligned=aligned, margin=margin):
-                run = _Run(
-                    width=width,
-                    quotas={TWEETS: (self.limit, self.window)},
-                    latency=self.latency,
-                    jitter=0.03,
-                    pages=1,
+                run = _jittered_run(
+                    width,
+                    (self.limit, self.window),
+                    self.latency,
+                    config(reset_margin=margin),
                     aligned=aligned,
-                    conf=config(reset_margin=margin),
                 )
                 for n in range(self.calls):
                     run.put({"id": n}, n)
@@ -1298,13 +1317,11 @@ class KnownWindowTests(SynchronousTestCase):
     calls, limit, window, latency, margin = 120, 15, 3.0, 0.02, 0.1
 
     def elapsed(self, width: int, window: float | None) -> tuple[float, _Run]:
-        run = _Run(
-            width=width,
-            quotas={TWEETS: (self.limit, self.window)},
-            latency=self.latency,
-            jitter=0.03,
-            pages=1,
-            conf=config(reset_margin=self.margin, window=window),
+        run = _jittered_run(
+            width,
+            (self.limit, self.window),
+            self.latency,
+            config(reset_margin=self.margin, window=window),
         )
         for n in range(self.calls):
             run.put({"id": n}, n)
